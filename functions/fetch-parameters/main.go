@@ -1,0 +1,15 @@
+// Command fetch-parameters is the first stage of a rotation: validate the
+// request, check key and material, GetParametersForImport, record the token.
+package main
+
+import (
+	"github.com/kms-reimport/kms-reimport/shared/importparams"
+	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
+	"github.com/kms-reimport/kms-reimport/shared/settings"
+)
+
+func main() {
+	c := settings.MustInit("fetch-parameters")
+	stage := &importparams.Stage{KMS: c.KMS, Secrets: c.Secrets, Tokens: c.Tokens, Settings: c.Settings}
+	lambdarun.Start("fetch-parameters", stage.Run)
+}

@@ -1,0 +1,15 @@
+// Command record-failure runs from every Catch of the state machine: it
+// writes the failed import record and abandons an unused token.
+package main
+
+import (
+	"github.com/kms-reimport/kms-reimport/shared/failures"
+	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
+	"github.com/kms-reimport/kms-reimport/shared/settings"
+)
+
+func main() {
+	c := settings.MustInit("record-failure")
+	stage := &failures.Stage{Audit: c.Audit, Tokens: c.Tokens}
+	lambdarun.Start("record-failure", stage.Run)
+}

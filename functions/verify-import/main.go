@@ -1,0 +1,15 @@
+// Command verify-import is the last stage of a rotation: prove the key is
+// Enabled with the asked expiry and works, then write the import record.
+package main
+
+import (
+	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
+	"github.com/kms-reimport/kms-reimport/shared/settings"
+	"github.com/kms-reimport/kms-reimport/shared/verification"
+)
+
+func main() {
+	c := settings.MustInit("verify-import")
+	stage := &verification.Stage{KMS: c.KMS, Audit: c.Audit}
+	lambdarun.Start("verify-import", stage.Run)
+}

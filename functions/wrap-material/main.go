@@ -1,0 +1,15 @@
+// Command wrap-material is the second stage of a rotation: wrap the secret's
+// key material with the token record's public key.
+package main
+
+import (
+	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
+	"github.com/kms-reimport/kms-reimport/shared/settings"
+	"github.com/kms-reimport/kms-reimport/shared/wrapping"
+)
+
+func main() {
+	c := settings.MustInit("wrap-material")
+	stage := &wrapping.Stage{Secrets: c.Secrets, Tokens: c.Tokens}
+	lambdarun.Start("wrap-material", stage.Run)
+}

@@ -1,0 +1,113 @@
+// Package audit keeps the import records an auditor reads: one per
+// execution and key, success or failure, with no material and no token.
+package audit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/tokens"
+)
+
+// Outcomes of an import.
+const (
+	Succeeded = "succeeded"
+	Failed    = "failed"
+)
+
+// DB is the part of DynamoDB this package uses.
+type DB interface {
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}
+
+// Record is one import record.
+type Record struct {
+	PK                string     `dynamodbav:"pk"`
+	SK                string     `dynamodbav:"sk"`
+	Type              string     `dynamodbav:"type"`
+	KeyARN            string     `dynamodbav:"keyArn"`
+	KeyID             string     `dynamodbav:"keyId,omitempty"`
+	RecordedAt        time.Time  `dynamodbav:"recordedAt"`
+	ImportedAt        *time.Time `dynamodbav:"importedAt,omitempty"`
+	Outcome           string     `dynamodbav:"outcome"`
+	ExpirationModel   string     `dynamodbav:"expirationModel,omitempty"`
+	ValidTo           *time.Time `dynamodbav:"validTo,omitempty"`
+	ValidToBefore     *time.Time `dynamodbav:"validToBefore,omitempty"`
+	KeyStateBefore    string     `dynamodbav:"keyStateBefore,omitempty"`
+	KeyStateAfter     string     `dynamodbav:"keyStateAfter,omitempty"`
+	SecretID          string     `dynamodbav:"secretId,omitempty"`
+	SecretVersionID   string     `dynamodbav:"secretVersionId,omitempty"`
+	WrappingAlgorithm string     `dynamodbav:"wrappingAlgorithm,omitempty"`
+	WrappingKeySpec   string     `dynamodbav:"wrappingKeySpec,omitempty"`
+	WrappingDefaulted bool       `dynamodbav:"wrappingDefaulted,omitempty"`
+	TokenID           string     `dynamodbav:"tokenId,omitempty"`
+	TokenFetches      int        `dynamodbav:"tokenFetches,omitempty"`
+	ExecutionID       string     `dynamodbav:"executionId"`
+	Verification      string     `dynamodbav:"verification,omitempty"`
+	Stage             string     `dynamodbav:"stage,omitempty"`
+	ErrorName         string     `dynamodbav:"errorName,omitempty"`
+	Cause             string     `dynamodbav:"cause,omitempty"`
+	ExpiresAt         int64      `dynamodbav:"expiresAt,omitempty"`
+}
+
+// Store writes import records.
+type Store struct {
+	DB        DB
+	Table     string
+	Retention time.Duration // 0 keeps records for ever
+}
+
+// SK is the sort key of the record of one execution: stable, so a retried
+// stage overwrites its own record instead of adding a second one.
+func SK(executionStart, executionID string) string {
+	return "IMPORT#" + executionStart + "#" + executionID
+}
+
+// Put writes r, replacing the record of the same execution if any.
+func (s *Store) Put(ctx context.Context, r Record) error {
+	r.PK, r.Type = tokens.PK(r.KeyARN), "import"
+	if s.Retention > 0 {
+		r.ExpiresAt = r.RecordedAt.Add(s.Retention).Unix()
+	}
+	item, err := attributevalue.MarshalMap(r)
+	if err != nil {
+		return fmt.Errorf("encoding import record: %w", err)
+	}
+	if _, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item}); err != nil {
+		return fmt.Errorf("writing import record %s: %w", r.SK, err)
+	}
+	return nil
+}
+
+// List returns a key's import records, oldest first.
+func (s *Store) List(ctx context.Context, keyARN string) ([]Record, error) {
+	var recs []Record
+	p := dynamodb.NewQueryPaginator(s.DB, &dynamodb.QueryInput{
+		TableName:              &s.Table,
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :t)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": &types.AttributeValueMemberS{Value: tokens.PK(keyARN)},
+			":t":  &types.AttributeValueMemberS{Value: "IMPORT#"},
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing import records of %s: %w", keyARN, err)
+		}
+		var page []Record
+		if err := attributevalue.UnmarshalListOfMaps(out.Items, &page); err != nil {
+			return nil, fmt.Errorf("decoding import records: %w", err)
+		}
+		recs = append(recs, page...)
+	}
+	return recs, nil
+}

@@ -1,0 +1,103 @@
+// Package failures is the stage every Catch leads to: it writes the failed
+// import record (error name, sanitized cause, stage, execution), abandons
+// an unused token, and passes the error on to the Fail state.
+package failures
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/tokens"
+)
+
+// Stage records a failure.
+type Stage struct {
+	Audit  *audit.Store
+	Tokens *tokens.Store
+	Now    func() time.Time
+}
+
+// UnknownKey is recorded as the key when the input named none usable.
+const UnknownKey = "(unknown key)"
+
+// Run is the stage's handler.
+func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+	if s.Error == nil {
+		return s, flow.Errorf(flow.InvalidInput, "field \"error\" is missing; this stage runs from a Catch with ResultPath $.error")
+	}
+	name := s.Error.Error
+	cause := flow.Sanitize(causeMessage(s.Error.Cause))
+	s.Error.Cause = cause
+	now := time.Now
+	if st.Now != nil {
+		now = st.Now
+	}
+	rec := audit.Record{
+		SK:          audit.SK(s.Execution.StartTime, s.Execution.ID),
+		KeyARN:      keyOf(s),
+		RecordedAt:  now().UTC(),
+		Outcome:     audit.Failed,
+		ExecutionID: s.Execution.ID,
+		Stage:       s.FailedStage,
+		ErrorName:   name,
+		Cause:       cause,
+	}
+	if r := s.Request; r != nil {
+		rec.KeyID, rec.SecretID, rec.SecretVersionID = r.KeyID, r.SecretID, r.SecretVersionID
+		rec.ExpirationModel, rec.ValidTo = r.ExpirationModel, r.ValidTo
+		rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = r.WrappingAlgorithm, r.WrappingKeySpec, r.WrappingDefaulted
+	}
+	if k := s.Key; k != nil {
+		rec.KeyStateBefore, rec.ValidToBefore = k.StateBefore, k.ValidToBefore
+	}
+	if t := s.Token; t != nil && s.Key != nil {
+		rec.TokenID, rec.TokenFetches = t.ID, t.Fetches
+		// An issued or wrapped token will never be used now: drop it.
+		err := st.Tokens.MarkFailed(ctx, s.Key.ARN, t.ID, "execution failed at "+s.FailedStage+": "+name)
+		if err != nil && !errors.Is(err, tokens.ErrConflict) {
+			return s, flow.FromAWS(err, flow.Internal, "abandoning token record %s", t.ID)
+		}
+	}
+	if s.Import != nil {
+		rec.ImportedAt = &s.Import.ImportedAt
+	}
+	if err := st.Audit.Put(ctx, rec); err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "recording the failure")
+	}
+	logging.From(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", s.FailedStage, "error", name, "cause", cause, "auditId", rec.SK)
+	return s, nil
+}
+
+// causeMessage extracts errorMessage from a Lambda error Cause.
+func causeMessage(cause string) string {
+	var c struct {
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if json.Unmarshal([]byte(cause), &c) == nil && c.ErrorMessage != "" {
+		return c.ErrorMessage
+	}
+	return cause
+}
+
+func keyOf(s flow.State) string {
+	if s.Key != nil && s.Key.ARN != "" {
+		return s.Key.ARN
+	}
+	if s.Request != nil && s.Request.KeyID != "" {
+		return s.Request.KeyID
+	}
+	var in struct {
+		KeyID any `json:"keyId"`
+	}
+	if json.Unmarshal(s.Input, &in) == nil {
+		if id, ok := in.KeyID.(string); ok && id != "" && len(id) <= 300 {
+			return id
+		}
+	}
+	return UnknownKey
+}

@@ -1,0 +1,170 @@
+// Package flow holds what passes between the stages of the rotation state
+// machine: the state payload and the named errors its Retry and Catch
+// clauses match on.
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/aws/smithy-go"
+)
+
+// Error names the state machine branches on. They are part of the public
+// interface: infra/statemachine/README.md documents each, and renaming one
+// breaks Retry/Catch clauses and users' alarms.
+const (
+	// InvalidInput: the execution input or event is malformed. Not retried.
+	InvalidInput = "InvalidInput"
+	// KeyNotFound: KMS has no such key (or alias). Not retried.
+	KeyNotFound = "KeyNotFound"
+	// KeyNotEligible: the key cannot take an import (origin, state, spec,
+	// custom key store). Not retried.
+	KeyNotEligible = "KeyNotEligible"
+	// SecretNotFound: the secret or the pinned version does not exist.
+	SecretNotFound = "SecretNotFound"
+	// InvalidSecret: the secret's material has the wrong shape for the key.
+	InvalidSecret = "InvalidSecret"
+	// UnsupportedWrapping: the wrapping algorithm/spec cannot be used for
+	// this key or material.
+	UnsupportedWrapping = "UnsupportedWrapping"
+	// ImportTokenExpiring: the import token has less remaining validity than
+	// required (or KMS says it expired). The state machine fetches fresh
+	// import parameters and wraps again.
+	ImportTokenExpiring = "ImportTokenExpiring"
+	// TokenRefreshLimitExceeded: fresh parameters were fetched too often in
+	// one execution.
+	TokenRefreshLimitExceeded = "TokenRefreshLimitExceeded"
+	// InvalidImportToken: KMS rejected the token as not belonging to the key.
+	InvalidImportToken = "InvalidImportToken"
+	// IncorrectKeyMaterial: the material is not the one already bound to
+	// the key. Never retried: only the right material fixes it.
+	IncorrectKeyMaterial = "IncorrectKeyMaterial"
+	// InvalidCiphertext: KMS could not unwrap the encrypted material.
+	InvalidCiphertext = "InvalidCiphertext"
+	// TokenStateConflict: the token record is not in the state this stage
+	// needs (used already, expired, missing).
+	TokenStateConflict = "TokenStateConflict"
+	// VerificationFailed: after the import the key is not as asked.
+	VerificationFailed = "VerificationFailed"
+	// AWSTransient: throttling, timeouts and internal errors of KMS,
+	// Secrets Manager or DynamoDB. Retried with backoff.
+	AWSTransient = "AWSTransient"
+	// Internal: anything else; a bug or an unexpected AWS answer.
+	Internal = "Internal"
+)
+
+// Error is an error with a stable name. Its message is safe to log and to
+// put in a state payload: callers never build one from key material or an
+// import token.
+type Error struct {
+	Name string
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Msg + ": " + e.Err.Error()
+	}
+	return e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns a named error with a formatted message.
+func Errorf(name, format string, args ...any) error {
+	return &Error{Name: name, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Wrap names err. A nil err gives nil.
+func Wrap(name string, err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Name: name, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+// NameOf returns the stable name of err, or Internal.
+func NameOf(err error) string {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.Name
+	}
+	return Internal
+}
+
+// transientCodes are AWS error codes that retrying later can fix.
+var transientCodes = map[string]bool{
+	"ThrottlingException":                    true,
+	"Throttling":                             true,
+	"TooManyRequestsException":               true,
+	"RequestLimitExceeded":                   true,
+	"DependencyTimeoutException":             true,
+	"KMSInternalException":                   true,
+	"InternalServiceError":                   true,
+	"InternalFailure":                        true,
+	"InternalServerError":                    true,
+	"ServiceUnavailable":                     true,
+	"ProvisionedThroughputExceededException": true,
+	"ThrottledException":                     true,
+	"TransactionConflictException":           true,
+}
+
+// AWSCode returns the API error code of err, or "".
+func AWSCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+// FromAWS names an AWS SDK error: transient codes (and network failures)
+// become AWSTransient, everything else the fallback name.
+func FromAWS(err error, fallback, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	code := AWSCode(err)
+	if transientCodes[code] || (code == "" && isNetwork(err)) {
+		return Wrap(AWSTransient, err, format, args...)
+	}
+	return Wrap(fallback, err, format, args...)
+}
+
+func isNetwork(err error) bool {
+	s := err.Error()
+	for _, m := range []string{"connection refused", "connection reset", "i/o timeout", "EOF", "deadline exceeded", "no such host", "retry quota exceeded", "exceeded maximum number of attempts"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// longOpaque matches runs that look like encoded binary (base64 or hex):
+// an error cause never needs them, and they are what a leaked token or key
+// would look like.
+var longOpaque = regexp.MustCompile(`[A-Za-z0-9+/=_-]{40,}`)
+
+// arnLike keeps ARNs readable: they are long but not secret.
+var arnLike = regexp.MustCompile(`^arn:`)
+
+// Sanitize makes an error message fit for a record or a notification:
+// opaque runs are redacted and the length is bounded.
+func Sanitize(msg string) string {
+	msg = longOpaque.ReplaceAllStringFunc(msg, func(s string) string {
+		if arnLike.MatchString(s) || strings.Count(s, "-") >= 4 && len(s) < 80 && !strings.ContainsAny(s, "+/=") {
+			return s // ARNs, UUID-based ids
+		}
+		return "[redacted]"
+	})
+	const max = 1000
+	if len(msg) > max {
+		msg = msg[:max] + "…"
+	}
+	return msg
+}

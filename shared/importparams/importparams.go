@@ -1,0 +1,170 @@
+// Package importparams is the first stage: it validates the request, checks
+// the key and the material, then calls GetParametersForImport and records
+// the answer in a token record. Only a reference to that record leaves the
+// stage.
+package importparams
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/keys"
+	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/material"
+	"github.com/kms-reimport/kms-reimport/shared/request"
+	"github.com/kms-reimport/kms-reimport/shared/secrets"
+	"github.com/kms-reimport/kms-reimport/shared/settings"
+	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/shared/wrap"
+)
+
+// KMS is the part of KMS this stage calls.
+type KMS interface {
+	keys.Describer
+	GetParametersForImport(context.Context, *kms.GetParametersForImportInput, ...func(*kms.Options)) (*kms.GetParametersForImportOutput, error)
+}
+
+// Stage fetches import parameters.
+type Stage struct {
+	KMS      KMS
+	Secrets  secrets.API
+	Tokens   *tokens.Store
+	Settings settings.Settings
+	Now      func() time.Time
+}
+
+func (st *Stage) now() time.Time {
+	if st.Now != nil {
+		return st.Now()
+	}
+	return time.Now()
+}
+
+// Run is the stage's handler.
+func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+	if s.Execution.ID == "" {
+		return s, flow.Errorf(flow.InvalidInput, "field \"execution.id\" is empty; the state machine passes $$.Execution.Id")
+	}
+	if s.Request == nil {
+		r, err := request.Parse(s.Input, st.now(), request.Options{DefaultValidFor: st.Settings.DefaultValidFor})
+		if err != nil {
+			return s, err
+		}
+		s.Request = r
+	}
+	s.Input = nil
+	fetches := 0
+	if s.Token != nil {
+		fetches = s.Token.Fetches
+	}
+	if fetches >= st.Settings.MaxTokenFetches {
+		return s, flow.Errorf(flow.TokenRefreshLimitExceeded, "import parameters were fetched %d times in this execution (limit %d); each token was too close to expiry when the import stage got it", fetches, st.Settings.MaxTokenFetches)
+	}
+	r := s.Request
+
+	md, err := keys.Describe(ctx, st.KMS, r.KeyID)
+	if err != nil {
+		return s, err
+	}
+	if err := keys.CheckImportable(md); err != nil {
+		return s, err
+	}
+	arn := *md.Arn
+	log := logging.From(ctx).With("keyArn", arn)
+	if s.Key == nil {
+		s.Key = &flow.Key{ARN: arn, KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}
+	} else if s.Key.ARN != arn {
+		return s, flow.Errorf(flow.InvalidInput, "key %q now resolves to %s, not %s as earlier in this execution", r.KeyID, arn, s.Key.ARN)
+	}
+
+	// The material is checked before any import token is asked for, so a
+	// wrong secret costs nothing and changes nothing. The version read is
+	// pinned for the rest of the execution.
+	m, version, err := secrets.Read(ctx, st.Secrets, r.SecretID, r.SecretVersionID, r.SecretVersionStage, md.KeySpec)
+	if err != nil {
+		return s, err
+	}
+	n := len(m)
+	material.Zero(m)
+	r.SecretVersionID = version
+
+	if err := chooseWrapping(r, md.KeySpec, n); err != nil {
+		return s, err
+	}
+
+	out, err := st.KMS.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+		KeyId:             &arn,
+		WrappingAlgorithm: types.AlgorithmSpec(r.WrappingAlgorithm),
+		WrappingKeySpec:   types.WrappingKeySpec(r.WrappingKeySpec),
+	})
+	if err != nil {
+		var is *types.KMSInvalidStateException
+		var uo *types.UnsupportedOperationException
+		switch {
+		case errors.As(err, &is), errors.As(err, &uo):
+			return s, flow.Wrap(flow.KeyNotEligible, err, "GetParametersForImport for %s", arn)
+		case flow.AWSCode(err) == "ValidationException":
+			return s, flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, r.WrappingAlgorithm, r.WrappingKeySpec)
+		}
+		return s, flow.FromAWS(err, flow.Internal, "GetParametersForImport for %s", arn)
+	}
+	if out.ParametersValidTo == nil || len(out.ImportToken) == 0 || len(out.PublicKey) == 0 {
+		return s, flow.Errorf(flow.Internal, "GetParametersForImport for %s returned an incomplete answer", arn)
+	}
+	issued := st.now().UTC()
+	id := newID()
+	rec := tokens.Record{
+		KeyARN:            arn,
+		TokenID:           id,
+		WrappingAlgorithm: r.WrappingAlgorithm,
+		WrappingKeySpec:   r.WrappingKeySpec,
+		IssuedAt:          issued,
+		ParametersValidTo: out.ParametersValidTo.UTC(),
+		ExecutionID:       s.Execution.ID,
+		Status:            tokens.Issued,
+		SecretVersionID:   version,
+		PublicKey:         out.PublicKey,
+		ImportToken:       out.ImportToken,
+	}
+	rec.SK = tokens.SK(issued, id)
+	if err := st.Tokens.Put(ctx, rec); err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "recording import parameters for %s", arn)
+	}
+	clear(out.ImportToken)
+	s.Token = &flow.TokenRef{ID: rec.SK, ParametersValidTo: rec.ParametersValidTo, Fetches: fetches + 1}
+	log.Info("import parameters fetched", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo,
+		"wrappingAlgorithm", r.WrappingAlgorithm, "wrappingKeySpec", r.WrappingKeySpec, "secretVersionId", version, "fetch", fetches+1)
+	return s, nil
+}
+
+// chooseWrapping fills in the defaults for the key type and checks the
+// combination before any token is requested.
+func chooseWrapping(r *flow.Request, spec types.KeySpec, materialLen int) error {
+	alg, ks := wrap.Defaults(spec)
+	if r.WrappingAlgorithm == "" && r.WrappingKeySpec == "" {
+		r.WrappingDefaulted = true
+	}
+	if r.WrappingAlgorithm == "" {
+		r.WrappingAlgorithm = string(alg)
+	}
+	if r.WrappingKeySpec == "" {
+		r.WrappingKeySpec = string(ks)
+	}
+	if err := wrap.Check(spec, types.AlgorithmSpec(r.WrappingAlgorithm), types.WrappingKeySpec(r.WrappingKeySpec), materialLen, r.AllowLegacyWrapping); err != nil {
+		return flow.Wrap(flow.UnsupportedWrapping, err, "wrapping %s material", spec)
+	}
+	return nil
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,243 @@
+// Package request validates the execution input of a rotation: the public
+// interface documented in the README. Everything is checked here, before
+// any call to KMS, Secrets Manager or DynamoDB.
+package request
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+)
+
+// MaxValidity is how far ahead KMS accepts a ValidTo.
+const MaxValidity = 365 * 24 * time.Hour
+
+// Input is the execution input as users write it.
+type Input struct {
+	KeyID               string `json:"keyId"`
+	SecretID            string `json:"secretId"`
+	SecretVersionID     string `json:"secretVersionId"`
+	SecretVersionStage  string `json:"secretVersionStage"`
+	ValidFor            string `json:"validFor"`
+	ValidTo             string `json:"validTo"`
+	ExpirationModel     string `json:"expirationModel"`
+	WrappingAlgorithm   string `json:"wrappingAlgorithm"`
+	WrappingKeySpec     string `json:"wrappingKeySpec"`
+	AllowLegacyWrapping bool   `json:"allowLegacyWrapping"`
+}
+
+// Fields lists the input's fields, for error messages.
+const Fields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping"
+
+// Options are the deployment's defaults.
+type Options struct {
+	// DefaultValidFor applies when the input names neither validFor,
+	// validTo nor an expiration model.
+	DefaultValidFor time.Duration
+}
+
+var (
+	keyUUID     = `[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`
+	mrkID       = `mrk-[0-9a-f]{32}`
+	keyIDRe     = regexp.MustCompile(`^(` + keyUUID + `|` + mrkID + `)$`)
+	keyARNRe    = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(` + keyUUID + `|` + mrkID + `)$`)
+	aliasRe     = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+	aliasARNRe  = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:alias/[a-zA-Z0-9/_-]{1,250}$`)
+	secretName  = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]{1,512}$`)
+	secretARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$`)
+	versionID   = regexp.MustCompile(`^[A-Za-z0-9-]{32,64}$`)
+	stageRe     = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,256}$`)
+	durationRe  = regexp.MustCompile(`^(\d+)d$`)
+)
+
+var algorithms = []string{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSAES_PKCS1_V1_5", "SM2PKE"}
+var specs = []string{"RSA_2048", "RSA_3072", "RSA_4096", "SM2"}
+
+func invalid(format string, args ...any) error {
+	return flow.Errorf(flow.InvalidInput, format, args...)
+}
+
+// Parse decodes and validates raw execution input. now anchors validFor and
+// the range checks on validTo.
+func Parse(raw []byte, now time.Time, opt Options) (*flow.Request, error) {
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil, invalid("execution input is empty; expected a JSON object with keyId and secretId (fields: %s)", Fields)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var in Input
+	if err := dec.Decode(&in); err != nil {
+		return nil, decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, invalid("execution input has data after the JSON object")
+	}
+	return Validate(in, now, opt)
+}
+
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return invalid("field %q must be a JSON %s, got %s", te.Field, kindOf(te.Type.Kind().String()), te.Value)
+	case errors.As(err, &se):
+		return invalid("execution input is not valid JSON (offset %d)", se.Offset)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return invalid("unknown field %s in execution input; allowed: %s", f, Fields)
+	}
+	return invalid("execution input is not a JSON object: %v", err)
+}
+
+func kindOf(k string) string {
+	if k == "bool" {
+		return "boolean"
+	}
+	return k
+}
+
+// Validate checks an already decoded input.
+func Validate(in Input, now time.Time, opt Options) (*flow.Request, error) {
+	r := &flow.Request{
+		KeyID:               strings.TrimSpace(in.KeyID),
+		SecretID:            strings.TrimSpace(in.SecretID),
+		SecretVersionID:     in.SecretVersionID,
+		SecretVersionStage:  in.SecretVersionStage,
+		WrappingAlgorithm:   in.WrappingAlgorithm,
+		WrappingKeySpec:     in.WrappingKeySpec,
+		AllowLegacyWrapping: in.AllowLegacyWrapping,
+	}
+	switch {
+	case r.KeyID == "":
+		return nil, invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
+	case !keyIDRe.MatchString(r.KeyID) && !keyARNRe.MatchString(r.KeyID) && !aliasRe.MatchString(r.KeyID) && !aliasARNRe.MatchString(r.KeyID):
+		return nil, invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(r.KeyID))
+	}
+	switch {
+	case r.SecretID == "":
+		return nil, invalid("field \"secretId\" is required: the ARN or name of the secret holding the key material")
+	case !secretName.MatchString(r.SecretID) && !secretARNRe.MatchString(r.SecretID):
+		return nil, invalid("field \"secretId\" is %q: not a secret ARN or name (1-512 of A-Z a-z 0-9 /_+=.@-)", clip(r.SecretID))
+	}
+	if r.SecretVersionID != "" && !versionID.MatchString(r.SecretVersionID) {
+		return nil, invalid("field \"secretVersionId\" is %q: a version id is 32-64 letters, digits and hyphens", clip(r.SecretVersionID))
+	}
+	if r.SecretVersionStage != "" {
+		if r.SecretVersionID != "" {
+			return nil, invalid("fields \"secretVersionId\" and \"secretVersionStage\" exclude each other; give one")
+		}
+		if !stageRe.MatchString(r.SecretVersionStage) {
+			return nil, invalid("field \"secretVersionStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(r.SecretVersionStage))
+		}
+	}
+	if r.SecretVersionID == "" && r.SecretVersionStage == "" {
+		r.SecretVersionStage = "AWSCURRENT"
+	}
+
+	if err := expiry(r, in, now, opt); err != nil {
+		return nil, err
+	}
+
+	if r.WrappingAlgorithm != "" && !contains(algorithms, r.WrappingAlgorithm) {
+		return nil, invalid("field \"wrappingAlgorithm\" is %q; allowed: %s", clip(r.WrappingAlgorithm), strings.Join(algorithms[:5], ", "))
+	}
+	if r.WrappingKeySpec != "" && !contains(specs, r.WrappingKeySpec) {
+		return nil, invalid("field \"wrappingKeySpec\" is %q; allowed: RSA_2048, RSA_3072, RSA_4096", clip(r.WrappingKeySpec))
+	}
+	return r, nil
+}
+
+func expiry(r *flow.Request, in Input, now time.Time, opt Options) error {
+	set := 0
+	for _, s := range []string{in.ValidFor, in.ValidTo} {
+		if s != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return invalid("fields \"validFor\" and \"validTo\" exclude each other; give one")
+	}
+	switch in.ExpirationModel {
+	case flow.DoesNotExpire:
+		if set > 0 {
+			return invalid("field \"expirationModel\" is %s, so \"validFor\"/\"validTo\" must not be given", flow.DoesNotExpire)
+		}
+		r.ExpirationModel = flow.DoesNotExpire
+		return nil
+	case "", flow.Expires:
+		r.ExpirationModel = flow.Expires
+	default:
+		return invalid("field \"expirationModel\" is %q; allowed: %s, %s", clip(in.ExpirationModel), flow.Expires, flow.DoesNotExpire)
+	}
+	var validTo time.Time
+	switch {
+	case in.ValidFor != "":
+		d, err := ParseDuration(in.ValidFor)
+		if err != nil || d <= 0 {
+			return invalid("field \"validFor\" is %q: want a positive duration such as \"720h\" or \"30d\", at most 365 days", clip(in.ValidFor))
+		}
+		if d > MaxValidity {
+			return invalid("field \"validFor\" is %q: more than the 365 days KMS allows", in.ValidFor)
+		}
+		validTo = now.Add(d)
+	case in.ValidTo != "":
+		t, err := time.Parse(time.RFC3339, in.ValidTo)
+		if err != nil {
+			return invalid("field \"validTo\" is %q: want an RFC 3339 time such as \"2027-01-31T00:00:00Z\"", clip(in.ValidTo))
+		}
+		validTo = t
+	default:
+		if opt.DefaultValidFor <= 0 {
+			return invalid("none of \"validFor\", \"validTo\" or \"expirationModel\" is given and this deployment has no default validity")
+		}
+		validTo = now.Add(opt.DefaultValidFor)
+	}
+	// KMS takes whole seconds (local-kms rejects fractions outright).
+	validTo = validTo.UTC().Truncate(time.Second)
+	if !validTo.After(now) {
+		return invalid("field \"validTo\" is %s: it is not in the future (now %s)", validTo.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if validTo.Sub(now) > MaxValidity {
+		return invalid("field \"validTo\" is %s: more than 365 days ahead of now (%s), which KMS refuses", validTo.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	r.ValidTo = &validTo
+	return nil
+}
+
+// ParseDuration reads Go durations ("720h", "90m") and whole days ("30d").
+func ParseDuration(s string) (time.Duration, error) {
+	if m := durationRe.FindStringSubmatch(s); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n > 100000 {
+			return 0, fmt.Errorf("duration %q out of range", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// clip bounds user-supplied values quoted back in errors.
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}

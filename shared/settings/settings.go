@@ -1,0 +1,96 @@
+// Package settings reads a function's configuration from its environment
+// (set by template.yaml) and builds the AWS SDK clients once per process.
+package settings
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+)
+
+// Settings are the knobs template.yaml exposes.
+type Settings struct {
+	// Table is the DynamoDB table for token, import and registry records.
+	Table string
+	// MinTokenValidity is the least remaining validity an import token
+	// must have when the import stage uses it.
+	MinTokenValidity time.Duration
+	// MaxTokenFetches bounds GetParametersForImport calls per execution.
+	MaxTokenFetches int
+	// TokenRetention is how long token records outlive their
+	// ParametersValidTo before DynamoDB's TTL removes them.
+	TokenRetention time.Duration
+	// AuditRetention is how long import records are kept; 0 keeps them.
+	AuditRetention time.Duration
+	// DefaultValidFor applies to inputs that give no validity.
+	DefaultValidFor time.Duration
+}
+
+// FromEnv reads Settings; a malformed value is an error naming the variable.
+func FromEnv() (Settings, error) {
+	s := Settings{Table: os.Getenv("TABLE_NAME")}
+	if s.Table == "" {
+		return s, fmt.Errorf("environment variable TABLE_NAME is empty; it must name the DynamoDB table")
+	}
+	var err error
+	if s.MinTokenValidity, err = duration("MIN_TOKEN_VALIDITY", 10*time.Minute); err != nil {
+		return s, err
+	}
+	if s.TokenRetention, err = duration("TOKEN_RECORD_RETENTION", 30*24*time.Hour); err != nil {
+		return s, err
+	}
+	if s.AuditRetention, err = duration("AUDIT_RECORD_RETENTION", 0); err != nil {
+		return s, err
+	}
+	if s.DefaultValidFor, err = duration("DEFAULT_VALID_FOR", 0); err != nil {
+		return s, err
+	}
+	s.MaxTokenFetches = 3
+	if v := os.Getenv("MAX_TOKEN_FETCHES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10 {
+			return s, fmt.Errorf("environment variable MAX_TOKEN_FETCHES is %q; want an integer from 1 to 10", v)
+		}
+		s.MaxTokenFetches = n
+	}
+	return s, nil
+}
+
+func duration(name string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := parseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("environment variable %s is %q; want a duration such as 10m, 720h or 30d", name, v)
+	}
+	return d, nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	if n := len(v); n > 1 && v[n-1] == 'd' {
+		days, err := strconv.Atoi(v[:n-1])
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
+}
+
+// AWS loads the SDK configuration the standard way: region, credentials
+// and endpoints (AWS_ENDPOINT_URL_KMS and friends) come from the
+// environment, so the same binary talks to AWS or to local emulators.
+func AWS(ctx context.Context) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return cfg, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	return cfg, nil
+}

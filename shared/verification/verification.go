@@ -1,0 +1,134 @@
+// Package verification is the last stage: it proves the key is Enabled with
+// the expiry asked for and that it works, then writes the import record.
+package verification
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/keys"
+	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/wrapping"
+)
+
+// KMS is the part of KMS this stage calls.
+type KMS interface {
+	keys.Describer
+	Encrypt(context.Context, *kms.EncryptInput, ...func(*kms.Options)) (*kms.EncryptOutput, error)
+	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
+}
+
+// Stage verifies an import and records it.
+type Stage struct {
+	KMS   KMS
+	Audit *audit.Store
+	Now   func() time.Time
+}
+
+func (st *Stage) now() time.Time {
+	if st.Now != nil {
+		return st.Now()
+	}
+	return time.Now()
+}
+
+// Run is the stage's handler.
+func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+	if err := wrapping.Needs(s); err != nil {
+		return s, err
+	}
+	if s.Import == nil {
+		return s, flow.Errorf(flow.InvalidInput, "field \"import\" is missing; this stage runs after the import stage")
+	}
+	r, k := s.Request, s.Key
+	md, err := keys.Describe(ctx, st.KMS, k.ARN)
+	if err != nil {
+		return s, err
+	}
+	if md.KeyState != types.KeyStateEnabled {
+		return s, flow.Errorf(flow.VerificationFailed, "key %s is %s after the import, not Enabled", k.ARN, md.KeyState)
+	}
+	if err := checkExpiry(md, r); err != nil {
+		return s, err
+	}
+	proof, err := st.roundTrip(ctx, k.ARN, s.Execution.ID)
+	if err != nil {
+		return s, err
+	}
+
+	rec := audit.Record{
+		SK:                audit.SK(s.Execution.StartTime, s.Execution.ID),
+		KeyARN:            k.ARN,
+		KeyID:             r.KeyID,
+		RecordedAt:        st.now().UTC(),
+		ImportedAt:        &s.Import.ImportedAt,
+		Outcome:           audit.Succeeded,
+		ExpirationModel:   r.ExpirationModel,
+		ValidTo:           md.ValidTo,
+		ValidToBefore:     k.ValidToBefore,
+		KeyStateBefore:    k.StateBefore,
+		KeyStateAfter:     string(md.KeyState),
+		SecretID:          r.SecretID,
+		SecretVersionID:   r.SecretVersionID,
+		WrappingAlgorithm: r.WrappingAlgorithm,
+		WrappingKeySpec:   r.WrappingKeySpec,
+		WrappingDefaulted: r.WrappingDefaulted,
+		TokenID:           s.Token.ID,
+		TokenFetches:      s.Token.Fetches,
+		ExecutionID:       s.Execution.ID,
+		Verification:      proof,
+	}
+	if err := st.Audit.Put(ctx, rec); err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "recording the import of %s", k.ARN)
+	}
+	s.Verified = &flow.Verification{KeyState: string(md.KeyState), ValidTo: md.ValidTo, RoundTrip: proof, AuditID: rec.SK}
+	logging.From(ctx).Info("import verified and recorded", "keyState", md.KeyState, "validTo", md.ValidTo, "auditId", rec.SK)
+	return s, nil
+}
+
+func checkExpiry(md *types.KeyMetadata, r *flow.Request) error {
+	switch r.ExpirationModel {
+	case flow.DoesNotExpire:
+		if md.ExpirationModel != types.ExpirationModelTypeKeyMaterialDoesNotExpire {
+			return flow.Errorf(flow.VerificationFailed, "key %s has expiration model %q after the import, want %s", *md.Arn, md.ExpirationModel, flow.DoesNotExpire)
+		}
+	default:
+		if md.ValidTo == nil || !md.ValidTo.Equal(*r.ValidTo) {
+			got := "none"
+			if md.ValidTo != nil {
+				got = md.ValidTo.UTC().Format(time.RFC3339)
+			}
+			return flow.Errorf(flow.VerificationFailed, "key %s has ValidTo %s after the import, want %s", *md.Arn, got, r.ValidTo.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// roundTrip encrypts a random probe under the key and decrypts it again.
+func (st *Stage) roundTrip(ctx context.Context, arn, execID string) (string, error) {
+	probe := make([]byte, 32)
+	if _, err := rand.Read(probe); err != nil {
+		return "", flow.Wrap(flow.Internal, err, "random probe")
+	}
+	ec := map[string]string{"purpose": "kms-reimport verification", "execution": execID}
+	enc, err := st.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: &arn, Plaintext: probe, EncryptionContext: ec})
+	if err != nil {
+		return "", flow.FromAWS(err, flow.VerificationFailed, "Encrypt with %s", arn)
+	}
+	dec, err := st.KMS.Decrypt(ctx, &kms.DecryptInput{KeyId: &arn, CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
+	if err != nil {
+		return "", flow.FromAWS(err, flow.VerificationFailed, "Decrypt with %s", arn)
+	}
+	if !bytes.Equal(dec.Plaintext, probe) {
+		return "", flow.Errorf(flow.VerificationFailed, "Encrypt/Decrypt round trip with %s returned different bytes", arn)
+	}
+	return fmt.Sprintf("Encrypt/Decrypt round trip of a %d-byte random probe: equal", len(probe)), nil
+}
