@@ -1,0 +1,458 @@
+// Package stack runs the local AWS stand-ins the project is tested and
+// demonstrated on: local-kms, DynamoDB Local, moto's Secrets Manager, and
+// each function of template.yaml under the Lambda Runtime Interface
+// Emulator. Everything is reached through the SDK's standard endpoint
+// variables, which the stack writes to an env file.
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+// Defaults of the local stack.
+const (
+	Region  = "eu-west-2"
+	Account = "111122223333"
+	Table   = "kms-reimport-local"
+)
+
+// Options configure Up.
+type Options struct {
+	// Root is the repository root (template.yaml, functions/, .local/tools).
+	Root string
+	// Dir holds the stack's state, logs, builds and env file.
+	Dir string
+	// FunctionEnv overrides function environment variables, like
+	// `sam local invoke --env-vars`: "Parameters" applies to all functions,
+	// a logical id to one.
+	FunctionEnv map[string]map[string]string
+	// Log receives progress lines; nil is quiet.
+	Log func(format string, args ...any)
+}
+
+// Stack is a running local stack. Its JSON form is Dir/state.json.
+type Stack struct {
+	Dir       string            `json:"dir"`
+	Region    string            `json:"region"`
+	Table     string            `json:"table"`
+	KMS       string            `json:"kms"`
+	DynamoDB  string            `json:"dynamodb"`
+	Secrets   string            `json:"secretsmanager"`
+	Functions map[string]string `json:"functions"` // logical id -> invoke URL
+	PIDs      map[string]int    `json:"pids"`
+}
+
+// Tools is where install.sh puts what the stack runs.
+func Tools(root string) string { return filepath.Join(root, ".local", "tools") }
+
+// Up starts everything and waits until each part answers.
+func Up(ctx context.Context, o Options) (st *Stack, err error) {
+	logf := o.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	tools := Tools(o.Root)
+	for _, p := range []string{"bin/local-kms", "bin/aws-lambda-rie", "dynamodb/DynamoDBLocal.jar"} {
+		if _, err := os.Stat(filepath.Join(tools, p)); err != nil {
+			return nil, fmt.Errorf("%s is missing: run infra/local/install.sh (make tools) first", filepath.Join(tools, p))
+		}
+	}
+	for _, c := range []string{"moto_server", "java"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return nil, fmt.Errorf("%s is not on PATH: run infra/local/install.sh, which says how to get it", c)
+		}
+	}
+	if old, err := Load(o.Dir); err == nil && old.alive() {
+		return nil, fmt.Errorf("a local stack is already running from %s; stop it first (make stack-down)", o.Dir)
+	}
+	_ = os.RemoveAll(o.Dir)
+	for _, d := range []string{"logs", "build", "kms-data"} {
+		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	st = &Stack{Dir: o.Dir, Region: Region, Table: Table, Functions: map[string]string{}, PIDs: map[string]int{}}
+	defer func() {
+		if err != nil {
+			_ = st.Down()
+		}
+	}()
+
+	ports, err := freePorts(3)
+	if err != nil {
+		return st, err
+	}
+	st.KMS = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	st.DynamoDB = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	st.Secrets = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+
+	if err := st.start("local-kms", nil, []string{
+		"PORT=" + fmt.Sprint(ports[0]), "KMS_REGION=" + Region, "KMS_ACCOUNT_ID=" + Account,
+		"KMS_DATA_PATH=" + filepath.Join(o.Dir, "kms-data"),
+	}, filepath.Join(tools, "bin/local-kms")); err != nil {
+		return st, err
+	}
+	ddb := filepath.Join(tools, "dynamodb")
+	if err := st.start("dynamodb-local", nil, nil, "java", "-Djava.library.path="+filepath.Join(ddb, "DynamoDBLocal_lib"),
+		"-jar", filepath.Join(ddb, "DynamoDBLocal.jar"), "-inMemory", "-port", fmt.Sprint(ports[1])); err != nil {
+		return st, err
+	}
+	if err := st.start("moto", nil, nil, "moto_server", "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
+		return st, err
+	}
+
+	tmpl, err := LoadTemplate(filepath.Join(o.Root, "template.yaml"), map[string]string{"RotationTable": Table})
+	if err != nil {
+		return st, err
+	}
+	logf("building %d functions for this host", len(tmpl.Functions))
+	if err := buildHost(ctx, o.Root, filepath.Join(o.Dir, "build"), tmpl.Functions); err != nil {
+		return st, err
+	}
+
+	if err := st.waitServices(ctx); err != nil {
+		return st, err
+	}
+	logf("local-kms %s, DynamoDB Local %s, moto %s: up", st.KMS, st.DynamoDB, st.Secrets)
+	if err := st.createTable(ctx, tmpl.Table); err != nil {
+		return st, err
+	}
+
+	fports, err := freePorts(len(tmpl.Functions))
+	if err != nil {
+		return st, err
+	}
+	for i, f := range tmpl.Functions {
+		addr := fmt.Sprintf("127.0.0.1:%d", fports[i])
+		env := st.functionEnv(f, o.FunctionEnv)
+		if err := st.start(f.LogicalID, nil, env, filepath.Join(tools, "bin/aws-lambda-rie"),
+			"--runtime-interface-emulator-address", addr, filepath.Join(o.Dir, "build", f.LogicalID, "bootstrap")); err != nil {
+			return st, err
+		}
+		st.Functions[f.LogicalID] = "http://" + addr + "/2015-03-31/functions/function/invocations"
+	}
+	for id, u := range st.Functions {
+		if err := waitTCP(ctx, strings.TrimPrefix(strings.Split(u, "/2015")[0], "http://"), 30*time.Second); err != nil {
+			return st, fmt.Errorf("runtime emulator for %s: %w (see %s)", id, err, st.logPath(id))
+		}
+	}
+	logf("%d functions under the Lambda Runtime Interface Emulator: up", len(st.Functions))
+	return st, st.save()
+}
+
+// ClientEnv is the environment an SDK client (a test, the CLI, the AWS
+// CLI) needs to reach this stack.
+func (st *Stack) ClientEnv() []string {
+	return []string{
+		"AWS_REGION=" + st.Region,
+		"AWS_DEFAULT_REGION=" + st.Region,
+		"AWS_ACCESS_KEY_ID=local",
+		"AWS_SECRET_ACCESS_KEY=local",
+		"AWS_ENDPOINT_URL_KMS=" + st.KMS,
+		"AWS_ENDPOINT_URL_DYNAMODB=" + st.DynamoDB,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + st.Secrets,
+		"TABLE_NAME=" + st.Table,
+	}
+}
+
+func (st *Stack) functionEnv(f Function, over map[string]map[string]string) []string {
+	m := map[string]string{}
+	for k, v := range f.Env {
+		m[k] = v
+	}
+	for _, src := range []map[string]string{over["Parameters"], over[f.LogicalID]} {
+		for k, v := range src {
+			m[k] = v
+		}
+	}
+	env := append(st.ClientEnv(),
+		"AWS_LAMBDA_FUNCTION_NAME="+f.LogicalID,
+		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", f.MemoryMB),
+		fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", f.TimeoutSecs),
+		"PATH="+os.Getenv("PATH"))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+m[k])
+	}
+	return env
+}
+
+// start runs a process in its own process group (so it outlives a
+// `stackctl up` and can be stopped as a whole), logging to Dir/logs.
+func (st *Stack) start(name string, _ []string, env []string, prog string, args ...string) error {
+	logf, err := os.Create(st.logPath(name))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(prog, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = st.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	st.PIDs[name] = cmd.Process.Pid
+	go func() { _ = cmd.Wait() }() // reap when started in-process (tests)
+	return nil
+}
+
+func (st *Stack) logPath(name string) string { return filepath.Join(st.Dir, "logs", name+".log") }
+
+// LogPath is where a part of the stack (a function's logical id,
+// local-kms, dynamodb-local, moto) writes its output.
+func (st *Stack) LogPath(name string) string { return st.logPath(name) }
+
+func (st *Stack) waitServices(ctx context.Context) error {
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		return err
+	}
+	checks := map[string]func(context.Context) error{
+		"local-kms": func(ctx context.Context) error {
+			_, err := kms.NewFromConfig(cfg).ListKeys(ctx, &kms.ListKeysInput{})
+			return err
+		},
+		"dynamodb-local": func(ctx context.Context) error {
+			_, err := dynamodb.NewFromConfig(cfg).ListTables(ctx, &dynamodb.ListTablesInput{})
+			return err
+		},
+		"moto": func(ctx context.Context) error {
+			_, err := secretsmanager.NewFromConfig(cfg).ListSecrets(ctx, &secretsmanager.ListSecretsInput{})
+			return err
+		},
+	}
+	for name, check := range checks {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := check(cctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not answer within 60s: %v (see %s)", name, err, st.logPath(name))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// AWSConfig is an SDK configuration pointed at this stack.
+func (st *Stack) AWSConfig(ctx context.Context) (aws.Config, error) {
+	for _, kv := range st.ClientEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AWS_") {
+			os.Setenv(k, v)
+		}
+	}
+	return config.LoadDefaultConfig(ctx, config.WithRetryMaxAttempts(2))
+}
+
+func (st *Stack) createTable(ctx context.Context, t TableSpec) error {
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		return err
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	in := &dynamodb.CreateTableInput{
+		TableName:   &st.Table,
+		BillingMode: ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{
+			{AttributeName: &t.HashKey, AttributeType: ddbtypes.ScalarAttributeTypeS},
+		},
+		KeySchema: []ddbtypes.KeySchemaElement{{AttributeName: &t.HashKey, KeyType: ddbtypes.KeyTypeHash}},
+	}
+	if t.RangeKey != "" {
+		in.AttributeDefinitions = append(in.AttributeDefinitions, ddbtypes.AttributeDefinition{AttributeName: &t.RangeKey, AttributeType: ddbtypes.ScalarAttributeTypeS})
+		in.KeySchema = append(in.KeySchema, ddbtypes.KeySchemaElement{AttributeName: &t.RangeKey, KeyType: ddbtypes.KeyTypeRange})
+	}
+	if _, err := db.CreateTable(ctx, in); err != nil {
+		return fmt.Errorf("creating table %s: %w", st.Table, err)
+	}
+	if t.TTLAttribute != "" {
+		_, err := db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{TableName: &st.Table,
+			TimeToLiveSpecification: &ddbtypes.TimeToLiveSpecification{AttributeName: &t.TTLAttribute, Enabled: aws.Bool(true)}})
+		if err != nil {
+			return fmt.Errorf("enabling TTL on %s: %w", st.Table, err)
+		}
+	}
+	return nil
+}
+
+// buildHost compiles every function for this machine (the runtime
+// emulator runs host binaries), in one go build for speed.
+func buildHost(ctx context.Context, root, out string, fns []Function) error {
+	for _, f := range fns {
+		dir := filepath.Join(out, f.LogicalID)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", filepath.Join(dir, "bootstrap"), "./"+f.Dir)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %v\n%s", f.LogicalID, err, b)
+		}
+	}
+	return nil
+}
+
+func (st *Stack) save() error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(filepath.Join(st.Dir, "state.json"), b, 0o644); err != nil {
+		return err
+	}
+	var env strings.Builder
+	env.WriteString("# Written by the local stack; `source` it to point the AWS SDKs and CLI at the emulators.\n")
+	for _, kv := range st.ClientEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&env, "export %s=%q\n", k, v)
+	}
+	if err := os.WriteFile(filepath.Join(st.Dir, "env"), []byte(env.String()), 0o644); err != nil {
+		return err
+	}
+	fb, _ := json.MarshalIndent(st.Functions, "", "  ")
+	return os.WriteFile(filepath.Join(st.Dir, "functions.json"), fb, 0o644)
+}
+
+// Load reads the state of a stack started earlier from dir.
+func Load(dir string) (*Stack, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	var st Stack
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "state.json"), err)
+	}
+	return &st, nil
+}
+
+func (st *Stack) alive() bool {
+	for _, pid := range st.PIDs {
+		if syscall.Kill(pid, 0) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Down stops every process the stack started (their whole process groups).
+func (st *Stack) Down() error {
+	for _, pid := range st.PIDs {
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for st.alive() && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, pid := range st.PIDs {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	_ = os.Remove(filepath.Join(st.Dir, "state.json"))
+	return nil
+}
+
+// Stop stops one part (for fault tests) and forgets its pid.
+func (st *Stack) Stop(name string) error {
+	pid, ok := st.PIDs[name]
+	if !ok {
+		return fmt.Errorf("no %s in this stack", name)
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	delete(st.PIDs, name)
+	return nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func waitTCP(ctx context.Context, addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Invoke sends one event to a function's runtime emulator and returns the
+// raw response body and whether it is a function error.
+func (st *Stack) Invoke(ctx context.Context, logicalID string, event []byte) ([]byte, bool, error) {
+	u, ok := st.Functions[logicalID]
+	if !ok {
+		return nil, false, fmt.Errorf("no function %s in this stack", logicalID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(event)))
+	if err != nil {
+		return nil, false, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, false, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, false, err
+	}
+	var e struct {
+		ErrorType string `json:"errorType"`
+	}
+	isErr := resp.Header.Get("X-Amz-Function-Error") != "" || (json.Unmarshal(body, &e) == nil && e.ErrorType != "")
+	return body, isErr, nil
+}

@@ -1,0 +1,131 @@
+// Command stackctl drives the local stack: `up`, `down`, `execute`,
+// `invoke` and `demo` (what `make run` shows). It is the engine behind the
+// Makefile's local targets; see the README.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+)
+
+const usage = `usage: stackctl <command> [flags]
+
+commands:
+  up                     start the local stack (state, logs and env file in .local/stack)
+  down                   stop it
+  execute --input FILE   run the state machine on the running stack; exit 1 if the execution failed
+  demo                   start a stack, create a demo key and secret, rotate, show the result, stop
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	root, err := repoRoot()
+	if err != nil {
+		fail(2, err)
+	}
+	dir := filepath.Join(root, ".local", "stack")
+	switch os.Args[1] {
+	case "up":
+		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf})
+		if err != nil {
+			fail(1, err)
+		}
+		fmt.Printf("local stack up. Point a shell at it with:\n  source %s\n", filepath.Join(dir, "env"))
+		for id, u := range st.Functions {
+			fmt.Printf("  %-24s %s\n", id, u)
+		}
+	case "down":
+		st, err := stack.Load(dir)
+		if err != nil {
+			fmt.Println("no local stack running")
+			return
+		}
+		_ = st.Down()
+		fmt.Println("local stack stopped")
+	case "execute":
+		fs := flag.NewFlagSet("execute", flag.ExitOnError)
+		input := fs.String("input", "", "execution input file (JSON)")
+		asJSON := fs.Bool("json", false, "print one JSON document")
+		_ = fs.Parse(os.Args[2:])
+		if *input == "" {
+			fail(2, fmt.Errorf("execute needs --input FILE"))
+		}
+		st, err := stack.Load(dir)
+		if err != nil {
+			fail(2, fmt.Errorf("no local stack running (make stack-up): %w", err))
+		}
+		in, err := os.ReadFile(*input)
+		if err != nil {
+			fail(2, err)
+		}
+		if *asJSON {
+			ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{})
+			if err != nil {
+				fail(1, err)
+			}
+			printJSON(ex)
+			if ex.Status != "SUCCEEDED" {
+				os.Exit(1)
+			}
+			return
+		}
+		ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{Human: true, Out: os.Stdout})
+		if err != nil {
+			fail(1, err)
+		}
+		if ex.Status != "SUCCEEDED" {
+			os.Exit(1)
+		}
+	case "demo":
+		if err := demo(ctx, root); err != nil {
+			fail(1, err)
+		}
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+}
+
+func logf(format string, args ...any) { fmt.Printf("• "+format+"\n", args...) }
+
+func fail(code int, err error) {
+	fmt.Fprintln(os.Stderr, "stackctl:", err)
+	os.Exit(code)
+}
+
+// repoRoot finds the directory holding template.yaml, from the working
+// directory upwards.
+func repoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", fmt.Errorf("template.yaml not found above the working directory")
+		}
+		d = p
+	}
+}
+
+func printJSON(v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Println(string(b))
+}
