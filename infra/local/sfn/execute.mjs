@@ -11,6 +11,8 @@
 // See README.md beside this file.
 
 import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -307,6 +309,30 @@ export function functionNameOf(ref) {
 // Invoking functions under the runtime interface emulator
 // ---------------------------------------------------------------------------
 
+/** POSTs body to url with node:http(s) (no fetch port blocklist, no keep-alive). */
+export function httpPost(url, body) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const mod = u.protocol === 'https:' ? https : http;
+    const req = mod.request(u, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({
+        status: res.statusCode,
+        headers: res.headers,
+        text: Buffer.concat(chunks).toString('utf8'),
+      }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 const ERROR_KEYS = new Set(['errorType', 'errorMessage', 'stackTrace', 'trace', 'requestId', 'cause']);
 
 function lambdaError(name, cause) {
@@ -320,23 +346,17 @@ function lambdaError(name, cause) {
  * Returns { invoke(functionName, payload) -> {payload, statusCode, headers} } and throws Errors
  * named like Step Functions names Lambda errors.
  */
-export function createInvoker(functions, { fetchImpl = fetch } = {}) {
+export function createInvoker(functions, { request = httpPost } = {}) {
   const queues = new Map(); // url -> tail promise
 
   async function post(fnName, url, payload) {
     let res;
-    let text;
     try {
-      res = await fetchImpl(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(payload === undefined ? {} : payload),
-      });
-      text = await res.text();
+      res = await request(url, JSON.stringify(payload === undefined ? {} : payload));
     } catch (e) {
-      const why = e.cause?.code ?? e.cause?.message ?? e.message;
-      throw lambdaError('Lambda.ServiceException', `could not invoke ${fnName} at ${url}: ${why}`);
+      throw lambdaError('Lambda.ServiceException', `could not invoke ${fnName} at ${url}: ${e.code ?? e.message}`);
     }
+    const { text } = res;
     let body;
     let isJson = false;
     try {
@@ -345,7 +365,7 @@ export function createInvoker(functions, { fetchImpl = fetch } = {}) {
     } catch {
       body = undefined;
     }
-    const fnErrHeader = res.headers.get('x-amz-function-error');
+    const fnErrHeader = res.headers['x-amz-function-error'];
     const looksLikeError =
       isJson && body !== null && typeof body === 'object' && !Array.isArray(body) &&
       typeof body.errorType === 'string' &&
@@ -510,7 +530,7 @@ export async function runExecution({
   functions,
   waitScale,
   onState = () => {},
-  fetchImpl,
+  request,
 }) {
   let machine;
   try {
@@ -518,7 +538,7 @@ export async function runExecution({
   } catch (e) {
     throw new UsageError(e.message);
   }
-  const invoker = createInvoker(functions, { fetchImpl });
+  const invoker = createInvoker(functions, request ? { request } : {});
   const taskResourceLocalHandlers = buildTaskHandlers(definition, functions, invoker);
   const { retryIntervalOverrides, waitTimeOverrides } = buildWaitOverrides(definition, waitScale);
 
@@ -712,6 +732,12 @@ function maxStateNameLength(definition) {
 /** CLI entry; returns the exit code. */
 export async function main(argv, { stdout = process.stdout, stderr = process.stderr, env = process.env, stdinText } = {}) {
   const out = (s) => stdout.write(`${s}\n`);
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 22) {
+    stderr.write(`execute.mjs needs Node 22+ (aws-local-stepfunctions 3), this is ${process.version}: ` +
+      'use .local/tools/node22/bin/node from infra/local/install.sh\n');
+    return 2;
+  }
   let values;
   try {
     ({ values } = parseArgs({
