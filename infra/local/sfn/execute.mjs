@@ -797,7 +797,7 @@ export async function main(argv, { stdout = process.stdout, stderr = process.std
       warn: (m) => stderr.write(`warning: ${m}\n`),
     });
 
-    const width = maxStateNameLength(definition) + 4;
+    const width = maxStateNameLength(definition) + 6;
     const onState = values.json ? () => {} : (r) => {
       const label = r.index !== undefined ? `${r.name}[${r.index}]` : r.name;
       out(`${label.padEnd(width)}${r.type.padEnd(9)}${String(r.durationMs).padStart(7)} ms  ${formatOutcome(r)}`);

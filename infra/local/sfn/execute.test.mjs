@@ -81,12 +81,17 @@ describe('execute.mjs against a fake runtime emulator', () => {
     assert.equal(r.code, 0, r.stderr + r.stdout);
     const { stateLines, output } = humanOutput(r.stdout);
     const names = stateLines.map((l) => l.split(/\s+/)[0]);
-    for (const s of ['Echo', 'Flaky', 'Pause', 'BranchA', 'BranchB', 'Fanout', 'Invoke', 'Done']) {
+    for (const s of ['Echo', 'Flaky', 'Pause', 'BranchA', 'BranchB', 'Fanout', 'EachItem[0]', 'EachItem[1]', 'Each', 'Invoke', 'Done']) {
       assert.ok(names.includes(s), `no line for ${s}:\n${r.stdout}`);
     }
-    for (const l of stateLines) assert.match(l, /^\S+\s+(Task|Wait|Parallel|Pass|Succeed)\s+\d+ ms {2}ok$/);
+    for (const l of stateLines) assert.match(l, /^\S+\s+(Task|Wait|Parallel|Map|Pass|Succeed)\s+\d+ ms {2}ok$/);
     assert.deepEqual(output.flaky, { calls: 1 });
     assert.deepEqual(output.fanout, [{ echoed: { branch: 'A' } }, { echoed: { branch: 'B' } }]);
+    // Map ItemProcessor Tasks are dispatched too.
+    assert.deepEqual(output.each, [
+      { echoed: { item: { echoed: { branch: 'A' } }, index: 0 } },
+      { echoed: { item: { echoed: { branch: 'B' } }, index: 1 } },
+    ]);
     // ResultSelector picked Payload and StatusCode out of the lambda:invoke result.
     assert.deepEqual(output.invoke, { value: { imported: true }, status: 200 });
     // Substitutions: a Ref to a plain resource becomes a placeholder; GetAtt Arn of a function an ARN.
@@ -226,7 +231,7 @@ describe('execute.mjs against a fake runtime emulator', () => {
   test('invocations of one function are serialized (one in flight per emulator)', async () => {
     const r = await runMachine({ flakyFailures: 0, failWith: null });
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    // BranchA and BranchB run in parallel but both call EchoFunction.
+    // BranchA and BranchB (and the two Map iterations) run concurrently but all call EchoFunction.
     assert.equal(fake.state.maxInFlight.get('EchoFunction'), 1);
   });
 });
