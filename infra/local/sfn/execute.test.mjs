@@ -109,8 +109,12 @@ describe('execute.mjs against a fake runtime emulator', () => {
     assert.match(flaky[1], /retry \(ThrottlingException\)$/);
     assert.match(flaky[2], / ok$/);
     assert.deepEqual(output.flaky, { calls: 3 });
-    // IntervalSeconds 2 and 4 plus a 3 s Wait were scaled down by --wait-scale 0.001.
-    assert.ok(r.ms < 4000, `took ${r.ms} ms`);
+    // IntervalSeconds 2 (then 4 with BackoffRate 2) was scaled down by --wait-scale 0.001: the
+    // retries came well within the 2 s an unscaled retrier waits.
+    const arn = 'arn:aws:states:us-east-1:123456789012:execution:test-reimport:retry-1';
+    const at = fake.state.calls.filter((c) => c.fn === 'FlakyFunction' && c.payload.executionId === arn).map((c) => c.at);
+    assert.equal(at.length, 3);
+    assert.ok(at[2] - at[0] < 1500, `retries took ${at[2] - at[0]} ms`);
   });
 
   test('Retry gives up after MaxAttempts (a ${...} number substitution) and the execution fails', async () => {

@@ -62,7 +62,7 @@ export async function startFakeLambda() {
         return;
       }
       const payload = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
-      state.calls.push({ fn, payload });
+      state.calls.push({ fn, payload, at: Date.now() });
       const now = (state.inFlight.get(fn) ?? 0) + 1;
       state.inFlight.set(fn, now);
       state.maxInFlight.set(fn, Math.max(now, state.maxInFlight.get(fn) ?? 0));
