@@ -144,6 +144,9 @@ func FromSecret(keySpec types.KeySpec, secretBinary []byte, secretString *string
 			defer Zero(buf)
 			return fromPEM(keySpec, s, buf, "SecretString")
 		}
+		if strings.TrimSpace(str) == "" {
+			return nil, fmt.Errorf("%w: %s: SecretString is empty", ErrInvalid, keySpec)
+		}
 		raw, err := decodeBase64([]byte(str))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: SecretString is neither PEM nor base64 (%d characters)", ErrInvalid, keySpec, len(str))
