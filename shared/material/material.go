@@ -118,7 +118,8 @@ func lookup(keySpec types.KeySpec) (spec, error) {
 // FromSecret returns the canonical bytes to import for a key of keySpec from
 // a secret's SecretBinary or SecretString. SecretBinary (used when not
 // empty) holds raw bytes (SYMMETRIC_DEFAULT, HMAC_*) or a DER private key
-// (PKCS#8, PKCS#1 RSA or SEC1 EC). SecretString holds those bytes in base64,
+// (PKCS#8, PKCS#1 RSA or SEC1 EC; a PEM private key uploaded as binary is
+// accepted too). SecretString holds those bytes in base64,
 // or a PEM private key (PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY).
 // Asymmetric keys are returned as PKCS#8 DER. The caller zeroes the result
 // with Zero when done.
@@ -131,6 +132,11 @@ func FromSecret(keySpec types.KeySpec, secretBinary []byte, secretString *string
 	case len(secretBinary) > 0:
 		if len(secretBinary) > MaxInputSize {
 			return nil, fmt.Errorf("%w: %s: SecretBinary is %d bytes, more than any supported key material (%d)", ErrInvalid, keySpec, len(secretBinary), MaxInputSize)
+		}
+		if (s.kind == kindRSA || s.kind == kindEC) && isPEM(secretBinary) {
+			// PEM uploaded as a binary secret (fileb://key.pem): unambiguous
+			// for private keys, since DER starts with a SEQUENCE tag.
+			return fromPEM(keySpec, s, secretBinary, "SecretBinary")
 		}
 		return fromBinary(keySpec, s, secretBinary, "SecretBinary")
 	case secretString != nil:

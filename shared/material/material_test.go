@@ -105,6 +105,7 @@ func asymmetricCases(t *testing.T) []asymCase {
 			asymCase{"PKCS1 base64", rs.spec, nil, ptr(b64(p1)), p8, spki},
 			asymCase{"PEM PRIVATE KEY", rs.spec, nil, ptr(pemOf("PRIVATE KEY", p8)), p8, spki},
 			asymCase{"PEM RSA PRIVATE KEY", rs.spec, nil, ptr(pemOf("RSA PRIVATE KEY", p1)), p8, spki},
+			asymCase{"PEM as SecretBinary", rs.spec, []byte(pemOf("RSA PRIVATE KEY", p1)), nil, p8, spki},
 		)
 	}
 	for _, es := range []struct {
@@ -136,6 +137,7 @@ func asymmetricCases(t *testing.T) []asymCase {
 			asymCase{"SEC1 base64", es.spec, nil, ptr(b64(sec1)), p8, spki},
 			asymCase{"PEM PRIVATE KEY", es.spec, nil, ptr(pemOf("PRIVATE KEY", p8)), p8, spki},
 			asymCase{"PEM EC PRIVATE KEY", es.spec, nil, ptr(pemOf("EC PRIVATE KEY", sec1)), p8, spki},
+			asymCase{"PEM as SecretBinary", es.spec, []byte(pemOf("EC PRIVATE KEY", sec1)), nil, p8, spki},
 		)
 	}
 	k1 := secp256k1Key(t)
