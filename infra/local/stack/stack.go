@@ -138,15 +138,17 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		return st, err
 	}
 
-	fports, err := freePorts(len(tmpl.Functions))
+	fports, err := freePorts(2 * len(tmpl.Functions))
 	if err != nil {
 		return st, err
 	}
 	for i, f := range tmpl.Functions {
-		addr := fmt.Sprintf("127.0.0.1:%d", fports[i])
+		// Each emulator needs its own Runtime API port too (default 9001).
+		addr := fmt.Sprintf("127.0.0.1:%d", fports[2*i])
+		rapi := fmt.Sprintf("127.0.0.1:%d", fports[2*i+1])
 		env := st.functionEnv(f, o.FunctionEnv)
 		if err := st.start(f.LogicalID, nil, env, filepath.Join(tools, "bin/aws-lambda-rie"),
-			"--runtime-interface-emulator-address", addr, filepath.Join(o.Dir, "build", f.LogicalID, "bootstrap")); err != nil {
+			"--runtime-interface-emulator-address", addr, "--runtime-api-address", rapi, filepath.Join(o.Dir, "build", f.LogicalID, "bootstrap")); err != nil {
 			return st, err
 		}
 		st.Functions[f.LogicalID] = "http://" + addr + "/2015-03-31/functions/function/invocations"
