@@ -1,0 +1,60 @@
+# kms-reimport: the Makefile is the user's interface. Every target that needs
+# the local stack installs what is missing first (into .local/, cached).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+TOOLS     := .local/tools
+NODE      := $(TOOLS)/node22/bin/node
+STACKCTL  := $(GO) run ./infra/local/stackctl
+# Lambda builds: static, trimmed, no RPC shim (provided.al2023 needs none).
+LAMBDA_GOFLAGS := -tags lambda.norpc -trimpath -ldflags "-s -w -buildid="
+FUNCTIONS := FetchParametersFunction WrapMaterialFunction ImportMaterialFunction VerifyImportFunction RecordFailureFunction
+# functions/<kebab-case of the logical id without "Function">, as the local stack expects.
+fn_dir = ./functions/$(shell echo '$(1)' | sed -E 's/Function$$//; s/([a-z0-9])([A-Z])/\1-\2/g' | tr 'A-Z' 'a-z')
+
+.PHONY: help tools run stack-up stack-down execute test test-go test-node lint bench build invoke clean
+
+help: ## list targets
+	@grep -E '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
+
+tools: ## install the local emulators and Node 22 into .local/tools (cached)
+	@bash infra/local/install.sh
+
+run: tools ## full local rotation on a fresh stack, shown step by step; stops what it started
+	@$(STACKCTL) demo
+
+stack-up: tools ## start the local stack; endpoints in .local/stack/env (source it)
+	@$(STACKCTL) up
+
+stack-down: ## stop the local stack
+	@$(STACKCTL) down
+
+execute: ## run the state machine on the running stack: make execute INPUT=events/execution-input.json
+	@test -n "$(INPUT)" || { echo "usage: make execute INPUT=<file>"; exit 2; }
+	@$(STACKCTL) execute --input "$(INPUT)"
+
+test: tools lint test-node test-go ## all tests, unit and integration (what .ci/run calls)
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-node:
+	cd infra/local/sfn && ../../../$(NODE) --test
+
+lint: ## cfn-lint on template.yaml (with the SAM transform)
+	cfn-lint template.yaml
+
+bench: ## benchmarks: wrap cost per algorithm and spec
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+build: $(addprefix build-,$(FUNCTIONS)) ## every function's bootstrap for linux/arm64 under build/<LogicalId>/
+
+# sam build calls `make build-<LogicalId>` with ARTIFACTS_DIR set (BuildMethod: makefile).
+build-%:
+	@mkdir -p $(or $(ARTIFACTS_DIR),build/$*)
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(LAMBDA_GOFLAGS) -o $(or $(ARTIFACTS_DIR),build/$*)/bootstrap $(call fn_dir,$*)
+
+clean: ## remove builds and the local stack's state (keeps installed tools)
+	rm -rf build .local/stack .local/demo
