@@ -150,18 +150,30 @@ func isNetwork(err error) bool {
 // would look like.
 var longOpaque = regexp.MustCompile(`[A-Za-z0-9+/=_-]{40,}`)
 
-// arnLike keeps ARNs readable: they are long but not secret.
-var arnLike = regexp.MustCompile(`^arn:`)
+// arnRe finds ARNs: long but not secret, and what an operator needs.
+var arnRe = regexp.MustCompile(`arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:[A-Za-z0-9/_+=.@:#-]+`)
+
+// uuidRe finds UUIDs and mrk- ids (key ids, version ids, execution names).
+var uuidRe = regexp.MustCompile(`^(?:.*[/:#])?[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$`)
 
 // Sanitize makes an error message fit for a record or a notification:
-// opaque runs are redacted and the length is bounded.
+// opaque runs are redacted (ARNs and UUIDs are kept) and the length is
+// bounded.
 func Sanitize(msg string) string {
+	var arns []string
+	msg = arnRe.ReplaceAllStringFunc(msg, func(a string) string {
+		arns = append(arns, a)
+		return fmt.Sprintf("\x00%d\x00", len(arns)-1)
+	})
 	msg = longOpaque.ReplaceAllStringFunc(msg, func(s string) string {
-		if arnLike.MatchString(s) || strings.Count(s, "-") >= 4 && len(s) < 80 && !strings.ContainsAny(s, "+/=") {
-			return s // ARNs, UUID-based ids
+		if uuidRe.MatchString(s) {
+			return s
 		}
 		return "[redacted]"
 	})
+	for i, a := range arns {
+		msg = strings.Replace(msg, fmt.Sprintf("\x00%d\x00", i), a, 1)
+	}
 	const max = 1000
 	if len(msg) > max {
 		msg = msg[:max] + "…"

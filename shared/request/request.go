@@ -91,6 +91,8 @@ func decodeError(err error) error {
 		return invalid("field %q must be a JSON %s, got %s", te.Field, kindOf(te.Type.Kind().String()), te.Value)
 	case errors.As(err, &se):
 		return invalid("execution input is not valid JSON (offset %d)", se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("execution input is not valid JSON (it ends too early)")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.TrimPrefix(err.Error(), "json: unknown field ")
 		return invalid("unknown field %s in execution input; allowed: %s", f, Fields)

@@ -1,0 +1,41 @@
+package settings
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFromEnv(t *testing.T) {
+	t.Setenv("TABLE_NAME", "t")
+	t.Setenv("MIN_TOKEN_VALIDITY", "15m")
+	t.Setenv("MAX_TOKEN_FETCHES", "5")
+	t.Setenv("DEFAULT_VALID_FOR", "30d")
+	s, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Table != "t" || s.MinTokenValidity != 15*time.Minute || s.MaxTokenFetches != 5 || s.DefaultValidFor != 30*24*time.Hour || s.TokenRetention != 30*24*time.Hour {
+		t.Fatalf("%+v", s)
+	}
+}
+
+func TestFromEnvErrors(t *testing.T) {
+	cases := []struct{ k, v, want string }{
+		{"TABLE_NAME", "", "TABLE_NAME"},
+		{"MIN_TOKEN_VALIDITY", "ten", "MIN_TOKEN_VALIDITY"},
+		{"MAX_TOKEN_FETCHES", "0", "MAX_TOKEN_FETCHES"},
+		{"MAX_TOKEN_FETCHES", "x", "MAX_TOKEN_FETCHES"},
+		{"DEFAULT_VALID_FOR", "-1h", "DEFAULT_VALID_FOR"},
+	}
+	for _, c := range cases {
+		t.Run(c.k+"="+c.v, func(t *testing.T) {
+			t.Setenv("TABLE_NAME", "t")
+			t.Setenv(c.k, c.v)
+			_, err := FromEnv()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
