@@ -54,6 +54,11 @@ type Request struct {
 	// WrappingDefaulted says the product chose the algorithm and spec.
 	WrappingDefaulted   bool `json:"wrappingDefaulted,omitempty"`
 	AllowLegacyWrapping bool `json:"allowLegacyWrapping,omitempty"`
+	// Register keeps the key in the registry with ValidFor and
+	// RenewBefore as its renewal policy.
+	Register    bool   `json:"register"`
+	ValidFor    string `json:"validFor,omitempty"`
+	RenewBefore string `json:"renewBefore,omitempty"`
 }
 
 // Key is what DescribeKey said before the import.

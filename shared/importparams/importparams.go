@@ -53,7 +53,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		return s, flow.Errorf(flow.InvalidInput, "field \"execution.id\" is empty; the state machine passes $$.Execution.Id")
 	}
 	if s.Request == nil {
-		r, err := request.Parse(s.Input, st.now(), request.Options{DefaultValidFor: st.Settings.DefaultValidFor})
+		r, err := request.Parse(s.Input, st.now(), st.Settings.RequestOptions())
 		if err != nil {
 			return s, err
 		}

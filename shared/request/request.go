@@ -32,16 +32,23 @@ type Input struct {
 	WrappingAlgorithm   string `json:"wrappingAlgorithm"`
 	WrappingKeySpec     string `json:"wrappingKeySpec"`
 	AllowLegacyWrapping bool   `json:"allowLegacyWrapping"`
+	// Register (default true) keeps the key in the registry so the
+	// scheduled planner renews it; RenewBefore is its renewal window.
+	Register    *bool  `json:"register"`
+	RenewBefore string `json:"renewBefore"`
 }
 
 // Fields lists the input's fields, for error messages.
-const Fields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping"
+const Fields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore"
 
 // Options are the deployment's defaults.
 type Options struct {
 	// DefaultValidFor applies when the input names neither validFor,
 	// validTo nor an expiration model.
 	DefaultValidFor time.Duration
+	// DefaultRenewBefore is the registry's renewal window when the input
+	// names none.
+	DefaultRenewBefore time.Duration
 }
 
 var (
@@ -155,6 +162,10 @@ func Validate(in Input, now time.Time, opt Options) (*flow.Request, error) {
 	if r.WrappingKeySpec != "" && !contains(specs, r.WrappingKeySpec) {
 		return nil, invalid("field \"wrappingKeySpec\" is %q; allowed: RSA_2048, RSA_3072, RSA_4096", clip(r.WrappingKeySpec))
 	}
+	r.Register = in.Register == nil || *in.Register
+	if err := renewal(r, in, opt); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -212,6 +223,46 @@ func expiry(r *flow.Request, in Input, now time.Time, opt Options) error {
 		return invalid("field \"validTo\" is %s: more than 365 days ahead of now (%s), which KMS refuses", validTo.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	r.ValidTo = &validTo
+	return nil
+}
+
+// renewal sets the registry policy: validFor and renewBefore.
+func renewal(r *flow.Request, in Input, opt Options) error {
+	// validTo names an instant, not a policy: later renewals use the
+	// deployment's default validity.
+	if in.ValidFor != "" {
+		r.ValidFor = in.ValidFor
+	} else if r.ExpirationModel == flow.Expires && opt.DefaultValidFor > 0 {
+		r.ValidFor = opt.DefaultValidFor.String()
+	}
+	if in.RenewBefore == "" {
+		if opt.DefaultRenewBefore > 0 {
+			r.RenewBefore = opt.DefaultRenewBefore.String()
+		}
+		if !r.Register {
+			return nil
+		}
+	} else {
+		d, err := ParseDuration(in.RenewBefore)
+		if err != nil || d <= 0 || d > MaxValidity {
+			return invalid("field \"renewBefore\" is %q: want a positive duration such as \"336h\" or \"14d\"", clip(in.RenewBefore))
+		}
+		r.RenewBefore = in.RenewBefore
+	}
+	if !r.Register || r.ExpirationModel == flow.DoesNotExpire {
+		return nil
+	}
+	if r.ValidFor == "" {
+		return invalid("field \"validTo\" gives no validity to renew with and this deployment has no default: add \"validFor\", or set \"register\": false")
+	}
+	vf, _ := ParseDuration(r.ValidFor)
+	rb, _ := ParseDuration(r.RenewBefore)
+	if r.RenewBefore == "" {
+		return invalid("field \"renewBefore\" is required to register the key (this deployment has no default)")
+	}
+	if rb >= vf {
+		return invalid("field \"renewBefore\" is %s, not shorter than validFor %s: every scheduled run would renew", r.RenewBefore, r.ValidFor)
+	}
 	return nil
 }
 

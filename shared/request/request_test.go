@@ -10,6 +10,8 @@ import (
 
 var now = time.Date(2026, 11, 27, 10, 0, 0, 500_000_000, time.UTC)
 
+var opts = Options{DefaultValidFor: 24 * time.Hour, DefaultRenewBefore: 30 * time.Minute}
+
 const arn = "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 func TestParseValid(t *testing.T) {
@@ -31,7 +33,7 @@ func TestParseValid(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, err := Parse([]byte(c.in), now, Options{DefaultValidFor: 24 * time.Hour})
+			r, err := Parse([]byte(c.in), now, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,10 +85,13 @@ func TestParseInvalid(t *testing.T) {
 		{"bad algorithm", `{"keyId":"alias/a","secretId":"s","validFor":"1h","wrappingAlgorithm":"AES"}`, []string{`"wrappingAlgorithm"`, `"AES"`, "RSAES_OAEP_SHA_256"}},
 		{"bad spec", `{"keyId":"alias/a","secretId":"s","validFor":"1h","wrappingKeySpec":"RSA_1024"}`, []string{`"wrappingKeySpec"`, `"RSA_1024"`, "RSA_4096"}},
 		{"wrong type", `{"keyId":"alias/a","secretId":"s","validFor":720}`, []string{`"validFor"`, "string"}},
+		{"bad renewBefore", `{"keyId":"alias/a","secretId":"s","validFor":"720h","renewBefore":"later"}`, []string{`"renewBefore"`, `"later"`}},
+		{"renewBefore not shorter", `{"keyId":"alias/a","secretId":"s","validFor":"24h","renewBefore":"24h"}`, []string{`"renewBefore"`, "shorter"}},
+		{"register not bool", `{"keyId":"alias/a","secretId":"s","validFor":"24h","register":"no"}`, []string{`"register"`, "boolean"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse([]byte(c.in), now, Options{})
+			_, err := Parse([]byte(c.in), now, opts)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -106,5 +111,20 @@ func TestNoDefaultValidity(t *testing.T) {
 	_, err := Parse([]byte(`{"keyId":"alias/a","secretId":"s"}`), now, Options{})
 	if err == nil || !strings.Contains(err.Error(), "no default validity") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRegistrationPolicy(t *testing.T) {
+	r, err := Parse([]byte(`{"keyId":"alias/a","secretId":"s","validTo":"2027-01-01T00:00:00Z"}`), now, opts)
+	if err != nil || !r.Register || r.ValidFor != "24h0m0s" || r.RenewBefore != "30m0s" {
+		t.Fatalf("validTo input: %+v %v", r, err)
+	}
+	r, err = Parse([]byte(`{"keyId":"alias/a","secretId":"s","validFor":"90d","renewBefore":"14d","register":true}`), now, opts)
+	if err != nil || r.ValidFor != "90d" || r.RenewBefore != "14d" {
+		t.Fatalf("policy: %+v %v", r, err)
+	}
+	r, err = Parse([]byte(`{"keyId":"alias/a","secretId":"s","validFor":"1h","register":false}`), now, Options{})
+	if err != nil || r.Register {
+		t.Fatalf("register false: %+v %v", r, err)
 	}
 }

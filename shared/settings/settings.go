@@ -11,6 +11,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/kms-reimport/kms-reimport/shared/request"
 )
 
 // Settings are the knobs template.yaml exposes.
@@ -27,8 +29,17 @@ type Settings struct {
 	TokenRetention time.Duration
 	// AuditRetention is how long import records are kept; 0 keeps them.
 	AuditRetention time.Duration
-	// DefaultValidFor applies to inputs that give no validity.
+	// DefaultValidFor applies to inputs that give no validity, and is the
+	// registry's validity for inputs that give only a validTo.
 	DefaultValidFor time.Duration
+	// DefaultRenewBefore is the registry's renewal window for inputs that
+	// give none.
+	DefaultRenewBefore time.Duration
+}
+
+// RequestOptions are the request defaults of this deployment.
+func (s Settings) RequestOptions() request.Options {
+	return request.Options{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore}
 }
 
 // FromEnv reads Settings; a malformed value is an error naming the variable.
@@ -47,7 +58,10 @@ func FromEnv() (Settings, error) {
 	if s.AuditRetention, err = duration("AUDIT_RECORD_RETENTION", 0); err != nil {
 		return s, err
 	}
-	if s.DefaultValidFor, err = duration("DEFAULT_VALID_FOR", 0); err != nil {
+	if s.DefaultValidFor, err = duration("DEFAULT_VALID_FOR", 720*time.Hour); err != nil {
+		return s, err
+	}
+	if s.DefaultRenewBefore, err = duration("DEFAULT_RENEW_BEFORE", 336*time.Hour); err != nil {
 		return s, err
 	}
 	s.MaxTokenFetches = 3
@@ -66,22 +80,11 @@ func duration(name string, def time.Duration) (time.Duration, error) {
 	if v == "" {
 		return def, nil
 	}
-	d, err := parseDuration(v)
+	d, err := request.ParseDuration(v)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("environment variable %s is %q; want a duration such as 10m, 720h or 30d", name, v)
 	}
 	return d, nil
-}
-
-func parseDuration(v string) (time.Duration, error) {
-	if n := len(v); n > 1 && v[n-1] == 'd' {
-		days, err := strconv.Atoi(v[:n-1])
-		if err != nil {
-			return 0, err
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(v)
 }
 
 // AWS loads the SDK configuration the standard way: region, credentials

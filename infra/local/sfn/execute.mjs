@@ -87,6 +87,8 @@ export function makeResolver(template, { region, account, parameters = {}, stack
   const params = template.Parameters ?? {};
   const isFunction = (id) => FUNCTION_TYPES.has(resources[id]?.Type);
   const lambdaArn = (id) => `arn:aws:lambda:${region}:${account}:function:${id}`;
+  const isStateMachine = (id) => STATE_MACHINE_TYPES.has(resources[id]?.Type);
+  const stateMachineArn = (id) => `arn:aws:states:${region}:${account}:stateMachine:${id}`;
 
   function ref(name) {
     switch (name) {
@@ -108,6 +110,7 @@ export function makeResolver(template, { region, account, parameters = {}, stack
       return Array.isArray(d) ? d.join(',') : String(d);
     }
     if (isFunction(name)) return name; // a function's Ref is its name; locally name = LogicalId
+    if (isStateMachine(name)) return stateMachineArn(name); // a state machine's Ref is its ARN
     if (Object.hasOwn(resources, name)) return `local-${name}`;
     throw new UsageError(`!Ref ${name}: no such parameter or resource in the template`);
   }
@@ -117,6 +120,8 @@ export function makeResolver(template, { region, account, parameters = {}, stack
       throw new UsageError(`!GetAtt ${id}.${attr}: no such resource in the template`);
     }
     if (isFunction(id) && attr === 'Arn') return lambdaArn(id);
+    if (isStateMachine(id) && attr === 'Arn') return stateMachineArn(id);
+    if (isStateMachine(id) && attr === 'Name') return id;
     return `local-${id}`;
   }
 
@@ -163,7 +168,7 @@ export function makeResolver(template, { region, account, parameters = {}, stack
     }
   }
 
-  return { resolve, lambdaArn, isFunction };
+  return { resolve, lambdaArn, isFunction, isStateMachine, stateMachineArn };
 }
 
 // ---------------------------------------------------------------------------
@@ -294,6 +299,8 @@ export function walkStates(definition, fn) {
 
 const LAMBDA_ARN_RE = /^arn:aws[a-z-]*:lambda:([^:]*):([^:]*):function:([^:]+)(?::([^:]+))?$/;
 const LAMBDA_INVOKE = /^arn:aws[a-z-]*:states:::lambda:invoke$/;
+const START_EXECUTION = /^arn:aws[a-z-]*:states:::states:startExecution\.sync(:2)?$/;
+const STATE_MACHINE_TYPES = new Set(['AWS::Serverless::StateMachine', 'AWS::StepFunctions::StateMachine']);
 
 /** Function name from an ARN, partial ARN ("123:function:f") or plain name. */
 export function functionNameOf(ref) {
@@ -348,6 +355,7 @@ function lambdaError(name, cause) {
  */
 export function createInvoker(functions, { request = httpPost } = {}) {
   const queues = new Map(); // url -> tail promise
+  const pending = new Map(); // url -> invocations queued or in flight
 
   async function post(fnName, url, payload) {
     let res;
@@ -391,14 +399,20 @@ export function createInvoker(functions, { request = httpPost } = {}) {
 
   return {
     invoke(fnName, payload) {
-      const url = functions[fnName];
-      if (!url) {
+      const entry = functions[fnName];
+      if (!entry) {
         return Promise.reject(
           lambdaError('Lambda.ResourceNotFoundException', `no URL for function ${fnName} in functions.json`),
         );
       }
+      // A list of URLs is a pool of emulators (Lambda's concurrency): take
+      // the one with the fewest invocations pending.
+      const urls = Array.isArray(entry) ? entry : [entry];
+      let url = urls[0];
+      for (const u of urls) if ((pending.get(u) ?? 0) < (pending.get(url) ?? 0)) url = u;
+      pending.set(url, (pending.get(url) ?? 0) + 1);
       const prev = queues.get(url) ?? Promise.resolve();
-      const p = prev.then(() => post(fnName, url, payload));
+      const p = prev.then(() => post(fnName, url, payload)).finally(() => pending.set(url, pending.get(url) - 1));
       queues.set(url, p.catch(() => {}));
       return p;
     },
@@ -419,7 +433,7 @@ export function makeFunctionLookup(functions) {
  * Builds taskResourceLocalHandlers for every Lambda Task state, and rejects definitions with
  * Task resources that can't be run locally.
  */
-export function buildTaskHandlers(definition, functions, invoker) {
+export function buildTaskHandlers(definition, functions, invoker, startChild) {
   const lookup = makeFunctionLookup(functions);
   const handlers = {};
   const kinds = {};
@@ -470,8 +484,32 @@ export function buildTaskHandlers(definition, functions, invoker) {
           StatusCode: statusCode,
         };
       };
+    } else if (typeof resource === 'string' && START_EXECUTION.test(resource) && startChild) {
+      // Nested workflow (Run a Job): run the child state machine of the
+      // same template to completion and answer as DescribeExecution does.
+      const v2 = resource.endsWith(':2');
+      kind = `start:${resource}`;
+      handler = async (input) => {
+        const r = await startChild(input?.StateMachineArn, input?.Input, input?.Name);
+        const describe = {
+          ExecutionArn: r.executionArn,
+          Input: v2 ? r.input : JSON.stringify(r.input),
+          InputDetails: { Included: true },
+          Name: r.name,
+          StartDate: r.startDate,
+          StateMachineArn: input?.StateMachineArn,
+          Status: r.status,
+          StopDate: r.stopDate,
+        };
+        if (r.status === 'SUCCEEDED') {
+          return { ...describe, Output: v2 ? r.output : JSON.stringify(r.output), OutputDetails: { Included: true } };
+        }
+        // Step Functions fails the task with States.TaskFailed and the
+        // child's DescribeExecution answer as the Cause.
+        throw lambdaError('States.TaskFailed', JSON.stringify({ ...describe, Error: r.error, Cause: r.cause }));
+      };
     } else {
-      problems.push(`Task ${name}: resource ${JSON.stringify(resource)} cannot be run locally (only Lambda functions)`);
+      problems.push(`Task ${name}: resource ${JSON.stringify(resource)} cannot be run locally (only Lambda functions and nested state machines of the template)`);
       return;
     }
     if (kinds[name] !== undefined && kinds[name] !== kind) {
@@ -531,6 +569,8 @@ export async function runExecution({
   waitScale,
   onState = () => {},
   request,
+  invoker: sharedInvoker,
+  startChild,
 }) {
   let machine;
   try {
@@ -538,16 +578,17 @@ export async function runExecution({
   } catch (e) {
     throw new UsageError(e.message);
   }
-  const invoker = createInvoker(functions, request ? { request } : {});
-  const taskResourceLocalHandlers = buildTaskHandlers(definition, functions, invoker);
+  const invoker = sharedInvoker ?? createInvoker(functions, request ? { request } : {});
+  const taskResourceLocalHandlers = buildTaskHandlers(definition, functions, invoker, startChild);
   const { retryIntervalOverrides, waitTimeOverrides } = buildWaitOverrides(definition, waitScale);
 
   const executionArn = `arn:aws:states:${region}:${account}:execution:${stateMachineName}:${name}`;
+  const startDate = Date.now();
   const context = {
     Execution: {
       Id: executionArn,
       Name: name,
-      StartTime: new Date().toISOString(),
+      StartTime: new Date(startDate).toISOString(),
       Input: input,
       RoleArn: `arn:aws:iam::${account}:role/local-${stateMachineName}-role`,
     },
@@ -646,6 +687,9 @@ export async function runExecution({
   }
   await consume;
   result.states = states;
+  result.input = input;
+  result.startDate = startDate;
+  result.stopDate = Date.now();
   return result;
 }
 
@@ -663,6 +707,7 @@ const USAGE = `usage: node execute.mjs --template <template.yaml> [--state-machi
   --input       execution input JSON file, or - for stdin (default: {})
   --wait-scale  scale Retry intervals and Wait Seconds (e.g. 0.01); env SFN_LOCAL_WAIT_SCALE
   --json        print one JSON document instead of the human-readable lines
+  --children    also print every state of nested (startExecution.sync) executions
 exit codes: 0 SUCCEEDED, 1 FAILED, 2 usage/setup error`;
 
 function readInput(spec, stdinText) {
@@ -700,8 +745,9 @@ function readFunctions(file) {
     throw new UsageError(`--functions ${file} must be a JSON object {"LogicalId": "http://..."}`);
   }
   for (const [k, v] of Object.entries(obj)) {
-    if (typeof v !== 'string' || !/^https?:\/\//.test(v)) {
-      throw new UsageError(`--functions ${file}: ${k} must map to an http(s) invoke URL`);
+    const urls = Array.isArray(v) ? v : [v];
+    if (urls.length === 0 || urls.some((u) => typeof u !== 'string' || !/^https?:\/\//.test(u))) {
+      throw new UsageError(`--functions ${file}: ${k} must map to an http(s) invoke URL or a list of them`);
     }
   }
   return obj;
@@ -753,6 +799,7 @@ export async function main(argv, { stdout = process.stdout, stderr = process.std
         account: { type: 'string' },
         'wait-scale': { type: 'string' },
         parameter: { type: 'string', multiple: true },
+        children: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -802,9 +849,36 @@ export async function main(argv, { stdout = process.stdout, stderr = process.std
       const label = r.index !== undefined ? `${r.name}[${r.index}]` : r.name;
       out(`${label.padEnd(width)}${r.type.padEnd(9)}${String(r.durationMs).padStart(7)} ms  ${formatOutcome(r)}`);
     };
+    const invoker = createInvoker(functions);
+    const children = { SUCCEEDED: 0, FAILED: 0 };
+    const startChild = async (arn, childInput, childName) => {
+      const m = /:stateMachine:([^:]+)$/.exec(String(arn ?? ''));
+      if (!m) throw lambdaError('States.Runtime', `StateMachineArn ${JSON.stringify(arn)} is not a state machine ARN`);
+      let child;
+      try {
+        child = buildDefinition({ templatePath: values.template, stateMachineId: m[1], region, account, parameters, warn: () => {} });
+      } catch (e) {
+        throw lambdaError('StepFunctions.StateMachineDoesNotExistException', e.message);
+      }
+      const r = await runExecution({
+        definition: child.definition, stateMachineName: child.stateMachineName, input: childInput ?? {},
+        name: childName ?? randomUUID(), region, account, functions, waitScale, invoker, startChild,
+        onState: values.children && !values.json ? (c) => onState({ ...c, name: `  ${m[1]}/${c.name}` }) : () => {},
+      });
+      children[r.status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED']++;
+      if (!values.json && !values.children) {
+        out(`  ${m[1]} ${r.name}: ${r.status}${r.error ? ` (${r.error})` : ''} in ${r.stopDate - r.startDate} ms`);
+      }
+      return r;
+    };
     const result = await runExecution({
-      definition, stateMachineName, input, name, region, account, functions, waitScale, onState,
+      definition, stateMachineName, input, name, region, account, functions, waitScale, onState, invoker, startChild,
     });
+    if (children.SUCCEEDED + children.FAILED > 0) result.childExecutions = children;
+    // Only what the --json contract documents (the rest serves nested runs).
+    delete result.input;
+    delete result.startDate;
+    delete result.stopDate;
 
     if (values.json) {
       out(JSON.stringify(result, null, 2));

@@ -1,0 +1,307 @@
+// Package registry keeps the fleet of managed keys in DynamoDB: which
+// secret holds each key's material, how long each import should last and
+// how early to renew it, and how the last rotations went. The planner
+// reads it to decide what is due.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/request"
+)
+
+// PK is the partition of registry items. One partition keeps a paginated
+// Query simple and consistent; a daily planner reading tens of thousands
+// of small items stays far below a partition's throughput.
+const PK = "REGISTRY"
+
+// Statuses of a managed key.
+const (
+	Active = "active"
+	// Ineligible: KMS reported the key missing, disabled, pending deletion
+	// or not EXTERNAL. The planner reports it and does not retry until the
+	// key is registered again.
+	Ineligible = "ineligible"
+)
+
+// Entry is one managed key.
+type Entry struct {
+	PK                 string `dynamodbav:"pk"`
+	SK                 string `dynamodbav:"sk"`
+	Type               string `dynamodbav:"type"`
+	KeyARN             string `dynamodbav:"keyArn"`
+	SecretID           string `dynamodbav:"secretId"`
+	SecretVersionStage string `dynamodbav:"secretVersionStage,omitempty"`
+	// ValidFor is how long each import lasts ("2160h"); empty with
+	// NoExpiry.
+	ValidFor string `dynamodbav:"validFor,omitempty"`
+	NoExpiry bool   `dynamodbav:"noExpiry,omitempty"`
+	// RenewBefore is how long before ValidTo the planner renews.
+	RenewBefore       string     `dynamodbav:"renewBefore"`
+	WrappingAlgorithm string     `dynamodbav:"wrappingAlgorithm,omitempty"`
+	WrappingKeySpec   string     `dynamodbav:"wrappingKeySpec,omitempty"`
+	Status            string     `dynamodbav:"status"`
+	StatusReason      string     `dynamodbav:"statusReason,omitempty"`
+	RegisteredAt      time.Time  `dynamodbav:"registeredAt"`
+	CurrentValidTo    *time.Time `dynamodbav:"currentValidTo,omitempty"`
+	LastSuccess       *time.Time `dynamodbav:"lastSuccess,omitempty"`
+	LastExecution     string     `dynamodbav:"lastExecution,omitempty"`
+	LastFailure       *time.Time `dynamodbav:"lastFailure,omitempty"`
+	LastError         string     `dynamodbav:"lastError,omitempty"`
+	LastErrorStage    string     `dynamodbav:"lastErrorStage,omitempty"`
+	// NextDue is when the key should next be renewed; empty means now
+	// (never imported).
+	NextDue *time.Time `dynamodbav:"nextDue,omitempty"`
+}
+
+// DB is the part of DynamoDB this package uses.
+type DB interface {
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}
+
+// Store reads and writes registry entries.
+type Store struct {
+	DB    DB
+	Table string
+}
+
+// ErrNotFound is returned for a key that is not registered.
+var ErrNotFound = errors.New("key is not registered")
+
+func sk(arn string) string { return "KEY#" + arn }
+
+func key(arn string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: PK}, "sk": &types.AttributeValueMemberS{Value: sk(arn)}}
+}
+
+// Put registers (or re-registers) a key. The rotation history fields of an
+// existing entry are kept; status goes back to active.
+func (s *Store) Put(ctx context.Context, e Entry) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	old, err := s.Get(ctx, e.KeyARN)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if old != nil {
+		e.RegisteredAt = old.RegisteredAt
+		e.CurrentValidTo, e.LastSuccess, e.LastExecution = old.CurrentValidTo, old.LastSuccess, old.LastExecution
+		e.LastFailure, e.LastError, e.LastErrorStage = old.LastFailure, old.LastError, old.LastErrorStage
+	}
+	if e.RegisteredAt.IsZero() {
+		e.RegisteredAt = time.Now().UTC()
+	}
+	e.PK, e.SK, e.Type, e.Status, e.StatusReason = PK, sk(e.KeyARN), "registry", Active, ""
+	e.NextDue = e.due()
+	item, err := attributevalue.MarshalMap(e)
+	if err != nil {
+		return fmt.Errorf("encoding registry entry: %w", err)
+	}
+	if _, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item}); err != nil {
+		return fmt.Errorf("registering %s: %w", e.KeyARN, err)
+	}
+	return nil
+}
+
+// Validate checks an entry's policy.
+func (e Entry) Validate() error {
+	if e.KeyARN == "" || e.SecretID == "" {
+		return fmt.Errorf("registry entry needs a key ARN and a secret")
+	}
+	rb, err := request.ParseDuration(e.RenewBefore)
+	if err != nil || rb <= 0 {
+		return fmt.Errorf("renewBefore %q: want a positive duration such as 336h or 14d", e.RenewBefore)
+	}
+	if e.NoExpiry {
+		if e.ValidFor != "" {
+			return fmt.Errorf("validFor %q conflicts with no expiry", e.ValidFor)
+		}
+		return nil
+	}
+	vf, err := request.ParseDuration(e.ValidFor)
+	if err != nil || vf <= 0 || vf > 365*24*time.Hour {
+		return fmt.Errorf("validFor %q: want a positive duration of at most 365 days, such as 2160h or 90d", e.ValidFor)
+	}
+	if rb >= vf {
+		return fmt.Errorf("renewBefore %s must be shorter than validFor %s, or every run would renew", e.RenewBefore, e.ValidFor)
+	}
+	return nil
+}
+
+// due computes NextDue from CurrentValidTo: ValidTo minus RenewBefore.
+// A key never imported (or with no expiry and no success) is due now.
+func (e Entry) due() *time.Time {
+	if e.CurrentValidTo == nil {
+		if e.NoExpiry && e.LastSuccess != nil {
+			return nil // imported without expiry: nothing to renew
+		}
+		return nil
+	}
+	rb, _ := request.ParseDuration(e.RenewBefore)
+	d := e.CurrentValidTo.Add(-rb).UTC()
+	return &d
+}
+
+// IsDue says whether the planner should renew e at now, and why.
+func (e Entry) IsDue(now time.Time) (bool, string) {
+	if e.Status == Ineligible {
+		return false, "ineligible: " + e.StatusReason
+	}
+	switch {
+	case e.CurrentValidTo == nil && e.LastSuccess == nil:
+		return true, "never imported"
+	case e.CurrentValidTo == nil:
+		return false, "no expiry"
+	case !e.CurrentValidTo.After(now):
+		return true, "expired"
+	case e.NextDue != nil && !e.NextDue.After(now):
+		return true, "within renew-before window"
+	}
+	return false, "not due"
+}
+
+// Get reads one entry.
+func (s *Store) Get(ctx context.Context, arn string) (*Entry, error) {
+	out, err := s.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.Table, Key: key(arn), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("reading registry entry of %s: %w", arn, err)
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, arn)
+	}
+	var e Entry
+	if err := attributevalue.UnmarshalMap(out.Item, &e); err != nil {
+		return nil, fmt.Errorf("decoding registry entry of %s: %w", arn, err)
+	}
+	return &e, nil
+}
+
+// Delete deregisters a key; its token and import records stay.
+func (s *Store) Delete(ctx context.Context, arn string) error {
+	_, err := s.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.Table, Key: key(arn),
+		ConditionExpression: aws.String("attribute_exists(pk)")})
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return fmt.Errorf("%w: %s", ErrNotFound, arn)
+	}
+	if err != nil {
+		return fmt.Errorf("deregistering %s: %w", arn, err)
+	}
+	return nil
+}
+
+// RecordSuccess notes a verified import. A key that is not registered is
+// left alone (a manual run that asked not to register).
+func (s *Store) RecordSuccess(ctx context.Context, arn, execID string, at time.Time, validTo *time.Time) error {
+	e, err := s.Get(ctx, arn)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.CurrentValidTo, e.LastExecution = validTo, execID
+	t := at.UTC()
+	e.LastSuccess = &t
+	e.Status, e.StatusReason = Active, ""
+	e.NextDue = e.due()
+	return s.write(ctx, *e)
+}
+
+// RecordFailure notes a failed rotation; ineligible marks the key so the
+// planner stops retrying it.
+func (s *Store) RecordFailure(ctx context.Context, arn, execID string, at time.Time, errName, stage string, ineligible bool, reason string) error {
+	e, err := s.Get(ctx, arn)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t := at.UTC()
+	e.LastFailure, e.LastError, e.LastErrorStage, e.LastExecution = &t, errName, stage, execID
+	if ineligible {
+		e.Status, e.StatusReason = Ineligible, reason
+	}
+	return s.write(ctx, *e)
+}
+
+func (s *Store) write(ctx context.Context, e Entry) error {
+	item, err := attributevalue.MarshalMap(e)
+	if err != nil {
+		return fmt.Errorf("encoding registry entry: %w", err)
+	}
+	_, err = s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item, ConditionExpression: aws.String("attribute_exists(pk)")})
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return nil // deregistered meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("updating registry entry of %s: %w", e.KeyARN, err)
+	}
+	return nil
+}
+
+// Page is one page of entries.
+type Page struct {
+	Entries []Entry
+	// Next continues the listing; empty at the end.
+	Next string
+}
+
+// List returns up to limit entries after the cursor next ("" = start).
+func (s *Store) List(ctx context.Context, next string, limit int32) (Page, error) {
+	in := &dynamodb.QueryInput{
+		TableName:              &s.Table,
+		KeyConditionExpression: aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": &types.AttributeValueMemberS{Value: PK},
+		},
+		Limit: &limit,
+	}
+	if next != "" {
+		in.ExclusiveStartKey = map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: PK}, "sk": &types.AttributeValueMemberS{Value: next}}
+	}
+	out, err := s.DB.Query(ctx, in)
+	if err != nil {
+		return Page{}, fmt.Errorf("listing the registry: %w", err)
+	}
+	var p Page
+	if err := attributevalue.UnmarshalListOfMaps(out.Items, &p.Entries); err != nil {
+		return Page{}, fmt.Errorf("decoding registry entries: %w", err)
+	}
+	if lek, ok := out.LastEvaluatedKey["sk"].(*types.AttributeValueMemberS); ok {
+		p.Next = lek.Value
+	}
+	return p, nil
+}
+
+// All lists every entry.
+func (s *Store) All(ctx context.Context) ([]Entry, error) {
+	var all []Entry
+	next := ""
+	for {
+		p, err := s.List(ctx, next, 1000)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p.Entries...)
+		if p.Next == "" {
+			return all, nil
+		}
+		next = p.Next
+	}
+}
