@@ -62,6 +62,15 @@ func asType(err error, te **json.UnmarshalTypeError) bool {
 	return ok
 }
 
+// Named makes the runtime report errorType = the stable error name of err
+// (for handlers that don't take a rotation state).
+func Named(err error) error {
+	if err == nil {
+		return nil
+	}
+	return toLambda(err)
+}
+
 // toLambda makes the runtime report errorType = the stable error name.
 func toLambda(err error) error {
 	return messages.InvokeResponse_Error{Type: flow.NameOf(err), Message: flow.Sanitize(err.Error())}
