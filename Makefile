@@ -56,5 +56,13 @@ build-%:
 	@mkdir -p $(or $(ARTIFACTS_DIR),build/$*)
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(LAMBDA_GOFLAGS) -o $(or $(ARTIFACTS_DIR),build/$*)/bootstrap $(call fn_dir,$*)
 
+# sam local invoke without Docker (docs/deploy.md, "make invoke"). stackctl is
+# built, not `go run`, so its exit code survives: 1 = function error, 2 = setup.
+STACKCTL_BIN := .local/bin/stackctl
+invoke: ## sam local invoke without Docker: make invoke FN=<LogicalId> EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack]
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack] [INVOKE_FLAGS=...]" >&2; exit 2; }
+	@mkdir -p $(dir $(STACKCTL_BIN)) && $(GO) build -o $(STACKCTL_BIN) ./infra/local/stackctl
+	@$(STACKCTL_BIN) invoke --fn "$(FN)" --event "$(EVENT)" $(if $(ENV_VARS),--env-vars "$(ENV_VARS)") $(if $(STACK_DIR),--stack-dir "$(STACK_DIR)") $(INVOKE_FLAGS)
+
 clean: ## remove builds and the local stack's state (keeps installed tools)
 	rm -rf build .local/stack .local/demo

@@ -22,6 +22,10 @@ commands:
   up                     start the local stack (state, logs and env file in .local/stack)
   down                   stop it
   execute --input FILE   run the state machine on the running stack; exit 1 if the execution failed
+  invoke --fn ID --event FILE [--env-vars events/env.json] [--stack-dir DIR] [--report-json FILE]
+                         sam local invoke without Docker: one function, freshly built, under its own
+                         runtime emulator; response on stdout, logs and REPORT on stderr; exit 1 on a
+                         function error, 2 on a setup error (docs/deploy.md, "make invoke")
   demo                   start a stack, create a demo key and secret, rotate, show the result, stop
 `
 
@@ -89,6 +93,8 @@ func main() {
 		if ex.Status != "SUCCEEDED" {
 			os.Exit(1)
 		}
+	case "invoke":
+		os.Exit(invokeMain(ctx, root, os.Args[2:]))
 	case "demo":
 		if err := demo(ctx, root); err != nil {
 			fail(1, err)
