@@ -25,6 +25,9 @@ func main() {
 	log := logging.New("planner")
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (planner.State, error) {
 		out, err := p.Plan(logging.With(ctx, log), planner.Decode(raw))
+		if err == nil && out.Next == "" {
+			out.Stats.EmitMetrics()
+		}
 		return out, lambdarun.Named(err)
 	})
 }

@@ -117,18 +117,22 @@ func (p *Planner) Plan(ctx context.Context, s State) (State, error) {
 	log := logging.From(ctx)
 	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "more", out.Next != "")
 	if out.Next == "" {
-		ms := []metrics.Metric{
-			{Name: "KeysDue", Value: float64(st.Due), Unit: metrics.Count},
-			{Name: "KeysIneligible", Value: float64(st.Ineligible), Unit: metrics.Count},
-			{Name: "KeysManaged", Value: float64(st.Scanned), Unit: metrics.Count},
-		}
-		if st.FewestDaysLeft != nil {
-			ms = append(ms, metrics.Metric{Name: "FewestDaysLeft", Value: *st.FewestDaysLeft, Unit: metrics.None})
-		}
-		metrics.Emit(metrics.Service, ms...)
 		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Ineligible, "fewestDaysLeft", st.FewestDaysLeft, "fewestDaysLeftKey", st.FewestDaysLeftKey)
 	}
 	return out, nil
+}
+
+// EmitMetrics writes the fleet's metrics (EMF) at the end of a run.
+func (st Stats) EmitMetrics() {
+	ms := []metrics.Metric{
+		{Name: "KeysDue", Value: float64(st.Due), Unit: metrics.Count},
+		{Name: "KeysIneligible", Value: float64(st.Ineligible), Unit: metrics.Count},
+		{Name: "KeysManaged", Value: float64(st.Scanned), Unit: metrics.Count},
+	}
+	if st.FewestDaysLeft != nil {
+		ms = append(ms, metrics.Metric{Name: "FewestDaysLeft", Value: *st.FewestDaysLeft, Unit: metrics.None})
+	}
+	metrics.Emit(metrics.Service, ms...)
 }
 
 // ItemOf is the rotation input that renews e.
