@@ -1,0 +1,69 @@
+package registry
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestIsDue(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
+	cases := []struct {
+		name string
+		e    Entry
+		due  bool
+		why  string
+	}{
+		{"never imported", Entry{Status: Active, RenewBefore: "336h", ValidFor: "2160h"}, true, "never imported"},
+		{"expired", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(-time.Hour), LastSuccess: at(-90 * 24 * time.Hour)}, true, "expired"},
+		{"inside window", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(10 * 24 * time.Hour), NextDue: at(-4 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, true, "within renew-before window"},
+		{"not yet", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(20 * 24 * time.Hour), NextDue: at(6 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, false, "not due"},
+		{"no expiry", Entry{Status: Active, NoExpiry: true, RenewBefore: "336h", LastSuccess: at(-time.Hour)}, false, "no expiry"},
+		{"ineligible", Entry{Status: Ineligible, StatusReason: "KeyNotFound", RenewBefore: "336h"}, false, "ineligible: KeyNotFound"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			due, why := c.e.IsDue(now)
+			if due != c.due || why != c.why {
+				t.Fatalf("IsDue = %v %q, want %v %q", due, why, c.due, c.why)
+			}
+		})
+	}
+}
+
+func TestDue(t *testing.T) {
+	v := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	e := Entry{RenewBefore: "14d", CurrentValidTo: &v}
+	if d := e.due(); d == nil || !d.Equal(v.Add(-14*24*time.Hour)) {
+		t.Fatalf("due %v", d)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Entry{KeyARN: "arn", SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		mod  func(*Entry)
+		want string
+	}{
+		{"no key", func(e *Entry) { e.KeyARN = "" }, "key ARN"},
+		{"bad renewBefore", func(e *Entry) { e.RenewBefore = "soon" }, "renewBefore"},
+		{"validFor too long", func(e *Entry) { e.ValidFor = "400d" }, "365 days"},
+		{"window too wide", func(e *Entry) { e.RenewBefore = "90d" }, "shorter than validFor"},
+		{"no expiry with validFor", func(e *Entry) { e.NoExpiry = true }, "conflicts"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := ok
+			c.mod(&e)
+			err := e.Validate()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}
