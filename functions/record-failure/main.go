@@ -10,6 +10,6 @@ import (
 
 func main() {
 	c := settings.MustInit("record-failure")
-	stage := &failures.Stage{Audit: c.Audit, Tokens: c.Tokens}
+	stage := &failures.Stage{Audit: c.Audit, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
 	lambdarun.Start("record-failure", stage.Run)
 }

@@ -9,16 +9,26 @@ import (
 	"errors"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
 	"github.com/kms-reimport/kms-reimport/shared/audit"
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/lease"
 	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/metrics"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
 // Stage records a failure.
 type Stage struct {
-	Audit  *audit.Store
-	Tokens *tokens.Store
+	Audit    *audit.Store
+	Tokens   *tokens.Store
+	Registry *registry.Store
+	Leases   *lease.Store
+	// Notify, when set, publishes the failure to Topic.
+	Notify Publisher
+	Topic  string
 	Now    func() time.Time
 }
 
@@ -69,6 +79,24 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := st.Audit.Put(ctx, rec); err != nil {
 		return s, flow.FromAWS(err, flow.Internal, "recording the failure")
 	}
+	if s.Key != nil && st.Registry != nil {
+		ineligible := name == flow.KeyNotFound || name == flow.KeyNotEligible
+		if err := st.Registry.RecordFailure(ctx, s.Key.ARN, s.Execution.ID, rec.RecordedAt, name, s.FailedStage, ineligible, name+": "+cause); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
+		}
+	}
+	if st.Notify != nil && st.Topic != "" {
+		subject, body := message(rec)
+		if _, err := st.Notify.Publish(ctx, &sns.PublishInput{TopicArn: &st.Topic, Subject: &subject, Message: &body}); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "notifying %s", st.Topic)
+		}
+	}
+	if s.Key != nil && st.Leases != nil {
+		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
+		}
+	}
+	metrics.Emit(metrics.Service, metrics.Metric{Name: "RotationFailures", Value: 1, Unit: metrics.Count})
 	logging.From(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", s.FailedStage, "error", name, "cause", cause, "auditId", rec.SK)
 	return s, nil
 }

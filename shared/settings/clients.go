@@ -9,7 +9,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
 	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/lease"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
@@ -20,8 +24,11 @@ type Clients struct {
 	KMS      *kms.Client
 	Secrets  *secretsmanager.Client
 	DynamoDB *dynamodb.Client
+	SNS      *sns.Client
 	Tokens   *tokens.Store
 	Audit    *audit.Store
+	Registry *registry.Store
+	Leases   *lease.Store
 }
 
 // MustInit builds Clients or exits: a function that cannot read its
@@ -46,5 +53,8 @@ func MustInit(fn string) *Clients {
 		DynamoDB: db,
 		Tokens:   &tokens.Store{DB: db, Table: s.Table, Retention: s.TokenRetention},
 		Audit:    &audit.Store{DB: db, Table: s.Table, Retention: s.AuditRetention},
+		Registry: &registry.Store{DB: db, Table: s.Table},
+		Leases:   &lease.Store{DB: db, Table: s.Table, Duration: s.LeaseDuration},
+		SNS:      sns.NewFromConfig(cfg),
 	}
 }

@@ -35,6 +35,11 @@ type Settings struct {
 	// DefaultRenewBefore is the registry's renewal window for inputs that
 	// give none.
 	DefaultRenewBefore time.Duration
+	// LeaseDuration is how long a rotation holds its key's lease; a lease
+	// left by a crashed execution is taken over after it.
+	LeaseDuration time.Duration
+	// AlertTopic is the SNS topic failures are published to ("" = none).
+	AlertTopic string
 }
 
 // RequestOptions are the request defaults of this deployment.
@@ -64,6 +69,10 @@ func FromEnv() (Settings, error) {
 	if s.DefaultRenewBefore, err = duration("DEFAULT_RENEW_BEFORE", 336*time.Hour); err != nil {
 		return s, err
 	}
+	if s.LeaseDuration, err = duration("LEASE_DURATION", 30*time.Minute); err != nil {
+		return s, err
+	}
+	s.AlertTopic = os.Getenv("ALERT_TOPIC_ARN")
 	s.MaxTokenFetches = 3
 	if v := os.Getenv("MAX_TOKEN_FETCHES"); v != "" {
 		n, err := strconv.Atoi(v)
