@@ -5,8 +5,10 @@
 package importparams
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"time"
@@ -29,6 +31,7 @@ import (
 type KMS interface {
 	keys.Describer
 	GetParametersForImport(context.Context, *kms.GetParametersForImportInput, ...func(*kms.Options)) (*kms.GetParametersForImportOutput, error)
+	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
 }
 
 // Stage fetches import parameters.
@@ -92,8 +95,22 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		return s, err
 	}
 	n := len(m)
+	var pub []byte
+	if material.IsAsymmetric(md.KeySpec) {
+		// Derives the public key (for secp256k1 too), which also proves the
+		// private key is whole.
+		pub, err = material.PublicKeyDER(md.KeySpec, m)
+	}
 	material.Zero(m)
+	if err != nil {
+		return s, flow.Wrap(flow.InvalidSecret, err, "secret %q version %s does not hold a usable %s private key", r.SecretID, version, md.KeySpec)
+	}
 	r.SecretVersionID = version
+	if pub != nil && md.KeyState == types.KeyStateEnabled {
+		if err := st.samePublicKey(ctx, arn, r, pub); err != nil {
+			return s, err
+		}
+	}
 
 	if err := chooseWrapping(r, md.KeySpec, n); err != nil {
 		return s, err
@@ -142,6 +159,27 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	log.Info("import parameters fetched", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo,
 		"wrappingAlgorithm", r.WrappingAlgorithm, "wrappingKeySpec", r.WrappingKeySpec, "secretVersionId", version, "fetch", fetches+1)
 	return s, nil
+}
+
+// samePublicKey refuses material whose public key differs from the one
+// the key already has: KMS would refuse it (IncorrectKeyMaterial), and the
+// refusal is cheaper before a token is fetched.
+func (st *Stage) samePublicKey(ctx context.Context, arn string, r *flow.Request, pub []byte) error {
+	out, err := st.KMS.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
+	if err != nil {
+		return flow.FromAWS(err, flow.Internal, "GetPublicKey for %s", arn)
+	}
+	if !bytes.Equal(out.PublicKey, pub) {
+		return flow.Errorf(flow.InvalidSecret, "secret %q version %s holds a private key whose public key (SHA-256 %s) differs from the public key of %s (SHA-256 %s): it is not the material already bound to the key",
+			r.SecretID, r.SecretVersionID, Fingerprint(pub), arn, Fingerprint(out.PublicKey))
+	}
+	return nil
+}
+
+// Fingerprint is a short, loggable SHA-256 fingerprint of a public key.
+func Fingerprint(pub []byte) string {
+	h := sha256.Sum256(pub)
+	return hex.EncodeToString(h[:8])
 }
 
 // chooseWrapping fills in the defaults for the key type and checks the

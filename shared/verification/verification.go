@@ -16,6 +16,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/keys"
 	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/secrets"
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
@@ -24,13 +25,19 @@ type KMS interface {
 	keys.Describer
 	Encrypt(context.Context, *kms.EncryptInput, ...func(*kms.Options)) (*kms.EncryptOutput, error)
 	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
+	GenerateMac(context.Context, *kms.GenerateMacInput, ...func(*kms.Options)) (*kms.GenerateMacOutput, error)
+	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
+	Sign(context.Context, *kms.SignInput, ...func(*kms.Options)) (*kms.SignOutput, error)
 }
 
 // Stage verifies an import and records it.
 type Stage struct {
-	KMS   KMS
-	Audit *audit.Store
-	Now   func() time.Time
+	KMS KMS
+	// Secrets is read for HMAC and asymmetric keys, whose proof compares
+	// KMS's answer with one computed from the pinned secret version.
+	Secrets secrets.API
+	Audit   *audit.Store
+	Now     func() time.Time
 }
 
 func (st *Stage) now() time.Time {
@@ -59,7 +66,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := checkExpiry(md, r); err != nil {
 		return s, err
 	}
-	proof, err := st.roundTrip(ctx, k.ARN, s.Execution.ID)
+	proof, err := st.prove(ctx, md, r, s.Execution.ID)
 	if err != nil {
 		return s, err
 	}

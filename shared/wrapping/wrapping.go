@@ -51,7 +51,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if random == nil {
 		random = rand.Reader
 	}
-	enc, err := wrap.Wrap(pub, types.AlgorithmSpec(rec.WrappingAlgorithm), m, random)
+	enc, err := wrap.WrapWithOptions(pub, types.AlgorithmSpec(rec.WrappingAlgorithm), m, random, wrap.Options{AllowLegacyPKCS1: r.AllowLegacyWrapping})
 	material.Zero(m)
 	if err != nil {
 		return s, flow.Wrap(flow.UnsupportedWrapping, err, "wrapping %s material of secret %q version %s", k.KeySpec, r.SecretID, r.SecretVersionID)
