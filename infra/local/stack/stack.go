@@ -48,7 +48,19 @@ type Options struct {
 	FunctionEnv map[string]map[string]string
 	// Log receives progress lines; nil is quiet.
 	Log func(format string, args ...any)
+	// KMS chooses what answers for KMS: KMSLocal (local-kms, the default)
+	// or KMSStandIn (tests/support/kmsstandin, built from this
+	// repository), which covers every importable key spec and wrapping
+	// algorithm, ImportType/KeyMaterialId and rotations; see
+	// docs/kms-standin.md.
+	KMS string
 }
+
+// What answers for KMS in a local stack (Options.KMS).
+const (
+	KMSLocal   = "local-kms"
+	KMSStandIn = "kms-standin"
+)
 
 // Stack is a running local stack. Its JSON form is Dir/state.json.
 type Stack struct {
@@ -56,6 +68,7 @@ type Stack struct {
 	Region    string            `json:"region"`
 	Table     string            `json:"table"`
 	KMS       string            `json:"kms"`
+	KMSImpl   string            `json:"kmsImpl,omitempty"` // KMSLocal or KMSStandIn
 	DynamoDB  string            `json:"dynamodb"`
 	Secrets   string            `json:"secretsmanager"`
 	Functions map[string]string `json:"functions"` // logical id -> invoke URL
@@ -72,7 +85,18 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		logf = func(string, ...any) {}
 	}
 	tools := Tools(o.Root)
-	for _, p := range []string{"bin/local-kms", "bin/aws-lambda-rie", "dynamodb/DynamoDBLocal.jar"} {
+	switch o.KMS {
+	case "":
+		o.KMS = KMSLocal
+	case KMSLocal, KMSStandIn:
+	default:
+		return nil, fmt.Errorf("Options.KMS %q: want %q or %q", o.KMS, KMSLocal, KMSStandIn)
+	}
+	need := []string{"bin/aws-lambda-rie", "dynamodb/DynamoDBLocal.jar"}
+	if o.KMS == KMSLocal {
+		need = append(need, "bin/local-kms")
+	}
+	for _, p := range need {
 		if _, err := os.Stat(filepath.Join(tools, p)); err != nil {
 			return nil, fmt.Errorf("%s is missing: run infra/local/install.sh (make tools) first", filepath.Join(tools, p))
 		}
@@ -91,7 +115,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 			return nil, err
 		}
 	}
-	st = &Stack{Dir: o.Dir, Region: Region, Table: Table, Functions: map[string]string{}, PIDs: map[string]int{}}
+	st = &Stack{Dir: o.Dir, Region: Region, Table: Table, KMSImpl: o.KMS, Functions: map[string]string{}, PIDs: map[string]int{}}
 	defer func() {
 		if err != nil {
 			_ = st.Down()
@@ -106,7 +130,15 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	st.DynamoDB = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	st.Secrets = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
 
-	if err := st.start("local-kms", nil, []string{
+	if o.KMS == KMSStandIn {
+		bin := filepath.Join(o.Dir, "build", KMSStandIn, KMSStandIn)
+		if err := goBuild(ctx, o.Root, bin, "./tests/support/kmsstandin/cmd/kms-standin", nil); err != nil {
+			return st, err
+		}
+		if err := st.start(KMSStandIn, nil, nil, bin, "--addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--region", Region, "--account", Account); err != nil {
+			return st, err
+		}
+	} else if err := st.start(KMSLocal, nil, []string{
 		"PORT=" + fmt.Sprint(ports[0]), "KMS_REGION=" + Region, "KMS_ACCOUNT_ID=" + Account,
 		"KMS_DATA_PATH=" + filepath.Join(o.Dir, "kms-data"),
 	}, filepath.Join(tools, "bin/local-kms")); err != nil {
@@ -133,7 +165,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	if err := st.waitServices(ctx); err != nil {
 		return st, err
 	}
-	logf("local-kms %s, DynamoDB Local %s, moto %s: up", st.KMS, st.DynamoDB, st.Secrets)
+	logf("%s %s, DynamoDB Local %s, moto %s: up", st.KMSImpl, st.KMS, st.DynamoDB, st.Secrets)
 	if err := st.createTable(ctx, tmpl.Table); err != nil {
 		return st, err
 	}
@@ -173,6 +205,8 @@ func (st *Stack) ClientEnv() []string {
 		"AWS_ENDPOINT_URL_KMS=" + st.KMS,
 		"AWS_ENDPOINT_URL_DYNAMODB=" + st.DynamoDB,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + st.Secrets,
+		// moto's server answers for every service it has: SNS too.
+		"AWS_ENDPOINT_URL_SNS=" + st.Secrets,
 		"TABLE_NAME=" + st.Table,
 	}
 }
@@ -227,8 +261,16 @@ func (st *Stack) start(name string, _ []string, env []string, prog string, args 
 func (st *Stack) logPath(name string) string { return filepath.Join(st.Dir, "logs", name+".log") }
 
 // LogPath is where a part of the stack (a function's logical id,
-// local-kms, dynamodb-local, moto) writes its output.
+// local-kms or kms-standin, dynamodb-local, moto) writes its output.
 func (st *Stack) LogPath(name string) string { return st.logPath(name) }
+
+// kmsName is the process name of what answers for KMS.
+func (st *Stack) kmsName() string {
+	if st.KMSImpl == "" {
+		return KMSLocal
+	}
+	return st.KMSImpl
+}
 
 func (st *Stack) waitServices(ctx context.Context) error {
 	cfg, err := st.AWSConfig(ctx)
@@ -236,7 +278,7 @@ func (st *Stack) waitServices(ctx context.Context) error {
 		return err
 	}
 	checks := map[string]func(context.Context) error{
-		"local-kms": func(ctx context.Context) error {
+		st.kmsName(): func(ctx context.Context) error {
 			_, err := kms.NewFromConfig(cfg).ListKeys(ctx, &kms.ListKeysInput{})
 			return err
 		},
@@ -317,12 +359,22 @@ func buildHost(ctx context.Context, root, out string, fns []Function) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", filepath.Join(dir, "bootstrap"), "./"+f.Dir)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %v\n%s", f.LogicalID, err, b)
+		if err := goBuild(ctx, root, filepath.Join(dir, "bootstrap"), "./"+f.Dir, []string{"-tags", "lambda.norpc"}); err != nil {
+			return fmt.Errorf("building %s: %w", f.LogicalID, err)
 		}
+	}
+	return nil
+}
+
+// goBuild builds one package for this machine.
+func goBuild(ctx context.Context, root, out, pkg string, flags []string) error {
+	args := append([]string{"build"}, flags...)
+	args = append(args, "-trimpath", "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
 }
