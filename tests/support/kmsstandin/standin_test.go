@@ -759,3 +759,47 @@ func TestRequestLogHoldsNoSecrets(t *testing.T) {
 		t.Fatalf("unknown operation: %d %s", resp.StatusCode, b)
 	}
 }
+
+func TestClockEndpointExpiresTokens(t *testing.T) {
+	f := newFixture(t)
+	f.now = time.Now()
+	arn := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+	p, err := f.kms.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &arn, WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(f.http.URL+"/_standin/clock?advance=25h", "application/json", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("clock: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	_, err = f.kms.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &arn, ImportToken: p.ImportToken,
+		EncryptedKeyMaterial: wrapFor(t, p.PublicKey, types.AlgorithmSpecRsaesOaepSha256, materialFor(t, "SYMMETRIC_DEFAULT", 0)),
+		ExpirationModel:      types.ExpirationModelTypeKeyMaterialDoesNotExpire})
+	if !errors.As(err, new(*types.ExpiredImportTokenException)) {
+		t.Fatalf("after advancing the clock 25h: %v", err)
+	}
+}
+
+func TestSignRejectsWrongDigestLength(t *testing.T) {
+	f := newFixture(t)
+	arn := f.createKey(t, "ECC_NIST_P384", "SIGN_VERIFY", false)
+	if _, err := f.importMaterial(t, arn, types.AlgorithmSpecRsaAesKeyWrapSha256, types.WrappingKeySpecRsa2048, materialFor(t, "ECC_NIST_P384", 0), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		in   kms.SignInput
+		want string
+	}{
+		{"SHA-256 digest for ECDSA_SHA_384", kms.SignInput{Message: make([]byte, 32), MessageType: types.MessageTypeDigest, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha384}, "ValidationException"},
+		{"algorithm of another curve", kms.SignInput{Message: []byte("m"), SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256}, "InvalidKeyUsageException"},
+		{"RSA algorithm", kms.SignInput{Message: []byte("m"), SigningAlgorithm: types.SigningAlgorithmSpecRsassaPssSha384}, "InvalidKeyUsageException"},
+	} {
+		in := c.in
+		in.KeyId = &arn
+		if _, err := f.kms.Sign(ctx, &in); code(err) != c.want {
+			t.Errorf("%s: %v, want %s", c.name, err, c.want)
+		}
+	}
+}
