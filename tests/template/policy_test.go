@@ -28,7 +28,7 @@ var expectedActions = map[string][]string{
 	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "secretsmanager:GetSecretValue", "dynamodb:PutItem"},
 	"WrapMaterialFunction":    {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:UpdateItem"},
 	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem"},
-	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "dynamodb:PutItem"},
+	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "secretsmanager:GetSecretValue", "dynamodb:PutItem"},
 	"RecordFailureFunction":   {"dynamodb:PutItem", "dynamodb:UpdateItem"},
 }
 
