@@ -10,6 +10,6 @@ import (
 
 func main() {
 	c := settings.MustInit("fetch-parameters")
-	stage := &importparams.Stage{KMS: c.KMS, Secrets: c.Secrets, Tokens: c.Tokens, Settings: c.Settings}
+	stage := &importparams.Stage{KMS: c.KMS, Secrets: c.Secrets, Tokens: c.Tokens, Leases: c.Leases, Settings: c.Settings}
 	lambdarun.Start("fetch-parameters", stage.Run)
 }

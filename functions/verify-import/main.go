@@ -10,6 +10,6 @@ import (
 
 func main() {
 	c := settings.MustInit("verify-import")
-	stage := &verification.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit}
+	stage := &verification.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases}
 	lambdarun.Start("verify-import", stage.Run)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -79,9 +80,9 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := st.Audit.Put(ctx, rec); err != nil {
 		return s, flow.FromAWS(err, flow.Internal, "recording the failure")
 	}
-	if s.Key != nil && st.Registry != nil {
+	if arn := registryKey(s); arn != "" && st.Registry != nil {
 		ineligible := name == flow.KeyNotFound || name == flow.KeyNotEligible
-		if err := st.Registry.RecordFailure(ctx, s.Key.ARN, s.Execution.ID, rec.RecordedAt, name, s.FailedStage, ineligible, name+": "+cause); err != nil {
+		if err := st.Registry.RecordFailure(ctx, arn, s.Execution.ID, rec.RecordedAt, name, s.FailedStage, ineligible, name+": "+cause); err != nil {
 			return s, flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
 		}
 	}
@@ -110,6 +111,19 @@ func causeMessage(cause string) string {
 		return c.ErrorMessage
 	}
 	return cause
+}
+
+// registryKey is the key ARN the registry knows the key by: the resolved
+// ARN, or the input's key id when it is an ARN (a scheduled run of a key
+// that no longer exists never resolves it).
+func registryKey(s flow.State) string {
+	if s.Key != nil {
+		return s.Key.ARN
+	}
+	if s.Request != nil && strings.HasPrefix(s.Request.KeyID, "arn:") && strings.Contains(s.Request.KeyID, ":key/") {
+		return s.Request.KeyID
+	}
+	return ""
 }
 
 func keyOf(s flow.State) string {

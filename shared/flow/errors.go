@@ -47,6 +47,9 @@ const (
 	// TokenStateConflict: the token record is not in the state this stage
 	// needs (used already, expired, missing).
 	TokenStateConflict = "TokenStateConflict"
+	// RotationInProgress: another execution holds the key's lease. The
+	// state machine ends this execution cleanly (not a failure).
+	RotationInProgress = "RotationInProgress"
 	// VerificationFailed: after the import the key is not as asked.
 	VerificationFailed = "VerificationFailed"
 	// AWSTransient: throttling, timeouts and internal errors of KMS,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/keys"
+	"github.com/kms-reimport/kms-reimport/shared/lease"
 	"github.com/kms-reimport/kms-reimport/shared/logging"
 	"github.com/kms-reimport/kms-reimport/shared/material"
 	"github.com/kms-reimport/kms-reimport/shared/request"
@@ -36,9 +37,11 @@ type KMS interface {
 
 // Stage fetches import parameters.
 type Stage struct {
-	KMS      KMS
-	Secrets  secrets.API
-	Tokens   *tokens.Store
+	KMS     KMS
+	Secrets secrets.API
+	Tokens  *tokens.Store
+	// Leases, when set, makes sure one execution at a time works on a key.
+	Leases   *lease.Store
 	Settings settings.Settings
 	Now      func() time.Time
 }
@@ -81,6 +84,16 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	}
 	arn := *md.Arn
 	log := logging.From(ctx).With("keyArn", arn)
+	if st.Leases != nil {
+		// Taken (or, on a token refresh, extended) before anything else is
+		// read or spent for this key.
+		var held *lease.Held
+		if err := st.Leases.Acquire(ctx, arn, s.Execution.ID, st.now()); errors.As(err, &held) {
+			return s, flow.Wrap(flow.RotationInProgress, err, "rotation already in progress")
+		} else if err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "lease of %s", arn)
+		}
+	}
 	if s.Key == nil {
 		s.Key = &flow.Key{ARN: arn, KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}
 	} else if s.Key.ARN != arn {

@@ -260,6 +260,12 @@ func renewal(r *flow.Request, in Input, opt Options) error {
 	if r.RenewBefore == "" {
 		return invalid("field \"renewBefore\" is required to register the key (this deployment has no default)")
 	}
+	if rb >= vf && in.RenewBefore == "" {
+		// The deployment's window doesn't fit this short validity: renew
+		// when a third of it is left.
+		r.RenewBefore = (vf / 3).Truncate(time.Minute).String()
+		return nil
+	}
 	if rb >= vf {
 		return invalid("field \"renewBefore\" is %s, not shorter than validFor %s: every scheduled run would renew", r.RenewBefore, r.ValidFor)
 	}

@@ -123,6 +123,10 @@ func TestRegistrationPolicy(t *testing.T) {
 	if err != nil || r.ValidFor != "90d" || r.RenewBefore != "14d" {
 		t.Fatalf("policy: %+v %v", r, err)
 	}
+	r, err = Parse([]byte(`{"keyId":"alias/a","secretId":"s","validFor":"24h"}`), now, Options{DefaultRenewBefore: 336 * time.Hour})
+	if err != nil || r.RenewBefore != "8h0m0s" {
+		t.Fatalf("short validity: %+v %v", r, err)
+	}
 	r, err = Parse([]byte(`{"keyId":"alias/a","secretId":"s","validFor":"1h","register":false}`), now, Options{})
 	if err != nil || r.Register {
 		t.Fatalf("register false: %+v %v", r, err)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -15,7 +16,10 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/audit"
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/keys"
+	"github.com/kms-reimport/kms-reimport/shared/lease"
 	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/metrics"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/secrets"
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
@@ -37,7 +41,12 @@ type Stage struct {
 	// KMS's answer with one computed from the pinned secret version.
 	Secrets secrets.API
 	Audit   *audit.Store
-	Now     func() time.Time
+	// Registry, when set, keeps the key's renewal status (and registers it
+	// when the request asks to).
+	Registry *registry.Store
+	// Leases, when set, gets the key's lease back.
+	Leases *lease.Store
+	Now    func() time.Time
 }
 
 func (st *Stage) now() time.Time {
@@ -96,6 +105,9 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := st.Audit.Put(ctx, rec); err != nil {
 		return s, flow.FromAWS(err, flow.Internal, "recording the import of %s", k.ARN)
 	}
+	if err := st.bookkeep(ctx, s, md.ValidTo, rec.RecordedAt); err != nil {
+		return s, err
+	}
 	s.Verified = &flow.Verification{KeyState: string(md.KeyState), ValidTo: md.ValidTo, RoundTrip: proof, AuditID: rec.SK}
 	logging.From(ctx).Info("import verified and recorded", "keyState", md.KeyState, "validTo", md.ValidTo, "auditId", rec.SK)
 	return s, nil
@@ -138,4 +150,40 @@ func (st *Stage) roundTrip(ctx context.Context, arn, execID string) (string, err
 		return "", flow.Errorf(flow.VerificationFailed, "Encrypt/Decrypt round trip with %s returned different bytes", arn)
 	}
 	return fmt.Sprintf("Encrypt/Decrypt round trip of a %d-byte random probe: equal", len(probe)), nil
+}
+
+// bookkeep registers the key (when asked), notes the success in the
+// registry, gives the lease back and counts the renewal.
+func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time, at time.Time) error {
+	r, k := s.Request, s.Key
+	if st.Registry != nil {
+		if r.Register {
+			e := registry.Entry{KeyARN: k.ARN, SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
+				NoExpiry: r.ExpirationModel == flow.DoesNotExpire, RenewBefore: r.RenewBefore,
+				WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec}
+			if r.WrappingDefaulted {
+				e.WrappingAlgorithm, e.WrappingKeySpec = "", "" // keep choosing the best
+			}
+			if !e.NoExpiry {
+				e.ValidFor = r.ValidFor
+			}
+			if err := st.Registry.Put(ctx, e); err != nil {
+				return flow.FromAWS(err, flow.Internal, "registering %s", k.ARN)
+			}
+		}
+		if err := st.Registry.RecordSuccess(ctx, k.ARN, s.Execution.ID, at, validTo); err != nil {
+			return flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)
+		}
+	}
+	if st.Leases != nil {
+		if err := st.Leases.Release(ctx, k.ARN, s.Execution.ID); err != nil {
+			return flow.FromAWS(err, flow.Internal, "releasing the lease of %s", k.ARN)
+		}
+	}
+	ms := []metrics.Metric{{Name: "KeysRenewed", Value: 1, Unit: metrics.Count}}
+	if validTo != nil {
+		ms = append(ms, metrics.Metric{Name: "DaysUntilExpiry", Value: math.Round(time.Until(*validTo).Hours()/24*100) / 100, Unit: metrics.None})
+	}
+	metrics.Emit(metrics.Service, ms...)
+	return nil
 }
