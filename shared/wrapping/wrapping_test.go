@@ -23,7 +23,9 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
-type oneSecret struct{ out secretsmanager.GetSecretValueOutput }
+type oneSecret struct {
+	out secretsmanager.GetSecretValueOutput
+}
 
 func (o oneSecret) GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
 	c := o.out
