@@ -9,7 +9,7 @@ NODE      := $(TOOLS)/node22/bin/node
 STACKCTL  := $(GO) run ./infra/local/stackctl
 # Lambda builds: static, trimmed, no RPC shim (provided.al2023 needs none).
 LAMBDA_GOFLAGS := -tags lambda.norpc -trimpath -ldflags "-s -w -buildid="
-FUNCTIONS := FetchParametersFunction WrapMaterialFunction ImportMaterialFunction VerifyImportFunction RecordFailureFunction
+FUNCTIONS := FetchParametersFunction WrapMaterialFunction ImportMaterialFunction VerifyImportFunction RecordFailureFunction PlannerFunction
 # functions/<kebab-case of the logical id without "Function">, as the local stack expects.
 fn_dir = ./functions/$(shell echo '$(1)' | sed -E 's/Function$$//; s/([a-z0-9])([A-Z])/\1-\2/g' | tr 'A-Z' 'a-z')
 
@@ -30,9 +30,9 @@ stack-up: tools ## start the local stack; endpoints in .local/stack/env (source 
 stack-down: ## stop the local stack
 	@$(STACKCTL) down
 
-execute: ## run the state machine on the running stack: make execute INPUT=events/execution-input.json
-	@test -n "$(INPUT)" || { echo "usage: make execute INPUT=<file>"; exit 2; }
-	@$(STACKCTL) execute --input "$(INPUT)"
+execute: ## run a state machine on the running stack: make execute INPUT=<file> [SM=FleetStateMachine]
+	@test -n "$(INPUT)" || { echo "usage: make execute INPUT=<file> [SM=FleetStateMachine]"; exit 2; }
+	@$(STACKCTL) execute --input "$(INPUT)" --state-machine "$(or $(SM),RotationStateMachine)"
 
 test: tools lint test-node test-go ## all tests, unit and integration (what .ci/run calls)
 

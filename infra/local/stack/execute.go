@@ -2,6 +2,7 @@ package stack
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,8 @@ type Execution struct {
 	Error        string          `json:"error"`
 	Cause        string          `json:"cause"`
 	States       []StateRun      `json:"states"`
+	// ChildExecutions counts nested executions by status.
+	ChildExecutions map[string]int `json:"childExecutions,omitempty"`
 }
 
 // StateRun is one state's run within an execution.
@@ -42,15 +45,22 @@ type ExecuteOptions struct {
 	Name  string
 	// WaitScale scales Retry intervals (tests use 0.01).
 	WaitScale string
+	// StateMachine is the logical id to run (default RotationStateMachine).
+	StateMachine string
+	// Children prints the states of nested executions (human mode).
+	Children bool
 }
 
 // Execute runs the state machine of template.yaml on this stack with
 // aws-local-stepfunctions (Node 22), each Task dispatched to the function
 // template.yaml binds to it.
 func (st *Stack) Execute(ctx context.Context, root string, input []byte, o ExecuteOptions) (*Execution, error) {
-	fns := map[string]string{}
+	fns := map[string]any{}
 	for k, v := range st.Functions {
 		fns[k] = v
+		if len(st.Pools[k]) > 1 {
+			fns[k] = st.Pools[k]
+		}
 	}
 	for k, v := range o.Functions {
 		fns[k] = v
@@ -70,7 +80,11 @@ func (st *Stack) Execute(ctx context.Context, root string, input []byte, o Execu
 	}
 	args := []string{filepath.Join(root, "infra/local/sfn/execute.mjs"),
 		"--template", filepath.Join(root, "template.yaml"), "--functions", fnPath, "--input", inPath,
-		"--region", st.Region, "--account", Account}
+		"--region", st.Region, "--account", Account,
+		"--state-machine", cmp.Or(o.StateMachine, "RotationStateMachine")}
+	if o.Children {
+		args = append(args, "--children")
+	}
 	if o.Name != "" {
 		args = append(args, "--name", o.Name)
 	}

@@ -27,6 +27,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 )
 
 // Defaults of the local stack.
@@ -46,6 +47,10 @@ type Options struct {
 	// `sam local invoke --env-vars`: "Parameters" applies to all functions,
 	// a logical id to one.
 	FunctionEnv map[string]map[string]string
+	// Concurrency is how many runtime emulators run each function, like
+	// Lambda's concurrency (one invocation at a time per emulator).
+	// Default 1.
+	Concurrency int
 	// Log receives progress lines; nil is quiet.
 	Log func(format string, args ...any)
 	// KMS chooses what answers for KMS: KMSLocal (local-kms, the default)
@@ -72,7 +77,11 @@ type Stack struct {
 	DynamoDB  string            `json:"dynamodb"`
 	Secrets   string            `json:"secretsmanager"`
 	Functions map[string]string `json:"functions"` // logical id -> invoke URL
-	PIDs      map[string]int    `json:"pids"`
+	// Pools lists every emulator of a function (Options.Concurrency).
+	Pools map[string][]string `json:"pools,omitempty"`
+	// Topic is the notification topic (template's NotificationTopic).
+	Topic string         `json:"topic,omitempty"`
+	PIDs  map[string]int `json:"pids"`
 }
 
 // Tools is where install.sh puts what the stack runs.
@@ -169,25 +178,49 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	if err := st.createTable(ctx, tmpl.Table); err != nil {
 		return st, err
 	}
-
-	fports, err := freePorts(2 * len(tmpl.Functions))
+	if st.Topic, err = st.createTopic(ctx); err != nil {
+		return st, err
+	}
+	// Again, now that the template's resources have local names.
+	tmpl, err = LoadTemplate(filepath.Join(o.Root, "template.yaml"), map[string]string{"RotationTable": Table, "NotificationTopic": st.Topic})
 	if err != nil {
 		return st, err
 	}
-	for i, f := range tmpl.Functions {
-		// Each emulator needs its own Runtime API port too (default 9001).
-		addr := fmt.Sprintf("127.0.0.1:%d", fports[2*i])
-		rapi := fmt.Sprintf("127.0.0.1:%d", fports[2*i+1])
-		env := st.functionEnv(f, o.FunctionEnv)
-		if err := st.start(f.LogicalID, nil, env, filepath.Join(tools, "bin/aws-lambda-rie"),
-			"--runtime-interface-emulator-address", addr, "--runtime-api-address", rapi, filepath.Join(o.Dir, "build", f.LogicalID, "bootstrap")); err != nil {
-			return st, err
-		}
-		st.Functions[f.LogicalID] = "http://" + addr + "/2015-03-31/functions/function/invocations"
+
+	n := max(o.Concurrency, 1)
+	fports, err := freePorts(2 * n * len(tmpl.Functions))
+	if err != nil {
+		return st, err
 	}
-	for id, u := range st.Functions {
-		if err := waitTCP(ctx, strings.TrimPrefix(strings.Split(u, "/2015")[0], "http://"), 30*time.Second); err != nil {
-			return st, fmt.Errorf("runtime emulator for %s: %w (see %s)", id, err, st.logPath(id))
+	st.Pools = map[string][]string{}
+	p := 0
+	for _, f := range tmpl.Functions {
+		env := st.functionEnv(f, o.FunctionEnv)
+		for c := 0; c < n; c++ {
+			// Each emulator needs its own Runtime API port too (default 9001).
+			addr := fmt.Sprintf("127.0.0.1:%d", fports[p])
+			rapi := fmt.Sprintf("127.0.0.1:%d", fports[p+1])
+			p += 2
+			name := f.LogicalID
+			if c > 0 {
+				name = fmt.Sprintf("%s-%d", f.LogicalID, c)
+			}
+			if err := st.start(name, nil, env, filepath.Join(tools, "bin/aws-lambda-rie"),
+				"--runtime-interface-emulator-address", addr, "--runtime-api-address", rapi, filepath.Join(o.Dir, "build", f.LogicalID, "bootstrap")); err != nil {
+				return st, err
+			}
+			u := "http://" + addr + "/2015-03-31/functions/function/invocations"
+			st.Pools[f.LogicalID] = append(st.Pools[f.LogicalID], u)
+			if c == 0 {
+				st.Functions[f.LogicalID] = u
+			}
+		}
+	}
+	for id, urls := range st.Pools {
+		for _, u := range urls {
+			if err := waitTCP(ctx, strings.TrimPrefix(strings.Split(u, "/2015")[0], "http://"), 30*time.Second); err != nil {
+				return st, fmt.Errorf("runtime emulator for %s: %w (see %s)", id, err, st.logPath(id))
+			}
 		}
 	}
 	logf("%d functions under the Lambda Runtime Interface Emulator: up", len(st.Functions))
@@ -216,12 +249,18 @@ func (st *Stack) functionEnv(f Function, over map[string]map[string]string) []st
 	for k, v := range f.Env {
 		m[k] = v
 	}
+	// The stack's endpoints win over what the template declares (ports
+	// change at every start); explicit overrides win over both.
+	for _, kv := range st.ClientEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
 	for _, src := range []map[string]string{over["Parameters"], over[f.LogicalID]} {
 		for k, v := range src {
 			m[k] = v
 		}
 	}
-	env := append(st.ClientEnv(),
+	env := append([]string{},
 		"AWS_LAMBDA_FUNCTION_NAME="+f.LogicalID,
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", f.MemoryMB),
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_TIMEOUT=%d", f.TimeoutSecs),
@@ -307,6 +346,19 @@ func (st *Stack) waitServices(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// createTopic makes the template's NotificationTopic in moto.
+func (st *Stack) createTopic(ctx context.Context) (string, error) {
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		return "", err
+	}
+	out, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("kms-reimport-notifications")})
+	if err != nil {
+		return "", fmt.Errorf("creating the notification topic: %w", err)
+	}
+	return *out.TopicArn, nil
 }
 
 // AWSConfig is an SDK configuration pointed at this stack.

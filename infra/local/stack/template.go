@@ -68,6 +68,17 @@ func LoadTemplate(path string, physical map[string]string) (*Template, error) {
 				}
 				return input
 			},
+			"Fn::If": func(name string, input interface{}, tmpl interface{}) interface{} {
+				args, ok := input.([]interface{})
+				if !ok || len(args) != 3 {
+					return nil
+				}
+				cond, _ := args[0].(string)
+				if evalCondition(cond, tmpl, physical) {
+					return args[1]
+				}
+				return args[2]
+			},
 		},
 	}
 	js, err := intrinsics.ProcessYAML(data, opts)
@@ -97,6 +108,9 @@ func LoadTemplate(path string, physical map[string]string) (*Template, error) {
 			f := Function{LogicalID: id, Dir: FunctionDir(id), Env: map[string]string{}, MemoryMB: 128, TimeoutSecs: 3}
 			for _, src := range []props{doc.Globals.Function, p} {
 				for k, v := range src.Environment.Variables {
+					if v == nil {
+						continue // resolved to nothing (AWS::NoValue)
+					}
 					f.Env[k] = fmt.Sprint(v)
 				}
 				if src.MemorySize > 0 {
@@ -139,4 +153,87 @@ type props struct {
 	Environment struct {
 		Variables map[string]any `json:"Variables"`
 	} `json:"Environment"`
+}
+
+// evalCondition evaluates a template condition with the parameters'
+// defaults (what a deployment without overrides would get).
+func evalCondition(name string, tmpl interface{}, physical map[string]string) bool {
+	t, _ := tmpl.(map[string]interface{})
+	conds, _ := t["Conditions"].(map[string]interface{})
+	return truthy(conds[name], t, physical, 0)
+}
+
+func truthy(v interface{}, t map[string]interface{}, physical map[string]string, depth int) bool {
+	if depth > 20 {
+		return false
+	}
+	switch x := v.(type) {
+	case bool:
+		return x
+	case map[string]interface{}:
+		for k, a := range x {
+			args, _ := a.([]interface{})
+			switch k {
+			case "Fn::Equals":
+				return len(args) == 2 && fmt.Sprint(value(args[0], t, physical)) == fmt.Sprint(value(args[1], t, physical))
+			case "Fn::Not":
+				return len(args) == 1 && !truthy(args[0], t, physical, depth+1)
+			case "Fn::And":
+				for _, c := range args {
+					if !truthy(c, t, physical, depth+1) {
+						return false
+					}
+				}
+				return true
+			case "Fn::Or":
+				for _, c := range args {
+					if truthy(c, t, physical, depth+1) {
+						return true
+					}
+				}
+				return false
+			case "Condition":
+				name, _ := a.(string)
+				conds, _ := t["Conditions"].(map[string]interface{})
+				return truthy(conds[name], t, physical, depth+1)
+			}
+		}
+	}
+	return false
+}
+
+// value resolves what a condition compares: literals, Ref to a parameter
+// (its default) and Fn::Join of those.
+func value(v interface{}, t map[string]interface{}, physical map[string]string) interface{} {
+	m, ok := v.(map[string]interface{})
+	if !ok {
+		return v
+	}
+	if r, ok := m["Ref"].(string); ok {
+		if p, ok := physical[r]; ok {
+			return p
+		}
+		params, _ := t["Parameters"].(map[string]interface{})
+		if p, ok := params[r].(map[string]interface{}); ok {
+			if d, ok := p["Default"]; ok {
+				return d
+			}
+			return ""
+		}
+		return r
+	}
+	if j, ok := m["Fn::Join"].([]interface{}); ok && len(j) == 2 {
+		sep := fmt.Sprint(j[0])
+		var parts []string
+		switch list := value(j[1], t, physical).(type) {
+		case []interface{}:
+			for _, p := range list {
+				parts = append(parts, fmt.Sprint(value(p, t, physical)))
+			}
+		case string:
+			parts = []string{list}
+		}
+		return strings.Join(parts, sep)
+	}
+	return v
 }

@@ -21,7 +21,8 @@ const usage = `usage: stackctl <command> [flags]
 commands:
   up                     start the local stack (state, logs and env file in .local/stack)
   down                   stop it
-  execute --input FILE   run the state machine on the running stack; exit 1 if the execution failed
+  execute --input FILE [--state-machine FleetStateMachine]
+                         run a state machine on the running stack; exit 1 if the execution failed
   invoke --fn ID --event FILE [--env-vars events/env.json] [--stack-dir DIR] [--report-json FILE]
                          sam local invoke without Docker: one function, freshly built, under its own
                          runtime emulator; response on stdout, logs and REPORT on stderr; exit 1 on a
@@ -63,6 +64,7 @@ func main() {
 		fs := flag.NewFlagSet("execute", flag.ExitOnError)
 		input := fs.String("input", "", "execution input file (JSON)")
 		asJSON := fs.Bool("json", false, "print one JSON document")
+		sm := fs.String("state-machine", "RotationStateMachine", "state machine of template.yaml: RotationStateMachine (one key) or FleetStateMachine (every due key)")
 		_ = fs.Parse(os.Args[2:])
 		if *input == "" {
 			fail(2, fmt.Errorf("execute needs --input FILE"))
@@ -76,7 +78,7 @@ func main() {
 			fail(2, err)
 		}
 		if *asJSON {
-			ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{})
+			ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{StateMachine: *sm})
 			if err != nil {
 				fail(1, err)
 			}
@@ -86,7 +88,7 @@ func main() {
 			}
 			return
 		}
-		ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{Human: true, Out: os.Stdout})
+		ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{Human: true, Out: os.Stdout, StateMachine: *sm})
 		if err != nil {
 			fail(1, err)
 		}
