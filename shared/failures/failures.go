@@ -63,6 +63,17 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		rec.ExpirationModel, rec.ValidTo = r.ExpirationModel, r.ValidTo
 		rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = r.WrappingAlgorithm, r.WrappingKeySpec, r.WrappingDefaulted
 	}
+	if s.Request == nil {
+		// Failed in the first stage: record what the raw input named, if
+		// it named it plainly.
+		var in struct {
+			KeyID    any `json:"keyId"`
+			SecretID any `json:"secretId"`
+		}
+		if json.Unmarshal(s.Input, &in) == nil {
+			rec.KeyID, rec.SecretID = short(in.KeyID), short(in.SecretID)
+		}
+	}
 	if k := s.Key; k != nil {
 		rec.KeyStateBefore, rec.ValidToBefore = k.StateBefore, k.ValidToBefore
 	}
@@ -120,8 +131,9 @@ func registryKey(s flow.State) string {
 	if s.Key != nil {
 		return s.Key.ARN
 	}
-	if s.Request != nil && strings.HasPrefix(s.Request.KeyID, "arn:") && strings.Contains(s.Request.KeyID, ":key/") {
-		return s.Request.KeyID
+	// A failure in the first stage leaves only the raw input.
+	if id := keyOf(s); strings.HasPrefix(id, "arn:") && strings.Contains(id, ":key/") {
+		return id
 	}
 	return ""
 }
@@ -142,4 +154,12 @@ func keyOf(s flow.State) string {
 		}
 	}
 	return UnknownKey
+}
+
+// short returns v if it is a string of a sane length for an identifier.
+func short(v any) string {
+	if s, ok := v.(string); ok && len(s) <= 2048 {
+		return flow.Sanitize(s)
+	}
+	return ""
 }

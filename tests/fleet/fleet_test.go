@@ -1,0 +1,249 @@
+// Package fleet proves the scheduled fleet run on the local stack: a
+// registry of hundreds of keys renewed by one run of the fleet state
+// machine (planner, Distributed Map of rotation executions), and keys KMS
+// can no longer use reported instead of retried forever.
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/planner"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/tokens"
+)
+
+var (
+	root string
+	st   *stack.Stack
+	kc   *kms.Client
+	sm   *secretsmanager.Client
+	db   *dynamodb.Client
+	reg  *registry.Store
+	aud  *audit.Store
+	toks *tokens.Store
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, _ = filepath.Abs("../..")
+	dir, err := os.MkdirTemp("", "kms-reimport-fleet-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// Two emulators per function (Lambda concurrency); a small planner page
+	// so the run pages through the registry.
+	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Concurrency: 2,
+		FunctionEnv: map[string]map[string]string{"PlannerFunction": {"PLANNER_PAGE_SIZE": "64", "MAX_CONCURRENCY": "8"}}})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools` to install the emulators)\n", err)
+		return 1
+	}
+	defer st.Down()
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	kc, sm, db = kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
+	reg = &registry.Store{DB: db, Table: st.Table}
+	aud = &audit.Store{DB: db, Table: st.Table}
+	toks = &tokens.Store{DB: db, Table: st.Table}
+	return m.Run()
+}
+
+// managedKeys creates n EXTERNAL keys with material secrets and registers
+// them, as `kms-reimport register` does.
+func managedKeys(t *testing.T, n int, prefix string) []string {
+	t.Helper()
+	ctx := context.Background()
+	arns := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String(prefix)})
+			if err != nil {
+				errs <- err
+				return
+			}
+			m := make([]byte, 32)
+			_, _ = rand.Read(m)
+			name := fmt.Sprintf("kms-reimport/%s-%03d", prefix, i)
+			_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, SecretBinary: m})
+			clear(m)
+			if err != nil {
+				errs <- err
+				return
+			}
+			arns[i] = *k.KeyMetadata.Arn
+			errs <- reg.Put(ctx, registry.Entry{KeyARN: arns[i], SecretID: name, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"})
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return arns
+}
+
+func fleetRun(t *testing.T) *stack.Execution {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	ex, err := st.Execute(ctx, root, []byte(`{}`), stack.ExecuteOptions{StateMachine: "FleetStateMachine", WaitScale: "0.01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Status != "SUCCEEDED" {
+		t.Fatalf("fleet run %s: %s %s", ex.Status, ex.Error, ex.Cause)
+	}
+	return ex
+}
+
+func plan(t *testing.T) planner.State {
+	t.Helper()
+	p := &planner.Planner{Registry: reg, PageSize: 1000}
+	s, err := p.Plan(context.Background(), planner.State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestFleetOf200KeysRenewedByOneRun(t *testing.T) {
+	const n = 200
+	arns := managedKeys(t, n, "fleet")
+	if p := plan(t); p.Stats.Due < n {
+		t.Fatalf("planner sees %d due before the run, want at least %d", p.Stats.Due, n)
+	}
+	start := time.Now()
+	ex := fleetRun(t)
+	took := time.Since(start)
+	var stats planner.Stats
+	if err := json.Unmarshal(ex.Output, &stats); err != nil {
+		t.Fatalf("fleet output: %v: %s", err, ex.Output)
+	}
+	if stats.Pages < 4 || stats.Due < n {
+		t.Errorf("fleet stats: %+v (want >= 4 pages of 64 and %d due)", stats, n)
+	}
+	if ex.ChildExecutions["SUCCEEDED"] < n || ex.ChildExecutions["FAILED"] != 0 {
+		t.Fatalf("child executions: %v", ex.ChildExecutions)
+	}
+	t.Logf("fleet run: %d keys in %s (%.1f keys/s)", n, took.Round(time.Millisecond), float64(n)/took.Seconds())
+
+	ctx := context.Background()
+	for _, arn := range arns {
+		md, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.KeyMetadata.KeyState != kmstypes.KeyStateEnabled || md.KeyMetadata.ValidTo == nil {
+			t.Fatalf("%s: %s, ValidTo %v", arn, md.KeyMetadata.KeyState, md.KeyMetadata.ValidTo)
+		}
+		if d := time.Until(*md.KeyMetadata.ValidTo); d < 2150*time.Hour || d > 2161*time.Hour {
+			t.Fatalf("%s: ValidTo %v is not 2160h ahead", arn, md.KeyMetadata.ValidTo)
+		}
+		recs, err := aud.List(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].Outcome != audit.Succeeded {
+			t.Fatalf("%s: %d import records, want exactly one success: %+v", arn, len(recs), recs)
+		}
+		e, err := reg.Get(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*md.KeyMetadata.ValidTo) || e.LastSuccess == nil || e.NextDue == nil {
+			t.Fatalf("%s: registry not updated: %+v", arn, e)
+		}
+		trs, err := toks.List(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range trs {
+			if tr.Status != tokens.Used && tr.Status != tokens.Expired && tr.Status != tokens.Failed || len(tr.ImportToken) > 0 {
+				t.Fatalf("%s: token %s left %s", arn, tr.SK, tr.Status)
+			}
+		}
+	}
+	// A second run finds nothing due and changes nothing.
+	if p := plan(t); p.Stats.Due != 0 {
+		t.Fatalf("after the run the planner still sees %d due", p.Stats.Due)
+	}
+}
+
+func TestKeysKMSCannotUseAreReportedNotRetried(t *testing.T) {
+	arns := managedKeys(t, 3, "gone")
+	ctx := context.Background()
+	// One key scheduled for deletion, one disabled, one fine.
+	if _, err := kc.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &arns[0], PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &arns[1]}); err != nil {
+		t.Fatal(err)
+	}
+	fleetRun(t)
+	for i, arn := range arns[:2] {
+		e, err := reg.Get(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Status != registry.Ineligible || e.LastError != "KeyNotEligible" {
+			t.Fatalf("key %d: registry %s %s, want ineligible KeyNotEligible", i, e.Status, e.LastError)
+		}
+		if due, _ := e.IsDue(time.Now()); due {
+			t.Fatalf("key %d still planned", i)
+		}
+	}
+	if md, _ := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arns[2]}); md.KeyMetadata.KeyState != kmstypes.KeyStateEnabled {
+		t.Fatalf("healthy key: %s", md.KeyMetadata.KeyState)
+	}
+	p := plan(t)
+	found := 0
+	for _, k := range p.Stats.IneligibleKeys {
+		if k == arns[0] || k == arns[1] {
+			found++
+		}
+	}
+	if found != 2 {
+		t.Fatalf("plan does not report the two unusable keys: %+v", p.Stats)
+	}
+	// The next run does not try them again: still one failure record each.
+	fleetRun(t)
+	for _, arn := range arns[:2] {
+		recs, _ := aud.List(ctx, arn)
+		if len(recs) != 1 {
+			t.Fatalf("%s retried: %d records", arn, len(recs))
+		}
+	}
+}
