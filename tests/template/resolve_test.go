@@ -50,10 +50,14 @@ type resolver struct {
 	params    map[string]any // name -> Parameter object
 	overrides map[string]any // name -> value given for this parse
 	resources map[string]string
+	// smNames: a state machine's Name property as written (a string or
+	// {"Fn::Sub": ...}); without one, its name is its logical id here
+	// (CloudFormation would generate one starting with it).
+	smNames map[string]any
 }
 
 func newResolver(raw map[string]any) *resolver {
-	r := &resolver{params: map[string]any{}, resources: map[string]string{}}
+	r := &resolver{params: map[string]any{}, resources: map[string]string{}, smNames: map[string]any{}}
 	if ps, ok := raw["Parameters"].(map[string]any); ok {
 		r.params = ps
 	}
@@ -61,6 +65,11 @@ func newResolver(raw map[string]any) *resolver {
 		for id, v := range rs {
 			if m, ok := v.(map[string]any); ok {
 				r.resources[id], _ = m["Type"].(string)
+				if props, ok := m["Properties"].(map[string]any); ok && r.resources[id] == "AWS::Serverless::StateMachine" {
+					if n, ok := props["Name"]; ok {
+						r.smNames[id] = n
+					}
+				}
 			}
 		}
 	}
@@ -127,7 +136,7 @@ func (r *resolver) ref(name string) any {
 	if typ, ok := r.resources[name]; ok {
 		switch typ {
 		case "AWS::Serverless::StateMachine":
-			return fmt.Sprintf("arn:%s:states:%s:%s:stateMachine:%s", partition, region, account, name)
+			return fmt.Sprintf("arn:%s:states:%s:%s:stateMachine:%s", partition, region, account, r.stateMachineName(name))
 		case "AWS::SNS::Topic":
 			return fmt.Sprintf("arn:%s:sns:%s:%s:%s", partition, region, account, name)
 		}
@@ -136,8 +145,26 @@ func (r *resolver) ref(name string) any {
 	return "UNRESOLVED-REF:" + name
 }
 
+// stateMachineName is the name a state machine of the template gets: its
+// Name property (a string or an Fn::Sub string), else its logical id.
+func (r *resolver) stateMachineName(id string) string {
+	switch n := r.smNames[id].(type) {
+	case string:
+		return n
+	case map[string]any:
+		if s, ok := n["Fn::Sub"].(string); ok {
+			return r.sub(s, nil)
+		}
+		return "UNRESOLVED-NAME:" + id
+	}
+	return id
+}
+
 func (r *resolver) getAtt(id, attr string) any {
 	typ := r.resources[id]
+	if attr == "Name" && typ == "AWS::Serverless::StateMachine" {
+		return r.stateMachineName(id)
+	}
 	if attr != "Arn" {
 		return fmt.Sprintf("GETATT:%s.%s", id, attr)
 	}
@@ -214,6 +241,7 @@ func (r *resolver) options(overrides map[string]any) *intrinsics.ProcessorOption
 type parsed struct {
 	T   *cloudformation.Template
 	Raw map[string]any
+	r   *resolver
 }
 
 func parseTemplate(t testing.TB, overrides map[string]any) *parsed {
@@ -251,7 +279,8 @@ func parseTemplate(t testing.TB, overrides map[string]any) *parsed {
 	rawJS, _ := json.Marshal(raw)
 	// Resolved with a fresh resolver per call: overrides change the
 	// parameters' Default in place.
-	js, err = intrinsics.ProcessJSON(rawJS, newResolver(raw).options(overrides))
+	res := newResolver(raw)
+	js, err = intrinsics.ProcessJSON(rawJS, res.options(overrides))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +344,7 @@ func parseTemplate(t testing.TB, overrides map[string]any) *parsed {
 	if err != nil {
 		t.Fatalf("goformation cannot parse template.yaml: %v", err)
 	}
-	return &parsed{T: tmpl, Raw: resolved}
+	return &parsed{T: tmpl, Raw: resolved, r: res}
 }
 
 // globalFunction returns Globals.Function.<prop> of the resolved template.
@@ -335,3 +364,39 @@ func (p *parsed) functionProp(id, prop string) any {
 	}
 	return p.globalFunction(prop)
 }
+
+// resource is a resource of the resolved template as a plain document.
+func (p *parsed) resource(id string) map[string]any {
+	rs, _ := p.Raw["Resources"].(map[string]any)
+	r, _ := rs[id].(map[string]any)
+	return r
+}
+
+// environment is a function's environment as SAM deploys it:
+// Globals.Function.Environment.Variables merged with the function's own
+// (the function's keys win). goformation applies no Globals, and a function
+// that declares its own Environment would otherwise hide the global
+// variables. Values resolved to AWS::NoValue are dropped.
+func (p *parsed) environment(id string) map[string]any {
+	out := map[string]any{}
+	vars := func(env any) map[string]any {
+		e, _ := env.(map[string]any)
+		v, _ := e["Variables"].(map[string]any)
+		return v
+	}
+	props, _ := p.resource(id)["Properties"].(map[string]any)
+	for _, src := range []map[string]any{vars(p.globalFunction("Environment")), vars(props["Environment"])} {
+		for k, v := range src {
+			if v == nil {
+				delete(out, k)
+				continue
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// arnOf is what !Ref gives for a resource of the template (a state
+// machine's or topic's ARN, else the logical id).
+func (p *parsed) arnOf(id string) string { return fmt.Sprint(p.r.ref(id)) }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kms-reimport/kms-reimport/shared/metrics"
 )
 
 func lookTool(t testing.TB, name string, extra ...string) string {
@@ -83,10 +85,11 @@ func TestFunctionsDeclared(t *testing.T) {
 		if lc["LogFormat"] != "JSON" {
 			t.Errorf("%s: LoggingConfig.LogFormat %v, want JSON", id, lc["LogFormat"])
 		}
+		// The upper bound of Timeout is per Task: TestTaskTimeouts.
 		mem, _ := p.functionProp(id, "MemorySize").(float64)
 		to, _ := p.functionProp(id, "Timeout").(float64)
-		if mem < 128 || mem > 1024 || to < 3 || to >= 60 {
-			t.Errorf("%s: MemorySize %v / Timeout %v: want 128-1024 MB and a timeout below the Task's 60 s", id, mem, to)
+		if mem < 128 || mem > 1024 || to < 3 || to > 900 {
+			t.Errorf("%s: MemorySize %v / Timeout %v: want 128-1024 MB and 3-900 s", id, mem, to)
 		}
 		if f.Policies != nil {
 			t.Errorf("%s: SAM Policies are not allowed: write the role out (AWS::IAM::Role) so its policy is reviewed and tested", id)
@@ -98,11 +101,65 @@ func TestFunctionsDeclared(t *testing.T) {
 		if _, ok := roles[strings.TrimPrefix(role, "arn:aws:iam::"+account+":role/")]; !ok {
 			t.Errorf("%s: Role %q is not an AWS::IAM::Role of the template", id, role)
 		}
-		env, _ := p.functionProp(id, "Environment").(map[string]any)
-		vars, _ := env["Variables"].(map[string]any)
-		if vars["TABLE_NAME"] != "RotationTable" {
-			t.Errorf("%s: TABLE_NAME %v, want !Ref RotationTable", id, vars["TABLE_NAME"])
+		// As SAM deploys it: Globals merged into the function's own.
+		if vars := p.environment(id); vars["TABLE_NAME"] != "RotationTable" {
+			t.Errorf("%s: TABLE_NAME %v (Globals merged with the function's Environment), want !Ref RotationTable", id, vars["TABLE_NAME"])
 		}
+	}
+}
+
+// TestEnvironmentMerged proves environment() merges the way SAM does: the
+// Globals' variables reach a function that declares its own Environment,
+// and the function's keys win.
+func TestEnvironmentMerged(t *testing.T) {
+	p := &parsed{Raw: map[string]any{
+		"Globals": map[string]any{"Function": map[string]any{"Environment": map[string]any{"Variables": map[string]any{"TABLE_NAME": "T", "A": "global"}}}},
+		"Resources": map[string]any{
+			"Own":  map[string]any{"Properties": map[string]any{"Environment": map[string]any{"Variables": map[string]any{"A": "own", "B": "b"}}}},
+			"None": map[string]any{"Properties": map[string]any{}},
+		},
+	}}
+	if got := fmt.Sprint(p.environment("Own")); got != "map[A:own B:b TABLE_NAME:T]" {
+		t.Errorf("Own: %s", got)
+	}
+	if got := fmt.Sprint(p.environment("None")); got != "map[A:global TABLE_NAME:T]" {
+		t.Errorf("None: %s", got)
+	}
+}
+
+// TestEnvironmentNames: every variable the template gives a function is one
+// the code reads (a string literal in shared/ or functions/), so a renamed
+// variable (RENEW_BEFORE -> DEFAULT_RENEW_BEFORE) can't be left behind in
+// the template, and the variables the settings require are given.
+func TestEnvironmentNames(t *testing.T) {
+	p := parseTemplate(t, nil)
+	root := repoRoot(t)
+	var src strings.Builder
+	for _, dir := range []string{"shared", "functions"} {
+		_ = filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+				b, _ := os.ReadFile(path)
+				src.Write(b)
+			}
+			return nil
+		})
+	}
+	code := src.String()
+	for _, id := range functionIDs(p) {
+		vars := p.environment(id)
+		for k := range vars {
+			if !strings.Contains(code, `"`+k+`"`) {
+				t.Errorf("%s: environment variable %s is read nowhere in shared/ or functions/", id, k)
+			}
+		}
+		for _, k := range []string{"TABLE_NAME", "DEFAULT_VALID_FOR", "DEFAULT_RENEW_BEFORE", "LEASE_DURATION", "MIN_TOKEN_VALIDITY", "MAX_TOKEN_FETCHES"} {
+			if _, ok := vars[k]; !ok {
+				t.Errorf("%s: no %s (a template parameter the settings read)", id, k)
+			}
+		}
+	}
+	if v := p.environment("PlannerFunction"); v["MAX_CONCURRENCY"] != 5.0 && v["MAX_CONCURRENCY"] != "5" {
+		t.Errorf("PlannerFunction: MAX_CONCURRENCY %v, want !Ref MaxConcurrency (default 5)", v["MAX_CONCURRENCY"])
 	}
 }
 
@@ -236,63 +293,232 @@ func stateMachines(t *testing.T, p *parsed) []machine {
 
 var placeholder = regexp.MustCompile(`^\$\{([A-Za-z0-9_]+)\}$`)
 
-// TestDefinitionSubstitutions: every substitution names a function of the
-// template (!GetAtt <Function>.Arn), every function is bound, and every
-// Task of the definition uses a substitution that exists.
-func TestDefinitionSubstitutions(t *testing.T) {
-	p := parseTemplate(t, nil)
+// Task kinds the definitions may use.
+const (
+	lambdaTask = "lambda" // "${XFunctionArn}" or arn:aws:states:::lambda:invoke
+	startTask  = "start"  // arn:aws:states:::states:startExecution[.sync[:2]]
+)
+
+// task is one Task state and what it is bound to.
+type task struct {
+	machine, name string
+	kind          string // lambdaTask or startTask
+	sub           string // the substitution it uses
+	target        string // logical id of the function or state machine
+	sync          bool   // startExecution.sync / .sync:2: the parent waits
+	timeout       float64
+	hasTimeout    bool
+}
+
+// binding is what the template's state machines call: every Task, the
+// state machines that run a Distributed Map, and the rule violations found
+// on the way (for TestDefinitionSubstitutions to report).
+type binding struct {
+	tasks       []task
+	distributed map[string]bool     // state machine id -> has a DISTRIBUTED Map
+	subs        map[string][]string // state machine id -> substitution keys
+	problems    []string
+}
+
+// bindings reads every definition. A substitution must name a function
+// (!GetAtt X.Arn) or another state machine of the template (!Ref X); every
+// Task must take its target from a substitution: a Lambda Task as its
+// Resource (or lambda:invoke's FunctionName) naming a function, a
+// startExecution Task as Parameters.StateMachineArn naming a state machine.
+func bindings(t *testing.T, p *parsed) *binding {
+	t.Helper()
+	return bind(p, stateMachines(t, p))
+}
+
+func bind(p *parsed, machines []machine) *binding {
+	b := &binding{distributed: map[string]bool{}, subs: map[string][]string{}}
+	bad := func(format string, a ...any) { b.problems = append(b.problems, fmt.Sprintf(format, a...)) }
 	fns := map[string]bool{}
 	for _, id := range functionIDs(p) {
 		fns[id] = true
 	}
 	fnArn := regexp.MustCompile(`^arn:aws:lambda:` + region + `:` + account + `:function:([A-Za-z0-9]+)$`)
-	for _, sm := range stateMachines(t, p) {
-		bound := map[string]bool{}
+	smByArn := map[string]string{}
+	for id := range p.T.GetAllServerlessStateMachineResources() {
+		smByArn[p.arnOf(id)] = id
+	}
+	for _, sm := range machines {
+		kindOf := map[string]string{} // substitution -> lambdaTask / startTask
+		targetOf := map[string]string{}
 		for k, v := range sm.subs {
-			m := fnArn.FindStringSubmatch(v)
-			if m == nil || !fns[m[1]] {
-				t.Errorf("%s: DefinitionSubstitutions.%s = %q does not name a function of the template", sm.id, k, v)
-				continue
+			b.subs[sm.id] = append(b.subs[sm.id], k)
+			if m := fnArn.FindStringSubmatch(v); m != nil && fns[m[1]] {
+				kindOf[k], targetOf[k] = lambdaTask, m[1]
+			} else if id, ok := smByArn[v]; ok && id != sm.id {
+				kindOf[k], targetOf[k] = startTask, id
+			} else {
+				bad("%s: DefinitionSubstitutions.%s = %q names neither a function (!GetAtt <Function>.Arn) nor another state machine (!Ref <StateMachine>) of the template", sm.id, k, v)
 			}
-			bound[m[1]] = true
 		}
 		used := map[string]bool{}
-		tasks := 0
+		n := 0
 		walkStates(sm.def, func(name string, st map[string]any) {
+			if st["Type"] == "Map" {
+				ip, _ := st["ItemProcessor"].(map[string]any)
+				pc, _ := ip["ProcessorConfig"].(map[string]any)
+				if pc["Mode"] == "DISTRIBUTED" {
+					b.distributed[sm.id] = true
+				}
+			}
 			if st["Type"] != "Task" {
 				return
 			}
-			tasks++
+			n++
 			res, _ := st["Resource"].(string)
-			if res == "arn:aws:states:::lambda:invoke" {
-				params, _ := st["Parameters"].(map[string]any)
+			params, _ := st["Parameters"].(map[string]any)
+			tk := task{machine: sm.id, name: name}
+			tk.timeout, tk.hasTimeout = st["TimeoutSeconds"].(float64)
+			field := "Resource"
+			switch res {
+			case "arn:aws:states:::lambda:invoke":
+				tk.kind, field = lambdaTask, "Parameters.FunctionName"
 				res, _ = params["FunctionName"].(string)
+			case "arn:aws:states:::states:startExecution", "arn:aws:states:::states:startExecution.sync", "arn:aws:states:::states:startExecution.sync:2":
+				tk.kind, field, tk.sync = startTask, "Parameters.StateMachineArn", res != "arn:aws:states:::states:startExecution"
+				res, _ = params["StateMachineArn"].(string)
+			default:
+				if !placeholder.MatchString(res) {
+					bad("%s: Task %s: Resource %q is neither a ${Substitution} of a function, lambda:invoke, nor states:startExecution", sm.id, name, res)
+					return
+				}
+				tk.kind = lambdaTask
 			}
 			m := placeholder.FindStringSubmatch(res)
 			if m == nil {
-				t.Errorf("%s: Task %s: Resource %q is not a ${Substitution}", sm.id, name, res)
+				bad("%s: Task %s: %s %q is not a ${Substitution}", sm.id, name, field, res)
 				return
 			}
-			if _, ok := sm.subs[m[1]]; !ok {
-				t.Errorf("%s: Task %s uses ${%s}, which DefinitionSubstitutions does not define", sm.id, name, m[1])
-			}
+			tk.sub = m[1]
 			used[m[1]] = true
+			if _, ok := sm.subs[m[1]]; !ok {
+				bad("%s: Task %s uses ${%s}, which DefinitionSubstitutions does not define", sm.id, name, m[1])
+				return
+			}
+			if kindOf[m[1]] != tk.kind {
+				want := map[string]string{lambdaTask: "a function", startTask: "a state machine of the template"}[tk.kind]
+				bad("%s: Task %s: %s ${%s} must name %s", sm.id, name, field, m[1], want)
+				return
+			}
+			tk.target = targetOf[m[1]]
+			b.tasks = append(b.tasks, tk)
 		})
-		if tasks == 0 {
-			t.Errorf("%s: the definition has no Task", sm.id)
+		if n == 0 {
+			bad("%s: the definition has no Task", sm.id)
 		}
 		for k := range sm.subs {
 			if !used[k] {
-				t.Errorf("%s: DefinitionSubstitutions.%s is used by no Task", sm.id, k)
+				bad("%s: DefinitionSubstitutions.%s is used by no Task", sm.id, k)
 			}
 		}
 		// Nothing else in the definition looks like a substitution.
-		b, _ := json.Marshal(sm.def)
-		for _, m := range regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`).FindAllStringSubmatch(string(b), -1) {
+		js, _ := json.Marshal(sm.def)
+		for _, m := range regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`).FindAllStringSubmatch(string(js), -1) {
 			if _, ok := sm.subs[m[1]]; !ok {
-				t.Errorf("%s: ${%s} in the definition has no substitution", sm.id, m[1])
+				bad("%s: ${%s} in the definition has no substitution", sm.id, m[1])
 			}
 		}
+	}
+	sort.Strings(b.problems)
+	return b
+}
+
+// TestDefinitionSubstitutions: every substitution names a function or
+// another state machine of the template and is used; every Task takes its
+// target from a substitution of the right kind; every function is invoked
+// by some Task.
+func TestDefinitionSubstitutions(t *testing.T) {
+	p := parseTemplate(t, nil)
+	b := bindings(t, p)
+	for _, msg := range b.problems {
+		t.Error(msg)
+	}
+	invoked := map[string]bool{}
+	started := 0
+	for _, tk := range b.tasks {
+		if tk.kind == lambdaTask {
+			invoked[tk.target] = true
+		} else {
+			started++
+		}
+	}
+	for _, id := range functionIDs(p) {
+		if !invoked[id] {
+			t.Errorf("%s is invoked by no Task of any state machine", id)
+		}
+	}
+	if started == 0 {
+		t.Error("no Task starts a state machine: the fleet run starts one rotation execution per due key")
+	}
+}
+
+// TestTaskTimeouts: every Lambda Task sets TimeoutSeconds, and the
+// function's own Timeout is below the TimeoutSeconds of every Task that
+// invokes it, so Lambda, not Step Functions, stops a hung function (and
+// the function's error reaches the Catch).
+func TestTaskTimeouts(t *testing.T) {
+	p := parseTemplate(t, nil)
+	b := bindings(t, p)
+	for _, tk := range b.tasks {
+		if tk.kind != lambdaTask {
+			continue
+		}
+		to, _ := p.functionProp(tk.target, "Timeout").(float64)
+		switch {
+		case !tk.hasTimeout:
+			t.Errorf("%s: Task %s (%s) has no TimeoutSeconds", tk.machine, tk.name, tk.target)
+		case to <= 0 || to >= tk.timeout:
+			t.Errorf("%s: Task %s has TimeoutSeconds %v, but %s's Timeout is %v: want the function's Timeout below it", tk.machine, tk.name, tk.timeout, tk.target, to)
+		}
+	}
+}
+
+// TestTaskBindingRules proves bind() refuses what it must: a
+// startExecution Task with a literal or function-bound state machine, a
+// Lambda Task bound to a state machine, another integration, and a
+// substitution naming neither a function nor a state machine; and accepts
+// the fleet's own shape.
+func TestTaskBindingRules(t *testing.T) {
+	p := parseTemplate(t, nil)
+	subs := map[string]string{
+		"PlannerFunctionArn":      p.r.getAtt("PlannerFunction", "Arn").(string),
+		"RotationStateMachineArn": p.arnOf("RotationStateMachine"),
+	}
+	const planner = `"P":{"Type":"Task","Resource":"${PlannerFunctionArn}","TimeoutSeconds":120,"End":true}`
+	run := func(def string, subs map[string]string) *binding {
+		var d map[string]any
+		if err := json.Unmarshal([]byte(def), &d); err != nil {
+			t.Fatalf("%v: %s", err, def)
+		}
+		return bind(p, []machine{{id: "FleetStateMachine", subs: subs, def: d}})
+	}
+	refused := map[string]string{
+		"literal state machine":     `{"StartAt":"A","States":{` + planner + `,"A":{"Type":"Task","Resource":"arn:aws:states:::states:startExecution.sync:2","Parameters":{"StateMachineArn":"arn:aws:states:eu-west-2:111122223333:stateMachine:RotationStateMachine","Input.$":"$"},"End":true},"B":{"Type":"Task","Resource":"arn:aws:states:::states:startExecution.sync:2","Parameters":{"StateMachineArn":"${RotationStateMachineArn}"},"End":true}}}`,
+		"function as state machine": `{"StartAt":"A","States":{` + planner + `,"A":{"Type":"Task","Resource":"arn:aws:states:::states:startExecution.sync:2","Parameters":{"StateMachineArn":"${PlannerFunctionArn}","Input.$":"$"},"End":true},"B":{"Type":"Task","Resource":"arn:aws:states:::states:startExecution.sync:2","Parameters":{"StateMachineArn":"${RotationStateMachineArn}"},"End":true}}}`,
+		"state machine as function": `{"StartAt":"A","States":{` + planner + `,"A":{"Type":"Task","Resource":"${RotationStateMachineArn}","End":true}}}`,
+		"other integration":         `{"StartAt":"A","States":{` + planner + `,"A":{"Type":"Task","Resource":"arn:aws:states:::sns:publish","Parameters":{"TopicArn":"${RotationStateMachineArn}"},"End":true}}}`,
+		"unused substitution":       `{"StartAt":"P","States":{` + planner + `}}`,
+	}
+	for name, def := range refused {
+		if b := run(def, subs); len(b.problems) == 0 {
+			t.Errorf("%s: accepted %s", name, def)
+		}
+	}
+	good := `{"StartAt":"P","States":{` + planner + `,"A":{"Type":"Task","Resource":"arn:aws:states:::states:startExecution.sync:2","Parameters":{"StateMachineArn":"${RotationStateMachineArn}","Input.$":"$"},"End":true}}}`
+	if b := run(good, subs); len(b.problems) > 0 || len(b.tasks) != 2 || !b.tasks[0].sync && !b.tasks[1].sync {
+		t.Errorf("refused the fleet's shape: %v %+v", b.problems, b.tasks)
+	}
+	topic := map[string]string{"PlannerFunctionArn": p.arnOf("NotificationTopic"), "RotationStateMachineArn": subs["RotationStateMachineArn"]}
+	if b := run(good, topic); len(b.problems) == 0 {
+		t.Error("accepted a substitution naming a topic")
+	}
+	self := map[string]string{"PlannerFunctionArn": subs["PlannerFunctionArn"], "RotationStateMachineArn": p.arnOf("FleetStateMachine")}
+	if b := run(good, self); len(b.problems) == 0 {
+		t.Error("accepted a state machine starting itself")
 	}
 }
 
@@ -350,10 +576,22 @@ func TestDefinitionValid(t *testing.T) {
 	}
 }
 
-// TestStateMachineDeclared: schedule event with the expression a parameter,
-// logging to a log group of the template, a role of the template.
+// TestStateMachineDeclared: a role and a log group of the template for
+// each state machine; exactly one EventBridge schedule, on the state machine
+// that starts the others (the fleet), with the ScheduleExpression and
+// ScheduleState parameters and input "{}" (a fresh fleet run); none on a
+// state machine another one starts (the rotation); a fixed Name on a state
+// machine with a Distributed Map (its role names its own child executions).
 func TestStateMachineDeclared(t *testing.T) {
-	p := parseTemplate(t, map[string]any{"ScheduleExpression": "rate(12 hours)"})
+	p := parseTemplate(t, map[string]any{"ScheduleExpression": "rate(12 hours)", "ScheduleState": "DISABLED"})
+	b := bindings(t, p)
+	starts, started := map[string]bool{}, map[string]bool{}
+	for _, tk := range b.tasks {
+		if tk.kind == startTask {
+			starts[tk.machine], started[tk.target] = true, true
+		}
+	}
+	var scheduled []string
 	for id, sm := range p.T.GetAllServerlessStateMachineResources() {
 		if sm.Policies != nil {
 			t.Errorf("%s: SAM Policies are not allowed: write the role out", id)
@@ -361,37 +599,72 @@ func TestStateMachineDeclared(t *testing.T) {
 		if sm.Role == nil || !strings.HasSuffix(*sm.Role, ":role/"+id+"Role") {
 			t.Errorf("%s: Role %v, want !GetAtt %sRole.Arn", id, sm.Role, id)
 		}
-		if sm.Logging == nil || len(sm.Logging.Destinations) == 0 {
-			t.Errorf("%s: no Logging destination", id)
+		wantLogs := fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%sLogs:*", region, account, id)
+		if sm.Logging == nil || len(sm.Logging.Destinations) != 1 || sm.Logging.Destinations[0].CloudWatchLogsLogGroup == nil ||
+			sm.Logging.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn != wantLogs {
+			t.Errorf("%s: Logging destination must be its own log group %s", id, wantLogs)
+		}
+		if b.distributed[id] {
+			if props, _ := p.resource(id)["Properties"].(map[string]any); props["Name"] == nil {
+				t.Errorf("%s runs a Distributed Map: give it a fixed Name, so its role can name its own child executions", id)
+			} else if !strings.Contains(p.arnOf(id), ":stateMachine:"+stackName+"-") {
+				t.Errorf("%s: Name %v should start with the stack name (unique per stack)", id, props["Name"])
+			}
 		}
 		// From the plain document: goformation v7.14.9 drops a Schedule
 		// event's Properties (its schema predates State).
-		found := false
-		res := p.Raw["Resources"].(map[string]any)[id].(map[string]any)
-		events, _ := res["Properties"].(map[string]any)["Events"].(map[string]any)
-		for _, e := range events {
+		props, _ := p.resource(id)["Properties"].(map[string]any)
+		events, _ := props["Events"].(map[string]any)
+		for name, e := range events {
 			ev, _ := e.(map[string]any)
-			props, _ := ev["Properties"].(map[string]any)
-			if (ev["Type"] == "Schedule" && props["Schedule"] == "rate(12 hours)") ||
-				(ev["Type"] == "ScheduleV2" && props["ScheduleExpression"] == "rate(12 hours)") {
-				found = true
+			ep, _ := ev["Properties"].(map[string]any)
+			switch {
+			case ev["Type"] == "Schedule" && ep["Schedule"] == "rate(12 hours)":
+				scheduled = append(scheduled, id)
+				if ep["State"] != "DISABLED" {
+					t.Errorf("%s: schedule %s State %v, want !Ref ScheduleState", id, name, ep["State"])
+				}
+				if ep["Input"] != "{}" {
+					t.Errorf("%s: schedule %s Input %v, want \"{}\" (the planner starts a fresh run on it)", id, name, ep["Input"])
+				}
+			case ev["Type"] == "ScheduleV2" && ep["ScheduleExpression"] == "rate(12 hours)":
+				scheduled = append(scheduled, id)
+			default:
+				t.Errorf("%s: event %s (%v) is not the schedule with the ScheduleExpression parameter", id, name, ev["Type"])
 			}
 		}
-		if !found {
-			t.Errorf("%s: no EventBridge schedule event whose expression is the ScheduleExpression parameter", id)
-		}
+	}
+	sort.Strings(scheduled)
+	if len(scheduled) != 1 {
+		t.Fatalf("state machines with the ScheduleExpression schedule: %v, want exactly one (the fleet)", scheduled)
+	}
+	if !starts[scheduled[0]] {
+		t.Errorf("the schedule is on %s, which starts no other state machine: it belongs on the fleet", scheduled[0])
+	}
+	if started[scheduled[0]] {
+		t.Errorf("the schedule is on %s, which another state machine starts", scheduled[0])
+	}
+	if scheduled[0] != "FleetStateMachine" || !started["RotationStateMachine"] {
+		t.Errorf("want the schedule on FleetStateMachine, which starts RotationStateMachine; schedule on %s, started %v", scheduled[0], started)
 	}
 	outs := p.Raw["Outputs"].(map[string]any)
-	for _, o := range []string{"StateMachineArn", "TableName"} {
-		if _, ok := outs[o]; !ok {
-			t.Errorf("no output %s", o)
+	wantOut := map[string]string{
+		"StateMachineArn":      p.arnOf("RotationStateMachine"),
+		"FleetStateMachineArn": p.arnOf("FleetStateMachine"),
+		"TableName":            "RotationTable",
+		"NotificationTopicArn": p.arnOf("NotificationTopic"),
+	}
+	for o, want := range wantOut {
+		out, _ := outs[o].(map[string]any)
+		if out == nil || out["Value"] != want {
+			t.Errorf("output %s = %v, want %s", o, outs[o], want)
 		}
 	}
 	table := p.T.Resources["RotationTable"]
 	if table == nil {
 		t.Fatal("no RotationTable")
 	}
-	b, _ := json.Marshal(table)
+	tb, _ := json.Marshal(table)
 	var tp struct {
 		Properties struct {
 			BillingMode                      string
@@ -401,9 +674,96 @@ func TestStateMachineDeclared(t *testing.T) {
 			PointInTimeRecoverySpecification struct{ PointInTimeRecoveryEnabled bool }
 		}
 	}
-	_ = json.Unmarshal(b, &tp)
+	_ = json.Unmarshal(tb, &tp)
 	if tp := tp.Properties; tp.BillingMode != "PAY_PER_REQUEST" || !tp.TimeToLiveSpecification.Enabled || !tp.SSESpecification.SSEEnabled ||
 		!tp.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled || !tp.DeletionProtectionEnabled {
-		t.Errorf("RotationTable: want on-demand, TTL, SSE and PITR; got %s", b)
+		t.Errorf("RotationTable: want on-demand, TTL, SSE and PITR; got %s", tb)
+	}
+}
+
+// TestNotifications: failures and alarms go to one topic, exactly
+// !If [TopicGiven, !Ref AlarmTopicArn, !Ref NotificationTopic]: the
+// record-failure function's ALERT_TOPIC_ARN, every alarm's action, and the
+// NotificationTopicArn output; the e-mail subscription exists only with
+// AlarmEmail and no AlarmTopicArn. Alarms on the product's metrics name a
+// metric the code emits, in its namespace, with its dimensions.
+func TestNotifications(t *testing.T) {
+	root := repoRoot(t)
+	var src strings.Builder
+	_ = filepath.WalkDir(filepath.Join(root, "shared"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			b, _ := os.ReadFile(path)
+			src.Write(b)
+		}
+		return nil
+	})
+	code := src.String()
+	for _, tc := range scopes {
+		t.Run(tc.name, func(t *testing.T) {
+			p := parseTemplate(t, tc.overrides)
+			topic := tc.sc.topic
+			if got := p.environment("RecordFailureFunction")["ALERT_TOPIC_ARN"]; got != topic {
+				t.Errorf("RecordFailureFunction ALERT_TOPIC_ARN %v, want %s", got, topic)
+			}
+			if p.resource("NotificationTopic") == nil {
+				t.Error("no NotificationTopic (always created)")
+			}
+			email, _ := tc.overrides["AlarmEmail"].(string)
+			given, _ := tc.overrides["AlarmTopicArn"].(string)
+			sub := p.resource("NotificationEmail")
+			if want := email != "" && given == ""; (sub != nil) != want {
+				t.Errorf("NotificationEmail present %v, want %v (AlarmEmail %q, AlarmTopicArn %q)", sub != nil, want, email, given)
+			}
+			if sub != nil {
+				sp, _ := sub["Properties"].(map[string]any)
+				if sp["TopicArn"] != ownTopic || sp["Protocol"] != "email" || sp["Endpoint"] != email {
+					t.Errorf("NotificationEmail: %v", sp)
+				}
+			}
+			if out, _ := p.Raw["Outputs"].(map[string]any)["NotificationTopicArn"].(map[string]any); out == nil || out["Value"] != topic {
+				t.Errorf("output NotificationTopicArn %v, want %s", out, topic)
+			}
+			rs, _ := p.Raw["Resources"].(map[string]any)
+			alarms := 0
+			for id, r := range rs {
+				m, _ := r.(map[string]any)
+				if m["Type"] != "AWS::CloudWatch::Alarm" {
+					continue
+				}
+				alarms++
+				ap, _ := m["Properties"].(map[string]any)
+				if fmt.Sprint(ap["AlarmActions"]) != "["+topic+"]" {
+					t.Errorf("%s: AlarmActions %v, want [%s]", id, ap["AlarmActions"], topic)
+				}
+				dims, _ := ap["Dimensions"].([]any)
+				switch ap["Namespace"] {
+				case metrics.Namespace:
+					got := map[string]string{}
+					for _, d := range dims {
+						dm, _ := d.(map[string]any)
+						got[fmt.Sprint(dm["Name"])] = fmt.Sprint(dm["Value"])
+					}
+					if fmt.Sprint(got) != fmt.Sprint(metrics.Service) {
+						t.Errorf("%s: dimensions %v, want what the code emits %v", id, got, metrics.Service)
+					}
+					if !strings.Contains(code, `Name: "`+fmt.Sprint(ap["MetricName"])+`"`) {
+						t.Errorf("%s: metric %v is emitted nowhere in shared/", id, ap["MetricName"])
+					}
+				case "AWS/States":
+					if len(dims) != 1 || fmt.Sprint(dims[0]) != "map[Name:StateMachineArn Value:"+p.arnOf("FleetStateMachine")+"]" {
+						t.Errorf("%s: dimensions %v, want the fleet state machine", id, dims)
+					}
+				default:
+					t.Errorf("%s: namespace %v", id, ap["Namespace"])
+				}
+			}
+			if alarms < 3 {
+				t.Errorf("%d alarms, want at least rotation failures, near expiry and fleet run failed", alarms)
+			}
+			ne, _ := p.resource("KeyNearExpiryAlarm")["Properties"].(map[string]any)
+			if ne["MetricName"] != "FewestDaysLeft" || ne["Threshold"] != 7.0 || ne["ComparisonOperator"] != "LessThanThreshold" || ne["TreatMissingData"] != "breaching" {
+				t.Errorf("KeyNearExpiryAlarm: want FewestDaysLeft < ExpiryAlarmDays (7), missing data breaching; got %v", ne)
+			}
+		})
 	}
 }
