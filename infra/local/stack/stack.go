@@ -59,6 +59,12 @@ type Options struct {
 	// algorithm, ImportType/KeyMaterialId and rotations; see
 	// docs/kms-standin.md.
 	KMS string
+	// ReplicaRegions starts one more local-kms per Region named (its own
+	// port, KMS_REGION and data), for the replicas of multi-Region keys.
+	// The functions reach them through KMS_ENDPOINTS_BY_REGION (an
+	// operator setting of the product, see docs/rotation.md); replica keys
+	// are created with SeedReplica.
+	ReplicaRegions []string
 }
 
 // What answers for KMS in a local stack (Options.KMS).
@@ -77,11 +83,16 @@ type Stack struct {
 	DynamoDB  string            `json:"dynamodb"`
 	Secrets   string            `json:"secretsmanager"`
 	Functions map[string]string `json:"functions"` // logical id -> invoke URL
+	// RegionKMS is the local-kms of each replica Region (Options.ReplicaRegions).
+	RegionKMS map[string]string `json:"regionKms,omitempty"`
 	// Pools lists every emulator of a function (Options.Concurrency).
 	Pools map[string][]string `json:"pools,omitempty"`
 	// Topic is the notification topic (template's NotificationTopic).
 	Topic string         `json:"topic,omitempty"`
 	PIDs  map[string]int `json:"pids"`
+
+	// specs remembers how each process was started (Restart).
+	specs map[string]procSpec
 }
 
 // Tools is where install.sh puts what the stack runs.
@@ -131,9 +142,21 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		}
 	}()
 
-	ports, err := freePorts(3)
+	ports, err := freePorts(3 + len(o.ReplicaRegions))
 	if err != nil {
 		return st, err
+	}
+	for i, region := range o.ReplicaRegions {
+		if st.RegionKMS == nil {
+			st.RegionKMS = map[string]string{}
+		}
+		if _, err := os.Stat(filepath.Join(tools, "bin/local-kms")); err != nil {
+			return st, fmt.Errorf("%s is missing: run infra/local/install.sh (make tools) first", filepath.Join(tools, "bin/local-kms"))
+		}
+		st.RegionKMS[region] = fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
+		if err := st.startRegionKMS(o.Root, region); err != nil {
+			return st, err
+		}
 	}
 	st.KMS = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	st.DynamoDB = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
@@ -230,7 +253,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 // ClientEnv is the environment an SDK client (a test, the CLI, the AWS
 // CLI) needs to reach this stack.
 func (st *Stack) ClientEnv() []string {
-	return []string{
+	env := []string{
 		"AWS_REGION=" + st.Region,
 		"AWS_DEFAULT_REGION=" + st.Region,
 		"AWS_ACCESS_KEY_ID=local",
@@ -241,6 +264,74 @@ func (st *Stack) ClientEnv() []string {
 		// moto's server answers for every service it has: SNS too.
 		"AWS_ENDPOINT_URL_SNS=" + st.Secrets,
 		"TABLE_NAME=" + st.Table,
+	}
+	if len(st.RegionKMS) > 0 {
+		b, _ := json.Marshal(st.RegionKMS)
+		env = append(env, "KMS_ENDPOINTS_BY_REGION="+string(b))
+	}
+	return env
+}
+
+// regionKMSName is the process name of a replica Region's local-kms.
+func regionKMSName(region string) string { return KMSLocal + "-" + region }
+
+func (st *Stack) startRegionKMS(root, region string) error {
+	u := st.RegionKMS[region]
+	port := u[strings.LastIndex(u, ":")+1:]
+	data := filepath.Join(st.Dir, "kms-data-"+region)
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return err
+	}
+	if err := st.start(regionKMSName(region), nil, []string{
+		"PORT=" + port, "KMS_REGION=" + region, "KMS_ACCOUNT_ID=" + Account, "KMS_DATA_PATH=" + data,
+		"KMS_SEED_PATH=" + filepath.Join(st.Dir, "kms-seed-"+region+".yaml"),
+	}, filepath.Join(Tools(root), "bin/local-kms")); err != nil {
+		return err
+	}
+	return waitTCP(context.Background(), strings.TrimPrefix(u, "http://"), 30*time.Second)
+}
+
+// SeedReplica creates, in the local-kms of region, a SYMMETRIC_DEFAULT key
+// with origin EXTERNAL (PendingImport) whose key id is keyID (the mrk- id
+// of a multi-Region primary), so its ARN is the replica's. local-kms has no
+// multi-Region keys and takes chosen key ids only from its seed file, so
+// the seed is appended and that local-kms restarted (its data persists).
+func (st *Stack) SeedReplica(ctx context.Context, root, region, keyID string) (string, error) {
+	if _, ok := st.RegionKMS[region]; !ok {
+		return "", fmt.Errorf("no local-kms for %s in this stack (Options.ReplicaRegions)", region)
+	}
+	seed := filepath.Join(st.Dir, "kms-seed-"+region+".yaml")
+	b, _ := os.ReadFile(seed)
+	if len(b) == 0 {
+		b = []byte("Keys:\n  Symmetric:\n    Aes:\n")
+	}
+	b = append(b, []byte(fmt.Sprintf("      - Metadata:\n          KeyId: %s\n          Origin: EXTERNAL\n          Description: replica of a multi-Region key\n", keyID))...)
+	if err := os.WriteFile(seed, b, 0o644); err != nil {
+		return "", err
+	}
+	if err := st.Stop(regionKMSName(region)); err != nil {
+		return "", err
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := st.startRegionKMS(root, region); err != nil {
+		return "", err
+	}
+	arn := fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", region, Account, keyID)
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		return "", err
+	}
+	c := kms.NewFromConfig(cfg, func(o *kms.Options) { o.Region, o.BaseEndpoint = region, aws.String(st.RegionKMS[region]) })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
+		if err == nil && out.KeyMetadata != nil {
+			return arn, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("seeded replica %s did not appear in %s's local-kms: %v (see %s)", arn, region, err, st.logPath(regionKMSName(region)))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -279,7 +370,7 @@ func (st *Stack) functionEnv(f Function, over map[string]map[string]string) []st
 // start runs a process in its own process group (so it outlives a
 // `stackctl up` and can be stopped as a whole), logging to Dir/logs.
 func (st *Stack) start(name string, _ []string, env []string, prog string, args ...string) error {
-	logf, err := os.Create(st.logPath(name))
+	logf, err := os.OpenFile(st.logPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -293,6 +384,10 @@ func (st *Stack) start(name string, _ []string, env []string, prog string, args 
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
 	st.PIDs[name] = cmd.Process.Pid
+	if st.specs == nil {
+		st.specs = map[string]procSpec{}
+	}
+	st.specs[name] = procSpec{env: env, prog: prog, args: args}
 	go func() { _ = cmd.Wait() }() // reap when started in-process (tests)
 	return nil
 }
@@ -485,6 +580,30 @@ func (st *Stack) Down() error {
 	}
 	_ = os.Remove(filepath.Join(st.Dir, "state.json"))
 	return nil
+}
+
+type procSpec struct {
+	env  []string
+	prog string
+	args []string
+}
+
+// Restart starts a part stopped with Stop (or kills and starts it again)
+// with the same command, port and data: an emulator coming back.
+func (st *Stack) Restart(name string) error {
+	sp, ok := st.specs[name]
+	if !ok {
+		return fmt.Errorf("no %s started by this process", name)
+	}
+	if pid, ok := st.PIDs[name]; ok {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		delete(st.PIDs, name)
+	}
+	time.Sleep(200 * time.Millisecond) // let the port go
+	if err := st.start(name, nil, sp.env, sp.prog, sp.args...); err != nil {
+		return err
+	}
+	return st.save()
 }
 
 // Stop stops one part (for fault tests) and forgets its pid.

@@ -1,0 +1,210 @@
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+)
+
+func TestKMSThrottlingAShareOfCalls(t *testing.T) {
+	arns := managedKeys(t, 20, "throttle")
+	kmsProxy.ThrottleEvery.Store(3) // one KMS call in three answers ThrottlingException
+	defer kmsProxy.ThrottleEvery.Store(0)
+	fleetRun(t)
+	if kmsProxy.Throttled.Load() == 0 {
+		t.Fatal("no call was throttled: the fault was not injected")
+	}
+	t.Logf("%d of %d KMS calls throttled", kmsProxy.Throttled.Load(), kmsProxy.Requests.Load())
+	settled(t, arns, 1)
+}
+
+func TestKMSStoppedMidRunAndStartedAgain(t *testing.T) {
+	arns := managedKeys(t, 16, "kmsdown")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Wait until some keys are done, then take KMS away for a while.
+		for i := 0; i < 200; i++ {
+			n := 0
+			for _, a := range arns {
+				if recs, _ := aud.List(context.Background(), a); len(recs) > 0 {
+					n++
+				}
+			}
+			if n >= 3 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := st.Stop(stack.KMSLocal); err != nil {
+			t.Error(err)
+			return
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if err := st.Restart(stack.KMSLocal); err != nil {
+			t.Error(err)
+		}
+	}()
+	before := kmsProxy.UpstreamErrors.Load()
+	fleetRun(t)
+	<-done
+	if kmsProxy.UpstreamErrors.Load() == before {
+		t.Fatal("no KMS call met the outage: the fault was not injected mid-run")
+	}
+	t.Logf("%d KMS calls met the outage", kmsProxy.UpstreamErrors.Load()-before)
+	// Whatever the first run could not do, it recorded; the next run
+	// (after any lease of a broken execution lapsed) finishes the job.
+	time.Sleep(leaseFor)
+	fleetRun(t)
+	settled(t, arns, 1)
+}
+
+func TestFunctionKilledRightAfterImport(t *testing.T) {
+	arns := managedKeys(t, 3, "crash")
+	var armed atomic.Int32
+	armed.Store(int32(len(arns)))
+	var kills atomic.Int32
+	kmsProxy.AfterForward = func(op string) {
+		// KMS has imported; the import function dies before it can record
+		// it. Step Functions retries the stage (Runtime.ExitError).
+		if strings.HasSuffix(op, ".ImportKeyMaterial") && armed.Add(-1) >= 0 {
+			kills.Add(int32(kill(t, "ImportMaterialFunction")))
+		}
+	}
+	defer func() { kmsProxy.AfterForward = nil }()
+	ex := fleetRun(t)
+	if kills.Load() == 0 {
+		t.Fatal("no function process was killed: the fault was not injected")
+	}
+	t.Logf("killed %d import processes; child executions %v", kills.Load(), ex.ChildExecutions)
+	time.Sleep(leaseFor)
+	fleetRun(t)
+	settled(t, arns, 0)
+}
+
+func TestTwoExecutionsOnOneKeyAtOnce(t *testing.T) {
+	arns := managedKeys(t, 1, "race")
+	in, _ := json.Marshal(map[string]any{"keyId": arns[0], "secretId": mustEntry(t, arns[0]).SecretID, "validFor": "2160h", "wrappingKeySpec": "RSA_2048"})
+	var wg sync.WaitGroup
+	res := make([]*stack.Execution, 2)
+	for i := range res {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			// Each execution gets its own emulator of every function, as
+			// Lambda would run them side by side (an emulator takes one
+			// invocation at a time).
+			fns := map[string]string{}
+			for id, urls := range st.Pools {
+				fns[id] = urls[i%len(urls)]
+			}
+			// A slow wrap stage: both executions are surely in flight
+			// together, whichever takes the lease first.
+			fns["WrapMaterialFunction"] = slow(t, fns["WrapMaterialFunction"], 700*time.Millisecond)
+			ex, err := st.Execute(context.Background(), root, in, stack.ExecuteOptions{WaitScale: "0.05", Functions: fns})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res[i] = ex
+		}(i)
+	}
+	wg.Wait()
+	imported, busy := 0, 0
+	for _, ex := range res {
+		if ex == nil || ex.Status != "SUCCEEDED" {
+			t.Fatalf("execution: %+v", ex)
+		}
+		var out map[string]any
+		_ = json.Unmarshal(ex.Output, &out)
+		switch {
+		case out["outcome"] == "ALREADY_IN_PROGRESS":
+			busy++
+		case out["verification"] != nil:
+			imported++
+		}
+	}
+	if imported != 1 || busy != 1 {
+		t.Fatalf("imported %d, already in progress %d: want exactly one import", imported, busy)
+	}
+	recs, _ := aud.List(context.Background(), arns[0])
+	if len(recs) != imported {
+		t.Fatalf("%d import records for %d imports", len(recs), imported)
+	}
+	t.Log("exactly one execution imported; the other ended cleanly: already in progress")
+	settled(t, arns, imported)
+}
+
+func TestDynamoDBUnavailableForAWhile(t *testing.T) {
+	arns := managedKeys(t, 12, "ddbdown")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Once rotations are under way, DynamoDB goes away for 2 s.
+		for i := 0; i < 200; i++ {
+			if recs, _ := aud.List(context.Background(), arns[0]); len(recs) > 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		dbProx.Down.Store(true)
+		time.Sleep(2 * time.Second)
+		dbProx.Down.Store(false)
+	}()
+	// The definition's real backoff (2 s, 4 s, ... with jitter): what rides
+	// out an outage in production.
+	fleetRunScaled(t, "1")
+	<-done
+	if dbProx.Dropped.Load() == 0 {
+		t.Fatal("no DynamoDB request was dropped: the fault was not injected")
+	}
+	t.Logf("%d DynamoDB requests dropped during the outage", dbProx.Dropped.Load())
+	time.Sleep(leaseFor)
+	fleetRun(t)
+	settled(t, arns, 0)
+	for _, a := range arns {
+		recs, _ := aud.List(context.Background(), a)
+		for _, r := range recs {
+			if r.Outcome == audit.Failed && r.ErrorName != "AWSTransient" && r.ErrorName != "TokenStateConflict" {
+				t.Errorf("%s: unexpected failure %s: %s", a, r.ErrorName, r.Cause)
+			}
+		}
+	}
+}
+
+func mustEntry(t *testing.T, arn string) *registry.Entry {
+	t.Helper()
+	e, err := reg.Get(context.Background(), arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// slow forwards to target after a delay.
+func slow(t *testing.T, target string, d time.Duration) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(d)
+		resp, err := http.Post(target, "application/json", r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}

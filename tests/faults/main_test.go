@@ -1,0 +1,260 @@
+// Package faults injects the failures a fleet meets in production and
+// checks that no key is lost, none is left half-done and the audit trail
+// stays true: KMS throttling, KMS going away mid-run, a function process
+// killed mid-stage, two executions racing on one key, DynamoDB unavailable.
+// The functions reach KMS and DynamoDB through fault proxies
+// (tests/support/faultproxy); the tests check through direct clients.
+package faults
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/lease"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/tests/support/faultproxy"
+)
+
+const leaseFor = 3 * time.Second
+
+var (
+	root             string
+	st               *stack.Stack
+	kc               *kms.Client
+	sm               *secretsmanager.Client
+	db               *dynamodb.Client
+	reg              *registry.Store
+	aud              *audit.Store
+	toks             *tokens.Store
+	kmsProxy, dbProx *faultproxy.Proxy
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	root, _ = filepath.Abs("../..")
+	dir, err := os.MkdirTemp("", "kms-reimport-faults-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if os.Getenv("KEEP_STACK_DIR") == "" {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintln(os.Stderr, "stack dir kept:", dir)
+		}
+	}()
+	// Targets are set once the stack's ports are known.
+	if kmsProxy, err = faultproxy.Start("http://127.0.0.1:1"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if dbProx, err = faultproxy.Start("http://127.0.0.1:1"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Concurrency: 2,
+		FunctionEnv: map[string]map[string]string{"Parameters": {
+			"AWS_ENDPOINT_URL_KMS":      kmsProxy.URL,
+			"AWS_ENDPOINT_URL_DYNAMODB": dbProx.URL,
+			// A short lease, so a lease left by a killed execution is
+			// taken over within the test.
+			"LEASE_DURATION": "3s",
+		}}})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools` to install the emulators)\n", err)
+		return 1
+	}
+	defer st.Down()
+	_ = kmsProxy.SetTarget(st.KMS)
+	_ = dbProx.SetTarget(st.DynamoDB)
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	kc, sm, db = kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
+	reg = &registry.Store{DB: db, Table: st.Table}
+	aud = &audit.Store{DB: db, Table: st.Table}
+	toks = &tokens.Store{DB: db, Table: st.Table}
+	return m.Run()
+}
+
+func managedKeys(t *testing.T, n int, prefix string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var arns []string
+	for i := 0; i < n; i++ {
+		k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String(prefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := make([]byte, 32)
+		_, _ = rand.Read(m)
+		name := fmt.Sprintf("kms-reimport/%s-%d-%03d", prefix, time.Now().UnixNano()%1e6, i)
+		_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, SecretBinary: m})
+		clear(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arn := *k.KeyMetadata.Arn
+		if err := reg.Put(ctx, registry.Entry{KeyARN: arn, SecretID: name, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}); err != nil {
+			t.Fatal(err)
+		}
+		arns = append(arns, arn)
+	}
+	return arns
+}
+
+func fleetRun(t *testing.T) *stack.Execution {
+	t.Helper()
+	return fleetRunScaled(t, "0.05")
+}
+
+// fleetRunScaled runs with Retry intervals scaled by scale ("1": the real
+// backoff of the definition).
+func fleetRunScaled(t *testing.T, scale string) *stack.Execution {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	ex, err := st.Execute(ctx, root, []byte(`{}`), stack.ExecuteOptions{StateMachine: "FleetStateMachine", WaitScale: scale})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Status != "SUCCEEDED" {
+		t.Fatalf("fleet run %s: %s %s", ex.Status, ex.Error, ex.Cause)
+	}
+	return ex
+}
+
+// settled checks the invariants every fault must leave intact: each key
+// Enabled with material valid ~90 days; exactly one succeeded import
+// record per successful import and a named failure for every other record;
+// no token left holding its token bytes; no lease left; the registry
+// agreeing with KMS.
+func settled(t *testing.T, arns []string, wantSuccesses int) {
+	t.Helper()
+	ctx := context.Background()
+	for _, arn := range arns {
+		md, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.KeyMetadata.KeyState != kmstypes.KeyStateEnabled || md.KeyMetadata.ValidTo == nil || time.Until(*md.KeyMetadata.ValidTo) < 2000*time.Hour {
+			t.Errorf("%s lost: %s ValidTo %v", arn, md.KeyMetadata.KeyState, md.KeyMetadata.ValidTo)
+			continue
+		}
+		recs, err := aud.List(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := 0
+		for _, r := range recs {
+			switch r.Outcome {
+			case audit.Succeeded:
+				ok++
+				if r.ValidTo == nil || r.Verification == "" {
+					t.Errorf("%s: success record without ValidTo or proof: %+v", arn, r)
+				}
+			case audit.Failed:
+				if r.ErrorName == "" || r.Stage == "" {
+					t.Errorf("%s: failure record without error or stage: %+v", arn, r)
+				}
+			}
+		}
+		if wantSuccesses > 0 && ok != wantSuccesses {
+			t.Errorf("%s: %d success records, want %d (%+v)", arn, ok, wantSuccesses, recs)
+		}
+		last := recs[len(recs)-1]
+		if last.Outcome != audit.Succeeded || !last.ValidTo.Equal(*md.KeyMetadata.ValidTo) {
+			t.Errorf("%s: latest import record does not match KMS: %+v vs %v", arn, last, md.KeyMetadata.ValidTo)
+		}
+		trs, err := toks.List(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range trs {
+			if len(tr.ImportToken) > 0 || len(tr.EncryptedKeyMaterial) > 0 {
+				t.Errorf("%s: token %s left %s with its token bytes", arn, tr.SK, tr.Status)
+			}
+		}
+		e, err := reg.Get(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*md.KeyMetadata.ValidTo) {
+			t.Errorf("%s: registry ValidTo %v, KMS %v", arn, e.CurrentValidTo, md.KeyMetadata.ValidTo)
+		}
+		ls := &lease.Store{DB: db, Table: st.Table, Duration: time.Minute}
+		if err := ls.Acquire(ctx, arn, "checker", time.Now()); err != nil {
+			t.Errorf("%s: lease still held: %v", arn, err)
+		} else {
+			_ = ls.Release(ctx, arn, "checker")
+		}
+	}
+}
+
+// bootstrapPID is the function process the runtime emulator runs.
+func bootstrapPID(t *testing.T, logicalID string) []int {
+	t.Helper()
+	var pids []int
+	parents := map[int]bool{}
+	for name, pid := range st.PIDs {
+		if name == logicalID || strings.HasPrefix(name, logicalID+"-") {
+			parents[pid] = true
+		}
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 {
+			if pp, _ := strconv.Atoi(f[1]); parents[pp] {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+var killMu sync.Mutex
+
+func kill(t *testing.T, logicalID string) int {
+	killMu.Lock()
+	defer killMu.Unlock()
+	n := 0
+	for _, pid := range bootstrapPID(t, logicalID) {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
