@@ -46,8 +46,10 @@ test-node:
 lint: ## cfn-lint on template.yaml (with the SAM transform)
 	cfn-lint template.yaml
 
-bench: ## benchmarks: wrap cost per algorithm and spec
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: tools ## benchmarks: wrap cost per algorithm and spec; fleet throughput, per-function p50/p99, init, peak memory, bootstrap size
+	$(GO) test -run '^$$' -bench . -benchmem ./shared/... ./cmd/...
+	# The fleet benchmark runs on its own local stack; 2 runs of 50 keys.
+	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 30m ./tests/bench/
 
 build: $(addprefix build-,$(FUNCTIONS)) ## every function's bootstrap for linux/arm64 under build/<LogicalId>/
 
