@@ -3,13 +3,16 @@
 package main
 
 import (
+	"github.com/kms-reimport/kms-reimport/shared/kmsregions"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
+	"github.com/kms-reimport/kms-reimport/shared/materials"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
 	"github.com/kms-reimport/kms-reimport/shared/verification"
 )
 
 func main() {
 	c := settings.MustInit("verify-import")
-	stage := &verification.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases}
+	stage := &verification.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases,
+		Rotator: c.KMS, Materials: &materials.Store{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsregions.MustFromEnv("verify-import")}
 	lambdarun.Start("verify-import", stage.Run)
 }

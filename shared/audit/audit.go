@@ -55,6 +55,37 @@ type Record struct {
 	ErrorName         string     `dynamodbav:"errorName,omitempty"`
 	Cause             string     `dynamodbav:"cause,omitempty"`
 	ExpiresAt         int64      `dynamodbav:"expiresAt,omitempty"`
+	// For keys with several materials, rotations and multi-Region keys:
+	// every material imported (KeyMaterialId <-> secret version, Region),
+	// the rotation, and each Region's key state and ValidTo after.
+	Materials     []Material `dynamodbav:"materials,omitempty"`
+	Rotated       bool       `dynamodbav:"rotated,omitempty"`
+	NewMaterialID string     `dynamodbav:"newMaterialId,omitempty"`
+	Resumed       bool       `dynamodbav:"resumed,omitempty"`
+	Regions       []Region   `dynamodbav:"regions,omitempty"`
+}
+
+// Material is one ImportKeyMaterial of an execution.
+type Material struct {
+	Region          string     `dynamodbav:"region"`
+	KeyARN          string     `dynamodbav:"keyArn"`
+	KeyMaterialID   string     `dynamodbav:"keyMaterialId"`
+	SecretVersionID string     `dynamodbav:"secretVersionId"`
+	ImportType      string     `dynamodbav:"importType"`
+	ValidTo         *time.Time `dynamodbav:"validTo,omitempty"`
+	TokenID         string     `dynamodbav:"tokenId,omitempty"`
+	ImportedAt      *time.Time `dynamodbav:"importedAt,omitempty"`
+}
+
+// Region is the primary key or a replica after the execution.
+type Region struct {
+	Region      string     `dynamodbav:"region"`
+	KeyARN      string     `dynamodbav:"keyArn"`
+	Replica     bool       `dynamodbav:"replica,omitempty"`
+	StateBefore string     `dynamodbav:"stateBefore,omitempty"`
+	StateAfter  string     `dynamodbav:"stateAfter,omitempty"`
+	ValidTo     *time.Time `dynamodbav:"validTo,omitempty"`
+	Skipped     bool       `dynamodbav:"skipped,omitempty"`
 }
 
 // Store writes import records.

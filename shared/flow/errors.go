@@ -52,6 +52,16 @@ const (
 	RotationInProgress = "RotationInProgress"
 	// VerificationFailed: after the import the key is not as asked.
 	VerificationFailed = "VerificationFailed"
+	// MaterialSecretMissing: a key material of the key has no secret
+	// version in the material map, or that version is gone. Names the
+	// KeyMaterialId. Not retried: only an operator fixes it.
+	MaterialSecretMissing = "MaterialSecretMissing"
+	// RotationNotSupported: rotation was asked for a key that cannot
+	// rotate imported material (HMAC, asymmetric: one material for life).
+	RotationNotSupported = "RotationNotSupported"
+	// NewMaterialInvalid: the version at newMaterialStage is missing or
+	// already holds one of the key's materials.
+	NewMaterialInvalid = "NewMaterialInvalid"
 	// AWSTransient: throttling, timeouts and internal errors of KMS,
 	// Secrets Manager or DynamoDB. Retried with backoff.
 	AWSTransient = "AWSTransient"

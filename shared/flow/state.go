@@ -16,6 +16,10 @@ type State struct {
 	Token     *TokenRef       `json:"token,omitempty"`
 	Import    *ImportResult   `json:"import,omitempty"`
 	Verified  *Verification   `json:"verification,omitempty"`
+	// Plan is set for keys with several materials, rotations and
+	// multi-Region keys (see docs/rotation.md); nil on the single-material
+	// path.
+	Plan *Plan `json:"plan,omitempty"`
 	// LastError is where the state machine puts an error it recovered from
 	// (ImportTokenExpiring before a fresh fetch).
 	LastError *StateError `json:"lastError,omitempty"`
@@ -59,6 +63,18 @@ type Request struct {
 	Register    bool   `json:"register"`
 	ValidFor    string `json:"validFor,omitempty"`
 	RenewBefore string `json:"renewBefore,omitempty"`
+	// Rotate imports new key material (NEW_KEY_MATERIAL) and makes it
+	// current with RotateKeyOnDemand. The new material is read from the
+	// version at NewMaterialStage, or generated (GenerateMaterial) and
+	// stored first as a new secret version with that label.
+	Rotate           bool   `json:"rotate,omitempty"`
+	NewMaterialStage string `json:"newMaterialStage,omitempty"`
+	GenerateMaterial bool   `json:"generateMaterial,omitempty"`
+	// RotateEvery is the registry's rotation policy ("90d").
+	RotateEvery string `json:"rotateEvery,omitempty"`
+	// Regions limits a multi-Region key's renewal to these Regions
+	// (default: the primary's and every replica's).
+	Regions []string `json:"regions,omitempty"`
 }
 
 // Key is what DescribeKey said before the import.
@@ -99,4 +115,102 @@ type Verification struct {
 type StateError struct {
 	Error string `json:"Error"`
 	Cause string `json:"Cause"`
+}
+
+// Import types, as ImportKeyMaterial names them.
+const (
+	NewKeyMaterial      = "NEW_KEY_MATERIAL"
+	ExistingKeyMaterial = "EXISTING_KEY_MATERIAL"
+)
+
+// Plan is the per-key plan of imports of a symmetric key that can hold
+// several key materials, or a multi-Region key: computed once by the fetch
+// stage from DescribeKey, ListKeyRotations (primary and replicas) and the
+// material map in DynamoDB, then worked through one item at a time (fetch,
+// wrap, import), followed by RotateKeyOnDemand when Rotate is set. It holds
+// references only: ARNs, KeyMaterialIds, secret version ids.
+type Plan struct {
+	Items []PlanItem `json:"items"`
+	// Next is the index of the item being worked on.
+	Next int `json:"next"`
+	// Pending says Items[Next] exists: the state machine's Choice states
+	// loop back to the fetch stage while it is true.
+	Pending bool `json:"pending"`
+	// Rotate: RotateKeyOnDemand on the primary after the imports.
+	Rotate bool `json:"rotate,omitempty"`
+	// Resumed: new material imported by an earlier execution (in state
+	// PENDING_ROTATION and in the material map) is only rotated to.
+	Resumed bool `json:"resumed,omitempty"`
+	// NewMaterialID is the KeyMaterialId to rotate to (known after the
+	// NEW_KEY_MATERIAL import, or from the earlier execution).
+	NewMaterialID string `json:"newMaterialId,omitempty"`
+	// NewSecretVersionID is the secret version holding the new material.
+	NewSecretVersionID string `json:"newSecretVersionId,omitempty"`
+	// Generated: the product generated the new material and stored it as
+	// NewSecretVersionID before importing it.
+	Generated bool `json:"generated,omitempty"`
+	// Rotated is set by the verify stage once the key's current material
+	// is NewMaterialID.
+	Rotated bool `json:"rotated,omitempty"`
+	// Targets are the primary and every replica, with what DescribeKey
+	// said before the imports.
+	Targets []Target `json:"targets"`
+}
+
+// PlanItem is one ImportKeyMaterial to do.
+type PlanItem struct {
+	Region string `json:"region"`
+	KeyARN string `json:"keyArn"`
+	// Replica: KeyARN is a replica of the primary (s.Key.ARN).
+	Replica bool `json:"replica,omitempty"`
+	// KeyMaterialID names the material (EXISTING_KEY_MATERIAL); empty for
+	// NEW_KEY_MATERIAL on the primary until the import returns it.
+	KeyMaterialID   string `json:"keyMaterialId,omitempty"`
+	SecretVersionID string `json:"secretVersionId"`
+	ImportType      string `json:"importType"`
+	// New: this item carries the new material (on the primary: NEW_KEY_
+	// MATERIAL; on a replica: the same material as EXISTING_KEY_MATERIAL).
+	New bool `json:"new,omitempty"`
+	// Filled in as the item is worked on.
+	TokenID    string     `json:"tokenId,omitempty"`
+	Fetches    int        `json:"fetches,omitempty"`
+	ImportedAt *time.Time `json:"importedAt,omitempty"`
+	ValidTo    *time.Time `json:"validTo,omitempty"`
+}
+
+// Target is the primary key or one replica.
+type Target struct {
+	Region        string     `json:"region"`
+	KeyARN        string     `json:"keyArn"`
+	Replica       bool       `json:"replica,omitempty"`
+	StateBefore   string     `json:"stateBefore"`
+	ValidToBefore *time.Time `json:"validToBefore,omitempty"`
+	// Skipped: not renewed in this execution (the request's "regions").
+	Skipped bool `json:"skipped,omitempty"`
+	// After the verify stage.
+	StateAfter string     `json:"stateAfter,omitempty"`
+	ValidTo    *time.Time `json:"validTo,omitempty"`
+}
+
+// Current is the item being worked on, or nil.
+func (p *Plan) Current() *PlanItem {
+	if p == nil || p.Next < 0 || p.Next >= len(p.Items) {
+		return nil
+	}
+	return &p.Items[p.Next]
+}
+
+// Advance moves to the next item.
+func (p *Plan) Advance() {
+	p.Next++
+	p.Pending = p.Next < len(p.Items)
+}
+
+// ShortID is a loggable prefix of a KeyMaterialId (the full id is 64 hex
+// digits, which the sanitizer would take for opaque bytes).
+func ShortID(id string) string {
+	if len(id) > 16 {
+		return id[:16] + "…"
+	}
+	return id
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/materials"
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
@@ -29,6 +30,10 @@ type Stage struct {
 	Tokens           *tokens.Store
 	MinTokenValidity time.Duration
 	Now              func() time.Time
+	// Regions gives the KMS client of a replica's Region (nil: KMS).
+	Regions RegionalKMS
+	// Materials records new key material as soon as it is imported.
+	Materials *materials.Store
 }
 
 func (st *Stage) now() time.Time {
@@ -42,6 +47,9 @@ func (st *Stage) now() time.Time {
 func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := wrapping.Needs(s); err != nil {
 		return s, err
+	}
+	if it := s.Plan.Current(); it != nil {
+		return st.runItem(ctx, s, it)
 	}
 	r, k := s.Request, s.Key
 	log := logging.From(ctx)

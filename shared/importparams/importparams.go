@@ -21,6 +21,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/lease"
 	"github.com/kms-reimport/kms-reimport/shared/logging"
 	"github.com/kms-reimport/kms-reimport/shared/material"
+	"github.com/kms-reimport/kms-reimport/shared/materials"
 	"github.com/kms-reimport/kms-reimport/shared/request"
 	"github.com/kms-reimport/kms-reimport/shared/secrets"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
@@ -33,6 +34,7 @@ type KMS interface {
 	keys.Describer
 	GetParametersForImport(context.Context, *kms.GetParametersForImportInput, ...func(*kms.Options)) (*kms.GetParametersForImportOutput, error)
 	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
+	Rotations
 }
 
 // Stage fetches import parameters.
@@ -44,6 +46,13 @@ type Stage struct {
 	Leases   *lease.Store
 	Settings settings.Settings
 	Now      func() time.Time
+	// Materials is the material map (keys with several materials).
+	Materials *materials.Store
+	// SecretWriter stores generated material (generateMaterial).
+	SecretWriter SecretWriter
+	// Regions gives the KMS client of a replica's Region; nil uses KMS
+	// for every Region.
+	Regions RegionalKMS
 }
 
 func (st *Stage) now() time.Time {
@@ -66,6 +75,18 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		s.Request = r
 	}
 	s.Input = nil
+	if s.Plan != nil {
+		// Back for the plan's next item (or fresh parameters for this one).
+		if st.Leases != nil && s.Key != nil {
+			var held *lease.Held
+			if err := st.Leases.Acquire(ctx, s.Key.ARN, s.Execution.ID, st.now()); errors.As(err, &held) {
+				return s, flow.Wrap(flow.RotationInProgress, err, "rotation already in progress")
+			} else if err != nil {
+				return s, flow.FromAWS(err, flow.Internal, "lease of %s", s.Key.ARN)
+			}
+		}
+		return st.fetchItem(ctx, s)
+	}
 	fetches := 0
 	if s.Token != nil {
 		fetches = s.Token.Fetches
@@ -98,6 +119,15 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		s.Key = &flow.Key{ARN: arn, KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}
 	} else if s.Key.ARN != arn {
 		return s, flow.Errorf(flow.InvalidInput, "key %q now resolves to %s, not %s as earlier in this execution", r.KeyID, arn, s.Key.ARN)
+	}
+
+	if plan, err := wantsPlan(r, md); err != nil {
+		return s, err
+	} else if plan {
+		if err := st.plan(ctx, &s, md); err != nil {
+			return s, err
+		}
+		return st.fetchItem(ctx, s)
 	}
 
 	// The material is checked before any import token is asked for, so a
@@ -135,15 +165,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		WrappingKeySpec:   types.WrappingKeySpec(r.WrappingKeySpec),
 	})
 	if err != nil {
-		var is *types.KMSInvalidStateException
-		var uo *types.UnsupportedOperationException
-		switch {
-		case errors.As(err, &is), errors.As(err, &uo):
-			return s, flow.Wrap(flow.KeyNotEligible, err, "GetParametersForImport for %s", arn)
-		case flow.AWSCode(err) == "ValidationException":
-			return s, flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, r.WrappingAlgorithm, r.WrappingKeySpec)
-		}
-		return s, flow.FromAWS(err, flow.Internal, "GetParametersForImport for %s", arn)
+		return s, gpiErr(err, arn, r)
 	}
 	if out.ParametersValidTo == nil || len(out.ImportToken) == 0 || len(out.PublicKey) == 0 {
 		return s, flow.Errorf(flow.Internal, "GetParametersForImport for %s returned an incomplete answer", arn)
@@ -172,6 +194,19 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	log.Info("import parameters fetched", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo,
 		"wrappingAlgorithm", r.WrappingAlgorithm, "wrappingKeySpec", r.WrappingKeySpec, "secretVersionId", version, "fetch", fetches+1)
 	return s, nil
+}
+
+// gpiErr names a GetParametersForImport error.
+func gpiErr(err error, arn string, r *flow.Request) error {
+	var is *types.KMSInvalidStateException
+	var uo *types.UnsupportedOperationException
+	switch {
+	case errors.As(err, &is), errors.As(err, &uo):
+		return flow.Wrap(flow.KeyNotEligible, err, "GetParametersForImport for %s", arn)
+	case flow.AWSCode(err) == "ValidationException":
+		return flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, r.WrappingAlgorithm, r.WrappingKeySpec)
+	}
+	return flow.FromAWS(err, flow.Internal, "GetParametersForImport for %s", arn)
 }
 
 // samePublicKey refuses material whose public key differs from the one

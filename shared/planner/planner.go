@@ -40,6 +40,13 @@ type Item struct {
 	RenewBefore        string `json:"renewBefore"`
 	WrappingAlgorithm  string `json:"wrappingAlgorithm,omitempty"`
 	WrappingKeySpec    string `json:"wrappingKeySpec,omitempty"`
+	// Rotation policy and a due rotation (docs/rotation.md).
+	RotateEvery      string `json:"rotateEvery,omitempty"`
+	NewMaterialStage string `json:"newMaterialStage,omitempty"`
+	GenerateMaterial bool   `json:"generateMaterial,omitempty"`
+	Rotate           bool   `json:"rotate,omitempty"`
+	// Regions: only these Regions of a multi-Region key are due.
+	Regions []string `json:"regions,omitempty"`
 }
 
 // Stats add up over the pages of one run.
@@ -109,7 +116,7 @@ func (p *Planner) Plan(ctx context.Context, s State) (State, error) {
 			}
 		case due:
 			st.Due++
-			out.Items = append(out.Items, ItemOf(e))
+			out.Items = append(out.Items, ItemAt(e, now))
 		default:
 			st.NotDue++
 		}
@@ -141,10 +148,28 @@ func ItemOf(e registry.Entry) Item {
 		KeyID: e.KeyARN, SecretID: e.SecretID, SecretVersionStage: e.SecretVersionStage,
 		RenewBefore: e.RenewBefore, WrappingAlgorithm: e.WrappingAlgorithm, WrappingKeySpec: e.WrappingKeySpec,
 	}
+	if e.RotateEvery != "" {
+		it.RotateEvery, it.NewMaterialStage, it.GenerateMaterial = e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial
+	}
 	if e.NoExpiry {
 		it.ExpirationModel = flow.DoesNotExpire
 	} else {
 		it.ValidFor = e.ValidFor
+	}
+	return it
+}
+
+// ItemAt is ItemOf for a run at now: a due rotation rotates (and renews
+// everything); otherwise a multi-Region key whose Regions are not all due
+// renews only those that are.
+func ItemAt(e registry.Entry, now time.Time) Item {
+	it := ItemOf(e)
+	if e.RotationDue(now) {
+		it.Rotate = true
+		return it
+	}
+	if due, all := e.DueRegions(now); !all && len(due) > 0 && len(e.Replicas) > 0 {
+		it.Regions = due
 	}
 	return it
 }

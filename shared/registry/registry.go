@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -60,6 +61,77 @@ type Entry struct {
 	// NextDue is when the key should next be renewed; empty means now
 	// (never imported).
 	NextDue *time.Time `dynamodbav:"nextDue,omitempty"`
+	// Rotation policy (docs/rotation.md): rotate to new material every
+	// RotateEvery, from the version at NewMaterialStage or generated.
+	RotateEvery      string     `dynamodbav:"rotateEvery,omitempty"`
+	NewMaterialStage string     `dynamodbav:"newMaterialStage,omitempty"`
+	GenerateMaterial bool       `dynamodbav:"generateMaterial,omitempty"`
+	LastRotation     *time.Time `dynamodbav:"lastRotation,omitempty"`
+	// Materials is how many key materials the key held after the last
+	// success (0: not known, the single-material path).
+	Materials int `dynamodbav:"materials,omitempty"`
+	// Replicas of a multi-Region primary, with their own ValidTo: each
+	// expires independently and is renewed when due.
+	Replicas []Replica `dynamodbav:"replicas,omitempty"`
+}
+
+// Replica is one replica of a multi-Region key.
+type Replica struct {
+	Region  string     `dynamodbav:"region" json:"region"`
+	KeyARN  string     `dynamodbav:"keyArn" json:"keyArn"`
+	ValidTo *time.Time `dynamodbav:"validTo,omitempty" json:"validTo,omitempty"`
+	State   string     `dynamodbav:"state,omitempty" json:"state,omitempty"`
+}
+
+// RegionOf returns the Region of a KMS key ARN.
+func RegionOf(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) < 6 {
+		return ""
+	}
+	return parts[3]
+}
+
+// DueRegions lists the Regions of e (primary first, then replicas) whose
+// material is due at now, and whether every Region is due.
+func (e Entry) DueRegions(now time.Time) (due []string, all bool) {
+	rb, _ := request.ParseDuration(e.RenewBefore)
+	isDue := func(v *time.Time) bool {
+		if v == nil {
+			return e.LastSuccess == nil // never imported; else no expiry
+		}
+		return !v.Add(-rb).After(now)
+	}
+	all = true
+	if isDue(e.CurrentValidTo) {
+		due = append(due, RegionOf(e.KeyARN))
+	} else {
+		all = false
+	}
+	for _, r := range e.Replicas {
+		if isDue(r.ValidTo) {
+			due = append(due, r.Region)
+		} else {
+			all = false
+		}
+	}
+	return due, all
+}
+
+// RotationDue says whether the rotation policy asks for a rotation at now.
+func (e Entry) RotationDue(now time.Time) bool {
+	if e.RotateEvery == "" {
+		return false
+	}
+	d, err := request.ParseDuration(e.RotateEvery)
+	if err != nil || d <= 0 {
+		return false
+	}
+	from := e.RegisteredAt
+	if e.LastRotation != nil {
+		from = *e.LastRotation
+	}
+	return !from.Add(d).After(now)
 }
 
 // DB is the part of DynamoDB this package uses.
@@ -100,6 +172,7 @@ func (s *Store) Put(ctx context.Context, e Entry) error {
 		e.RegisteredAt = old.RegisteredAt
 		e.CurrentValidTo, e.LastSuccess, e.LastExecution = old.CurrentValidTo, old.LastSuccess, old.LastExecution
 		e.LastFailure, e.LastError, e.LastErrorStage = old.LastFailure, old.LastError, old.LastErrorStage
+		e.LastRotation, e.Materials, e.Replicas = old.LastRotation, old.Materials, old.Replicas
 	}
 	if e.RegisteredAt.IsZero() {
 		e.RegisteredAt = time.Now().UTC()
@@ -170,6 +243,12 @@ func (e Entry) IsDue(now time.Time) (bool, string) {
 	case e.NextDue != nil && !e.NextDue.After(now):
 		return true, "within renew-before window"
 	}
+	if due, _ := e.DueRegions(now); len(due) > 0 {
+		return true, "replica within renew-before window"
+	}
+	if e.RotationDue(now) {
+		return true, "rotation due"
+	}
 	return false, "not due"
 }
 
@@ -218,6 +297,45 @@ func (s *Store) RecordSuccess(ctx context.Context, arn, execID string, at time.T
 	e.LastSuccess = &t
 	e.Status, e.StatusReason = Active, ""
 	e.NextDue = e.due()
+	return s.write(ctx, *e)
+}
+
+// Outcome is what a plan-path success adds to RecordSuccess.
+type Outcome struct {
+	Replicas  []Replica
+	RotatedAt *time.Time
+	Materials int
+}
+
+// RecordOutcome notes replicas' ValidTo, a rotation and the number of
+// materials after a verified plan-path execution. Replicas not in o keep
+// what was known.
+func (s *Store) RecordOutcome(ctx context.Context, arn string, o Outcome) error {
+	e, err := s.Get(ctx, arn)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, r := range o.Replicas {
+		found := false
+		for i := range e.Replicas {
+			if e.Replicas[i].KeyARN == r.KeyARN {
+				e.Replicas[i], found = r, true
+			}
+		}
+		if !found {
+			e.Replicas = append(e.Replicas, r)
+		}
+	}
+	if o.RotatedAt != nil {
+		t := o.RotatedAt.UTC()
+		e.LastRotation = &t
+	}
+	if o.Materials > 0 {
+		e.Materials = o.Materials
+	}
 	return s.write(ctx, *e)
 }
 

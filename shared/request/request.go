@@ -36,10 +36,19 @@ type Input struct {
 	// scheduled planner renews it; RenewBefore is its renewal window.
 	Register    *bool  `json:"register"`
 	RenewBefore string `json:"renewBefore"`
+	// Rotation (docs/rotation.md): rotate imports NEW_KEY_MATERIAL and
+	// calls RotateKeyOnDemand; the new material is the secret version at
+	// newMaterialStage, or generated (generateMaterial).
+	Rotate           bool   `json:"rotate"`
+	NewMaterialStage string `json:"newMaterialStage"`
+	GenerateMaterial bool   `json:"generateMaterial"`
+	RotateEvery      string `json:"rotateEvery"`
+	// Regions limits a multi-Region key's renewal to these Regions.
+	Regions []string `json:"regions"`
 }
 
 // Fields lists the input's fields, for error messages.
-const Fields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore"
+const Fields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore, rotate, newMaterialStage, generateMaterial, rotateEvery, regions"
 
 // Options are the deployment's defaults.
 type Options struct {
@@ -166,7 +175,66 @@ func Validate(in Input, now time.Time, opt Options) (*flow.Request, error) {
 	if err := renewal(r, in, opt); err != nil {
 		return nil, err
 	}
+	if err := rotation(r, in); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+var regionRe = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$`)
+
+// DefaultGeneratedStage labels a generated material's secret version when
+// the input names no newMaterialStage.
+const DefaultGeneratedStage = "KMSREIMPORT_NEW"
+
+// rotation checks the rotation fields.
+func rotation(r *flow.Request, in Input) error {
+	r.Rotate, r.GenerateMaterial, r.NewMaterialStage = in.Rotate, in.GenerateMaterial, in.NewMaterialStage
+	if in.NewMaterialStage != "" && !stageRe.MatchString(in.NewMaterialStage) {
+		return invalid("field \"newMaterialStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(in.NewMaterialStage))
+	}
+	if in.NewMaterialStage == "AWSCURRENT" || in.NewMaterialStage == "AWSPREVIOUS" {
+		return invalid("field \"newMaterialStage\" is %s: that label holds material already in use; put the new material in a version with its own label (for example AWSPENDING)", in.NewMaterialStage)
+	}
+	if in.Rotate && in.NewMaterialStage == "" && !in.GenerateMaterial {
+		return invalid("field \"rotate\" is true, so give where the new material comes from: \"newMaterialStage\" (a staging label of a version you put in the secret) or \"generateMaterial\": true")
+	}
+	if !in.Rotate && in.RotateEvery == "" && (in.NewMaterialStage != "" || in.GenerateMaterial) {
+		return invalid("fields \"newMaterialStage\"/\"generateMaterial\" apply to a rotation: add \"rotate\": true or a \"rotateEvery\" policy")
+	}
+	if in.GenerateMaterial && r.NewMaterialStage == "" {
+		r.NewMaterialStage = DefaultGeneratedStage
+	}
+	if in.RotateEvery != "" {
+		d, err := ParseDuration(in.RotateEvery)
+		if err != nil || d < 24*time.Hour || d > 10*MaxValidity {
+			return invalid("field \"rotateEvery\" is %q: want a duration of at least one day such as \"90d\"", clip(in.RotateEvery))
+		}
+		if !r.Register {
+			return invalid("field \"rotateEvery\" is a registry policy: it needs \"register\" (the default)")
+		}
+		if in.NewMaterialStage == "" && !in.GenerateMaterial {
+			return invalid("field \"rotateEvery\" needs \"newMaterialStage\" or \"generateMaterial\": true, where scheduled rotations get new material")
+		}
+		r.RotateEvery = in.RotateEvery
+	}
+	seen := map[string]bool{}
+	for _, g := range in.Regions {
+		if !regionRe.MatchString(g) {
+			return invalid("field \"regions\" has %q: not an AWS Region name such as eu-west-1", clip(g))
+		}
+		if !seen[g] {
+			seen[g] = true
+			r.Regions = append(r.Regions, g)
+		}
+	}
+	if in.Regions != nil && len(r.Regions) == 0 {
+		return invalid("field \"regions\" is empty: omit it to renew every Region of the key")
+	}
+	if len(r.Regions) > 0 && in.Rotate {
+		return invalid("fields \"regions\" and \"rotate\" exclude each other: new material goes to the primary and every replica")
+	}
+	return nil
 }
 
 func expiry(r *flow.Request, in Input, now time.Time, opt Options) error {

@@ -54,6 +54,15 @@ type Record struct {
 	StatusReason      string    `dynamodbav:"statusReason,omitempty"`
 	UpdatedAt         time.Time `dynamodbav:"updatedAt"`
 	SecretVersionID   string    `dynamodbav:"secretVersionId,omitempty"`
+	// For an item of a plan (several materials, multi-Region keys): the
+	// key the parameters are for (a replica's ARN, or the primary's), its
+	// Region, the ImportType and the KeyMaterialId (EXISTING_KEY_MATERIAL,
+	// or after a NEW_KEY_MATERIAL import the id KMS returned). The record
+	// stays in the primary key's partition.
+	TargetKeyARN  string `dynamodbav:"targetKeyArn,omitempty"`
+	Region        string `dynamodbav:"region,omitempty"`
+	ImportType    string `dynamodbav:"importType,omitempty"`
+	KeyMaterialID string `dynamodbav:"keyMaterialId,omitempty"`
 	// PublicKey is the wrapping public key (DER); not secret.
 	PublicKey []byte `dynamodbav:"publicKey,omitempty"`
 	// ImportToken and EncryptedKeyMaterial are removed when the record
@@ -151,6 +160,19 @@ func (s *Store) SetWrapped(ctx context.Context, keyARN, sk string, encrypted []b
 // material. A record already used is left used (idempotent).
 func (s *Store) MarkUsed(ctx context.Context, keyARN, sk string) error {
 	return s.final(ctx, keyARN, sk, Used, "imported", Wrapped, Used)
+}
+
+// MarkUsedWith is MarkUsed that also notes the KeyMaterialId KMS
+// returned, so a retried import stage that finds the token used knows it.
+func (s *Store) MarkUsedWith(ctx context.Context, keyARN, sk, keyMaterialID string) error {
+	if keyMaterialID == "" {
+		return s.MarkUsed(ctx, keyARN, sk)
+	}
+	return s.update(ctx, keyARN, sk,
+		"SET #s = :to, statusReason = :reason, keyMaterialId = :id, updatedAt = :now REMOVE importToken, encryptedKeyMaterial",
+		"#s IN (:from0, :from1)", map[string]types.AttributeValue{
+			":to": str(Used), ":reason": str("imported"), ":id": str(keyMaterialID), ":from0": str(Wrapped), ":from1": str(Used),
+		})
 }
 
 // MarkExpired abandons a token that is too close to its ParametersValidTo.

@@ -18,6 +18,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/keys"
 	"github.com/kms-reimport/kms-reimport/shared/lease"
 	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/materials"
 	"github.com/kms-reimport/kms-reimport/shared/metrics"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/secrets"
@@ -47,6 +48,12 @@ type Stage struct {
 	// Leases, when set, gets the key's lease back.
 	Leases *lease.Store
 	Now    func() time.Time
+	// Plan path (docs/rotation.md): RotateKeyOnDemand and ListKeyRotations
+	// on the primary, DescribeKey of replicas in their Regions, and the
+	// material map.
+	Rotator   Rotator
+	Regions   RegionalKMS
+	Materials *materials.Store
 }
 
 func (st *Stage) now() time.Time {
@@ -58,6 +65,9 @@ func (st *Stage) now() time.Time {
 
 // Run is the stage's handler.
 func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+	if s.Plan != nil {
+		return st.runPlan(ctx, s)
+	}
 	if err := wrapping.Needs(s); err != nil {
 		return s, err
 	}
@@ -166,6 +176,9 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time,
 			}
 			if !e.NoExpiry {
 				e.ValidFor = r.ValidFor
+			}
+			if r.RotateEvery != "" {
+				e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = r.RotateEvery, r.NewMaterialStage, r.GenerateMaterial
 			}
 			if err := st.Registry.Put(ctx, e); err != nil {
 				return flow.FromAWS(err, flow.Internal, "registering %s", k.ARN)

@@ -32,6 +32,10 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		return s, err
 	}
 	r, k := s.Request, s.Key
+	version := r.SecretVersionID
+	if it := s.Plan.Current(); it != nil {
+		version = it.SecretVersionID // this item's material
+	}
 	rec, err := st.Tokens.Get(ctx, k.ARN, s.Token.ID)
 	if err != nil {
 		return s, tokenErr(err)
@@ -43,7 +47,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err != nil {
 		return s, flow.Wrap(flow.UnsupportedWrapping, err, "public key of token record %s", rec.SK)
 	}
-	m, _, err := secrets.Read(ctx, st.Secrets, r.SecretID, r.SecretVersionID, "", types.KeySpec(k.KeySpec))
+	m, _, err := secrets.Read(ctx, st.Secrets, r.SecretID, version, "", types.KeySpec(k.KeySpec))
 	if err != nil {
 		return s, err
 	}
@@ -54,14 +58,14 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	enc, err := wrap.WrapWithOptions(pub, types.AlgorithmSpec(rec.WrappingAlgorithm), m, random, wrap.Options{AllowLegacyPKCS1: r.AllowLegacyWrapping})
 	material.Zero(m)
 	if err != nil {
-		return s, flow.Wrap(flow.UnsupportedWrapping, err, "wrapping %s material of secret %q version %s", k.KeySpec, r.SecretID, r.SecretVersionID)
+		return s, flow.Wrap(flow.UnsupportedWrapping, err, "wrapping %s material of secret %q version %s", k.KeySpec, r.SecretID, version)
 	}
-	if err := st.Tokens.SetWrapped(ctx, k.ARN, rec.SK, enc, r.SecretVersionID); err != nil {
+	if err := st.Tokens.SetWrapped(ctx, k.ARN, rec.SK, enc, version); err != nil {
 		return s, tokenErr(err)
 	}
 	s.Token.Wrapped = true
 	logging.From(ctx).Info("key material wrapped", "tokenId", rec.SK, "wrappingAlgorithm", rec.WrappingAlgorithm,
-		"wrappingKeySpec", rec.WrappingKeySpec, "secretVersionId", r.SecretVersionID, "wrappedBytes", len(enc))
+		"wrappingKeySpec", rec.WrappingKeySpec, "secretVersionId", version, "wrappedBytes", len(enc))
 	return s, nil
 }
 

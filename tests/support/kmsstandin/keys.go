@@ -75,7 +75,11 @@ type key struct {
 	deletion    *time.Time
 	window      int32
 	multiRegion bool
-	materials   []*keyMaterial // in association order
+	// replicas of a multi-Region primary: Region -> replica ARN. The
+	// stand-in records the topology only; each replica key lives in the
+	// KMS of its Region (in the tests, a local-kms per Region).
+	replicas  map[string]string
+	materials []*keyMaterial // in association order
 }
 
 func (k *key) info() specInfo { return keySpecs[k.spec] }
@@ -328,10 +332,72 @@ func (s *Server) metadata(k *key) map[string]any {
 		md["MultiRegionConfiguration"] = map[string]any{
 			"MultiRegionKeyType": "PRIMARY",
 			"PrimaryKey":         map[string]string{"Arn": k.arn, "Region": s.region},
-			"ReplicaKeys":        []any{},
+			"ReplicaKeys":        s.replicaKeys(k),
 		}
 	}
 	return md
+}
+
+func (s *Server) replicaKeys(k *key) []map[string]string {
+	out := []map[string]string{}
+	regions := make([]string, 0, len(k.replicas))
+	for r := range k.replicas {
+		regions = append(regions, r)
+	}
+	slices.Sort(regions)
+	for _, r := range regions {
+		out = append(out, map[string]string{"Arn": k.replicas[r], "Region": r})
+	}
+	return out
+}
+
+// replicateKey records a replica of a multi-Region primary in another
+// Region, as ReplicateKey does, and answers ReplicaKeyMetadata. The
+// replica key itself is not created here: it lives in the KMS of its
+// Region (see docs/rotation.md).
+func (s *Server) replicateKey(body []byte, e *Request) (any, *apiError) {
+	var in struct {
+		KeyId, ReplicaRegion, Description string
+	}
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolveKeyOnly(in.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	e.KeyARN = k.arn
+	e.Params["ReplicaRegion"] = in.ReplicaRegion
+	switch {
+	case !k.multiRegion:
+		return nil, errf(codeUnsupported, "%s is not a multi-Region key.", k.arn)
+	case in.ReplicaRegion == "" || len(in.ReplicaRegion) > 32:
+		return nil, errf(codeValidation, "1 validation error detected: Value at 'replicaRegion' failed to satisfy constraint: Member must have length between 1 and 32")
+	case in.ReplicaRegion == s.region:
+		return nil, errf(codeValidation, "The replica Region %s is the Region of the primary key.", in.ReplicaRegion)
+	case k.replicas[in.ReplicaRegion] != "":
+		return nil, errf(codeAlreadyExists, "%s already has a replica in %s.", k.arn, in.ReplicaRegion)
+	case k.deletion != nil:
+		return nil, errf(codeInvalidState, "%s is pending deletion.", k.arn)
+	}
+	if k.replicas == nil {
+		k.replicas = map[string]string{}
+	}
+	arn := "arn:aws:kms:" + in.ReplicaRegion + ":" + s.account + ":key/" + k.id
+	k.replicas[in.ReplicaRegion] = arn
+	md := s.metadata(k)
+	md["Arn"], md["KeyState"], md["Enabled"] = arn, "Creating", false
+	delete(md, "ValidTo")
+	delete(md, "ExpirationModel")
+	if k.origin == "EXTERNAL" {
+		md["KeyState"] = "PendingImport"
+	}
+	md["MultiRegionConfiguration"] = map[string]any{
+		"MultiRegionKeyType": "REPLICA",
+		"PrimaryKey":         map[string]string{"Arn": k.arn, "Region": s.region},
+		"ReplicaKeys":        s.replicaKeys(k),
+	}
+	return map[string]any{"ReplicaKeyMetadata": md, "ReplicaPolicy": "", "ReplicaTags": []any{}}, nil
 }
 
 type keyIDIn struct {

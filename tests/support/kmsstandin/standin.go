@@ -61,6 +61,8 @@ type Server struct {
 	tokens  map[string]*importToken
 	log     []Request
 	seq     int
+	// faults are injected errors per operation (POST /_standin/faults).
+	faults map[string]*fault
 
 	wrap *wrapPool
 }
@@ -81,7 +83,7 @@ func New(o Options) *Server {
 	}
 	return &Server{
 		region: o.Region, account: o.Account, now: o.Now,
-		keys: map[string]*key{}, aliases: map[string]string{}, tokens: map[string]*importToken{},
+		keys: map[string]*key{}, aliases: map[string]string{}, tokens: map[string]*importToken{}, faults: map[string]*fault{},
 		wrap: newWrapPool(o.WrappingKeyPool),
 	}
 }
@@ -185,6 +187,7 @@ var operations = map[string]handler{
 	"DeleteImportedKeyMaterial": (*Server).deleteImportedKeyMaterial,
 	"ListKeyRotations":          (*Server).listKeyRotations,
 	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
+	"ReplicateKey":              (*Server).replicateKey,
 	"Encrypt":                   (*Server).encrypt,
 	"Decrypt":                   (*Server).decrypt,
 	"GenerateMac":               (*Server).generateMac,
@@ -278,7 +281,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	entry := Request{Seq: s.seq, Time: s.clock().UTC(), Operation: op, Params: logParams(body)}
 	var out any
 	var aerr *apiError
-	if !ok {
+	if f := s.faults[op]; ok && f != nil && f.count > 0 {
+		f.count--
+		aerr = errf(f.code, "injected by the test (POST /_standin/faults)")
+		var in keyIDIn
+		if json.Unmarshal(body, &in) == nil {
+			if k, kerr := s.resolve(in.KeyId); kerr == nil {
+				entry.KeyARN = k.arn
+			}
+		}
+	} else if !ok {
 		aerr = errf(codeUnknownOperation, "the stand-in does not implement %s (it implements: %s)", op, strings.Join(Operations(), ", "))
 	} else {
 		out, aerr = h(s, body, &entry)
@@ -348,11 +360,33 @@ func (s *Server) debug(w http.ResponseWriter, r *http.Request) {
 		now := s.clock()
 		s.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]any{"now": now.UTC()})
+	case r.URL.Path == "/_standin/faults" && r.Method == http.MethodPost:
+		q := r.URL.Query()
+		n, err := strconv.Atoi(q.Get("count"))
+		if q.Get("operation") == "" || q.Get("code") == "" || err != nil || n < 1 {
+			http.Error(w, `{"error":"want ?operation=<Operation>&code=<ErrorCode>&count=<n>"}`, http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.faults[q.Get("operation")] = &fault{code: q.Get("code"), count: n}
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	case r.URL.Path == "/_standin/faults" && r.Method == http.MethodDelete:
+		s.mu.Lock()
+		s.faults = map[string]*fault{}
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
 	case r.URL.Path == "/_standin/health":
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "region": s.region, "account": s.account})
 	default:
 		http.Error(w, `{"error":"unknown debug endpoint; try GET /_standin/requests"}`, http.StatusNotFound)
 	}
+}
+
+// fault is an error the next count requests of an operation get.
+type fault struct {
+	code  string
+	count int
 }
 
 // decode reads a request body into v; unknown fields are ignored as the

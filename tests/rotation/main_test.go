@@ -1,0 +1,288 @@
+// Package rotation runs rotations with new key material, renewals of keys
+// holding several materials, resumption after a failure between
+// NEW_KEY_MATERIAL and RotateKeyOnDemand, and multi-Region fan-out,
+// end to end through the state machine on a local stack: the KMS stand-in
+// (tests/support/kmsstandin) answers for the primary Region, which is
+// where ImportType/KeyMaterialId, ListKeyRotations, RotateKeyOnDemand and
+// multi-Region topology live; one local-kms per replica Region
+// (eu-west-1, eu-west-3) holds each replica key and takes the imports
+// fanned out to it. See docs/rotation.md.
+package rotation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/materials"
+	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
+)
+
+var (
+	root string
+	st   *stack.Stack
+	kc   *kms.Client
+	sm   *secretsmanager.Client
+	db   *dynamodb.Client
+	// replica Regions, each a local-kms
+	replicaRegions = []string{"eu-west-1", "eu-west-3"}
+	secretsMade    [][]byte
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	d, _ := os.Getwd()
+	for ; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
+			break
+		}
+	}
+	root = d
+	tools := stack.Tools(root)
+	for _, p := range []string{"bin/aws-lambda-rie", "bin/local-kms", "dynamodb/DynamoDBLocal.jar", "node22/bin/node"} {
+		if _, err := os.Stat(filepath.Join(tools, p)); err != nil {
+			fmt.Fprintf(os.Stderr, "tests/rotation: %s is missing: run `make tools` first; these tests are never skipped\n", filepath.Join(tools, p))
+			return 1
+		}
+	}
+	for _, c := range []string{"moto_server", "java", "go"} {
+		if _, err := exec.LookPath(c); err != nil {
+			fmt.Fprintf(os.Stderr, "tests/rotation: %s is not on PATH: run `make tools` first\n", c)
+			return 1
+		}
+	}
+	dir, err := os.MkdirTemp("", "kms-reimport-rotation-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, KMS: stack.KMSStandIn, ReplicaRegions: replicaRegions,
+		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "rotation: "+f+"\n", a...) }})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tests/rotation: starting the local stack: %v (logs in %s)\n", err, filepath.Join(dir, "logs"))
+		return 1
+	}
+	cfg, err := st.AWSConfig(context.Background())
+	if err != nil {
+		_ = st.Down()
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	kc, sm, db = kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
+	code := m.Run()
+	if code == 0 {
+		code = leakCheck(dir)
+	}
+	_ = st.Down()
+	if code == 0 {
+		_ = os.RemoveAll(dir)
+	} else {
+		fmt.Fprintf(os.Stderr, "tests/rotation: stack logs kept in %s\n", filepath.Join(dir, "logs"))
+	}
+	return code
+}
+
+// leakCheck looks for every material the tests made (hex and base64) in
+// every log of the stack.
+func leakCheck(dir string) int {
+	logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
+	for _, f := range logs {
+		b, _ := os.ReadFile(f)
+		for _, m := range secretsMade {
+			for _, enc := range encodings(m) {
+				if strings.Contains(string(b), enc) {
+					fmt.Fprintf(os.Stderr, "tests/rotation: key material leaked into %s\n", f)
+					return 1
+				}
+			}
+		}
+	}
+	return 0
+}
+
+var seq atomic.Int64
+
+func uniq(p string) string { return fmt.Sprintf("%s-%d-%d", p, time.Now().UnixNano()%1e9, seq.Add(1)) }
+
+func vt(d time.Duration) time.Time { return time.Now().UTC().Add(d).Truncate(time.Second) }
+
+// ---- the stand-in ----
+
+func requests(t *testing.T, arn string) []kmsstandin.Request {
+	t.Helper()
+	resp, err := http.Get(st.KMS + "/_standin/requests?keyArn=" + arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Requests []kmsstandin.Request }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Requests
+}
+
+func ops(reqs []kmsstandin.Request) string {
+	var o []string
+	for _, r := range reqs {
+		s := r.Operation
+		if r.Error != "" {
+			s += "!" + r.Error
+		}
+		o = append(o, s)
+	}
+	return strings.Join(o, ",")
+}
+
+func fault(t *testing.T, op, code string, n int) {
+	t.Helper()
+	method, u := http.MethodPost, fmt.Sprintf("%s/_standin/faults?operation=%s&code=%s&count=%d", st.KMS, op, code, n)
+	if op == "" {
+		method, u = http.MethodDelete, st.KMS+"/_standin/faults"
+	}
+	req, _ := http.NewRequest(method, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("fault injection %s %s: %v %v", method, u, err, resp)
+	}
+	resp.Body.Close()
+}
+
+// ---- execution ----
+
+type result struct {
+	ex   *stack.Execution
+	reqs []kmsstandin.Request
+}
+
+func execute(t *testing.T, arn string, input map[string]any) result {
+	t.Helper()
+	before := len(requests(t, arn))
+	if _, ok := input["register"]; !ok {
+		input["register"] = false
+	}
+	in, _ := json.Marshal(input)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{WaitScale: "0.01"})
+	if err != nil {
+		t.Fatalf("running the state machine: %v", err)
+	}
+	all := requests(t, arn)
+	return result{ex: ex, reqs: all[before:]}
+}
+
+func mustSucceed(t *testing.T, r result) {
+	t.Helper()
+	if r.ex.Status != "SUCCEEDED" {
+		t.Fatalf("execution %s: %s: %s\nstates: %+v\n(logs in %s)", r.ex.Status, r.ex.Error, r.ex.Cause, r.ex.States, filepath.Join(st.Dir, "logs"))
+	}
+}
+
+// ---- keys, secrets, records ----
+
+func externalKey(t *testing.T, multiRegion bool) string {
+	t.Helper()
+	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Origin: types.OriginTypeExternal, MultiRegion: aws.Bool(multiRegion), Description: aws.String(t.Name())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *out.KeyMetadata.Arn
+}
+
+func randomMaterial(t *testing.T) []byte {
+	b := make([]byte, 32)
+	if _, err := (cryptoRand{}).Read(b); err != nil {
+		t.Fatal(err)
+	}
+	secretsMade = append(secretsMade, b)
+	return b
+}
+
+// secret creates a secret with material as its AWSCURRENT version.
+func secret(t *testing.T) (name, version string) {
+	t.Helper()
+	name = uniq("kms-reimport/rotation")
+	out, err := sm.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{Name: &name, SecretBinary: randomMaterial(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name, *out.VersionId
+}
+
+// putVersion adds a version with new material under stage.
+func putVersion(t *testing.T, name, stage string) string {
+	t.Helper()
+	out, err := sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: &name, SecretBinary: randomMaterial(t), VersionStages: []string{stage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *out.VersionId
+}
+
+func versionIDs(t *testing.T, name string) []string {
+	t.Helper()
+	out, err := sm.ListSecretVersionIds(context.Background(), &secretsmanager.ListSecretVersionIdsInput{SecretId: &name, IncludeDeprecated: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, v := range out.Versions {
+		ids = append(ids, *v.VersionId)
+	}
+	return ids
+}
+
+func rotations(t *testing.T, arn string) []types.RotationsListEntry {
+	t.Helper()
+	out, err := kc.ListKeyRotations(context.Background(), &kms.ListKeyRotationsInput{KeyId: &arn, IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Rotations
+}
+
+func materialMap(t *testing.T, arn string) map[string]materials.Record {
+	t.Helper()
+	m, err := (&materials.Store{DB: db, Table: st.Table}).List(context.Background(), arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func lastAudit(t *testing.T, arn string) audit.Record {
+	t.Helper()
+	recs, err := (&audit.Store{DB: db, Table: st.Table}).List(context.Background(), arn)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("audit records of %s: %v (%d)", arn, err, len(recs))
+	}
+	return recs[len(recs)-1]
+}
+
+func regionalKMS(t *testing.T, region string) *kms.Client {
+	cfg, err := st.AWSConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kms.NewFromConfig(cfg, func(o *kms.Options) { o.Region, o.BaseEndpoint = region, aws.String(st.RegionKMS[region]) })
+}
