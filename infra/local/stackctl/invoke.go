@@ -63,7 +63,7 @@ const (
 	invokeSetupErr = 2 // usage, build, stack or emulator failure
 )
 
-var endpointVars = []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER"}
+var endpointVars = []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SNS"}
 
 func invokeMain(ctx context.Context, root string, args []string) int {
 	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
@@ -114,6 +114,10 @@ func invokeMain(ctx context.Context, root string, args []string) int {
 		temporary = true
 	}
 
+	// Now that the stack is known, its resources have local names.
+	if tmpl, err = stack.LoadTemplate(filepath.Join(root, "template.yaml"), map[string]string{"RotationTable": stack.Table, "NotificationTopic": st.Topic}); err != nil {
+		return errf("%v", err)
+	}
 	if *printEnv {
 		return printEnvVars(tmpl, overrides, st)
 	}
