@@ -186,8 +186,9 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 			if err != nil {
 				return err
 			}
-			if err := keys.CheckImportable(rmd); err != nil {
-				return err
+			// A replica has its primary's key spec; origin and state are its own.
+			if rmd.Origin != types.OriginTypeExternal || (rmd.KeyState != types.KeyStatePendingImport && rmd.KeyState != types.KeyStateEnabled) {
+				return flow.Errorf(flow.KeyNotEligible, "replica %s of %s has origin %s and state %s; an import needs origin EXTERNAL and state PendingImport or Enabled", rarn, arn, rmd.Origin, rmd.KeyState)
 			}
 			p.Targets = append(p.Targets, flow.Target{Region: region, KeyARN: rarn, Replica: true, StateBefore: string(rmd.KeyState), ValidToBefore: rmd.ValidTo})
 		}

@@ -326,7 +326,7 @@ func (st *Stack) SeedReplica(ctx context.Context, root, region, keyID string) (s
 	for {
 		out, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
 		if err == nil && out.KeyMetadata != nil {
-			return arn, nil
+			return arn, st.save()
 		}
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("seeded replica %s did not appear in %s's local-kms: %v (see %s)", arn, region, err, st.logPath(regionKMSName(region)))

@@ -1,0 +1,149 @@
+package rotation
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/planner"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+)
+
+// mrk creates a multi-Region EXTERNAL primary on the stand-in, replicates
+// it to every replica Region (the stand-in records the topology) and
+// creates each replica key, with the same mrk- id, in that Region's
+// local-kms.
+func mrk(t *testing.T) (primary string, replicas map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	primary = externalKey(t, true)
+	d, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &primary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas = map[string]string{}
+	for _, region := range replicaRegions {
+		out, err := kc.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &primary, ReplicaRegion: &region})
+		if err != nil {
+			t.Fatalf("ReplicateKey to %s: %v", region, err)
+		}
+		arn, err := st.SeedReplica(ctx, root, region, *d.KeyMetadata.KeyId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *out.ReplicaKeyMetadata.Arn != arn {
+			t.Fatalf("replica ARN %s in the topology, %s in %s's local-kms", *out.ReplicaKeyMetadata.Arn, arn, region)
+		}
+		replicas[region] = arn
+	}
+	return primary, replicas
+}
+
+func replicaState(t *testing.T, region, arn string) *types.KeyMetadata {
+	t.Helper()
+	d, err := regionalKMS(t, region).DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: &arn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.KeyMetadata
+}
+
+// TestMultiRegionFanOutAndReplicaDueAlone: the first import of a
+// multi-Region key goes to the primary (stand-in, eu-west-2) and the same
+// material to each replica (a local-kms in eu-west-1 and one in
+// eu-west-3), each through the client of its Region. Then one replica is
+// due before the primary: the planner renews it alone.
+func TestMultiRegionFanOutAndReplicaDueAlone(t *testing.T) {
+	primary, replicas := mrk(t)
+	name, version := secret(t)
+	valid := vt(30 * 24 * time.Hour)
+	r := execute(t, primary, map[string]any{"keyId": primary, "secretId": name, "validTo": valid.Format(time.RFC3339),
+		"register": true, "renewBefore": "7d", "wrappingKeySpec": "RSA_2048"}) // local-kms wraps with RSA_2048 only
+	mustSucceed(t, r)
+	want := "DescribeKey,ListKeyRotations,GetParametersForImport,ImportKeyMaterial,DescribeKey,ListKeyRotations,Encrypt,Decrypt"
+	if got := ops(r.reqs); got != want {
+		t.Fatalf("primary's KMS requests\n %s\nwant\n %s", got, want)
+	}
+	if p := imports(r.reqs)[0]; p["ImportType"] != nil || p["ValidTo"] != valid.Format(time.RFC3339Nano) {
+		t.Errorf("primary's first ImportKeyMaterial %v: want no ImportType (a first import), ValidTo %s", p, valid)
+	}
+	for region, arn := range replicas {
+		md := replicaState(t, region, arn)
+		if md.KeyState != types.KeyStateEnabled || md.ValidTo == nil || !md.ValidTo.Equal(valid) {
+			t.Errorf("replica in %s: %s to %v, want Enabled to %s", region, md.KeyState, md.ValidTo, valid)
+		}
+	}
+	rec := lastAudit(t, primary)
+	var regions []string
+	for _, m := range rec.Materials {
+		regions = append(regions, m.Region)
+		if m.SecretVersionID != version || m.KeyMaterialID != rec.Materials[0].KeyMaterialID {
+			t.Errorf("audit material %+v: want version %s, one material", m, version)
+		}
+	}
+	if !slices.Equal(regions, []string{"eu-west-2", "eu-west-1", "eu-west-3"}) {
+		t.Errorf("audit materials in %v, want the primary then each replica", regions)
+	}
+	reg := &registry.Store{DB: db, Table: st.Table}
+	e, err := reg.Get(context.Background(), primary)
+	if err != nil || len(e.Replicas) != 2 {
+		t.Fatalf("registry entry %+v: %v", e, err)
+	}
+
+	// eu-west-1 renewed for 3 days only: it is now due before the primary.
+	short := vt(3 * 24 * time.Hour)
+	r = execute(t, primary, map[string]any{"keyId": primary, "secretId": name, "validTo": short.Format(time.RFC3339), "regions": []string{"eu-west-1"}, "wrappingKeySpec": "RSA_2048"})
+	mustSucceed(t, r)
+	if md := replicaState(t, "eu-west-1", replicas["eu-west-1"]); !md.ValidTo.Equal(short) {
+		t.Fatalf("eu-west-1 ValidTo %v, want %s", md.ValidTo, short)
+	}
+	p := &planner.Planner{Registry: reg, PageSize: 1000}
+	var item *planner.Item
+	for next := ""; ; {
+		out, err := p.Plan(context.Background(), planner.State{Next: next})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range out.Items {
+			if out.Items[i].KeyID == primary {
+				item = &out.Items[i]
+			}
+		}
+		if next = out.Next; next == "" {
+			break
+		}
+	}
+	if item == nil || !slices.Equal(item.Regions, []string{"eu-west-1"}) || item.Rotate {
+		t.Fatalf("planner item %+v: want the key with regions [eu-west-1]", item)
+	}
+	in := map[string]any{"keyId": item.KeyID, "secretId": item.SecretID, "validFor": item.ValidFor, "renewBefore": item.RenewBefore, "regions": item.Regions,
+		"wrappingAlgorithm": item.WrappingAlgorithm, "wrappingKeySpec": item.WrappingKeySpec}
+	r = execute(t, primary, in)
+	mustSucceed(t, r)
+	if got := ops(r.reqs); got != "DescribeKey,ListKeyRotations,DescribeKey,ListKeyRotations,Encrypt,Decrypt" {
+		t.Errorf("primary's KMS requests %s: the primary is not due and must not be imported into", got)
+	}
+	md1 := replicaState(t, "eu-west-1", replicas["eu-west-1"])
+	md3 := replicaState(t, "eu-west-3", replicas["eu-west-3"])
+	if !md1.ValidTo.After(short) || !md3.ValidTo.Equal(valid) {
+		t.Errorf("after the planned run: eu-west-1 to %v (want renewed past %s), eu-west-3 to %v (want untouched %s)", md1.ValidTo, short, md3.ValidTo, valid)
+	}
+	d, _ := kc.DescribeKey(context.Background(), &kms.DescribeKeyInput{KeyId: &primary})
+	if !d.KeyMetadata.ValidTo.Equal(valid) {
+		t.Errorf("primary ValidTo %v, want untouched %s", d.KeyMetadata.ValidTo, valid)
+	}
+	rec = lastAudit(t, primary)
+	if len(rec.Materials) != 1 || rec.Materials[0].Region != "eu-west-1" || rec.Materials[0].ImportType != "EXISTING_KEY_MATERIAL" {
+		t.Errorf("audit materials %+v, want one import into eu-west-1", rec.Materials)
+	}
+	e, _ = reg.Get(context.Background(), primary)
+	for _, rp := range e.Replicas {
+		if rp.Region == "eu-west-1" && !rp.ValidTo.Equal(*md1.ValidTo) {
+			t.Errorf("registry replica %+v, want ValidTo %v", rp, md1.ValidTo)
+		}
+	}
+}
