@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -174,6 +175,11 @@ type statusRow struct {
 	LastError   string     `json:"lastError,omitempty"`
 	LastFailure *time.Time `json:"lastFailure,omitempty"`
 	Secret      string     `json:"secretId"`
+	// Multi-Region keys: every replica's ValidTo; rotation policy.
+	Replicas     []registry.Replica `json:"replicas,omitempty"`
+	RotateEvery  string             `json:"rotateEvery,omitempty"`
+	LastRotation *time.Time         `json:"lastRotation,omitempty"`
+	Materials    int                `json:"materials,omitempty"`
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
@@ -198,10 +204,17 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	rows := make([]statusRow, 0, len(all))
 	for _, e := range all {
 		r := statusRow{KeyARN: e.KeyARN, Status: e.Status, ValidTo: e.CurrentValidTo, NextDue: e.NextDue, LastSuccess: e.LastSuccess,
-			LastError: e.LastError, LastFailure: e.LastFailure, Secret: e.SecretID}
-		if e.CurrentValidTo != nil {
-			d := float64(int(e.CurrentValidTo.Sub(now).Hours()/24*10)) / 10
-			r.DaysLeft = &d
+			LastError: e.LastError, LastFailure: e.LastFailure, Secret: e.SecretID,
+			Replicas: e.Replicas, RotateEvery: e.RotateEvery, LastRotation: e.LastRotation, Materials: e.Materials}
+		// Days left: the earliest ValidTo of the primary and its replicas.
+		for _, v := range append([]*time.Time{e.CurrentValidTo}, replicaValidTos(e)...) {
+			if v == nil {
+				continue
+			}
+			d := float64(int(v.Sub(now).Hours()/24*10)) / 10
+			if r.DaysLeft == nil || d < *r.DaysLeft {
+				r.DaysLeft = &d
+			}
 		}
 		rows = append(rows, r)
 	}
@@ -225,6 +238,12 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			lastErr = r.LastError + " at " + r.LastFailure.Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.KeyARN, r.Status, fmtTime(r.ValidTo), days, fmtTime(r.LastSuccess), lastErr)
+		for _, rp := range r.Replicas {
+			fmt.Fprintf(tw, "  replica %s\t%s\t%s\t%s\t\t\n", rp.KeyARN, orDash(rp.State, "-"), fmtTime(rp.ValidTo), daysLeft(rp.ValidTo, now))
+		}
+		if r.RotateEvery != "" || r.Materials > 1 {
+			fmt.Fprintf(tw, "  materials %d, rotate every %s, last rotation %s\t\t\t\t\t\n", r.Materials, orDash(r.RotateEvery, "-"), fmtTime(r.LastRotation))
+		}
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d keys\n", len(rows))
@@ -274,12 +293,34 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "The next scheduled run would renew %d of %d keys (%d ineligible):\n", len(items), s.Stats.Scanned, s.Stats.Ineligible)
 	for _, it := range items {
-		fmt.Fprintf(stdout, "  %s  from %s, valid for %s\n", it.KeyID, it.SecretID, orDash(it.ValidFor, "no expiry"))
+		what := ""
+		switch {
+		case it.Rotate:
+			what = ", rotating to new material"
+		case len(it.Regions) > 0:
+			what = ", only in " + strings.Join(it.Regions, ", ")
+		}
+		fmt.Fprintf(stdout, "  %s  from %s, valid for %s%s\n", it.KeyID, it.SecretID, orDash(it.ValidFor, "no expiry"), what)
 	}
 	for _, k := range s.Stats.IneligibleKeys {
 		fmt.Fprintf(stdout, "  skipped (ineligible): %s\n", k)
 	}
 	return exitOK
+}
+
+func replicaValidTos(e registry.Entry) []*time.Time {
+	var out []*time.Time
+	for _, r := range e.Replicas {
+		out = append(out, r.ValidTo)
+	}
+	return out
+}
+
+func daysLeft(t *time.Time, now time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", float64(int(t.Sub(now).Hours()/24*10))/10)
 }
 
 func fmtTime(t *time.Time) string {
