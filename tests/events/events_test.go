@@ -18,11 +18,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 )
 
 // The demo key and secret the sample events name.
@@ -267,6 +269,23 @@ func TestPipeline(t *testing.T) {
 		t.Fatalf("verify on the import stage's output: %s", ver.Raw)
 	}
 
+	// The verify stage registered the key (register defaults to true): the
+	// planner, on the schedule's input, sees it and finds it not due (just
+	// renewed for 720h, renew 336h before).
+	plan := invoke(t, "PlannerFunction", ev("planner.json"))
+	checkPlan(t, plan)
+	if n, _ := get(plan.Response, "stats", "scanned").(float64); n < 1 {
+		t.Errorf("planner after the verify stage: the registered key is not in the registry: %s", plan.Raw)
+	}
+	if n, _ := get(plan.Response, "stats", "notDue").(float64); n < 1 {
+		t.Errorf("planner after the verify stage: the renewed key should count as not due: %s", plan.Raw)
+	}
+	for _, it := range plan.Response["items"].([]any) {
+		if get(it, "keyId") == keyARN {
+			t.Errorf("planner: the key renewed a moment ago is due: %s", plan.Raw)
+		}
+	}
+
 	// The record-failure sample is what a Catch after the wrap stage passes:
 	// the wrap output plus error and failedStage.
 	failed := map[string]any{}
@@ -290,7 +309,38 @@ var documented = map[string]struct {
 	"verify-import.json":    {"VerifyImportFunction", "KeyNotFound"},
 	"record-failure.json":   {"RecordFailureFunction", ""},
 	"execution-input.json":  {"FetchParametersFunction", "InvalidInput"},
-	"scheduled-event.json":  {"FetchParametersFunction", "InvalidInput"},
+	"planner.json":          {"PlannerFunction", ""},
+	"scheduled-event.json":  {"PlannerFunction", ""},
+}
+
+// checkPlan: the planner's documented response to a fresh run ({} or any
+// event that is not a page cursor): one page read, the keys due as
+// rotation inputs, MaxConcurrency from the template (default 5), and no
+// cursor (the registry fits in one page here).
+func checkPlan(t *testing.T, inv *invocation) {
+	t.Helper()
+	if !inv.ExitOK {
+		t.Fatalf("planner: want success, got %s", inv.Raw)
+	}
+	items, ok := inv.Response["items"].([]any)
+	if !ok {
+		t.Errorf("planner: items is not a list: %s", inv.Raw)
+	}
+	if _, ok := inv.Response["next"]; ok {
+		t.Errorf("planner: a cursor after one small page: %s", inv.Raw)
+	}
+	if get(inv.Response, "maxConcurrency") != 5.0 {
+		t.Errorf("planner: maxConcurrency %v, want the template's MaxConcurrency default 5", get(inv.Response, "maxConcurrency"))
+	}
+	num := func(k string) float64 { n, _ := get(inv.Response, "stats", k).(float64); return n }
+	if num("pages") != 1 || num("scanned") != num("due")+num("notDue")+num("ineligible") || num("due") != float64(len(items)) {
+		t.Errorf("planner: stats don't add up (pages 1, scanned = due + notDue + ineligible, due = items): %s", inv.Raw)
+	}
+	for _, it := range items {
+		if get(it, "keyId") == nil || get(it, "secretId") == nil || get(it, "renewBefore") == nil {
+			t.Errorf("planner: item is not a rotation input: %v", it)
+		}
+	}
 }
 
 // TestEachEventAlone sends every file of events/ as it is.
@@ -339,10 +389,13 @@ func TestEachEventAlone(t *testing.T) {
 				if c := fmt.Sprint(get(inv.Response, "error", "Cause")); strings.HasPrefix(c, "{") {
 					t.Errorf("record-failure: Cause not unwrapped: %s", c)
 				}
-			case "execution-input.json", "scheduled-event.json":
+			case "execution-input.json":
 				if !strings.Contains(fmt.Sprint(get(inv.Response, "errorMessage")), "execution.id") {
 					t.Errorf("want the missing execution context named: %s", inv.Raw)
 				}
+			case "planner.json", "scheduled-event.json":
+				// The envelope carries no cursor: a fresh run, as {}.
+				checkPlan(t, inv)
 			}
 		})
 	}
@@ -362,7 +415,7 @@ func TestEnvVars(t *testing.T) {
 	if env["Parameters"]["TABLE_NAME"] != stack.Table {
 		t.Errorf("env.json TABLE_NAME %q, want %s", env["Parameters"]["TABLE_NAME"], stack.Table)
 	}
-	for _, k := range []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER"} {
+	for _, k := range []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SNS"} {
 		if env["Parameters"][k] == "" {
 			t.Errorf("env.json has no %s", k)
 		}
@@ -382,16 +435,21 @@ func TestEnvVars(t *testing.T) {
 	if err := json.Unmarshal(out, &printed); err != nil {
 		t.Fatal(err)
 	}
-	if printed["Parameters"]["AWS_ENDPOINT_URL_KMS"] != st.KMS || printed["ImportMaterialFunction"]["MIN_TOKEN_VALIDITY"] == "" {
+	if printed["Parameters"]["AWS_ENDPOINT_URL_KMS"] != st.KMS || printed["Parameters"]["AWS_ENDPOINT_URL_SNS"] != st.Secrets ||
+		printed["ImportMaterialFunction"]["MIN_TOKEN_VALIDITY"] == "" {
 		t.Errorf("--print-env-vars: %s", out)
 	}
 }
 
-// TestExecutionInput: the manual execution input runs the whole state
-// machine (make execute / start-execution); the scheduled event, if it were
-// the execution input, fails as InvalidInput and is recorded.
+// TestExecutionInput: the manual execution input runs the whole rotation
+// state machine (make execute / start-execution); the scheduled event, if it
+// were the rotation's input, fails as InvalidInput and is recorded. The
+// schedule's input ({}, events/planner.json) starts a fleet run that renews
+// a registered key that is due, through a child rotation execution; the
+// EventBridge envelope as the fleet's input does the same (no cursor: a
+// fresh run).
 func TestExecutionInput(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	in, err := os.ReadFile(ev("execution-input.json"))
 	if err != nil {
@@ -415,4 +473,61 @@ func TestExecutionInput(t *testing.T) {
 	if ex.Status != "FAILED" || ex.Error != "InvalidInput" {
 		t.Fatalf("scheduled-event.json as execution input: %s %s: %s", ex.Status, ex.Error, ex.Cause)
 	}
+
+	for _, f := range []string{"planner.json", "scheduled-event.json"} {
+		due := registerNewKey(ctx, t, f)
+		in, err := os.ReadFile(ev(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{WaitScale: "0.01", StateMachine: "FleetStateMachine"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex.Status != "SUCCEEDED" {
+			t.Fatalf("%s as the fleet's input: %s %s: %s", f, ex.Status, ex.Error, ex.Cause)
+		}
+		t.Logf("%s as the fleet's input: output %s, child executions %v", f, ex.Output, ex.ChildExecutions)
+		var stats struct{ Pages, Scanned, Due int }
+		if err := json.Unmarshal(ex.Output, &stats); err != nil || stats.Pages != 1 || stats.Due < 1 || stats.Scanned < 2 {
+			t.Errorf("%s: fleet output %s, want the run's stats with the new key due", f, ex.Output)
+		}
+		if ex.ChildExecutions["SUCCEEDED"] < 1 {
+			t.Errorf("%s: child executions %v, want the due key's rotation SUCCEEDED", f, ex.ChildExecutions)
+		}
+		cfg, err := st.AWSConfig(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := kms.NewFromConfig(cfg).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &due})
+		if err != nil || md.KeyMetadata.KeyState != kmstypes.KeyStateEnabled || md.KeyMetadata.ValidTo == nil {
+			t.Errorf("%s: the due key after the fleet run: %v %+v", f, err, md)
+		}
+	}
+}
+
+// registerNewKey makes a key due now: a new EXTERNAL key (PendingImport,
+// never imported) with its own material secret, in the registry as
+// `kms-reimport register` would put it.
+func registerNewKey(ctx context.Context, t *testing.T, name string) string {
+	t.Helper()
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kms.NewFromConfig(cfg).CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, KeySpec: kmstypes.KeySpecSymmetricDefault})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mat := make([]byte, 32)
+	_, _ = rand.Read(mat)
+	secret := "kms-reimport/fleet-" + strings.TrimSuffix(name, ".json")
+	if _, err := secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &secret, SecretBinary: mat}); err != nil {
+		t.Fatal(err)
+	}
+	store := &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: stack.Table}
+	if err := store.Put(ctx, registry.Entry{KeyARN: *k.KeyMetadata.Arn, SecretID: secret, ValidFor: "720h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}); err != nil {
+		t.Fatal(err)
+	}
+	return *k.KeyMetadata.Arn
 }
