@@ -12,7 +12,7 @@ import (
 
 func main() {
 	c := settings.MustInit("verify-import")
-	stage := &verification.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases,
+	stage := &verification.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases, Tokens: c.Tokens,
 		Rotator: c.KMS, Materials: &materials.Store{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsregions.MustFromEnv("verify-import")}
 	lambdarun.Start("verify-import", stage.Run)
 }

@@ -85,6 +85,13 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 			return s, flow.FromAWS(err, flow.Internal, "abandoning token record %s", t.ID)
 		}
 	}
+	if s.Key != nil {
+		// Every token of this execution still open is abandoned: none will
+		// be used now (a retried stage may have left more than one).
+		if _, err := st.Tokens.AbandonExecution(ctx, s.Key.ARN, s.Execution.ID, "execution failed at "+s.FailedStage+": "+name); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "abandoning the token records of %s", s.Key.ARN)
+		}
+	}
 	if s.Import != nil {
 		rec.ImportedAt = &s.Import.ImportedAt
 	}

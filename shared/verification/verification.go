@@ -22,6 +22,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/metrics"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/secrets"
+	"github.com/kms-reimport/kms-reimport/shared/tokens"
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
@@ -47,6 +48,8 @@ type Stage struct {
 	Registry *registry.Store
 	// Leases, when set, gets the key's lease back.
 	Leases *lease.Store
+	// Tokens, when set, settles token records a retried stage left behind.
+	Tokens *tokens.Store
 	Now    func() time.Time
 	// Plan path (docs/rotation.md): RotateKeyOnDemand and ListKeyRotations
 	// on the primary, DescribeKey of replicas in their Regions, and the
@@ -166,6 +169,14 @@ func (st *Stage) roundTrip(ctx context.Context, arn, execID string) (string, err
 // registry, gives the lease back and counts the renewal.
 func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time, at time.Time) error {
 	r, k := s.Request, s.Key
+	if st.Tokens != nil {
+		// Tokens a crashed and retried stage left behind are never used.
+		for _, arn := range keysOf(s) {
+			if _, err := st.Tokens.AbandonExecution(ctx, arn, s.Execution.ID, "superseded: the execution imported with another token"); err != nil {
+				return flow.FromAWS(err, flow.Internal, "settling the token records of %s", arn)
+			}
+		}
+	}
 	if st.Registry != nil {
 		if r.Register {
 			e := registry.Entry{KeyARN: k.ARN, SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
@@ -199,4 +210,26 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time,
 	}
 	metrics.Emit(metrics.Service, ms...)
 	return nil
+}
+
+// keysOf lists the key ARNs an execution fetched tokens for: the key and,
+// with a plan, each replica.
+func keysOf(s flow.State) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if s.Key != nil {
+		add(s.Key.ARN)
+	}
+	if s.Plan != nil {
+		for _, it := range s.Plan.Items {
+			add(it.KeyARN)
+		}
+	}
+	return out
 }

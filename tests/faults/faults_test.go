@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -75,7 +76,7 @@ func TestFunctionKilledRightAfterImport(t *testing.T) {
 	var armed atomic.Int32
 	armed.Store(int32(len(arns)))
 	var kills atomic.Int32
-	kmsProxy.AfterForward = func(op string) {
+	kmsProxy.AfterForward = func(op string, _ []byte) {
 		// KMS has imported; the import function dies before it can record
 		// it. Step Functions retries the stage (Runtime.ExitError).
 		if strings.HasSuffix(op, ".ImportKeyMaterial") && armed.Add(-1) >= 0 {
@@ -83,11 +84,21 @@ func TestFunctionKilledRightAfterImport(t *testing.T) {
 		}
 	}
 	defer func() { kmsProxy.AfterForward = nil }()
+	// And the fetch function dies right after recording a token: the
+	// retried stage fetches another, and the first must not stay open.
+	var fetchArmed atomic.Int32
+	fetchArmed.Store(2)
+	dbProx.AfterForward = func(op string, body []byte) {
+		if strings.HasSuffix(op, ".PutItem") && bytes.Contains(body, []byte(`"TOKEN#`)) && fetchArmed.Add(-1) >= 0 {
+			kills.Add(int32(kill(t, "FetchParametersFunction")))
+		}
+	}
+	defer func() { dbProx.AfterForward = nil }()
 	ex := fleetRun(t)
 	if kills.Load() == 0 {
 		t.Fatal("no function process was killed: the fault was not injected")
 	}
-	t.Logf("killed %d import processes; child executions %v", kills.Load(), ex.ChildExecutions)
+	t.Logf("killed %d function processes; child executions %v", kills.Load(), ex.ChildExecutions)
 	time.Sleep(leaseFor)
 	fleetRun(t)
 	settled(t, arns, 0)

@@ -5,6 +5,9 @@
 package faultproxy
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -36,7 +39,7 @@ type Proxy struct {
 	// AfterForward, when set, runs once an operation's answer came back
 	// from the target and before it is passed on (a crash right after a
 	// call succeeded).
-	AfterForward func(op string)
+	AfterForward func(op string, body []byte)
 
 	// UpstreamErrors counts requests the target did not answer (it was
 	// down): the proxy answers 502 as a load balancer would.
@@ -80,7 +83,8 @@ func (p *Proxy) SetTarget(target string) error {
 	}
 	p.rp.ModifyResponse = func(resp *http.Response) error {
 		if f := p.AfterForward; f != nil {
-			f(resp.Request.Header.Get("X-Amz-Target"))
+			body, _ := resp.Request.Context().Value(bodyKey{}).([]byte)
+			f(resp.Request.Header.Get("X-Amz-Target"), body)
 		}
 		return nil
 	}
@@ -131,5 +135,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if p.AfterForward != nil && r.Body != nil {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
+	}
 	rp.ServeHTTP(w, r)
 }
+
+type bodyKey struct{}
