@@ -104,18 +104,21 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 			return s, flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
 		}
 	}
-	if st.Notify != nil && st.Topic != "" {
-		subject, body := message(rec)
-		if _, err := st.Notify.Publish(ctx, &sns.PublishInput{TopicArn: &st.Topic, Subject: &subject, Message: &body}); err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "notifying %s", st.Topic)
-		}
-	}
 	if s.Key != nil && st.Leases != nil {
 		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
 			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
 		}
 	}
+	// The alarm's metric comes before the notification: a topic that can't
+	// be reached must not silence the alarm or keep the key locked.
 	metrics.Emit(metrics.Service, metrics.Metric{Name: "RotationFailures", Value: 1, Unit: metrics.Count})
+	if st.Notify != nil && st.Topic != "" {
+		subject, body := message(rec)
+		if _, err := st.Notify.Publish(ctx, &sns.PublishInput{TopicArn: &st.Topic, Subject: &subject, Message: &body}); err != nil {
+			logging.From(ctx).Error("failure notification not sent", "topic", st.Topic, "error", flow.Sanitize(err.Error()))
+			metrics.Emit(metrics.Service, metrics.Metric{Name: "NotificationFailures", Value: 1, Unit: metrics.Count})
+		}
+	}
 	logging.From(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", s.FailedStage, "error", name, "cause", cause, "auditId", rec.SK)
 	return s, nil
 }

@@ -64,6 +64,19 @@ func (st *Stage) now() time.Time {
 
 // Run is the stage's handler.
 func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+	out, err := st.run(ctx, s)
+	if err != nil && st.Leases != nil && out.Key != nil && flow.NameOf(err) != flow.RotationInProgress {
+		// A failed fetch gives back the lease it took (a retry takes it
+		// again): record-failure gets the state from before this stage and
+		// may not know the key's ARN, and the key must not stay locked.
+		if rerr := st.Leases.Release(ctx, out.Key.ARN, s.Execution.ID); rerr != nil {
+			logging.From(ctx).Warn("lease not released", "error", rerr.Error())
+		}
+	}
+	return out, err
+}
+
+func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 	if s.Execution.ID == "" {
 		return s, flow.Errorf(flow.InvalidInput, "field \"execution.id\" is empty; the state machine passes $$.Execution.Id")
 	}

@@ -183,39 +183,12 @@ func pct(sorted []float64, p int) float64 {
 	return sorted[i-1]
 }
 
-// peakKB is the largest VmHWM among the function's processes (children
-// of its emulators).
-func peakKB(id string) int {
-	parents := map[int]bool{}
-	for name, pid := range st.PIDs {
-		if name == id || strings.HasPrefix(name, id+"-") {
-			parents[pid] = true
-		}
-	}
-	peak := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if pp, _ := strconv.Atoi(f[1]); !parents[pp] {
-			continue
-		}
-		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-				peak = max(peak, kb)
-			}
+// peakKB is the largest VmHWM among the function's processes.
+func peakKB(id string) int64 {
+	var peak int64
+	for _, pid := range st.FunctionProcesses(id) {
+		if kb, err := stack.VmHWM(pid); err == nil {
+			peak = max(peak, kb)
 		}
 	}
 	return peak

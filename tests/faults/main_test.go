@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -215,43 +213,13 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 	}
 }
 
-// bootstrapPID is the function process the runtime emulator runs.
-func bootstrapPID(t *testing.T, logicalID string) []int {
-	t.Helper()
-	var pids []int
-	parents := map[int]bool{}
-	for name, pid := range st.PIDs {
-		if name == logicalID || strings.HasPrefix(name, logicalID+"-") {
-			parents[pid] = true
-		}
-	}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		if len(f) > 1 {
-			if pp, _ := strconv.Atoi(f[1]); parents[pp] {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
-}
-
 var killMu sync.Mutex
 
 func kill(t *testing.T, logicalID string) int {
 	killMu.Lock()
 	defer killMu.Unlock()
 	n := 0
-	for _, pid := range bootstrapPID(t, logicalID) {
+	for _, pid := range st.FunctionProcesses(logicalID) {
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			n++
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
@@ -200,6 +201,17 @@ func TestSecretOfWrongLength(t *testing.T) {
 		// Checked before GetParametersForImport: no token was spent.
 		if trs := tokenRecords(t, arn); len(trs) != 0 {
 			t.Fatalf("token fetched for a bad secret: %+v", trs)
+		}
+		// Fixed right away, the next run goes through: the failed one left
+		// no lease behind.
+		good := randomBytes(t, 32)
+		remember(good)
+		if _, err := sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: &secret, SecretBinary: good}); err != nil {
+			t.Fatal(err)
+		}
+		ex = execute(t, input{"keyId": arn, "secretId": secret, "validFor": "24h", "wrappingKeySpec": spec}, stack.ExecuteOptions{})
+		if s := mustSucceed(t, ex); s.Verified == nil {
+			t.Fatalf("%d bytes, then fixed: the rerun did not import (lease left behind?): %s", n, ex.Output)
 		}
 	}
 }

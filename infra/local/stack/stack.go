@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -142,7 +141,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		}
 	}()
 
-	ports, err := freePorts(3 + len(o.ReplicaRegions))
+	ports, err := FreePorts(3 + len(o.ReplicaRegions))
 	if err != nil {
 		return st, err
 	}
@@ -211,7 +210,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	}
 
 	n := max(o.Concurrency, 1)
-	fports, err := freePorts(2 * n * len(tmpl.Functions))
+	fports, err := FreePorts(2 * n * len(tmpl.Functions))
 	if err != nil {
 		return st, err
 	}
@@ -241,7 +240,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	}
 	for id, urls := range st.Pools {
 		for _, u := range urls {
-			if err := waitTCP(ctx, strings.TrimPrefix(strings.Split(u, "/2015")[0], "http://"), 30*time.Second); err != nil {
+			if err := WaitTCP(ctx, strings.TrimPrefix(strings.Split(u, "/2015")[0], "http://"), 30*time.Second); err != nil {
 				return st, fmt.Errorf("runtime emulator for %s: %w (see %s)", id, err, st.logPath(id))
 			}
 		}
@@ -288,7 +287,7 @@ func (st *Stack) startRegionKMS(root, region string) error {
 	}, filepath.Join(Tools(root), "bin/local-kms")); err != nil {
 		return err
 	}
-	return waitTCP(context.Background(), strings.TrimPrefix(u, "http://"), 30*time.Second)
+	return WaitTCP(context.Background(), strings.TrimPrefix(u, "http://"), 30*time.Second)
 }
 
 // SeedReplica creates, in the local-kms of region, a SYMMETRIC_DEFAULT key
@@ -615,44 +614,6 @@ func (st *Stack) Stop(name string) error {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	delete(st.PIDs, name)
 	return nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func waitTCP(ctx context.Context, addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // Invoke sends one event to a function's runtime emulator and returns the

@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -399,7 +398,7 @@ func runInvoke(ctx context.Context, root string, st *stack.Stack, f *stack.Funct
 	if _, err := os.Stat(rie); err != nil {
 		return nil, fmt.Errorf("%s is missing: run `make tools` first", rie)
 	}
-	ports, err := freeTCPPorts(2)
+	ports, err := stack.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +451,7 @@ func runInvoke(ctx context.Context, root string, st *stack.Stack, f *stack.Funct
 		}
 	}()
 
-	if err := waitPort(ctx, addr, 15*time.Second); err != nil {
+	if err := stack.WaitTCP(ctx, addr, 15*time.Second); err != nil {
 		return nil, fmt.Errorf("runtime emulator on %s did not start: %w", addr, err)
 	}
 	timeout := time.Duration(f.TimeoutSecs+15) * time.Second
@@ -512,100 +511,11 @@ func runInvoke(ctx context.Context, root string, st *stack.Stack, f *stack.Funct
 	return rep, nil
 }
 
-// peakRSS returns VmHWM (kB) of the bootstrap: the emulator's child
-// process (searched among its descendants).
+// peakRSS returns VmHWM (kB) of the bootstrap under the emulator.
 func peakRSS(riePID int) (int64, error) {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
+	pids := stack.Bootstraps(riePID)
+	if len(pids) == 0 {
+		return 0, errors.New("no bootstrap process under the runtime emulator")
 	}
-	children := map[int][]int{}
-	comm := map[int]string{}
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces; split after ')'.
-		s := string(b)
-		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if i < 0 || j < 0 {
-			continue
-		}
-		fields := strings.Fields(s[j+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		children[ppid] = append(children[ppid], pid)
-		comm[pid] = s[i+1 : j]
-	}
-	queue := append([]int(nil), children[riePID]...)
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		if comm[pid] == "bootstrap" {
-			return vmHWM(pid)
-		}
-		queue = append(queue, children[pid]...)
-	}
-	return 0, errors.New("no bootstrap process under the runtime emulator")
-}
-
-func vmHWM(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				return strconv.ParseInt(f[1], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
-}
-
-func freeTCPPorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func waitPort(ctx context.Context, addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return stack.VmHWM(pids[0])
 }
