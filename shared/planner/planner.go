@@ -135,6 +135,8 @@ func (st Stats) EmitMetrics() {
 		{Name: "KeysDue", Value: float64(st.Due), Unit: metrics.Count},
 		{Name: "KeysIneligible", Value: float64(st.Ineligible), Unit: metrics.Count},
 		{Name: "KeysManaged", Value: float64(st.Scanned), Unit: metrics.Count},
+		// Heartbeat: FleetRunMissingAlarm fires when a day passes without.
+		{Name: "FleetRuns", Value: 1, Unit: metrics.Count},
 	}
 	if st.FewestDaysLeft != nil {
 		ms = append(ms, metrics.Metric{Name: "FewestDaysLeft", Value: *st.FewestDaysLeft, Unit: metrics.None})

@@ -39,11 +39,11 @@ import (
 
 // expectedActions: what each stage calls (shared/*), plus its logs.
 var expectedActions = map[string][]string{
-	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "secretsmanager:GetSecretValue", "dynamodb:PutItem"},
+	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 	"WrapMaterialFunction":    {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:UpdateItem"},
-	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem"},
-	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"},
-	"RecordFailureFunction":   {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "sns:Publish"},
+	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"},
+	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "kms:RotateKeyOnDemand", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
+	"RecordFailureFunction":   {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "sns:Publish"},
 	"PlannerFunction":         {"dynamodb:Query"},
 }
 
@@ -150,7 +150,14 @@ type roleUse struct {
 	syncRule bool            // it has a .sync Task
 }
 
-var keyArnRe = regexp.MustCompile(`^arn:aws:kms:` + region + `:` + account + `:key/(\*|[0-9a-f-]{36}|mrk-[0-9a-f]{32})$`)
+// Keys in this Region, or in any Region ("*"): a multi-Region key's
+// replicas live in other Regions (docs/rotation.md).
+var keyArnRe = regexp.MustCompile(`^arn:aws:kms:(` + region + `|\*):` + account + `:key/(\*|[0-9a-f-]{36}|mrk-[0-9a-f]{32})$`)
+
+// storesSecrets: the role that writes generated material as a new secret
+// version (PutSecretValue; GenerateDataKey for a secret under a customer
+// managed key).
+const storesSecrets = "FetchParametersRole"
 
 // check returns every rule a role's statements break, for a role whose
 // owner needs what use says.
@@ -191,11 +198,11 @@ func (c *policyChecker) check(role string, sts []statement, use roleUse) []strin
 		}
 		switch {
 		case services["kms"]:
-			c.checkKMS(s, add)
+			c.checkKMS(role, s, add)
 		case services["secretsmanager"]:
 			for _, a := range s.Actions {
-				if a != "secretsmanager:GetSecretValue" {
-					add(s, "Secrets Manager action %s: only GetSecretValue is needed", a)
+				if a != "secretsmanager:GetSecretValue" && !(a == "secretsmanager:PutSecretValue" && role == storesSecrets) {
+					add(s, "Secrets Manager action %s: only GetSecretValue is needed (and PutSecretValue by %s)", a, storesSecrets)
 				}
 			}
 			want := fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:%s*", region, account, c.sc.secretPrefix)
@@ -272,12 +279,16 @@ func (c *policyChecker) check(role string, sts []statement, use roleUse) []strin
 	return bad
 }
 
-func (c *policyChecker) checkKMS(s statement, add func(statement, string, ...any)) {
+func (c *policyChecker) checkKMS(role string, s statement, add func(statement, string, ...any)) {
 	if via := s.condEquals("kms:ViaService"); len(via) > 0 {
 		// The secrets' encryption key, used by Secrets Manager on the
 		// function's behalf.
-		if len(s.Actions) != 1 || s.Actions[0] != "kms:Decrypt" {
-			add(s, "a kms:ViaService statement may only allow kms:Decrypt, has %v", s.Actions)
+		want := "[kms:Decrypt]"
+		if role == storesSecrets {
+			want = "[kms:Decrypt kms:GenerateDataKey]"
+		}
+		if fmt.Sprint(s.Actions) != want {
+			add(s, "a kms:ViaService statement may only allow %s, has %v", want, s.Actions)
 		}
 		if len(via) != 1 || via[0] != "secretsmanager."+region+".amazonaws.com" {
 			add(s, "kms:ViaService %v, want Secrets Manager in this Region", via)

@@ -757,12 +757,17 @@ func TestNotifications(t *testing.T) {
 					t.Errorf("%s: namespace %v", id, ap["Namespace"])
 				}
 			}
-			if alarms < 3 {
-				t.Errorf("%d alarms, want at least rotation failures, near expiry and fleet run failed", alarms)
+			if alarms < 4 {
+				t.Errorf("%d alarms, want at least rotation failures, near expiry, fleet run missing and fleet run failed", alarms)
 			}
 			ne, _ := p.resource("KeyNearExpiryAlarm")["Properties"].(map[string]any)
-			if ne["MetricName"] != "FewestDaysLeft" || ne["Threshold"] != 7.0 || ne["ComparisonOperator"] != "LessThanThreshold" || ne["TreatMissingData"] != "breaching" {
-				t.Errorf("KeyNearExpiryAlarm: want FewestDaysLeft < ExpiryAlarmDays (7), missing data breaching; got %v", ne)
+			if ne["MetricName"] != "FewestDaysLeft" || ne["Threshold"] != 7.0 || ne["ComparisonOperator"] != "LessThanThreshold" || ne["TreatMissingData"] != "notBreaching" {
+				t.Errorf("KeyNearExpiryAlarm: want FewestDaysLeft < ExpiryAlarmDays (7), no data (no key with an expiry) not breaching; got %v", ne)
+			}
+			// The planner's heartbeat: a day with no fleet run alarms.
+			hb, _ := p.resource("FleetRunMissingAlarm")["Properties"].(map[string]any)
+			if hb["MetricName"] != "FleetRuns" || hb["Statistic"] != "Sum" || hb["Threshold"] != 1.0 || hb["ComparisonOperator"] != "LessThanThreshold" || hb["TreatMissingData"] != "breaching" || hb["Period"] != 86400.0 {
+				t.Errorf("FleetRunMissingAlarm: want Sum(FleetRuns) < 1 per day, missing data breaching; got %v", hb)
 			}
 		})
 	}
