@@ -747,7 +747,7 @@ func TestRequestLogHoldsNoSecrets(t *testing.T) {
 	}
 	// Unknown operations are answered as the service does.
 	req, _ := http.NewRequest(http.MethodPost, f.http.URL+"/", strings.NewReader("{}"))
-	req.Header.Set("X-Amz-Target", "TrentService.ReplicateKey")
+	req.Header.Set("X-Amz-Target", "TrentService.CreateGrant")
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
