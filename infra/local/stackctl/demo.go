@@ -18,6 +18,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
@@ -28,7 +29,7 @@ func demo(ctx context.Context, root string) (err error) {
 	if old, lerr := stack.Load(dir); lerr == nil {
 		_ = old.Down() // a demo interrupted earlier
 	}
-	fmt.Println("== Starting the local stack (local-kms, DynamoDB Local, moto, 5 functions under the Lambda runtime emulator)")
+	fmt.Println("== Starting the local stack (local-kms, DynamoDB Local, moto, every function of template.yaml under the Lambda runtime emulator)")
 	st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf})
 	if err != nil {
 		return err
@@ -118,9 +119,22 @@ func demo(ctx context.Context, root string) (err error) {
 			fmt.Printf("\n== Round-trip proof: %s\n", r.Verification)
 		}
 	}
+	fmt.Println("\n== Registry (the schedule's fleet run renews the key from here on)")
+	if e, err := (&registry.Store{DB: db, Table: st.Table}).Get(ctx, arn); err == nil {
+		fmt.Printf("   %s: %s, valid for %s, renew %s before, next due %s\n", e.KeyARN, e.Status, e.ValidFor, e.RenewBefore, fmtTime(e.NextDue))
+	} else {
+		fmt.Printf("   not registered: %v\n", err)
+	}
 	if ex.Status != "SUCCEEDED" {
 		return fmt.Errorf("the rotation failed; see the states above and the logs in %s", filepath.Join(dir, "logs"))
 	}
 	fmt.Println("\nRotation SUCCEEDED.")
 	return nil
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
