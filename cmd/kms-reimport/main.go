@@ -14,6 +14,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -46,6 +47,9 @@ func register(c command) {
 }
 
 func main() {
+	// The shared packages log their progress at INFO for the Lambdas; an
+	// operator at a terminal wants the result, and warnings.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -124,7 +124,7 @@ func (p *Planner) Plan(ctx context.Context, s State) (State, error) {
 	log := logging.From(ctx)
 	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "more", out.Next != "")
 	if out.Next == "" {
-		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Ineligible, "fewestDaysLeft", st.FewestDaysLeft, "fewestDaysLeftKey", st.FewestDaysLeftKey)
+		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Ineligible, "fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey)
 	}
 	return out, nil
 }
@@ -183,4 +183,12 @@ func Decode(raw json.RawMessage) State {
 	_ = json.Unmarshal(raw, &s)
 	s.Items = nil
 	return s
+}
+
+// deref logs a missing value as null rather than a pointer.
+func deref(f *float64) any {
+	if f == nil {
+		return nil
+	}
+	return *f
 }
