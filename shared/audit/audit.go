@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/keyrecords"
 
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
@@ -119,26 +119,5 @@ func (s *Store) Put(ctx context.Context, r Record) error {
 
 // List returns a key's import records, oldest first.
 func (s *Store) List(ctx context.Context, keyARN string) ([]Record, error) {
-	var recs []Record
-	p := dynamodb.NewQueryPaginator(s.DB, &dynamodb.QueryInput{
-		TableName:              &s.Table,
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :t)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": &types.AttributeValueMemberS{Value: tokens.PK(keyARN)},
-			":t":  &types.AttributeValueMemberS{Value: "IMPORT#"},
-		},
-		ConsistentRead: aws.Bool(true),
-	})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing import records of %s: %w", keyARN, err)
-		}
-		var page []Record
-		if err := attributevalue.UnmarshalListOfMaps(out.Items, &page); err != nil {
-			return nil, fmt.Errorf("decoding import records: %w", err)
-		}
-		recs = append(recs, page...)
-	}
-	return recs, nil
+	return keyrecords.List[Record](ctx, s.DB, s.Table, keyARN, "IMPORT#")
 }

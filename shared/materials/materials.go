@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/keyrecords"
 
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
@@ -92,28 +92,13 @@ func (s *Store) Merge(ctx context.Context, r Record) error {
 
 // List returns a key's material records by KeyMaterialId.
 func (s *Store) List(ctx context.Context, keyARN string) (map[string]Record, error) {
-	out := map[string]Record{}
-	p := dynamodb.NewQueryPaginator(s.DB, &dynamodb.QueryInput{
-		TableName:              &s.Table,
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :t)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": &types.AttributeValueMemberS{Value: tokens.PK(keyARN)},
-			":t":  &types.AttributeValueMemberS{Value: "MATERIAL#"},
-		},
-		ConsistentRead: aws.Bool(true),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("reading the material map of %s: %w", keyARN, err)
-		}
-		var recs []Record
-		if err := attributevalue.UnmarshalListOfMaps(page.Items, &recs); err != nil {
-			return nil, fmt.Errorf("decoding material records: %w", err)
-		}
-		for _, r := range recs {
-			out[r.KeyMaterialID] = r
-		}
+	recs, err := keyrecords.List[Record](ctx, s.DB, s.Table, keyARN, "MATERIAL#")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Record, len(recs))
+	for _, r := range recs {
+		out[r.KeyMaterialID] = r
 	}
 	return out, nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/keyrecords"
 )
 
 // Statuses a token record moves through.
@@ -82,7 +84,7 @@ type Store struct {
 }
 
 // PK is the partition key of everything recorded about one KMS key.
-func PK(keyARN string) string { return "KEY#" + keyARN }
+func PK(keyARN string) string { return keyrecords.PK(keyARN) }
 
 // SK builds a token record's sort key: it sorts by issue time.
 func SK(issued time.Time, id string) string {
@@ -221,27 +223,7 @@ func (s *Store) update(ctx context.Context, keyARN, sk, expr, cond string, vals 
 
 // List returns a key's token records, oldest first.
 func (s *Store) List(ctx context.Context, keyARN string) ([]Record, error) {
-	var recs []Record
-	p := dynamodb.NewQueryPaginator(s.DB, &dynamodb.QueryInput{
-		TableName:              &s.Table,
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :t)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(PK(keyARN)), ":t": str("TOKEN#"),
-		},
-		ConsistentRead: aws.Bool(true),
-	})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing token records of %s: %w", keyARN, err)
-		}
-		var page []Record
-		if err := attributevalue.UnmarshalListOfMaps(out.Items, &page); err != nil {
-			return nil, fmt.Errorf("decoding token records: %w", err)
-		}
-		recs = append(recs, page...)
-	}
-	return recs, nil
+	return keyrecords.List[Record](ctx, s.DB, s.Table, keyARN, "TOKEN#")
 }
 
 func key(keyARN, sk string) map[string]types.AttributeValue {

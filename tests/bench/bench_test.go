@@ -8,7 +8,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,14 +19,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/tests/support/fleetkit"
 )
 
 var (
@@ -76,24 +74,10 @@ func register(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kc, sm := kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg)
-	reg := &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: st.Table}
-	for i := 0; i < n; i++ {
-		k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String("bench")})
-		if err != nil {
-			b.Fatal(err)
-		}
-		m := make([]byte, 32)
-		_, _ = rand.Read(m)
-		name := fmt.Sprintf("kms-reimport/bench-%d-%d", time.Now().UnixNano(), i)
-		_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, SecretBinary: m})
-		clear(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := reg.Put(ctx, registry.Entry{KeyARN: *k.KeyMetadata.Arn, SecretID: name, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}); err != nil {
-			b.Fatal(err)
-		}
+	c := fleetkit.Clients{KMS: kms.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg),
+		Registry: &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: st.Table}}
+	if _, err := fleetkit.ManagedKeys(ctx, c, n, "bench"); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -8,7 +8,6 @@ package faults
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -29,6 +27,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
 	"github.com/kms-reimport/kms-reimport/tests/support/faultproxy"
+	"github.com/kms-reimport/kms-reimport/tests/support/fleetkit"
 )
 
 const leaseFor = 3 * time.Second
@@ -101,26 +100,9 @@ func run(m *testing.M) int {
 
 func managedKeys(t *testing.T, n int, prefix string) []string {
 	t.Helper()
-	ctx := context.Background()
-	var arns []string
-	for i := 0; i < n; i++ {
-		k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String(prefix)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := make([]byte, 32)
-		_, _ = rand.Read(m)
-		name := fmt.Sprintf("kms-reimport/%s-%d-%03d", prefix, time.Now().UnixNano()%1e6, i)
-		_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, SecretBinary: m})
-		clear(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		arn := *k.KeyMetadata.Arn
-		if err := reg.Put(ctx, registry.Entry{KeyARN: arn, SecretID: name, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}); err != nil {
-			t.Fatal(err)
-		}
-		arns = append(arns, arn)
+	arns, err := fleetkit.ManagedKeys(context.Background(), fleetkit.Clients{KMS: kc, Secrets: sm, Registry: reg}, n, prefix)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return arns
 }

@@ -6,12 +6,10 @@ package fleet
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/planner"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/tests/support/fleetkit"
 )
 
 var (
@@ -72,45 +71,11 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// managedKeys creates n EXTERNAL keys with material secrets and registers
-// them, as `kms-reimport register` does.
 func managedKeys(t *testing.T, n int, prefix string) []string {
 	t.Helper()
-	ctx := context.Background()
-	arns := make([]string, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String(prefix)})
-			if err != nil {
-				errs <- err
-				return
-			}
-			m := make([]byte, 32)
-			_, _ = rand.Read(m)
-			name := fmt.Sprintf("kms-reimport/%s-%03d", prefix, i)
-			_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &name, SecretBinary: m})
-			clear(m)
-			if err != nil {
-				errs <- err
-				return
-			}
-			arns[i] = *k.KeyMetadata.Arn
-			errs <- reg.Put(ctx, registry.Entry{KeyARN: arns[i], SecretID: name, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"})
-		}(i)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	arns, err := fleetkit.ManagedKeys(context.Background(), fleetkit.Clients{KMS: kc, Secrets: sm, Registry: reg}, n, prefix)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return arns
 }

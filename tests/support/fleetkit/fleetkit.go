@@ -1,0 +1,69 @@
+// Package fleetkit is test support: it makes a fleet of managed keys on
+// the local stack the way an operator would, with an EXTERNAL key, its
+// material in Secrets Manager, and a registry entry (`kms-reimport
+// register`).
+package fleetkit
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+)
+
+// Clients reach the stack.
+type Clients struct {
+	KMS      *kms.Client
+	Secrets  *secretsmanager.Client
+	Registry *registry.Store
+}
+
+// ManagedKeys registers n new keys (valid for 2160h, renewed 336h before,
+// RSA_2048 wrapping: what local-kms supports) and returns their ARNs.
+func ManagedKeys(ctx context.Context, c Clients, n int, prefix string) ([]string, error) {
+	arns := make([]string, n)
+	errs := make([]error, n)
+	stamp := time.Now().UnixNano() % 1e9
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			arns[i], errs[i] = managedKey(ctx, c, fmt.Sprintf("kms-reimport/%s-%d-%03d", prefix, stamp, i))
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return arns, nil
+}
+
+func managedKey(ctx context.Context, c Clients, secret string) (string, error) {
+	k, err := c.KMS.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String(secret)})
+	if err != nil {
+		return "", err
+	}
+	m := make([]byte, 32)
+	_, _ = rand.Read(m)
+	_, err = c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &secret, SecretBinary: m})
+	clear(m)
+	if err != nil {
+		return "", err
+	}
+	arn := *k.KeyMetadata.Arn
+	return arn, c.Registry.Put(ctx, registry.Entry{KeyARN: arn, SecretID: secret, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"})
+}
