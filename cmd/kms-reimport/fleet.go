@@ -182,19 +182,29 @@ type statusRow struct {
 	Materials    int                `json:"materials,omitempty"`
 }
 
-func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("status", "status [--json]", stderr)
+// reportFlags parses the flags of the read-only reports (status, plan)
+// and opens the registry.
+func reportFlags(name string, args []string, stderr io.Writer) (*registry.Store, bool, int, bool) {
+	fs := newFlags(name, name+" [--json]", stderr)
 	table := tableFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if code, ok := parse(fs, args); !ok {
+		return nil, false, code, false
+	}
+	store, _, err := registryStore(context.Background(), *table)
+	if err != nil {
+		fmt.Fprintf(stderr, "kms-reimport %s: %v\n", name, err)
+		return nil, false, exitUsage, false
+	}
+	return store, *asJSON, 0, true
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	store, asJSON, code, ok := reportFlags("status", args, stderr)
+	if !ok {
 		return code
 	}
 	ctx := context.Background()
-	store, _, err := registryStore(ctx, *table)
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport status:", err)
-		return exitUsage
-	}
 	all, err := store.All(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport status:", err)
@@ -220,7 +230,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	// Closest to expiry first: what needs attention.
 	sort.SliceStable(rows, func(i, j int) bool { return daysOf(rows[i]) < daysOf(rows[j]) })
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rows)
@@ -258,22 +268,16 @@ func daysOf(r statusRow) float64 {
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("plan", "plan [--json]", stderr)
-	table := tableFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parse(fs, args); !ok {
+	store, asJSON, code, ok := reportFlags("plan", args, stderr)
+	if !ok {
 		return code
 	}
 	ctx := context.Background()
-	store, _, err := registryStore(ctx, *table)
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport plan:", err)
-		return exitUsage
-	}
 	// The planner the schedule runs, page by page; it changes nothing.
 	p := &planner.Planner{Registry: store, PageSize: 1000}
 	var items []planner.Item
 	s := planner.State{}
+	var err error
 	for {
 		s, err = p.Plan(ctx, s)
 		if err != nil {
@@ -285,7 +289,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(map[string]any{"renew": items, "stats": s.Stats})

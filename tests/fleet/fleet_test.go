@@ -30,6 +30,7 @@ import (
 var (
 	root string
 	st   *stack.Stack
+	kit  *fleetkit.Kit
 	kc   *kms.Client
 	sm   *secretsmanager.Client
 	db   *dynamodb.Client
@@ -59,21 +60,17 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer st.Down()
-	cfg, err := st.AWSConfig(ctx)
-	if err != nil {
+	if kit, err = fleetkit.New(ctx, root, st); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	kc, sm, db = kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
-	reg = &registry.Store{DB: db, Table: st.Table}
-	aud = &audit.Store{DB: db, Table: st.Table}
-	toks = &tokens.Store{DB: db, Table: st.Table}
+	kc, sm, db, reg, aud, toks = kit.KMS, kit.Secrets, kit.DB, kit.Registry, kit.Audit, kit.Tokens
 	return m.Run()
 }
 
 func managedKeys(t *testing.T, n int, prefix string) []string {
 	t.Helper()
-	arns, err := fleetkit.ManagedKeys(context.Background(), fleetkit.Clients{KMS: kc, Secrets: sm, Registry: reg}, n, prefix)
+	arns, err := fleetkit.ManagedKeys(context.Background(), kit.Clients, n, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,12 +81,9 @@ func fleetRun(t *testing.T) *stack.Execution {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	ex, err := st.Execute(ctx, root, []byte(`{}`), stack.ExecuteOptions{StateMachine: "FleetStateMachine", WaitScale: "0.01"})
+	ex, err := kit.FleetRun(ctx, "0.01")
 	if err != nil {
 		t.Fatal(err)
-	}
-	if ex.Status != "SUCCEEDED" {
-		t.Fatalf("fleet run %s: %s %s", ex.Status, ex.Error, ex.Cause)
 	}
 	return ex
 }

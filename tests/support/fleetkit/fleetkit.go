@@ -12,11 +12,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/audit"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
 // Clients reach the stack.
@@ -66,4 +70,44 @@ func managedKey(ctx context.Context, c Clients, secret string) (string, error) {
 	}
 	arn := *k.KeyMetadata.Arn
 	return arn, c.Registry.Put(ctx, registry.Entry{KeyARN: arn, SecretID: secret, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"})
+}
+
+// Kit is a local stack with the clients and stores the fleet tests check
+// it through.
+type Kit struct {
+	Stack *stack.Stack
+	Root  string
+	Clients
+	DB     *dynamodb.Client
+	Audit  *audit.Store
+	Tokens *tokens.Store
+}
+
+// New builds the clients of a running stack.
+func New(ctx context.Context, root string, st *stack.Stack) (*Kit, error) {
+	cfg, err := st.AWSConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	return &Kit{
+		Stack: st, Root: root, DB: db,
+		Clients: Clients{KMS: kms.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), Registry: &registry.Store{DB: db, Table: st.Table}},
+		Audit:   &audit.Store{DB: db, Table: st.Table},
+		Tokens:  &tokens.Store{DB: db, Table: st.Table},
+	}, nil
+}
+
+// FleetRun runs the fleet state machine once with Retry intervals scaled
+// by scale ("1": the definition's real backoff) and fails unless it
+// succeeded.
+func (k *Kit) FleetRun(ctx context.Context, scale string) (*stack.Execution, error) {
+	ex, err := k.Stack.Execute(ctx, k.Root, []byte(`{}`), stack.ExecuteOptions{StateMachine: "FleetStateMachine", WaitScale: scale})
+	if err != nil {
+		return nil, err
+	}
+	if ex.Status != "SUCCEEDED" {
+		return ex, fmt.Errorf("fleet run %s: %s %s", ex.Status, ex.Error, ex.Cause)
+	}
+	return ex, nil
 }
