@@ -24,10 +24,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
-	"github.com/kms-reimport/kms-reimport/shared/keys"
-	"github.com/kms-reimport/kms-reimport/shared/planner"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/request"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 func init() {
@@ -94,7 +93,7 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	in := request.Input{KeyID: *keyID, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor,
+	in := flow.RequestInput{KeyID: *keyID, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor,
 		WrappingAlgorithm: *alg, WrappingKeySpec: *spec, RenewBefore: *renewBefore}
 	if *noExpiry {
 		in.ExpirationModel = flow.DoesNotExpire
@@ -104,7 +103,7 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// The same validation as an execution input: a clear error naming the flag's field.
-	if _, err := request.Validate(in, time.Now(), request.Options{}); err != nil {
+	if _, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{}); err != nil {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitUsage
 	}
@@ -114,12 +113,12 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitUsage
 	}
-	md, err := keys.Describe(ctx, kms.NewFromConfig(cfg), *keyID)
+	md, err := kmsaccess.Describe(ctx, kms.NewFromConfig(cfg), *keyID)
 	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitFailure
 	}
-	if err := keys.CheckImportable(md); err != nil {
+	if err := kmsaccess.CheckImportable(md); err != nil {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitUsage
 	}

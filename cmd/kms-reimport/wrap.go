@@ -14,8 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/kms-reimport/kms-reimport/shared/material"
-	"github.com/kms-reimport/kms-reimport/shared/wrap"
+	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
+	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
 func init() {
@@ -30,7 +30,7 @@ const wrapUsage = `Usage: kms-reimport wrap --public-key FILE --key-spec SPEC --
 
 Encrypts ("wraps") key material with the wrapping public key that
 GetParametersForImport returned, offline, with the same code as the Lambdas
-(material.FromFileAs, wrap.Check, wrap.ParsePublicKey, wrap.Wrap). The
+(keymaterial.FromFileAs, wrapping.Check, wrapping.ParsePublicKey, wrapping.Wrap). The
 output file is the EncryptedKeyMaterial for ImportKeyMaterial:
   aws kms import-key-material --encrypted-key-material fileb://OUT ...
 
@@ -120,17 +120,17 @@ func doWrap(f wrapFlags) (string, error) {
 	}
 	keySpec := types.KeySpec(f.keySpec)
 	known := false
-	for _, ks := range material.SupportedKeySpecs() {
+	for _, ks := range keymaterial.SupportedKeySpecs() {
 		known = known || ks == keySpec
 	}
 	if !known {
 		names := make([]string, 0, 12)
-		for _, ks := range material.SupportedKeySpecs() {
+		for _, ks := range keymaterial.SupportedKeySpecs() {
 			names = append(names, string(ks))
 		}
 		return "", badInput("--key-spec %q: allowed: %s", f.keySpec, strings.Join(names, ", "))
 	}
-	enc, err := material.ParseEncoding(f.encoding)
+	enc, err := keymaterial.ParseEncoding(f.encoding)
 	if err != nil {
 		return "", badInput("--material-encoding: %v", err)
 	}
@@ -141,39 +141,39 @@ func doWrap(f wrapFlags) (string, error) {
 	}
 	spec := types.WrappingKeySpec(f.wrappingKeySpec)
 	if spec == "" {
-		_, inferred, err := wrap.ParseAnyPublicKey(pubData)
+		_, inferred, err := wrapping.ParseAnyPublicKey(pubData)
 		if err != nil {
 			return "", badInput("--public-key %s: %v", f.publicKey, err)
 		}
 		spec = inferred
 	}
-	pub, err := wrap.ParsePublicKey(pubData, spec)
+	pub, err := wrapping.ParsePublicKey(pubData, spec)
 	if err != nil {
 		return "", badInput("--public-key %s: %v", f.publicKey, err)
 	}
 
 	alg := types.AlgorithmSpec(f.algorithm)
 	if alg == "" {
-		alg, _ = wrap.Defaults(keySpec)
+		alg, _ = wrapping.Defaults(keySpec)
 	}
 
 	raw, err := os.ReadFile(f.material)
 	if err != nil {
 		return "", badInput("--material: %v", err)
 	}
-	m, err := material.FromFileAs(keySpec, raw, enc)
-	material.Zero(raw)
+	m, err := keymaterial.FromFileAs(keySpec, raw, enc)
+	keymaterial.Zero(raw)
 	if err != nil {
 		if strings.Contains(err.Error(), "ambiguous") {
 			return "", badInput("--material %s: %v (use --material-encoding raw or base64)", f.material, err)
 		}
 		return "", badInput("--material %s: %v", f.material, err)
 	}
-	defer material.Zero(m)
+	defer keymaterial.Zero(m)
 
 	fingerprint := ""
-	if material.IsAsymmetric(keySpec) {
-		spki, err := material.PublicKeyDER(keySpec, m)
+	if keymaterial.IsAsymmetric(keySpec) {
+		spki, err := keymaterial.PublicKeyDER(keySpec, m)
 		if err != nil {
 			return "", badInput("--material %s: %v", f.material, err)
 		}
@@ -181,13 +181,13 @@ func doWrap(f wrapFlags) (string, error) {
 		fingerprint = hex.EncodeToString(sum[:])
 	}
 
-	if err := wrap.Check(keySpec, alg, spec, len(m), f.allowLegacy); err != nil {
+	if err := wrapping.Check(keySpec, alg, spec, len(m), f.allowLegacy); err != nil {
 		if alg == types.AlgorithmSpecRsaesPkcs1V15 && !f.allowLegacy {
 			return "", badInput("%v (--allow-legacy-pkcs1)", err)
 		}
 		return "", badInput("%v", err)
 	}
-	ct, err := wrap.WrapWithOptions(pub, alg, m, rand.Reader, wrap.Options{AllowLegacyPKCS1: f.allowLegacy})
+	ct, err := wrapping.WrapWithOptions(pub, alg, m, rand.Reader, wrapping.Options{AllowLegacyPKCS1: f.allowLegacy})
 	if err != nil {
 		return "", err
 	}

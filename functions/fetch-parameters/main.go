@@ -3,16 +3,16 @@
 package main
 
 import (
-	"github.com/kms-reimport/kms-reimport/shared/importparams"
-	"github.com/kms-reimport/kms-reimport/shared/kmsregions"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
-	"github.com/kms-reimport/kms-reimport/shared/materials"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
+	"github.com/kms-reimport/kms-reimport/shared/stages/fetchparameters"
 )
 
 func main() {
 	c := settings.MustInit("fetch-parameters")
-	stage := &importparams.Stage{KMS: c.KMS, Secrets: c.Secrets, Tokens: c.Tokens, Leases: c.Leases, Settings: c.Settings,
-		Materials: &materials.Store{DB: c.DynamoDB, Table: c.Settings.Table}, SecretWriter: c.Secrets, Regions: kmsregions.MustFromEnv("fetch-parameters")}
+	stage := &fetchparameters.Stage{KMS: c.KMS, Secrets: c.Secrets, Tokens: c.Tokens, Leases: c.Leases, Settings: c.Settings,
+		Materials: &records.Materials{DB: c.DynamoDB, Table: c.Settings.Table}, SecretWriter: c.Secrets, Regions: kmsaccess.MustFromEnv("fetch-parameters")}
 	lambdarun.Start("fetch-parameters", stage.Run)
 }

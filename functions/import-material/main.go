@@ -3,16 +3,16 @@
 package main
 
 import (
-	"github.com/kms-reimport/kms-reimport/shared/importing"
-	"github.com/kms-reimport/kms-reimport/shared/kmsregions"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
-	"github.com/kms-reimport/kms-reimport/shared/materials"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
+	"github.com/kms-reimport/kms-reimport/shared/stages/importmaterial"
 )
 
 func main() {
 	c := settings.MustInit("import-material")
-	stage := &importing.Stage{KMS: c.KMS, Tokens: c.Tokens, MinTokenValidity: c.Settings.MinTokenValidity,
-		Materials: &materials.Store{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsregions.MustFromEnv("import-material")}
+	stage := &importmaterial.Stage{KMS: c.KMS, Tokens: c.Tokens, MinTokenValidity: c.Settings.MinTokenValidity,
+		Materials: &records.Materials{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsaccess.MustFromEnv("import-material")}
 	lambdarun.Start("import-material", stage.Run)
 }

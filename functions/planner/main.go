@@ -11,10 +11,10 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
-	"github.com/kms-reimport/kms-reimport/shared/logging"
-	"github.com/kms-reimport/kms-reimport/shared/planner"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
 func main() {
@@ -22,9 +22,9 @@ func main() {
 	size, _ := strconv.Atoi(os.Getenv("PLANNER_PAGE_SIZE"))
 	conc, _ := strconv.Atoi(os.Getenv("MAX_CONCURRENCY"))
 	p := &planner.Planner{Registry: &registry.Store{DB: c.DynamoDB, Table: c.Settings.Table}, PageSize: int32(size), MaxConcurrency: conc}
-	log := logging.New("planner")
+	log := telemetry.NewLogger("planner")
 	lambda.Start(func(ctx context.Context, raw json.RawMessage) (planner.State, error) {
-		out, err := p.Plan(logging.With(ctx, log), planner.Decode(raw))
+		out, err := p.Plan(telemetry.WithLogger(ctx, log), planner.Decode(raw))
 		if err == nil && out.Next == "" {
 			out.Stats.EmitMetrics()
 		}

@@ -3,13 +3,13 @@
 package main
 
 import (
-	"github.com/kms-reimport/kms-reimport/shared/failures"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
+	"github.com/kms-reimport/kms-reimport/shared/stages/recordfailure"
 )
 
 func main() {
 	c := settings.MustInit("record-failure")
-	stage := &failures.Stage{Audit: c.Audit, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
+	stage := &recordfailure.Stage{Audit: c.Audit, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
 	lambdarun.Start("record-failure", stage.Run)
 }

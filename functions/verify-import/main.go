@@ -3,16 +3,16 @@
 package main
 
 import (
-	"github.com/kms-reimport/kms-reimport/shared/kmsregions"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
-	"github.com/kms-reimport/kms-reimport/shared/materials"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
-	"github.com/kms-reimport/kms-reimport/shared/verification"
+	"github.com/kms-reimport/kms-reimport/shared/stages/verifyimport"
 )
 
 func main() {
 	c := settings.MustInit("verify-import")
-	stage := &verification.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases, Tokens: c.Tokens,
-		Rotator: c.KMS, Materials: &materials.Store{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsregions.MustFromEnv("verify-import")}
+	stage := &verifyimport.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases, Tokens: c.Tokens,
+		Rotator: c.KMS, Materials: &records.Materials{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsaccess.MustFromEnv("verify-import")}
 	lambdarun.Start("verify-import", stage.Run)
 }

@@ -5,11 +5,11 @@ package main
 import (
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
-	"github.com/kms-reimport/kms-reimport/shared/wrapping"
+	"github.com/kms-reimport/kms-reimport/shared/stages/wrapmaterial"
 )
 
 func main() {
 	c := settings.MustInit("wrap-material")
-	stage := &wrapping.Stage{Secrets: c.Secrets, Tokens: c.Tokens}
+	stage := &wrapmaterial.Stage{Secrets: c.Secrets, Tokens: c.Tokens}
 	lambdarun.Start("wrap-material", stage.Run)
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda/messages"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
-	"github.com/kms-reimport/kms-reimport/shared/logging"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
 // Stage is one step of the rotation.
@@ -20,7 +20,7 @@ type Stage func(ctx context.Context, s flow.State) (flow.State, error)
 
 // Handler returns the Lambda handler for stage, logging as fn.
 func Handler(fn string, stage Stage) func(context.Context, json.RawMessage) (flow.State, error) {
-	base := logging.New(fn)
+	base := telemetry.NewLogger(fn)
 	return func(ctx context.Context, raw json.RawMessage) (flow.State, error) {
 		var s flow.State
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -35,7 +35,7 @@ func Handler(fn string, stage Stage) func(context.Context, json.RawMessage) (flo
 		} else if s.Request != nil {
 			log = log.With("keyId", s.Request.KeyID)
 		}
-		ctx = logging.With(ctx, log)
+		ctx = telemetry.WithLogger(ctx, log)
 		out, err := stage(ctx, s)
 		if err != nil {
 			log.Error("stage failed", "error", flow.NameOf(err), "cause", flow.Sanitize(err.Error()))
@@ -78,6 +78,6 @@ func toLambda(err error) error {
 
 // Start runs stage as this process's Lambda handler.
 func Start(fn string, stage Stage) {
-	slog.SetDefault(logging.New(fn))
+	slog.SetDefault(telemetry.NewLogger(fn))
 	lambda.Start(Handler(fn, stage))
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/kms-reimport/kms-reimport/shared/request"
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 )
 
 // PK is the partition of registry items. One partition keeps a paginated
@@ -95,7 +95,7 @@ func RegionOf(arn string) string {
 // DueRegions lists the Regions of e (primary first, then replicas) whose
 // material is due at now, and whether every Region is due.
 func (e Entry) DueRegions(now time.Time) (due []string, all bool) {
-	rb, _ := request.ParseDuration(e.RenewBefore)
+	rb, _ := flow.ParseDuration(e.RenewBefore)
 	isDue := func(v *time.Time) bool {
 		if v == nil {
 			return e.LastSuccess == nil // never imported; else no expiry
@@ -123,7 +123,7 @@ func (e Entry) RotationDue(now time.Time) bool {
 	if e.RotateEvery == "" {
 		return false
 	}
-	d, err := request.ParseDuration(e.RotateEvery)
+	d, err := flow.ParseDuration(e.RotateEvery)
 	if err != nil || d <= 0 {
 		return false
 	}
@@ -194,7 +194,7 @@ func (e Entry) Validate() error {
 	if e.KeyARN == "" || e.SecretID == "" {
 		return fmt.Errorf("registry entry needs a key ARN and a secret")
 	}
-	rb, err := request.ParseDuration(e.RenewBefore)
+	rb, err := flow.ParseDuration(e.RenewBefore)
 	if err != nil || rb <= 0 {
 		return fmt.Errorf("renewBefore %q: want a positive duration such as 336h or 14d", e.RenewBefore)
 	}
@@ -204,7 +204,7 @@ func (e Entry) Validate() error {
 		}
 		return nil
 	}
-	vf, err := request.ParseDuration(e.ValidFor)
+	vf, err := flow.ParseDuration(e.ValidFor)
 	if err != nil || vf <= 0 || vf > 365*24*time.Hour {
 		return fmt.Errorf("validFor %q: want a positive duration of at most 365 days, such as 2160h or 90d", e.ValidFor)
 	}
@@ -223,7 +223,7 @@ func (e Entry) due() *time.Time {
 		}
 		return nil
 	}
-	rb, _ := request.ParseDuration(e.RenewBefore)
+	rb, _ := flow.ParseDuration(e.RenewBefore)
 	d := e.CurrentValidTo.Add(-rb).UTC()
 	return &d
 }

@@ -11,10 +11,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
-	"github.com/kms-reimport/kms-reimport/shared/audit"
-	"github.com/kms-reimport/kms-reimport/shared/lease"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
 // Clients are the SDK clients and stores a function uses, built once at
@@ -25,10 +23,10 @@ type Clients struct {
 	Secrets  *secretsmanager.Client
 	DynamoDB *dynamodb.Client
 	SNS      *sns.Client
-	Tokens   *tokens.Store
-	Audit    *audit.Store
+	Tokens   *records.Tokens
+	Audit    *records.Imports
 	Registry *registry.Store
-	Leases   *lease.Store
+	Leases   *records.Leases
 }
 
 // MustInit builds Clients or exits: a function that cannot read its
@@ -51,10 +49,10 @@ func MustInit(fn string) *Clients {
 		KMS:      kms.NewFromConfig(cfg),
 		Secrets:  secretsmanager.NewFromConfig(cfg),
 		DynamoDB: db,
-		Tokens:   &tokens.Store{DB: db, Table: s.Table, Retention: s.TokenRetention},
-		Audit:    &audit.Store{DB: db, Table: s.Table, Retention: s.AuditRetention},
+		Tokens:   &records.Tokens{DB: db, Table: s.Table, Retention: s.TokenRetention},
+		Audit:    &records.Imports{DB: db, Table: s.Table, Retention: s.AuditRetention},
 		Registry: &registry.Store{DB: db, Table: s.Table},
-		Leases:   &lease.Store{DB: db, Table: s.Table, Duration: s.LeaseDuration},
+		Leases:   &records.Leases{DB: db, Table: s.Table, Duration: s.LeaseDuration},
 		SNS:      sns.NewFromConfig(cfg),
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/kms-reimport/kms-reimport/shared/request"
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 )
 
 // Settings are the knobs template.yaml exposes.
@@ -43,8 +43,8 @@ type Settings struct {
 }
 
 // RequestOptions are the request defaults of this deployment.
-func (s Settings) RequestOptions() request.Options {
-	return request.Options{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore}
+func (s Settings) RequestOptions() flow.RequestOptions {
+	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore}
 }
 
 // FromEnv reads Settings; a malformed value is an error naming the variable.
@@ -89,7 +89,7 @@ func duration(name string, def time.Duration) (time.Duration, error) {
 	if v == "" {
 		return def, nil
 	}
-	d, err := request.ParseDuration(v)
+	d, err := flow.ParseDuration(v)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("environment variable %s is %q; want a duration such as 10m, 720h or 30d", name, v)
 	}

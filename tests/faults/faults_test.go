@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 )
 
@@ -187,7 +187,7 @@ func TestDynamoDBUnavailableForAWhile(t *testing.T) {
 	for _, a := range arns {
 		recs, _ := aud.List(context.Background(), a)
 		for _, r := range recs {
-			if r.Outcome == audit.Failed && r.ErrorName != "AWSTransient" && r.ErrorName != "TokenStateConflict" {
+			if r.Outcome == records.ImportFailed && r.ErrorName != "AWSTransient" && r.ErrorName != "TokenStateConflict" {
 				t.Errorf("%s: unexpected failure %s: %s", a, r.ErrorName, r.Cause)
 			}
 		}

@@ -22,10 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
-	"github.com/kms-reimport/kms-reimport/shared/lease"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
 	"github.com/kms-reimport/kms-reimport/tests/support/faultproxy"
 	"github.com/kms-reimport/kms-reimport/tests/support/fleetkit"
 )
@@ -40,8 +38,8 @@ var (
 	sm               *secretsmanager.Client
 	db               *dynamodb.Client
 	reg              *registry.Store
-	aud              *audit.Store
-	toks             *tokens.Store
+	aud              *records.Imports
+	toks             *records.Tokens
 	kmsProxy, dbProx *faultproxy.Proxy
 )
 
@@ -146,12 +144,12 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 		ok := 0
 		for _, r := range recs {
 			switch r.Outcome {
-			case audit.Succeeded:
+			case records.ImportSucceeded:
 				ok++
 				if r.ValidTo == nil || r.Verification == "" {
 					t.Errorf("%s: success record without ValidTo or proof: %+v", arn, r)
 				}
-			case audit.Failed:
+			case records.ImportFailed:
 				if r.ErrorName == "" || r.Stage == "" {
 					t.Errorf("%s: failure record without error or stage: %+v", arn, r)
 				}
@@ -161,7 +159,7 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 			t.Errorf("%s: %d success records, want %d (%+v)", arn, ok, wantSuccesses, recs)
 		}
 		last := recs[len(recs)-1]
-		if last.Outcome != audit.Succeeded || !last.ValidTo.Equal(*md.KeyMetadata.ValidTo) {
+		if last.Outcome != records.ImportSucceeded || !last.ValidTo.Equal(*md.KeyMetadata.ValidTo) {
 			t.Errorf("%s: latest import record does not match KMS: %+v vs %v", arn, last, md.KeyMetadata.ValidTo)
 		}
 		trs, err := toks.List(ctx, arn)
@@ -169,7 +167,7 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 			t.Fatal(err)
 		}
 		for _, tr := range trs {
-			if tr.Status == tokens.Issued || tr.Status == tokens.Wrapped || len(tr.ImportToken) > 0 || len(tr.EncryptedKeyMaterial) > 0 {
+			if tr.Status == records.TokenIssued || tr.Status == records.TokenWrapped || len(tr.ImportToken) > 0 || len(tr.EncryptedKeyMaterial) > 0 {
 				t.Errorf("%s: token %s left %s (token bytes: %d)", arn, tr.SK, tr.Status, len(tr.ImportToken))
 			}
 		}
@@ -180,7 +178,7 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 		if e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*md.KeyMetadata.ValidTo) {
 			t.Errorf("%s: registry ValidTo %v, KMS %v", arn, e.CurrentValidTo, md.KeyMetadata.ValidTo)
 		}
-		ls := &lease.Store{DB: db, Table: st.Table, Duration: time.Minute}
+		ls := &records.Leases{DB: db, Table: st.Table, Duration: time.Minute}
 		if err := ls.Acquire(ctx, arn, "checker", time.Now()); err != nil {
 			t.Errorf("%s: lease still held: %v", arn, err)
 		} else {

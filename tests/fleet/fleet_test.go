@@ -20,10 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
-	"github.com/kms-reimport/kms-reimport/shared/planner"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 	"github.com/kms-reimport/kms-reimport/tests/support/fleetkit"
 )
 
@@ -35,8 +34,8 @@ var (
 	sm   *secretsmanager.Client
 	db   *dynamodb.Client
 	reg  *registry.Store
-	aud  *audit.Store
-	toks *tokens.Store
+	aud  *records.Imports
+	toks *records.Tokens
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -135,7 +134,7 @@ func TestFleetOf200KeysRenewedByOneRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(recs) != 1 || recs[0].Outcome != audit.Succeeded {
+		if len(recs) != 1 || recs[0].Outcome != records.ImportSucceeded {
 			t.Fatalf("%s: %d import records, want exactly one success: %+v", arn, len(recs), recs)
 		}
 		e, err := reg.Get(ctx, arn)
@@ -150,7 +149,7 @@ func TestFleetOf200KeysRenewedByOneRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, tr := range trs {
-			if tr.Status != tokens.Used && tr.Status != tokens.Expired && tr.Status != tokens.Failed || len(tr.ImportToken) > 0 {
+			if tr.Status != records.TokenUsed && tr.Status != records.TokenExpired && tr.Status != records.TokenFailed || len(tr.ImportToken) > 0 {
 				t.Fatalf("%s: token %s left %s", arn, tr.SK, tr.Status)
 			}
 		}

@@ -19,9 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
 	"github.com/kms-reimport/kms-reimport/shared/flow"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 )
 
 var seq atomic.Int64
@@ -138,21 +137,21 @@ func describe(t *testing.T, arn string) *kmstypes.KeyMetadata {
 	return out.KeyMetadata
 }
 
-func tokenRecords(t *testing.T, arn string) []tokens.Record {
+func tokenRecords(t *testing.T, arn string) []records.Token {
 	t.Helper()
 	recs, err := toks.List(context.Background(), arn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range recs {
-		if r.Status != tokens.Issued && r.Status != tokens.Wrapped && (len(r.ImportToken) > 0 || len(r.EncryptedKeyMaterial) > 0) {
+		if r.Status != records.TokenIssued && r.Status != records.TokenWrapped && (len(r.ImportToken) > 0 || len(r.EncryptedKeyMaterial) > 0) {
 			t.Errorf("token record %s is %s but still holds the token or wrapped material", r.SK, r.Status)
 		}
 	}
 	return recs
 }
 
-func importRecords(t *testing.T, arn string) []audit.Record {
+func importRecords(t *testing.T, arn string) []records.Import {
 	t.Helper()
 	recs, err := aud.List(context.Background(), arn)
 	if err != nil {

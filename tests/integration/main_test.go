@@ -18,8 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 )
 
 var (
@@ -28,8 +27,8 @@ var (
 	kc   *kms.Client
 	sm   *secretsmanager.Client
 	db   *dynamodb.Client
-	toks *tokens.Store
-	aud  *audit.Store
+	toks *records.Tokens
+	aud  *records.Imports
 )
 
 func TestMain(m *testing.M) {
@@ -68,7 +67,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	kc, sm, db = kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
-	toks = &tokens.Store{DB: db, Table: st.Table}
-	aud = &audit.Store{DB: db, Table: st.Table}
+	toks = &records.Tokens{DB: db, Table: st.Table}
+	aud = &records.Imports{DB: db, Table: st.Table}
 	return m.Run()
 }

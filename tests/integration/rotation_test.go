@@ -12,9 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
 	"github.com/kms-reimport/kms-reimport/shared/flow"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 )
 
 // local-kms supports RSA_2048 wrapping keys only; other specs are proven in
@@ -42,7 +41,7 @@ func TestFirstImportThenRenewal(t *testing.T) {
 		}
 	}
 	trs := tokenRecords(t, arn)
-	if len(trs) != 1 || trs[0].Status != tokens.Used || trs[0].WrappingAlgorithm != "RSAES_OAEP_SHA_256" || trs[0].WrappingKeySpec != spec ||
+	if len(trs) != 1 || trs[0].Status != records.TokenUsed || trs[0].WrappingAlgorithm != "RSAES_OAEP_SHA_256" || trs[0].WrappingKeySpec != spec ||
 		trs[0].ExecutionID != s.Execution.ID || trs[0].ExpiresAt <= trs[0].ParametersValidTo.Unix() || !trs[0].ParametersValidTo.After(time.Now().Add(23*time.Hour)) {
 		t.Fatalf("token records after first import: %+v", trs)
 	}
@@ -51,7 +50,7 @@ func TestFirstImportThenRenewal(t *testing.T) {
 		t.Fatalf("import records: %d", len(irs))
 	}
 	r := irs[0]
-	if r.Outcome != audit.Succeeded || r.ExecutionID != s.Execution.ID || r.ExpirationModel != flow.Expires || !r.ValidTo.Equal(validTo) ||
+	if r.Outcome != records.ImportSucceeded || r.ExecutionID != s.Execution.ID || r.ExpirationModel != flow.Expires || !r.ValidTo.Equal(validTo) ||
 		r.SecretID != secret || r.SecretVersionID == "" || r.KeyStateBefore != "PendingImport" || r.KeyStateAfter != "Enabled" || r.Verification == "" {
 		t.Fatalf("import record: %+v", r)
 	}
@@ -68,10 +67,10 @@ func TestFirstImportThenRenewal(t *testing.T) {
 		t.Fatalf("renewal state: %+v", s.Key)
 	}
 	irs = importRecords(t, arn)
-	if len(irs) != 2 || irs[1].Outcome != audit.Succeeded || !irs[1].ValidTo.Equal(renewed) || !irs[1].ValidToBefore.Equal(validTo) || irs[1].WrappingAlgorithm != "RSAES_OAEP_SHA_1" {
+	if len(irs) != 2 || irs[1].Outcome != records.ImportSucceeded || !irs[1].ValidTo.Equal(renewed) || !irs[1].ValidToBefore.Equal(validTo) || irs[1].WrappingAlgorithm != "RSAES_OAEP_SHA_1" {
 		t.Fatalf("import records after renewal: %+v", irs)
 	}
-	if trs := tokenRecords(t, arn); len(trs) != 2 || trs[1].Status != tokens.Used {
+	if trs := tokenRecords(t, arn); len(trs) != 2 || trs[1].Status != records.TokenUsed {
 		t.Fatalf("token records after renewal: %+v", trs)
 	}
 }
@@ -136,11 +135,11 @@ func TestDifferentMaterialIsRefusedAndRecorded(t *testing.T) {
 		t.Fatalf("import records: %+v", irs)
 	}
 	f := irs[1]
-	if f.Outcome != audit.Failed || f.ErrorName != flow.IncorrectKeyMaterial || f.Stage != "import-material" || f.SecretID != other || f.Cause == "" || f.ExecutionID == "" {
+	if f.Outcome != records.ImportFailed || f.ErrorName != flow.IncorrectKeyMaterial || f.Stage != "import-material" || f.SecretID != other || f.Cause == "" || f.ExecutionID == "" {
 		t.Fatalf("failure record: %+v", f)
 	}
 	trs := tokenRecords(t, arn)
-	if len(trs) != 2 || trs[1].Status != tokens.Failed || !strings.Contains(trs[1].StatusReason, flow.IncorrectKeyMaterial) {
+	if len(trs) != 2 || trs[1].Status != records.TokenFailed || !strings.Contains(trs[1].StatusReason, flow.IncorrectKeyMaterial) {
 		t.Fatalf("token records: %+v", trs)
 	}
 }
@@ -164,7 +163,7 @@ func TestKeyNotExternal(t *testing.T) {
 		t.Fatalf("a token was fetched for a non-EXTERNAL key: %+v", trs)
 	}
 	irs := importRecords(t, arn)
-	if len(irs) != 1 || irs[0].Outcome != audit.Failed || irs[0].ErrorName != flow.KeyNotEligible || irs[0].Stage != "fetch-parameters" {
+	if len(irs) != 1 || irs[0].Outcome != records.ImportFailed || irs[0].ErrorName != flow.KeyNotEligible || irs[0].Stage != "fetch-parameters" {
 		t.Fatalf("import records: %+v", irs)
 	}
 }

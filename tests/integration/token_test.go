@@ -17,9 +17,8 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
 	"github.com/kms-reimport/kms-reimport/shared/flow"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 )
 
 // import tokens seen by the tests (for the leak check).
@@ -51,7 +50,7 @@ func ageingProxy(t *testing.T, times int32) (*httptest.Server, *atomic.Int32) {
 			_, err = db.UpdateItem(r.Context(), &dynamodb.UpdateItemInput{
 				TableName: &st.Table,
 				Key: map[string]ddbtypes.AttributeValue{
-					"pk": &ddbtypes.AttributeValueMemberS{Value: tokens.PK(s.Key.ARN)},
+					"pk": &ddbtypes.AttributeValueMemberS{Value: records.PK(s.Key.ARN)},
 					"sk": &ddbtypes.AttributeValueMemberS{Value: s.Token.ID},
 				},
 				UpdateExpression:          aws.String("SET parametersValidTo = :v"),
@@ -101,14 +100,14 @@ func TestTokenTooCloseToExpiryIsRefreshed(t *testing.T) {
 	if len(trs) != 2 {
 		t.Fatalf("token records: %+v", trs)
 	}
-	if trs[0].Status != tokens.Expired || !strings.Contains(trs[0].StatusReason, "below the required 10m0s") || len(trs[0].ImportToken) != 0 {
+	if trs[0].Status != records.TokenExpired || !strings.Contains(trs[0].StatusReason, "below the required 10m0s") || len(trs[0].ImportToken) != 0 {
 		t.Errorf("first token record: status %s reason %q", trs[0].Status, trs[0].StatusReason)
 	}
-	if trs[1].Status != tokens.Used || trs[1].ExecutionID != trs[0].ExecutionID {
+	if trs[1].Status != records.TokenUsed || trs[1].ExecutionID != trs[0].ExecutionID {
 		t.Errorf("second token record: %+v", trs[1])
 	}
 	irs := importRecords(t, arn)
-	if len(irs) != 1 || irs[0].Outcome != audit.Succeeded || irs[0].TokenFetches != 2 || irs[0].TokenID != trs[1].SK {
+	if len(irs) != 1 || irs[0].Outcome != records.ImportSucceeded || irs[0].TokenFetches != 2 || irs[0].TokenID != trs[1].SK {
 		t.Fatalf("import records: %+v", irs)
 	}
 }
@@ -128,7 +127,7 @@ func TestTokenRefreshIsBounded(t *testing.T) {
 		t.Fatalf("want 3 token records (MAX_TOKEN_FETCHES), got %d", len(trs))
 	}
 	for _, r := range trs {
-		if r.Status != tokens.Expired {
+		if r.Status != records.TokenExpired {
 			t.Errorf("token %s is %s, want expired", r.SK, r.Status)
 		}
 	}

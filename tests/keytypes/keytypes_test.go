@@ -37,7 +37,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
 
@@ -447,7 +447,7 @@ func TestRotationPerKeyType(t *testing.T) {
 				t.Errorf("ImportKeyMaterial params %v, want KEY_MATERIAL_EXPIRES to %s without ImportType/KeyMaterialId", imp, vt.Format(time.RFC3339))
 			}
 			rec := auditRecord(t, arn)
-			if rec.WrappingAlgorithm != wantAlg || rec.WrappingKeySpec != wantSpec || rec.WrappingDefaulted != defaulted || !strings.Contains(rec.Verification, c.proof) || rec.Outcome != audit.Succeeded {
+			if rec.WrappingAlgorithm != wantAlg || rec.WrappingKeySpec != wantSpec || rec.WrappingDefaulted != defaulted || !strings.Contains(rec.Verification, c.proof) || rec.Outcome != records.ImportSucceeded {
 				t.Errorf("audit record: algorithm %s spec %s defaulted %v outcome %s verification %q; want %s %s %v and %q",
 					rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted, rec.Outcome, rec.Verification, wantAlg, wantSpec, defaulted, c.proof)
 			}
@@ -467,9 +467,9 @@ func checkKey(t *testing.T, arn string, vt time.Time) {
 	}
 }
 
-func auditRecord(t *testing.T, arn string) audit.Record {
+func auditRecord(t *testing.T, arn string) records.Import {
 	t.Helper()
-	recs, err := (&audit.Store{DB: db, Table: st.Table}).List(context.Background(), arn)
+	recs, err := (&records.Imports{DB: db, Table: st.Table}).List(context.Background(), arn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
-	"github.com/kms-reimport/kms-reimport/shared/materials"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
 
@@ -261,18 +260,18 @@ func rotations(t *testing.T, arn string) []types.RotationsListEntry {
 	return out.Rotations
 }
 
-func materialMap(t *testing.T, arn string) map[string]materials.Record {
+func materialMap(t *testing.T, arn string) map[string]records.Material {
 	t.Helper()
-	m, err := (&materials.Store{DB: db, Table: st.Table}).List(context.Background(), arn)
+	m, err := (&records.Materials{DB: db, Table: st.Table}).List(context.Background(), arn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
-func lastAudit(t *testing.T, arn string) audit.Record {
+func lastAudit(t *testing.T, arn string) records.Import {
 	t.Helper()
-	recs, err := (&audit.Store{DB: db, Table: st.Table}).List(context.Background(), arn)
+	recs, err := (&records.Imports{DB: db, Table: st.Table}).List(context.Background(), arn)
 	if err != nil || len(recs) == 0 {
 		t.Fatalf("audit records of %s: %v (%d)", arn, err, len(recs))
 	}

@@ -9,8 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
-	"github.com/kms-reimport/kms-reimport/shared/planner"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 // mrk creates a multi-Region EXTERNAL primary on the stand-in, replicates

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/kms-reimport/kms-reimport/shared/materials"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
 
@@ -93,7 +93,7 @@ func TestRotationGenerated(t *testing.T) {
 	}
 	// The material map and the audit trail name each material's version.
 	mm := materialMap(t, arn)
-	if mm[id1].SecretVersionID != v1 || mm[id1].State != materials.NonCurrent || mm[id2].SecretVersionID != *gen.VersionId || mm[id2].State != materials.Current || !mm[id2].Generated {
+	if mm[id1].SecretVersionID != v1 || mm[id1].State != records.MaterialNonCurrent || mm[id2].SecretVersionID != *gen.VersionId || mm[id2].State != records.MaterialCurrent || !mm[id2].Generated {
 		t.Errorf("material map %+v", mm)
 	}
 	rec := lastAudit(t, arn)
@@ -189,14 +189,14 @@ func TestMissingSecretVersionNamesMaterial(t *testing.T) {
 	rotateWith(t, arn, name)
 	// Forget a material's version: the map now points nowhere.
 	mm := materialMap(t, arn)
-	var lost materials.Record
+	var lost records.Material
 	for _, rec := range mm {
-		if rec.State == materials.NonCurrent {
+		if rec.State == records.MaterialNonCurrent {
 			lost = rec
 		}
 	}
 	lost.SecretVersionID = "00000000-0000-4000-8000-000000000000"
-	if err := (&materials.Store{DB: db, Table: st.Table}).Put(context.Background(), lost); err != nil {
+	if err := (&records.Materials{DB: db, Table: st.Table}).Put(context.Background(), lost); err != nil {
 		t.Fatal(err)
 	}
 	r := execute(t, arn, map[string]any{"keyId": arn, "secretId": name, "validFor": "720h"})
@@ -231,7 +231,7 @@ func TestResumeAfterFailureBeforeRotate(t *testing.T) {
 			pending = *e.KeyMaterialId
 		}
 	}
-	if pending == "" || materialMap(t, arn)[pending].State != materials.PendingRotation {
+	if pending == "" || materialMap(t, arn)[pending].State != records.MaterialPendingRotation {
 		t.Fatalf("after the failure: pending material %q, map %+v", pending, materialMap(t, arn))
 	}
 	versions := versionIDs(t, name)
@@ -258,7 +258,7 @@ func TestResumeAfterFailureBeforeRotate(t *testing.T) {
 	if !rec.Resumed || !rec.Rotated || rec.NewMaterialID != pending || len(rec.Materials) != 0 {
 		t.Errorf("audit record: resumed %v rotated %v new %s materials %+v", rec.Resumed, rec.Rotated, rec.NewMaterialID, rec.Materials)
 	}
-	if materialMap(t, arn)[pending].State != materials.Current {
+	if materialMap(t, arn)[pending].State != records.MaterialCurrent {
 		t.Errorf("material map: %+v", materialMap(t, arn)[pending])
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kms-reimport/kms-reimport/shared/metrics"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
 func lookTool(t testing.TB, name string, extra ...string) string {
@@ -745,14 +745,14 @@ func TestNotifications(t *testing.T) {
 				}
 				dims, _ := ap["Dimensions"].([]any)
 				switch ap["Namespace"] {
-				case metrics.Namespace:
+				case telemetry.Namespace:
 					got := map[string]string{}
 					for _, d := range dims {
 						dm, _ := d.(map[string]any)
 						got[fmt.Sprint(dm["Name"])] = fmt.Sprint(dm["Value"])
 					}
-					if fmt.Sprint(got) != fmt.Sprint(metrics.Service) {
-						t.Errorf("%s: dimensions %v, want what the code emits %v", id, got, metrics.Service)
+					if fmt.Sprint(got) != fmt.Sprint(telemetry.Service) {
+						t.Errorf("%s: dimensions %v, want what the code emits %v", id, got, telemetry.Service)
 					}
 					if !strings.Contains(code, `Name: "`+fmt.Sprint(ap["MetricName"])+`"`) {
 						t.Errorf("%s: metric %v is emitted nowhere in shared/", id, ap["MetricName"])

@@ -17,9 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
 // demo is `make run`: one full rotation on a fresh local stack, shown the
@@ -93,7 +92,7 @@ func demo(ctx context.Context, root string) (err error) {
 	fmt.Printf("   state %s, expiration model %s, ValidTo %s\n", md.KeyMetadata.KeyState, md.KeyMetadata.ExpirationModel, validTo)
 
 	fmt.Println("\n== Token records (DynamoDB; the import token itself is removed once used)")
-	ts := &tokens.Store{DB: db, Table: st.Table}
+	ts := &records.Tokens{DB: db, Table: st.Table}
 	toks, err := ts.List(ctx, arn)
 	if err != nil {
 		return err
@@ -107,7 +106,7 @@ func demo(ctx context.Context, root string) (err error) {
 	tw.Flush()
 
 	fmt.Println("\n== Import record (the audit trail)")
-	as := &audit.Store{DB: db, Table: st.Table}
+	as := &records.Imports{DB: db, Table: st.Table}
 	recs, err := as.List(ctx, arn)
 	if err != nil {
 		return err

@@ -18,9 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/shared/audit"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/tokens"
 )
 
 // Clients reach the stack.
@@ -79,8 +78,8 @@ type Kit struct {
 	Root  string
 	Clients
 	DB     *dynamodb.Client
-	Audit  *audit.Store
-	Tokens *tokens.Store
+	Audit  *records.Imports
+	Tokens *records.Tokens
 }
 
 // New builds the clients of a running stack.
@@ -93,8 +92,8 @@ func New(ctx context.Context, root string, st *stack.Stack) (*Kit, error) {
 	return &Kit{
 		Stack: st, Root: root, DB: db,
 		Clients: Clients{KMS: kms.NewFromConfig(cfg), Secrets: secretsmanager.NewFromConfig(cfg), Registry: &registry.Store{DB: db, Table: st.Table}},
-		Audit:   &audit.Store{DB: db, Table: st.Table},
-		Tokens:  &tokens.Store{DB: db, Table: st.Table},
+		Audit:   &records.Imports{DB: db, Table: st.Table},
+		Tokens:  &records.Tokens{DB: db, Table: st.Table},
 	}, nil
 }
 

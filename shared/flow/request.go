@@ -1,0 +1,369 @@
+// ParseRequest validates the execution input of a rotation: the public
+// interface documented in the README. Everything is checked here, before
+// any call to KMS, Secrets Manager or DynamoDB.
+
+package flow
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxValidity is how far ahead KMS accepts a ValidTo.
+const MaxValidity = 365 * 24 * time.Hour
+
+// RequestInput is the execution input as users write it.
+type RequestInput struct {
+	KeyID               string `json:"keyId"`
+	SecretID            string `json:"secretId"`
+	SecretVersionID     string `json:"secretVersionId"`
+	SecretVersionStage  string `json:"secretVersionStage"`
+	ValidFor            string `json:"validFor"`
+	ValidTo             string `json:"validTo"`
+	ExpirationModel     string `json:"expirationModel"`
+	WrappingAlgorithm   string `json:"wrappingAlgorithm"`
+	WrappingKeySpec     string `json:"wrappingKeySpec"`
+	AllowLegacyWrapping bool   `json:"allowLegacyWrapping"`
+	// Register (default true) keeps the key in the registry so the
+	// scheduled planner renews it; RenewBefore is its renewal window.
+	Register    *bool  `json:"register"`
+	RenewBefore string `json:"renewBefore"`
+	// Rotation (docs/rotation.md): rotate imports NEW_KEY_MATERIAL and
+	// calls RotateKeyOnDemand; the new material is the secret version at
+	// newMaterialStage, or generated (generateMaterial).
+	Rotate           bool   `json:"rotate"`
+	NewMaterialStage string `json:"newMaterialStage"`
+	GenerateMaterial bool   `json:"generateMaterial"`
+	RotateEvery      string `json:"rotateEvery"`
+	// Regions limits a multi-Region key's renewal to these Regions.
+	Regions []string `json:"regions"`
+}
+
+// RequestFields lists the input's fields, for error messages.
+const RequestFields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore, rotate, newMaterialStage, generateMaterial, rotateEvery, regions"
+
+// RequestOptions are the deployment's defaults.
+type RequestOptions struct {
+	// DefaultValidFor applies when the input names neither validFor,
+	// validTo nor an expiration model.
+	DefaultValidFor time.Duration
+	// DefaultRenewBefore is the registry's renewal window when the input
+	// names none.
+	DefaultRenewBefore time.Duration
+}
+
+var (
+	keyUUID     = `[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`
+	mrkID       = `mrk-[0-9a-f]{32}`
+	keyIDRe     = regexp.MustCompile(`^(` + keyUUID + `|` + mrkID + `)$`)
+	keyARNRe    = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(` + keyUUID + `|` + mrkID + `)$`)
+	aliasRe     = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+	aliasARNRe  = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:alias/[a-zA-Z0-9/_-]{1,250}$`)
+	secretName  = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]{1,512}$`)
+	secretARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$`)
+	versionID   = regexp.MustCompile(`^[A-Za-z0-9-]{32,64}$`)
+	stageRe     = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,256}$`)
+	durationRe  = regexp.MustCompile(`^(\d+)d$`)
+)
+
+var algorithms = []string{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSAES_PKCS1_V1_5", "SM2PKE"}
+var specs = []string{"RSA_2048", "RSA_3072", "RSA_4096", "SM2"}
+
+func invalid(format string, args ...any) error {
+	return Errorf(InvalidInput, format, args...)
+}
+
+// ParseRequest decodes and validates raw execution input. now anchors validFor and
+// the range checks on validTo.
+func ParseRequest(raw []byte, now time.Time, opt RequestOptions) (*Request, error) {
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil, invalid("execution input is empty; expected a JSON object with keyId and secretId (fields: %s)", RequestFields)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var in RequestInput
+	if err := dec.Decode(&in); err != nil {
+		return nil, decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, invalid("execution input has data after the JSON object")
+	}
+	return ValidateRequest(in, now, opt)
+}
+
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return invalid("field %q must be a JSON %s, got %s", te.Field, kindOf(te.Type.Kind().String()), te.Value)
+	case errors.As(err, &se):
+		return invalid("execution input is not valid JSON (offset %d)", se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("execution input is not valid JSON (it ends too early)")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		return invalid("unknown field %s in execution input; allowed: %s", f, RequestFields)
+	}
+	return invalid("execution input is not a JSON object: %v", err)
+}
+
+func kindOf(k string) string {
+	if k == "bool" {
+		return "boolean"
+	}
+	return k
+}
+
+// ValidateRequest checks an already decoded input.
+func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Request, error) {
+	r := &Request{
+		KeyID:               strings.TrimSpace(in.KeyID),
+		SecretID:            strings.TrimSpace(in.SecretID),
+		SecretVersionID:     in.SecretVersionID,
+		SecretVersionStage:  in.SecretVersionStage,
+		WrappingAlgorithm:   in.WrappingAlgorithm,
+		WrappingKeySpec:     in.WrappingKeySpec,
+		AllowLegacyWrapping: in.AllowLegacyWrapping,
+	}
+	switch {
+	case r.KeyID == "":
+		return nil, invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
+	case !keyIDRe.MatchString(r.KeyID) && !keyARNRe.MatchString(r.KeyID) && !aliasRe.MatchString(r.KeyID) && !aliasARNRe.MatchString(r.KeyID):
+		return nil, invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(r.KeyID))
+	}
+	switch {
+	case r.SecretID == "":
+		return nil, invalid("field \"secretId\" is required: the ARN or name of the secret holding the key material")
+	case !secretName.MatchString(r.SecretID) && !secretARNRe.MatchString(r.SecretID):
+		return nil, invalid("field \"secretId\" is %q: not a secret ARN or name (1-512 of A-Z a-z 0-9 /_+=.@-)", clip(r.SecretID))
+	}
+	if r.SecretVersionID != "" && !versionID.MatchString(r.SecretVersionID) {
+		return nil, invalid("field \"secretVersionId\" is %q: a version id is 32-64 letters, digits and hyphens", clip(r.SecretVersionID))
+	}
+	if r.SecretVersionStage != "" {
+		if r.SecretVersionID != "" {
+			return nil, invalid("fields \"secretVersionId\" and \"secretVersionStage\" exclude each other; give one")
+		}
+		if !stageRe.MatchString(r.SecretVersionStage) {
+			return nil, invalid("field \"secretVersionStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(r.SecretVersionStage))
+		}
+	}
+	if r.SecretVersionID == "" && r.SecretVersionStage == "" {
+		r.SecretVersionStage = "AWSCURRENT"
+	}
+
+	if err := expiry(r, in, now, opt); err != nil {
+		return nil, err
+	}
+
+	if r.WrappingAlgorithm != "" && !contains(algorithms, r.WrappingAlgorithm) {
+		return nil, invalid("field \"wrappingAlgorithm\" is %q; allowed: %s", clip(r.WrappingAlgorithm), strings.Join(algorithms[:5], ", "))
+	}
+	if r.WrappingKeySpec != "" && !contains(specs, r.WrappingKeySpec) {
+		return nil, invalid("field \"wrappingKeySpec\" is %q; allowed: RSA_2048, RSA_3072, RSA_4096", clip(r.WrappingKeySpec))
+	}
+	r.Register = in.Register == nil || *in.Register
+	if err := renewal(r, in, opt); err != nil {
+		return nil, err
+	}
+	if err := rotation(r, in); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+var regionRe = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$`)
+
+// DefaultGeneratedStage labels a generated material's secret version when
+// the input names no newMaterialStage.
+const DefaultGeneratedStage = "KMSREIMPORT_NEW"
+
+// rotation checks the rotation fields.
+func rotation(r *Request, in RequestInput) error {
+	r.Rotate, r.GenerateMaterial, r.NewMaterialStage = in.Rotate, in.GenerateMaterial, in.NewMaterialStage
+	if in.NewMaterialStage != "" && !stageRe.MatchString(in.NewMaterialStage) {
+		return invalid("field \"newMaterialStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(in.NewMaterialStage))
+	}
+	if in.NewMaterialStage == "AWSCURRENT" || in.NewMaterialStage == "AWSPREVIOUS" {
+		return invalid("field \"newMaterialStage\" is %s: that label holds material already in use; put the new material in a version with its own label (for example AWSPENDING)", in.NewMaterialStage)
+	}
+	if in.Rotate && in.NewMaterialStage == "" && !in.GenerateMaterial {
+		return invalid("field \"rotate\" is true, so give where the new material comes from: \"newMaterialStage\" (a staging label of a version you put in the secret) or \"generateMaterial\": true")
+	}
+	if !in.Rotate && in.RotateEvery == "" && (in.NewMaterialStage != "" || in.GenerateMaterial) {
+		return invalid("fields \"newMaterialStage\"/\"generateMaterial\" apply to a rotation: add \"rotate\": true or a \"rotateEvery\" policy")
+	}
+	if in.GenerateMaterial && r.NewMaterialStage == "" {
+		r.NewMaterialStage = DefaultGeneratedStage
+	}
+	if in.RotateEvery != "" {
+		d, err := ParseDuration(in.RotateEvery)
+		if err != nil || d < 24*time.Hour || d > 10*MaxValidity {
+			return invalid("field \"rotateEvery\" is %q: want a duration of at least one day such as \"90d\"", clip(in.RotateEvery))
+		}
+		if !r.Register {
+			return invalid("field \"rotateEvery\" is a registry policy: it needs \"register\" (the default)")
+		}
+		if in.NewMaterialStage == "" && !in.GenerateMaterial {
+			return invalid("field \"rotateEvery\" needs \"newMaterialStage\" or \"generateMaterial\": true, where scheduled rotations get new material")
+		}
+		r.RotateEvery = in.RotateEvery
+	}
+	seen := map[string]bool{}
+	for _, g := range in.Regions {
+		if !regionRe.MatchString(g) {
+			return invalid("field \"regions\" has %q: not an AWS Region name such as eu-west-1", clip(g))
+		}
+		if !seen[g] {
+			seen[g] = true
+			r.Regions = append(r.Regions, g)
+		}
+	}
+	if in.Regions != nil && len(r.Regions) == 0 {
+		return invalid("field \"regions\" is empty: omit it to renew every Region of the key")
+	}
+	if len(r.Regions) > 0 && in.Rotate {
+		return invalid("fields \"regions\" and \"rotate\" exclude each other: new material goes to the primary and every replica")
+	}
+	return nil
+}
+
+func expiry(r *Request, in RequestInput, now time.Time, opt RequestOptions) error {
+	set := 0
+	for _, s := range []string{in.ValidFor, in.ValidTo} {
+		if s != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return invalid("fields \"validFor\" and \"validTo\" exclude each other; give one")
+	}
+	switch in.ExpirationModel {
+	case DoesNotExpire:
+		if set > 0 {
+			return invalid("field \"expirationModel\" is %s, so \"validFor\"/\"validTo\" must not be given", DoesNotExpire)
+		}
+		r.ExpirationModel = DoesNotExpire
+		return nil
+	case "", Expires:
+		r.ExpirationModel = Expires
+	default:
+		return invalid("field \"expirationModel\" is %q; allowed: %s, %s", clip(in.ExpirationModel), Expires, DoesNotExpire)
+	}
+	var validTo time.Time
+	switch {
+	case in.ValidFor != "":
+		d, err := ParseDuration(in.ValidFor)
+		if err != nil || d <= 0 {
+			return invalid("field \"validFor\" is %q: want a positive duration such as \"720h\" or \"30d\", at most 365 days", clip(in.ValidFor))
+		}
+		if d > MaxValidity {
+			return invalid("field \"validFor\" is %q: more than the 365 days KMS allows", in.ValidFor)
+		}
+		validTo = now.Add(d)
+	case in.ValidTo != "":
+		t, err := time.Parse(time.RFC3339, in.ValidTo)
+		if err != nil {
+			return invalid("field \"validTo\" is %q: want an RFC 3339 time such as \"2027-01-31T00:00:00Z\"", clip(in.ValidTo))
+		}
+		validTo = t
+	default:
+		if opt.DefaultValidFor <= 0 {
+			return invalid("none of \"validFor\", \"validTo\" or \"expirationModel\" is given and this deployment has no default validity")
+		}
+		validTo = now.Add(opt.DefaultValidFor)
+	}
+	// KMS takes whole seconds (local-kms rejects fractions outright).
+	validTo = validTo.UTC().Truncate(time.Second)
+	if !validTo.After(now) {
+		return invalid("field \"validTo\" is %s: it is not in the future (now %s)", validTo.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if validTo.Sub(now) > MaxValidity {
+		return invalid("field \"validTo\" is %s: more than 365 days ahead of now (%s), which KMS refuses", validTo.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	r.ValidTo = &validTo
+	return nil
+}
+
+// renewal sets the registry policy: validFor and renewBefore.
+func renewal(r *Request, in RequestInput, opt RequestOptions) error {
+	// validTo names an instant, not a policy: later renewals use the
+	// deployment's default validity.
+	if in.ValidFor != "" {
+		r.ValidFor = in.ValidFor
+	} else if r.ExpirationModel == Expires && opt.DefaultValidFor > 0 {
+		r.ValidFor = opt.DefaultValidFor.String()
+	}
+	if in.RenewBefore == "" {
+		if opt.DefaultRenewBefore > 0 {
+			r.RenewBefore = opt.DefaultRenewBefore.String()
+		}
+		if !r.Register {
+			return nil
+		}
+	} else {
+		d, err := ParseDuration(in.RenewBefore)
+		if err != nil || d <= 0 || d > MaxValidity {
+			return invalid("field \"renewBefore\" is %q: want a positive duration such as \"336h\" or \"14d\"", clip(in.RenewBefore))
+		}
+		r.RenewBefore = in.RenewBefore
+	}
+	if !r.Register || r.ExpirationModel == DoesNotExpire {
+		return nil
+	}
+	if r.ValidFor == "" {
+		return invalid("field \"validTo\" gives no validity to renew with and this deployment has no default: add \"validFor\", or set \"register\": false")
+	}
+	vf, _ := ParseDuration(r.ValidFor)
+	rb, _ := ParseDuration(r.RenewBefore)
+	if r.RenewBefore == "" {
+		return invalid("field \"renewBefore\" is required to register the key (this deployment has no default)")
+	}
+	if rb >= vf && in.RenewBefore == "" {
+		// The deployment's window doesn't fit this short validity: renew
+		// when a third of it is left.
+		r.RenewBefore = (vf / 3).Truncate(time.Minute).String()
+		return nil
+	}
+	if rb >= vf {
+		return invalid("field \"renewBefore\" is %s, not shorter than validFor %s: every scheduled run would renew", r.RenewBefore, r.ValidFor)
+	}
+	return nil
+}
+
+// ParseDuration reads Go durations ("720h", "90m") and whole days ("30d").
+func ParseDuration(s string) (time.Duration, error) {
+	if m := durationRe.FindStringSubmatch(s); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n > 100000 {
+			return 0, fmt.Errorf("duration %q out of range", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// clip bounds user-supplied values quoted back in errors.
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}

@@ -1,0 +1,132 @@
+package flow
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2026, 11, 27, 10, 0, 0, 500_000_000, time.UTC)
+
+var opts = RequestOptions{DefaultValidFor: 24 * time.Hour, DefaultRenewBefore: 30 * time.Minute}
+
+const arn = "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+func TestParseValid(t *testing.T) {
+	cases := []struct {
+		name    string
+		in      string
+		validTo string // "" = none
+		model   string
+		stage   string
+	}{
+		{"validFor hours", `{"keyId":"` + arn + `","secretId":"s","validFor":"720h"}`, "2026-12-27T10:00:00Z", Expires, "AWSCURRENT"},
+		{"validFor days", `{"keyId":"alias/x","secretId":"s","validFor":"30d"}`, "2026-12-27T10:00:00Z", Expires, "AWSCURRENT"},
+		{"validTo", `{"keyId":"1234abcd-12ab-34cd-56ef-1234567890ab","secretId":"s","validTo":"2027-01-01T00:00:00Z"}`, "2027-01-01T00:00:00Z", Expires, "AWSCURRENT"},
+		{"validTo with offset", `{"keyId":"mrk-1234abcd12ab34cd56ef1234567890ab","secretId":"s","validTo":"2027-01-01T02:00:00+02:00"}`, "2027-01-01T00:00:00Z", Expires, "AWSCURRENT"},
+		{"no expiry", `{"keyId":"` + arn + `","secretId":"s","expirationModel":"KEY_MATERIAL_DOES_NOT_EXPIRE"}`, "", DoesNotExpire, "AWSCURRENT"},
+		{"default validity", `{"keyId":"` + arn + `","secretId":"arn:aws:secretsmanager:eu-west-2:111122223333:secret:kms/x-AbCdEf"}`, "2026-11-28T10:00:00Z", Expires, "AWSCURRENT"},
+		{"stage", `{"keyId":"` + arn + `","secretId":"s","secretVersionStage":"AWSPENDING","validFor":"1h"}`, "2026-11-27T11:00:00Z", Expires, "AWSPENDING"},
+		{"pinned version", `{"keyId":"` + arn + `","secretId":"s","secretVersionId":"5f045e18-bc0c-4d39-a6c1-4770ea5d6ea1","validFor":"1h"}`, "2026-11-27T11:00:00Z", Expires, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := ParseRequest([]byte(c.in), now, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.ExpirationModel != c.model || r.SecretVersionStage != c.stage {
+				t.Fatalf("got %+v", r)
+			}
+			got := ""
+			if r.ValidTo != nil {
+				got = r.ValidTo.Format(time.RFC3339)
+				if r.ValidTo.Nanosecond() != 0 {
+					t.Fatal("ValidTo has a fraction of a second; KMS wants whole seconds")
+				}
+			}
+			if got != c.validTo {
+				t.Fatalf("validTo %s, want %s", got, c.validTo)
+			}
+		})
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	cases := []struct {
+		name, in string
+		want     []string // substrings of the error
+	}{
+		{"empty", ``, []string{"empty"}},
+		{"null", `null`, []string{"empty"}},
+		{"not json", `{"keyId":`, []string{"not valid JSON"}},
+		{"array", `[1]`, []string{"must be a JSON"}},
+		{"trailing data", `{"keyId":"alias/a","secretId":"s","validFor":"1h"} {}`, []string{"after the JSON object"}},
+		{"unknown field", `{"keyId":"alias/a","secretId":"s","validFor":"1h","ttl":3}`, []string{`"ttl"`, "allowed:", "keyId"}},
+		{"missing keyId", `{"secretId":"s","validFor":"1h"}`, []string{`"keyId"`, "required"}},
+		{"bad keyId", `{"keyId":"key/123","secretId":"s","validFor":"1h"}`, []string{`"keyId"`, `"key/123"`, "alias"}},
+		{"bad key ARN", `{"keyId":"arn:aws:kms:eu-west-2:1:key/x","secretId":"s","validFor":"1h"}`, []string{`"keyId"`}},
+		{"missing secretId", `{"keyId":"alias/a","validFor":"1h"}`, []string{`"secretId"`, "required"}},
+		{"bad secretId", `{"keyId":"alias/a","secretId":"a b","validFor":"1h"}`, []string{`"secretId"`, `"a b"`}},
+		{"bad version", `{"keyId":"alias/a","secretId":"s","secretVersionId":"v1","validFor":"1h"}`, []string{`"secretVersionId"`, `"v1"`}},
+		{"version and stage", `{"keyId":"alias/a","secretId":"s","secretVersionId":"5f045e18-bc0c-4d39-a6c1-4770ea5d6ea1","secretVersionStage":"AWSCURRENT","validFor":"1h"}`, []string{"exclude each other"}},
+		{"validFor and validTo", `{"keyId":"alias/a","secretId":"s","validFor":"1h","validTo":"2027-01-01T00:00:00Z"}`, []string{`"validFor"`, `"validTo"`, "exclude"}},
+		{"bad validFor", `{"keyId":"alias/a","secretId":"s","validFor":"soon"}`, []string{`"validFor"`, `"soon"`, "720h"}},
+		{"negative validFor", `{"keyId":"alias/a","secretId":"s","validFor":"-1h"}`, []string{`"validFor"`}},
+		{"validFor too long", `{"keyId":"alias/a","secretId":"s","validFor":"366d"}`, []string{`"validFor"`, "365 days"}},
+		{"validTo past", `{"keyId":"alias/a","secretId":"s","validTo":"2026-11-27T09:00:00Z"}`, []string{`"validTo"`, "not in the future"}},
+		{"validTo now", `{"keyId":"alias/a","secretId":"s","validTo":"2026-11-27T10:00:00Z"}`, []string{`"validTo"`, "not in the future"}},
+		{"validTo too far", `{"keyId":"alias/a","secretId":"s","validTo":"2027-11-28T10:00:01Z"}`, []string{`"validTo"`, "365 days"}},
+		{"validTo not RFC 3339", `{"keyId":"alias/a","secretId":"s","validTo":"tomorrow"}`, []string{`"validTo"`, "RFC 3339"}},
+		{"no expiry with validFor", `{"keyId":"alias/a","secretId":"s","validFor":"1h","expirationModel":"KEY_MATERIAL_DOES_NOT_EXPIRE"}`, []string{`"expirationModel"`, "must not"}},
+		{"bad model", `{"keyId":"alias/a","secretId":"s","expirationModel":"NEVER"}`, []string{`"expirationModel"`, `"NEVER"`, "KEY_MATERIAL_EXPIRES"}},
+		{"bad algorithm", `{"keyId":"alias/a","secretId":"s","validFor":"1h","wrappingAlgorithm":"AES"}`, []string{`"wrappingAlgorithm"`, `"AES"`, "RSAES_OAEP_SHA_256"}},
+		{"bad spec", `{"keyId":"alias/a","secretId":"s","validFor":"1h","wrappingKeySpec":"RSA_1024"}`, []string{`"wrappingKeySpec"`, `"RSA_1024"`, "RSA_4096"}},
+		{"wrong type", `{"keyId":"alias/a","secretId":"s","validFor":720}`, []string{`"validFor"`, "string"}},
+		{"bad renewBefore", `{"keyId":"alias/a","secretId":"s","validFor":"720h","renewBefore":"later"}`, []string{`"renewBefore"`, `"later"`}},
+		{"renewBefore not shorter", `{"keyId":"alias/a","secretId":"s","validFor":"24h","renewBefore":"24h"}`, []string{`"renewBefore"`, "shorter"}},
+		{"register not bool", `{"keyId":"alias/a","secretId":"s","validFor":"24h","register":"no"}`, []string{`"register"`, "boolean"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseRequest([]byte(c.in), now, opts)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if NameOf(err) != InvalidInput {
+				t.Fatalf("error name %s", NameOf(err))
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestNoDefaultValidity(t *testing.T) {
+	_, err := ParseRequest([]byte(`{"keyId":"alias/a","secretId":"s"}`), now, RequestOptions{})
+	if err == nil || !strings.Contains(err.Error(), "no default validity") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRegistrationPolicy(t *testing.T) {
+	r, err := ParseRequest([]byte(`{"keyId":"alias/a","secretId":"s","validTo":"2027-01-01T00:00:00Z"}`), now, opts)
+	if err != nil || !r.Register || r.ValidFor != "24h0m0s" || r.RenewBefore != "30m0s" {
+		t.Fatalf("validTo input: %+v %v", r, err)
+	}
+	r, err = ParseRequest([]byte(`{"keyId":"alias/a","secretId":"s","validFor":"90d","renewBefore":"14d","register":true}`), now, opts)
+	if err != nil || r.ValidFor != "90d" || r.RenewBefore != "14d" {
+		t.Fatalf("policy: %+v %v", r, err)
+	}
+	r, err = ParseRequest([]byte(`{"keyId":"alias/a","secretId":"s","validFor":"24h"}`), now, RequestOptions{DefaultRenewBefore: 336 * time.Hour})
+	if err != nil || r.RenewBefore != "8h0m0s" {
+		t.Fatalf("short validity: %+v %v", r, err)
+	}
+	r, err = ParseRequest([]byte(`{"keyId":"alias/a","secretId":"s","validFor":"1h","register":false}`), now, RequestOptions{})
+	if err != nil || r.Register {
+		t.Fatalf("register false: %+v %v", r, err)
+	}
+}

@@ -1,0 +1,111 @@
+// Clients gives a KMS client per AWS Region, for multi-Region
+// keys whose replicas live in other Regions. Clients are built once per
+// process: at init for the Regions of KMS_ENDPOINTS_BY_REGION, on first
+// use (then cached) for any other Region.
+//
+// KMS_ENDPOINTS_BY_REGION is an optional operator setting, a JSON object
+// {"eu-west-1": "https://vpce-…", …}: the KMS endpoint of each Region
+// named (VPC interface endpoints, FIPS endpoints, local stacks). It is set
+// through the SDK's BaseEndpoint option; Regions it doesn't name use the
+// SDK's standard endpoint resolution (including AWS_ENDPOINT_URL_KMS).
+
+package kmsaccess
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+)
+
+// EnvVar is the environment variable read by FromEnv.
+const EnvVar = "KMS_ENDPOINTS_BY_REGION"
+
+// Clients hands out one KMS client per Region.
+type Clients struct {
+	cfg       aws.Config
+	endpoints map[string]string
+	mu        sync.Mutex
+	byRegion  map[string]*kms.Client
+}
+
+// New builds the clients of cfg's Region and of every Region in endpoints.
+func New(cfg aws.Config, endpoints map[string]string) (*Clients, error) {
+	for r, u := range endpoints {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			return nil, fmt.Errorf("%s: endpoint of %s is %q, not an http(s) URL", EnvVar, r, u)
+		}
+	}
+	c := &Clients{cfg: cfg, endpoints: endpoints, byRegion: map[string]*kms.Client{}}
+	c.For(cfg.Region)
+	for r := range endpoints {
+		c.For(r)
+	}
+	return c, nil
+}
+
+// FromEnv reads KMS_ENDPOINTS_BY_REGION (optional) and builds the clients.
+func FromEnv(cfg aws.Config) (*Clients, error) {
+	m := map[string]string{}
+	if v := strings.TrimSpace(os.Getenv(EnvVar)); v != "" {
+		if err := json.Unmarshal([]byte(v), &m); err != nil {
+			return nil, fmt.Errorf("environment variable %s is not a JSON object of Region to endpoint URL: %v", EnvVar, err)
+		}
+	}
+	return New(cfg, m)
+}
+
+// For returns the client of region ("" = the function's own Region).
+func (c *Clients) For(region string) *kms.Client {
+	if region == "" {
+		region = c.cfg.Region
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k, ok := c.byRegion[region]; ok {
+		return k
+	}
+	ep := c.endpoints[region]
+	k := kms.NewFromConfig(c.cfg, func(o *kms.Options) {
+		o.Region = region
+		if ep != "" {
+			o.BaseEndpoint = aws.String(ep)
+		}
+	})
+	c.byRegion[region] = k
+	return k
+}
+
+// RegionOf returns the Region of a KMS key ARN, or "".
+func RegionOf(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) < 6 || parts[0] != "arn" || parts[2] != "kms" {
+		return ""
+	}
+	return parts[3]
+}
+
+// MustFromEnv loads the SDK configuration the standard way and builds the
+// clients, or exits: a function that cannot read its configuration fails
+// its init phase.
+func MustFromEnv(fn string) *Clients {
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err == nil {
+		var c *Clients
+		if c, err = FromEnv(cfg); err == nil {
+			return c
+		}
+	}
+	slog.Error("configuration", "function", fn, "error", err.Error())
+	os.Exit(1)
+	return nil
+}

@@ -1,0 +1,114 @@
+// Import records keep the import records an auditor reads: one per
+// execution and key, success or failure, with no material and no token.
+
+package records
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+)
+
+// Outcomes of an import.
+const (
+	ImportSucceeded = "succeeded"
+	ImportFailed    = "failed"
+)
+
+// Import is one import record.
+type Import struct {
+	PK                string     `dynamodbav:"pk"`
+	SK                string     `dynamodbav:"sk"`
+	Type              string     `dynamodbav:"type"`
+	KeyARN            string     `dynamodbav:"keyArn"`
+	KeyID             string     `dynamodbav:"keyId,omitempty"`
+	RecordedAt        time.Time  `dynamodbav:"recordedAt"`
+	ImportedAt        *time.Time `dynamodbav:"importedAt,omitempty"`
+	Outcome           string     `dynamodbav:"outcome"`
+	ExpirationModel   string     `dynamodbav:"expirationModel,omitempty"`
+	ValidTo           *time.Time `dynamodbav:"validTo,omitempty"`
+	ValidToBefore     *time.Time `dynamodbav:"validToBefore,omitempty"`
+	KeyStateBefore    string     `dynamodbav:"keyStateBefore,omitempty"`
+	KeyStateAfter     string     `dynamodbav:"keyStateAfter,omitempty"`
+	SecretID          string     `dynamodbav:"secretId,omitempty"`
+	SecretVersionID   string     `dynamodbav:"secretVersionId,omitempty"`
+	WrappingAlgorithm string     `dynamodbav:"wrappingAlgorithm,omitempty"`
+	WrappingKeySpec   string     `dynamodbav:"wrappingKeySpec,omitempty"`
+	WrappingDefaulted bool       `dynamodbav:"wrappingDefaulted,omitempty"`
+	TokenID           string     `dynamodbav:"tokenId,omitempty"`
+	TokenFetches      int        `dynamodbav:"tokenFetches,omitempty"`
+	ExecutionID       string     `dynamodbav:"executionId"`
+	Verification      string     `dynamodbav:"verification,omitempty"`
+	Stage             string     `dynamodbav:"stage,omitempty"`
+	ErrorName         string     `dynamodbav:"errorName,omitempty"`
+	Cause             string     `dynamodbav:"cause,omitempty"`
+	ExpiresAt         int64      `dynamodbav:"expiresAt,omitempty"`
+	// For keys with several materials, rotations and multi-Region keys:
+	// every material imported (KeyMaterialId <-> secret version, Region),
+	// the rotation, and each Region's key state and ValidTo after.
+	Materials     []ImportMaterial `dynamodbav:"materials,omitempty"`
+	Rotated       bool             `dynamodbav:"rotated,omitempty"`
+	NewMaterialID string           `dynamodbav:"newMaterialId,omitempty"`
+	Resumed       bool             `dynamodbav:"resumed,omitempty"`
+	Regions       []ImportRegion   `dynamodbav:"regions,omitempty"`
+}
+
+// ImportMaterial is one ImportKeyMaterial of an execution.
+type ImportMaterial struct {
+	Region          string     `dynamodbav:"region"`
+	KeyARN          string     `dynamodbav:"keyArn"`
+	KeyMaterialID   string     `dynamodbav:"keyMaterialId"`
+	SecretVersionID string     `dynamodbav:"secretVersionId"`
+	ImportType      string     `dynamodbav:"importType"`
+	ValidTo         *time.Time `dynamodbav:"validTo,omitempty"`
+	TokenID         string     `dynamodbav:"tokenId,omitempty"`
+	ImportedAt      *time.Time `dynamodbav:"importedAt,omitempty"`
+}
+
+// ImportRegion is the primary key or a replica after the execution.
+type ImportRegion struct {
+	Region      string     `dynamodbav:"region"`
+	KeyARN      string     `dynamodbav:"keyArn"`
+	Replica     bool       `dynamodbav:"replica,omitempty"`
+	StateBefore string     `dynamodbav:"stateBefore,omitempty"`
+	StateAfter  string     `dynamodbav:"stateAfter,omitempty"`
+	ValidTo     *time.Time `dynamodbav:"validTo,omitempty"`
+	Skipped     bool       `dynamodbav:"skipped,omitempty"`
+}
+
+// Imports writes import records.
+type Imports struct {
+	DB        DB
+	Table     string
+	Retention time.Duration // 0 keeps records for ever
+}
+
+// ImportSK is the sort key of the record of one execution: stable, so a retried
+// stage overwrites its own record instead of adding a second one.
+func ImportSK(executionStart, executionID string) string {
+	return "IMPORT#" + executionStart + "#" + executionID
+}
+
+// Put writes r, replacing the record of the same execution if any.
+func (s *Imports) Put(ctx context.Context, r Import) error {
+	r.PK, r.Type = PK(r.KeyARN), "import"
+	if s.Retention > 0 {
+		r.ExpiresAt = r.RecordedAt.Add(s.Retention).Unix()
+	}
+	item, err := attributevalue.MarshalMap(r)
+	if err != nil {
+		return fmt.Errorf("encoding import record: %w", err)
+	}
+	if _, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item}); err != nil {
+		return fmt.Errorf("writing import record %s: %w", r.SK, err)
+	}
+	return nil
+}
+
+// List returns a key's import records, oldest first.
+func (s *Imports) List(ctx context.Context, keyARN string) ([]Import, error) {
+	return List[Import](ctx, s.DB, s.Table, keyARN, "IMPORT#")
+}

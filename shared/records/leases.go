@@ -1,0 +1,97 @@
+// The lease makes sure two executions never work on the same key at
+// once: a conditional write of a per-key lease item that expires, so a
+// lease left by a crashed execution is taken over once it lapses.
+
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// LeaseSK is the sort key of a key's lease item.
+const LeaseSK = "LEASE"
+
+// LeaseHeld is returned when another execution holds the key's lease.
+type LeaseHeld struct {
+	KeyARN string
+	Owner  string
+	Until  time.Time
+}
+
+func (h *LeaseHeld) Error() string {
+	return fmt.Sprintf("key %s is being rotated by %s (lease until %s)", h.KeyARN, h.Owner, h.Until.UTC().Format(time.RFC3339))
+}
+
+// Leases takes and gives back leases.
+type Leases struct {
+	DB       DB
+	Table    string
+	Duration time.Duration
+}
+
+// Acquire takes (or, for the same owner, extends) the lease of arn. It
+// fails with *Held while another owner's lease is still running.
+func (s *Leases) Acquire(ctx context.Context, arn, owner string, now time.Time) error {
+	until := now.Add(s.Duration)
+	item := itemKey(arn, LeaseSK)
+	item["type"] = &types.AttributeValueMemberS{Value: "lease"}
+	item["owner"] = &types.AttributeValueMemberS{Value: owner}
+	item["acquiredAt"] = &types.AttributeValueMemberS{Value: now.UTC().Format(time.RFC3339Nano)}
+	item["leaseUntil"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(until.Unix(), 10)}
+	item["expiresAt"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(until.Add(24*time.Hour).Unix(), 10)}
+	_, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                &s.Table,
+		Item:                     item,
+		ConditionExpression:      aws.String("attribute_not_exists(pk) OR leaseUntil < :now OR #o = :me"),
+		ExpressionAttributeNames: map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
+			":me":  &types.AttributeValueMemberS{Value: owner},
+		},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		h := &LeaseHeld{KeyARN: arn}
+		if o, ok := cf.Item["owner"].(*types.AttributeValueMemberS); ok {
+			h.Owner = o.Value
+		}
+		if u, ok := cf.Item["leaseUntil"].(*types.AttributeValueMemberN); ok {
+			if n, err := strconv.ParseInt(u.Value, 10, 64); err == nil {
+				h.Until = time.Unix(n, 0)
+			}
+		}
+		return h
+	}
+	if err != nil {
+		return fmt.Errorf("taking the lease of %s: %w", arn, err)
+	}
+	return nil
+}
+
+// Release gives the lease back if owner still holds it.
+func (s *Leases) Release(ctx context.Context, arn, owner string) error {
+	_, err := s.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 &s.Table,
+		Key:                       itemKey(arn, LeaseSK),
+		ConditionExpression:       aws.String("#o = :me"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": &types.AttributeValueMemberS{Value: owner}},
+	})
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return nil // not ours (any more): nothing to give back
+	}
+	if err != nil {
+		return fmt.Errorf("releasing the lease of %s: %w", arn, err)
+	}
+	return nil
+}

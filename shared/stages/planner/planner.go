@@ -1,0 +1,193 @@
+// Package planner decides, from the registry, which keys a scheduled run
+// renews: those whose material is within its renew-before window, already
+// expired, or never imported. It reads one page of the registry per call,
+// so the fleet state machine can page through tens of thousands of keys,
+// and it changes nothing.
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"time"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
+)
+
+// State is the planner's input and output in the fleet state machine.
+type State struct {
+	// Next is the registry cursor; empty on the first call, and in the
+	// output when the registry has been read to the end.
+	Next string `json:"next,omitempty"`
+	// Items are the rotation inputs of the keys due on this page.
+	Items []Item `json:"items"`
+	// MaxConcurrency bounds the rotations running at once (the Map's
+	// MaxConcurrencyPath), sized to the KMS request quotas.
+	MaxConcurrency int   `json:"maxConcurrency"`
+	Stats          Stats `json:"stats"`
+}
+
+// Item is the execution input of one rotation (see the README).
+type Item struct {
+	KeyID              string `json:"keyId"`
+	SecretID           string `json:"secretId"`
+	SecretVersionStage string `json:"secretVersionStage,omitempty"`
+	ValidFor           string `json:"validFor,omitempty"`
+	ExpirationModel    string `json:"expirationModel,omitempty"`
+	RenewBefore        string `json:"renewBefore"`
+	WrappingAlgorithm  string `json:"wrappingAlgorithm,omitempty"`
+	WrappingKeySpec    string `json:"wrappingKeySpec,omitempty"`
+	// Rotation policy and a due rotation (docs/rotation.md).
+	RotateEvery      string `json:"rotateEvery,omitempty"`
+	NewMaterialStage string `json:"newMaterialStage,omitempty"`
+	GenerateMaterial bool   `json:"generateMaterial,omitempty"`
+	Rotate           bool   `json:"rotate,omitempty"`
+	// Regions: only these Regions of a multi-Region key are due.
+	Regions []string `json:"regions,omitempty"`
+}
+
+// Stats add up over the pages of one run.
+type Stats struct {
+	Pages      int `json:"pages"`
+	Scanned    int `json:"scanned"`
+	Due        int `json:"due"`
+	NotDue     int `json:"notDue"`
+	Ineligible int `json:"ineligible"`
+	// IneligibleKeys lists (up to 50) keys KMS reported unusable: they
+	// are reported, not retried, until registered again.
+	IneligibleKeys []string `json:"ineligibleKeys,omitempty"`
+	// FewestDaysLeft is the least remaining validity across the fleet.
+	FewestDaysLeft    *float64       `json:"fewestDaysLeft,omitempty"`
+	FewestDaysLeftKey string         `json:"fewestDaysLeftKey,omitempty"`
+	Reasons           map[string]int `json:"reasons,omitempty"`
+}
+
+// Planner plans one page.
+type Planner struct {
+	Registry       *registry.Store
+	PageSize       int32
+	MaxConcurrency int
+	Now            func() time.Time
+}
+
+// Plan reads the page after s.Next and returns the keys due on it.
+func (p *Planner) Plan(ctx context.Context, s State) (State, error) {
+	now := time.Now()
+	if p.Now != nil {
+		now = p.Now()
+	}
+	size := p.PageSize
+	if size <= 0 {
+		size = 400
+	}
+	page, err := p.Registry.List(ctx, s.Next, size)
+	if err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "reading the registry")
+	}
+	mc := p.MaxConcurrency
+	if mc <= 0 {
+		mc = 5
+	}
+	out := State{Next: page.Next, Items: []Item{}, Stats: s.Stats, MaxConcurrency: mc}
+	st := &out.Stats
+	st.Pages++
+	if st.Reasons == nil {
+		st.Reasons = map[string]int{}
+	}
+	for _, e := range page.Entries {
+		st.Scanned++
+		if e.CurrentValidTo != nil && e.Status != registry.Ineligible {
+			days := e.CurrentValidTo.Sub(now).Hours() / 24
+			if st.FewestDaysLeft == nil || days < *st.FewestDaysLeft {
+				d := math.Round(days*100) / 100
+				st.FewestDaysLeft, st.FewestDaysLeftKey = &d, e.KeyARN
+			}
+		}
+		due, why := e.IsDue(now)
+		st.Reasons[why]++
+		switch {
+		case e.Status == registry.Ineligible:
+			st.Ineligible++
+			if len(st.IneligibleKeys) < 50 {
+				st.IneligibleKeys = append(st.IneligibleKeys, e.KeyARN)
+			}
+		case due:
+			st.Due++
+			out.Items = append(out.Items, ItemAt(e, now))
+		default:
+			st.NotDue++
+		}
+	}
+	log := telemetry.Logger(ctx)
+	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "more", out.Next != "")
+	if out.Next == "" {
+		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Ineligible, "fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey)
+	}
+	return out, nil
+}
+
+// EmitMetrics writes the fleet's metrics (EMF) at the end of a run.
+func (st Stats) EmitMetrics() {
+	ms := []telemetry.Metric{
+		{Name: "KeysDue", Value: float64(st.Due), Unit: telemetry.Count},
+		{Name: "KeysIneligible", Value: float64(st.Ineligible), Unit: telemetry.Count},
+		{Name: "KeysManaged", Value: float64(st.Scanned), Unit: telemetry.Count},
+		// Heartbeat: FleetRunMissingAlarm fires when a day passes without.
+		{Name: "FleetRuns", Value: 1, Unit: telemetry.Count},
+	}
+	if st.FewestDaysLeft != nil {
+		ms = append(ms, telemetry.Metric{Name: "FewestDaysLeft", Value: *st.FewestDaysLeft, Unit: telemetry.None})
+	}
+	telemetry.Emit(telemetry.Service, ms...)
+}
+
+// ItemOf is the rotation input that renews e.
+func ItemOf(e registry.Entry) Item {
+	it := Item{
+		KeyID: e.KeyARN, SecretID: e.SecretID, SecretVersionStage: e.SecretVersionStage,
+		RenewBefore: e.RenewBefore, WrappingAlgorithm: e.WrappingAlgorithm, WrappingKeySpec: e.WrappingKeySpec,
+	}
+	if e.RotateEvery != "" {
+		it.RotateEvery, it.NewMaterialStage, it.GenerateMaterial = e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial
+	}
+	if e.NoExpiry {
+		it.ExpirationModel = flow.DoesNotExpire
+	} else {
+		it.ValidFor = e.ValidFor
+	}
+	return it
+}
+
+// ItemAt is ItemOf for a run at now: a due rotation rotates (and renews
+// everything); otherwise a multi-Region key whose Regions are not all due
+// renews only those that are.
+func ItemAt(e registry.Entry, now time.Time) Item {
+	it := ItemOf(e)
+	if e.RotationDue(now) {
+		it.Rotate = true
+		return it
+	}
+	if due, all := e.DueRegions(now); !all && len(due) > 0 && len(e.Replicas) > 0 {
+		it.Regions = due
+	}
+	return it
+}
+
+// Decode reads the planner's event: a previous State, or anything else
+// (the schedule's input), which starts a new run.
+func Decode(raw json.RawMessage) State {
+	var s State
+	_ = json.Unmarshal(raw, &s)
+	s.Items = nil
+	return s
+}
+
+// deref logs a missing value as null rather than a pointer.
+func deref(f *float64) any {
+	if f == nil {
+		return nil
+	}
+	return *f
+}

@@ -1,0 +1,70 @@
+package recordfailure
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/records"
+)
+
+// Publisher is the part of SNS this package uses.
+type Publisher interface {
+	Publish(context.Context, *sns.PublishInput, ...func(*sns.Options)) (*sns.PublishOutput, error)
+}
+
+// advice tells the person paged what to do, by error name.
+var advice = map[string]string{
+	flow.InvalidInput:              "Fix the execution input (or the registry entry) named in the cause and start the rotation again.",
+	flow.KeyNotFound:               "The key no longer exists or the alias is wrong. Deregister it (kms-reimport deregister) or correct the registry entry.",
+	flow.KeyNotEligible:            "The key cannot take an import in its current state (disabled, pending deletion, not EXTERNAL). Enable it or cancel its deletion, then register it again; the planner skips it until then.",
+	flow.SecretNotFound:            "The secret or its version is missing. Restore it in Secrets Manager: without the same material the key cannot be renewed.",
+	flow.InvalidSecret:             "The secret does not hold usable material for this key. Put the original key material back in the secret.",
+	flow.UnsupportedWrapping:       "Choose a wrapping algorithm and spec KMS accepts for this key type (see the README).",
+	flow.IncorrectKeyMaterial:      "The secret holds different material from the one bound to the key. Restore the original material; retrying will not help.",
+	flow.InvalidCiphertext:         "KMS could not unwrap the material. Check the wrapping algorithm; report it if it persists.",
+	flow.InvalidImportToken:        "KMS rejected the import token. Start the rotation again.",
+	flow.TokenRefreshLimitExceeded: "Import tokens kept expiring before use. Check for a stuck or very slow stage and start the rotation again.",
+	flow.VerificationFailed:        "The import finished but the key is not as asked. Inspect the key in KMS now.",
+	flow.AWSTransient:              "AWS kept throttling or failing after retries. The next scheduled run retries; start one by hand if expiry is close.",
+}
+
+// Advice is what to do about a failure named errName.
+func Advice(errName string) string {
+	if a, ok := advice[errName]; ok {
+		return a
+	}
+	return "Read the cause and the function logs of this execution; start the rotation again once fixed."
+}
+
+// message is the notification's subject and body. It holds identifiers and
+// the sanitized cause only: never material or a token.
+func message(r records.Import) (string, string) {
+	subject := fmt.Sprintf("kms-reimport: rotation failed (%s) for %s", r.ErrorName, shortKey(r.KeyARN))
+	if len(subject) > 100 { // SNS subject limit
+		subject = subject[:100]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "A rotation of imported key material failed.\n\n")
+	fmt.Fprintf(&b, "Key:        %s\n", r.KeyARN)
+	fmt.Fprintf(&b, "Stage:      %s\n", r.Stage)
+	fmt.Fprintf(&b, "Error:      %s\n", r.ErrorName)
+	fmt.Fprintf(&b, "Cause:      %s\n", r.Cause)
+	if r.ValidToBefore != nil {
+		fmt.Fprintf(&b, "Current ValidTo: %s (the key stops working then unless renewed)\n", r.ValidToBefore.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	fmt.Fprintf(&b, "Secret:     %s %s\n", r.SecretID, r.SecretVersionID)
+	fmt.Fprintf(&b, "Execution:  %s\n\n", r.ExecutionID)
+	fmt.Fprintf(&b, "What to do: %s\n", Advice(r.ErrorName))
+	return subject, b.String()
+}
+
+func shortKey(arn string) string {
+	if i := strings.LastIndex(arn, "/"); i >= 0 {
+		return arn[i+1:]
+	}
+	return arn
+}

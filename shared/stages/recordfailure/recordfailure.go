@@ -1,0 +1,172 @@
+// Package recordfailure is the stage every Catch leads to: it writes the failed
+// import record (error name, sanitized cause, stage, execution), abandons
+// an unused token, and passes the error on to the Fail state.
+package recordfailure
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
+)
+
+// Stage records a failure.
+type Stage struct {
+	Audit    *records.Imports
+	Tokens   *records.Tokens
+	Registry *registry.Store
+	Leases   *records.Leases
+	// Notify, when set, publishes the failure to Topic.
+	Notify Publisher
+	Topic  string
+	Now    func() time.Time
+}
+
+// UnknownKey is recorded as the key when the input named none usable.
+const UnknownKey = "(unknown key)"
+
+// Run is the stage's handler.
+func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+	if s.Error == nil {
+		return s, flow.Errorf(flow.InvalidInput, "field \"error\" is missing; this stage runs from a Catch with ResultPath $.error")
+	}
+	name := s.Error.Error
+	cause := flow.Sanitize(causeMessage(s.Error.Cause))
+	s.Error.Cause = cause
+	now := time.Now
+	if st.Now != nil {
+		now = st.Now
+	}
+	rec := records.Import{
+		SK:          records.ImportSK(s.Execution.StartTime, s.Execution.ID),
+		KeyARN:      keyOf(s),
+		RecordedAt:  now().UTC(),
+		Outcome:     records.ImportFailed,
+		ExecutionID: s.Execution.ID,
+		Stage:       s.FailedStage,
+		ErrorName:   name,
+		Cause:       cause,
+	}
+	if r := s.Request; r != nil {
+		rec.KeyID, rec.SecretID, rec.SecretVersionID = r.KeyID, r.SecretID, r.SecretVersionID
+		rec.ExpirationModel, rec.ValidTo = r.ExpirationModel, r.ValidTo
+		rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = r.WrappingAlgorithm, r.WrappingKeySpec, r.WrappingDefaulted
+	}
+	if s.Request == nil {
+		// Failed in the first stage: record what the raw input named, if
+		// it named it plainly.
+		var in struct {
+			KeyID    any `json:"keyId"`
+			SecretID any `json:"secretId"`
+		}
+		if json.Unmarshal(s.Input, &in) == nil {
+			rec.KeyID, rec.SecretID = short(in.KeyID), short(in.SecretID)
+		}
+	}
+	if k := s.Key; k != nil {
+		rec.KeyStateBefore, rec.ValidToBefore = k.StateBefore, k.ValidToBefore
+	}
+	if t := s.Token; t != nil && s.Key != nil {
+		rec.TokenID, rec.TokenFetches = t.ID, t.Fetches
+		// An issued or wrapped token will never be used now: drop it.
+		err := st.Tokens.MarkFailed(ctx, s.Key.ARN, t.ID, "execution failed at "+s.FailedStage+": "+name)
+		if err != nil && !errors.Is(err, records.ErrConflict) {
+			return s, flow.FromAWS(err, flow.Internal, "abandoning token record %s", t.ID)
+		}
+	}
+	if s.Key != nil {
+		// Every token of this execution still open is abandoned: none will
+		// be used now (a retried stage may have left more than one).
+		if _, err := st.Tokens.AbandonExecution(ctx, s.Key.ARN, s.Execution.ID, "execution failed at "+s.FailedStage+": "+name); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "abandoning the token records of %s", s.Key.ARN)
+		}
+	}
+	if s.Import != nil {
+		rec.ImportedAt = &s.Import.ImportedAt
+	}
+	if err := st.Audit.Put(ctx, rec); err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "recording the failure")
+	}
+	if arn := registryKey(s); arn != "" && st.Registry != nil {
+		ineligible := name == flow.KeyNotFound || name == flow.KeyNotEligible
+		if err := st.Registry.RecordFailure(ctx, arn, s.Execution.ID, rec.RecordedAt, name, s.FailedStage, ineligible, name+": "+cause); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
+		}
+	}
+	if s.Key != nil && st.Leases != nil {
+		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
+		}
+	}
+	// The alarm's metric comes before the notification: a topic that can't
+	// be reached must not silence the alarm or keep the key locked.
+	telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "RotationFailures", Value: 1, Unit: telemetry.Count})
+	if st.Notify != nil && st.Topic != "" {
+		subject, body := message(rec)
+		if _, err := st.Notify.Publish(ctx, &sns.PublishInput{TopicArn: &st.Topic, Subject: &subject, Message: &body}); err != nil {
+			telemetry.Logger(ctx).Error("failure notification not sent", "topic", st.Topic, "error", flow.Sanitize(err.Error()))
+			telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "NotificationFailures", Value: 1, Unit: telemetry.Count})
+		}
+	}
+	telemetry.Logger(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", s.FailedStage, "error", name, "cause", cause, "auditId", rec.SK)
+	return s, nil
+}
+
+// causeMessage extracts errorMessage from a Lambda error Cause.
+func causeMessage(cause string) string {
+	var c struct {
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if json.Unmarshal([]byte(cause), &c) == nil && c.ErrorMessage != "" {
+		return c.ErrorMessage
+	}
+	return cause
+}
+
+// registryKey is the key ARN the registry knows the key by: the resolved
+// ARN, or the input's key id when it is an ARN (a scheduled run of a key
+// that no longer exists never resolves it).
+func registryKey(s flow.State) string {
+	if s.Key != nil {
+		return s.Key.ARN
+	}
+	// A failure in the first stage leaves only the raw input.
+	if id := keyOf(s); strings.HasPrefix(id, "arn:") && strings.Contains(id, ":key/") {
+		return id
+	}
+	return ""
+}
+
+func keyOf(s flow.State) string {
+	if s.Key != nil && s.Key.ARN != "" {
+		return s.Key.ARN
+	}
+	if s.Request != nil && s.Request.KeyID != "" {
+		return s.Request.KeyID
+	}
+	var in struct {
+		KeyID any `json:"keyId"`
+	}
+	if json.Unmarshal(s.Input, &in) == nil {
+		if id, ok := in.KeyID.(string); ok && id != "" && len(id) <= 300 {
+			return id
+		}
+	}
+	return UnknownKey
+}
+
+// short returns v if it is a string of a sane length for an identifier.
+func short(v any) string {
+	if s, ok := v.(string); ok && len(s) <= 2048 {
+		return flow.Sanitize(s)
+	}
+	return ""
+}

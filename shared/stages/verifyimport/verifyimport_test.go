@@ -1,0 +1,179 @@
+package verifyimport
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/wrapping"
+	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
+	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
+)
+
+var ctx = context.Background()
+
+type oneSecret []byte
+
+func (o oneSecret) GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	return &secretsmanager.GetSecretValueOutput{SecretBinary: append([]byte(nil), o...), VersionId: aws.String("v1")}, nil
+}
+
+func pkcs8(t *testing.T, k any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func ec(t *testing.T, c elliptic.Curve) []byte {
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkcs8(t, k)
+}
+
+// k1 is a secp256k1 PKCS#8 key without its public point (the product
+// derives it).
+func k1(t *testing.T) []byte {
+	d := make([]byte, 32)
+	_, _ = rand.Read(d)
+	d[0] &= 0x7f
+	inner, err := asn1.Marshal(struct {
+		V int
+		D []byte
+	}{1, d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 132, 0, 10})
+	der, err := asn1.Marshal(struct {
+		V    int
+		Algo pkix.AlgorithmIdentifier
+		Key  []byte
+	}{0, pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}, Parameters: asn1.RawValue{FullBytes: params}}, inner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func random(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func importInto(t *testing.T, c *kms.Client, arn string, spec types.KeySpec, m []byte) {
+	t.Helper()
+	alg, ws := wrapping.Defaults(spec)
+	p, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &arn, WrappingAlgorithm: alg, WrappingKeySpec: ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := wrapping.ParsePublicKey(p.PublicKey, ws)
+	enc, err := wrapping.Wrap(pub, alg, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &arn, ImportToken: p.ImportToken, EncryptedKeyMaterial: enc, ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProofPerKeyType(t *testing.T) {
+	srv, client := kmsstandin.Serve(t, kmsstandin.Options{})
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaDER := pkcs8(t, rsaKey)
+	hmacBytes := random(64)
+	p256 := ec(t, elliptic.P256())
+	cases := []struct {
+		name     string
+		spec     types.KeySpec
+		usage    types.KeyUsageType
+		imported []byte
+		secret   []byte // what the secret version holds now
+		wantErr  string
+		proof    string
+		ops      string
+	}{
+		{"symmetric", types.KeySpecSymmetricDefault, types.KeyUsageTypeEncryptDecrypt, random(32), nil, "", "Encrypt/Decrypt round trip", "DescribeKey,Encrypt,Decrypt"},
+		{"HMAC_512", types.KeySpecHmac512, types.KeyUsageTypeGenerateVerifyMac, hmacBytes, hmacBytes, "", "GenerateMac (HMAC_SHA_512) of a 32-byte random message equals a local HMAC", "DescribeKey,GenerateMac"},
+		{"HMAC_224 other material", types.KeySpecHmac224, types.KeyUsageTypeGenerateVerifyMac, random(28), random(28), flow.VerificationFailed, "", "DescribeKey,GenerateMac"},
+		{"RSA_2048 sign", types.KeySpecRsa2048, types.KeyUsageTypeSignVerify, rsaDER, rsaDER, "", "GetPublicKey equals the public key of the material of secret version v1; Sign (RSASSA_PSS_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
+		{"RSA_2048 encrypt", types.KeySpecRsa2048, types.KeyUsageTypeEncryptDecrypt, rsaDER, rsaDER, "", "encrypted locally (RSAES_OAEP_SHA_256) decrypts in KMS", "DescribeKey,GetPublicKey,Decrypt"},
+		{"ECC_NIST_P256", types.KeySpecEccNistP256, types.KeyUsageTypeSignVerify, p256, p256, "", "Sign (ECDSA_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
+		{"ECC_NIST_P384", types.KeySpecEccNistP384, types.KeyUsageTypeSignVerify, ec(t, elliptic.P384()), nil, "", "Sign (ECDSA_SHA_384)", "DescribeKey,GetPublicKey,Sign"},
+		{"ECC_NIST_P521", types.KeySpecEccNistP521, types.KeyUsageTypeSignVerify, ec(t, elliptic.P521()), nil, "", "Sign (ECDSA_SHA_512)", "DescribeKey,GetPublicKey,Sign"},
+		{"ECC_SECG_P256K1", types.KeySpecEccSecgP256k1, types.KeyUsageTypeSignVerify, k1(t), nil, "", "Sign (ECDSA_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
+		{"ECC_NIST_P256 other public key", types.KeySpecEccNistP256, types.KeyUsageTypeSignVerify, p256, ec(t, elliptic.P256()), flow.VerificationFailed, "", "DescribeKey,GetPublicKey"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ck, err := client.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: c.spec, KeyUsage: c.usage})
+			if err != nil {
+				t.Fatal(err)
+			}
+			arn := *ck.KeyMetadata.Arn
+			importInto(t, client, arn, c.spec, c.imported)
+			srv.ResetRequests()
+			secret := c.secret
+			if secret == nil {
+				secret = c.imported
+			}
+			db, table := ddblocal.Table(t)
+			imports := &records.Imports{DB: db, Table: table}
+			st := &Stage{KMS: client, Secrets: oneSecret(secret), Audit: imports}
+			s := flow.State{
+				Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
+				Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire, WrappingAlgorithm: "A", WrappingKeySpec: "RSA_4096", WrappingDefaulted: true},
+				Key:       &flow.Key{ARN: arn, KeySpec: string(c.spec), KeyUsage: string(c.usage), StateBefore: "PendingImport"},
+				Token:     &flow.TokenRef{ID: "tok"},
+				Import:    &flow.ImportResult{ImportedAt: time.Now(), ExpirationModel: flow.DoesNotExpire},
+			}
+			out, err := st.Run(ctx, s)
+			recs, lerr := imports.List(ctx, arn)
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			if ops := strings.Join(srv.OperationsFor(arn), ","); ops != c.ops {
+				t.Errorf("KMS requests %s, want %s", ops, c.ops)
+			}
+			if c.wantErr != "" {
+				if flow.NameOf(err) != c.wantErr || len(recs) != 0 {
+					t.Fatalf("got %v, want %s and no audit record", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 || !strings.Contains(recs[0].Verification, c.proof) || out.Verified.RoundTrip != recs[0].Verification {
+				t.Fatalf("audit record %+v, want proof containing %q", recs, c.proof)
+			}
+			if r := recs[0]; !r.WrappingDefaulted || r.WrappingKeySpec != "RSA_4096" {
+				t.Fatalf("audit record %+v", r)
+			}
+		})
+	}
+}

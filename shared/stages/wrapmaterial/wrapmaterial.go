@@ -1,0 +1,99 @@
+// Package wrapmaterial is the second stage: it reads the pinned secret version,
+// wraps the material with the public key of the token record and stores the
+// wrapped bytes beside the token. Plaintext exists only inside Run.
+package wrapmaterial
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
+	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
+	"github.com/kms-reimport/kms-reimport/shared/wrapping"
+)
+
+// Stage wraps key material.
+type Stage struct {
+	Secrets keymaterial.SecretReader
+	Tokens  *records.Tokens
+	Rand    io.Reader
+}
+
+// Run is the stage's handler.
+func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+	if err := needs(s); err != nil {
+		return s, err
+	}
+	r, k := s.Request, s.Key
+	version := r.SecretVersionID
+	if it := s.Plan.Current(); it != nil {
+		version = it.SecretVersionID // this item's material
+	}
+	rec, err := st.Tokens.Get(ctx, k.ARN, s.Token.ID)
+	if err != nil {
+		return s, tokenErr(err)
+	}
+	if rec.Status != records.TokenIssued && rec.Status != records.TokenWrapped {
+		return s, flow.Errorf(flow.TokenStateConflict, "token record %s is %s; only an issued token can be wrapped for", rec.SK, rec.Status)
+	}
+	pub, err := wrapping.ParsePublicKey(rec.PublicKey, types.WrappingKeySpec(rec.WrappingKeySpec))
+	if err != nil {
+		return s, flow.Wrap(flow.UnsupportedWrapping, err, "public key of token record %s", rec.SK)
+	}
+	m, _, err := keymaterial.ReadSecret(ctx, st.Secrets, r.SecretID, version, "", types.KeySpec(k.KeySpec))
+	if err != nil {
+		return s, err
+	}
+	random := st.Rand
+	if random == nil {
+		random = rand.Reader
+	}
+	enc, err := wrapping.WrapWithOptions(pub, types.AlgorithmSpec(rec.WrappingAlgorithm), m, random, wrapping.Options{AllowLegacyPKCS1: r.AllowLegacyWrapping})
+	keymaterial.Zero(m)
+	if err != nil {
+		return s, flow.Wrap(flow.UnsupportedWrapping, err, "wrapping %s material of secret %q version %s", k.KeySpec, r.SecretID, version)
+	}
+	if err := st.Tokens.SetWrapped(ctx, k.ARN, rec.SK, enc, version); err != nil {
+		return s, tokenErr(err)
+	}
+	s.Token.Wrapped = true
+	telemetry.Logger(ctx).Info("key material wrapped", "tokenId", rec.SK, "wrappingAlgorithm", rec.WrappingAlgorithm,
+		"wrappingKeySpec", rec.WrappingKeySpec, "secretVersionId", version, "wrappedBytes", len(enc))
+	return s, nil
+}
+
+func needs(s flow.State) error {
+	switch {
+	case s.Execution.ID == "":
+		return flow.Errorf(flow.InvalidInput, "field \"execution.id\" is empty")
+	case s.Request == nil:
+		return flow.Errorf(flow.InvalidInput, "field \"request\" is missing; this stage runs after the fetch stage")
+	case s.Key == nil || s.Key.ARN == "":
+		return flow.Errorf(flow.InvalidInput, "field \"key.arn\" is missing; this stage runs after the fetch stage")
+	case s.Token == nil || s.Token.ID == "":
+		return flow.Errorf(flow.InvalidInput, "field \"token.id\" is missing; this stage runs after the fetch stage")
+	case s.Request.SecretVersionID == "":
+		return flow.Errorf(flow.InvalidInput, "field \"request.secretVersionId\" is empty; the fetch stage pins it")
+	}
+	return nil
+}
+
+// tokenErr names a token store error.
+func tokenErr(err error) error {
+	if errors.Is(err, records.ErrConflict) {
+		return flow.Wrap(flow.TokenStateConflict, err, "token record")
+	}
+	return flow.FromAWS(err, flow.Internal, "token record")
+}
+
+// Needs is shared with later stages: the same state fields are required.
+var Needs = needs
+
+// TokenErr is shared with later stages.
+var TokenErr = tokenErr
