@@ -273,7 +273,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx := context.Background()
 	// The planner the schedule runs, page by page; it changes nothing.
-	p := &planner.Planner{Registry: store, PageSize: 1000}
+	p := &planner.Stage{Registry: store, PageSize: 1000}
 	var items []planner.Item
 	s := planner.State{}
 	var err error

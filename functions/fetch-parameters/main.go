@@ -1,18 +1,18 @@
 // Command fetch-parameters is the first stage of a rotation: validate the
-// request, check key and material, GetParametersForImport, record the token.
+// request, check key and materials, plan the imports, GetParametersForImport
+// for the current one, record the token.
 package main
 
 import (
-	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
-	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
 	"github.com/kms-reimport/kms-reimport/shared/stages/fetchparameters"
 )
 
+const name = "fetch-parameters"
+
 func main() {
-	c := settings.MustInit("fetch-parameters")
-	stage := &fetchparameters.Stage{KMS: c.KMS, Secrets: c.Secrets, Tokens: c.Tokens, Leases: c.Leases, Settings: c.Settings,
-		Materials: &records.Materials{DB: c.DynamoDB, Table: c.Settings.Table}, SecretWriter: c.Secrets, Regions: kmsaccess.MustFromEnv("fetch-parameters")}
-	lambdarun.Start("fetch-parameters", stage.Run)
+	c := settings.MustInit(name)
+	stage := &fetchparameters.Stage{KMS: c.KMS, Secrets: c.Secrets, Tokens: c.Tokens, Leases: c.Leases, Materials: c.Materials, Settings: c.Settings}
+	lambdarun.Start(name, stage.Run)
 }

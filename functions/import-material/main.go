@@ -3,16 +3,15 @@
 package main
 
 import (
-	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
-	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
 	"github.com/kms-reimport/kms-reimport/shared/stages/importmaterial"
 )
 
+const name = "import-material"
+
 func main() {
-	c := settings.MustInit("import-material")
-	stage := &importmaterial.Stage{KMS: c.KMS, Tokens: c.Tokens, MinTokenValidity: c.Settings.MinTokenValidity,
-		Materials: &records.Materials{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsaccess.MustFromEnv("import-material")}
-	lambdarun.Start("import-material", stage.Run)
+	c := settings.MustInit(name)
+	stage := &importmaterial.Stage{KMS: c.KMS, Tokens: c.Tokens, Materials: c.Materials, MinTokenValidity: c.Settings.MinTokenValidity}
+	lambdarun.Start(name, stage.Run)
 }

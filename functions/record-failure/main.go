@@ -8,8 +8,10 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/stages/recordfailure"
 )
 
+const name = "record-failure"
+
 func main() {
-	c := settings.MustInit("record-failure")
-	stage := &recordfailure.Stage{Audit: c.Audit, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
-	lambdarun.Start("record-failure", stage.Run)
+	c := settings.MustInit(name)
+	stage := &recordfailure.Stage{Audit: c.Imports, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
+	lambdarun.Start(name, stage.Run)
 }

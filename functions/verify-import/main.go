@@ -1,18 +1,18 @@
-// Command verify-import is the last stage of a rotation: prove the key is
-// Enabled with the asked expiry and works, then write the import record.
+// Command verify-import is the last stage of a rotation: rotate when asked,
+// prove the key is Enabled with the asked expiry and works, then write the
+// import record.
 package main
 
 import (
-	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
-	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
 	"github.com/kms-reimport/kms-reimport/shared/stages/verifyimport"
 )
 
+const name = "verify-import"
+
 func main() {
-	c := settings.MustInit("verify-import")
-	stage := &verifyimport.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Audit, Registry: c.Registry, Leases: c.Leases, Tokens: c.Tokens,
-		Rotator: c.KMS, Materials: &records.Materials{DB: c.DynamoDB, Table: c.Settings.Table}, Regions: kmsaccess.MustFromEnv("verify-import")}
-	lambdarun.Start("verify-import", stage.Run)
+	c := settings.MustInit(name)
+	stage := &verifyimport.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Imports, Tokens: c.Tokens, Leases: c.Leases, Materials: c.Materials, Registry: c.Registry}
+	lambdarun.Start(name, stage.Run)
 }

@@ -8,8 +8,10 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/stages/wrapmaterial"
 )
 
+const name = "wrap-material"
+
 func main() {
-	c := settings.MustInit("wrap-material")
+	c := settings.MustInit(name)
 	stage := &wrapmaterial.Stage{Secrets: c.Secrets, Tokens: c.Tokens}
-	lambdarun.Start("wrap-material", stage.Run)
+	lambdarun.Start(name, stage.Run)
 }

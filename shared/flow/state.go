@@ -16,9 +16,9 @@ type State struct {
 	Token     *TokenRef       `json:"token,omitempty"`
 	Import    *ImportResult   `json:"import,omitempty"`
 	Verified  *Verification   `json:"verification,omitempty"`
-	// Plan is set for keys with several materials, rotations and
-	// multi-Region keys (see docs/rotation.md); nil on the single-material
-	// path.
+	// Plan is the renewal as a list of imports (see docs/rotation.md): one
+	// item for a key with one material in one Region, more for keys with
+	// several materials, rotations and multi-Region keys.
 	Plan *Plan `json:"plan,omitempty"`
 	// LastError is where the state machine puts an error it recovered from
 	// (ImportTokenExpiring before a fresh fetch).
@@ -123,8 +123,7 @@ const (
 	ExistingKeyMaterial = "EXISTING_KEY_MATERIAL"
 )
 
-// Plan is the per-key plan of imports of a symmetric key that can hold
-// several key materials, or a multi-Region key: computed once by the fetch
+// Plan is the per-key plan of imports, for every key: computed once by the fetch
 // stage from DescribeKey, ListKeyRotations (primary and replicas) and the
 // material map in DynamoDB, then worked through one item at a time (fetch,
 // wrap, import), followed by RotateKeyOnDemand when Rotate is set. It holds
@@ -138,6 +137,9 @@ type Plan struct {
 	Pending bool `json:"pending"`
 	// Rotate: RotateKeyOnDemand on the primary after the imports.
 	Rotate bool `json:"rotate,omitempty"`
+	// Listed: the plan was made from KMS's list of the key's materials
+	// (ListKeyRotations); the verify stage checks each one there.
+	Listed bool `json:"listed,omitempty"`
 	// Resumed: new material imported by an earlier execution (in state
 	// PENDING_ROTATION and in the material map) is only rotated to.
 	Resumed bool `json:"resumed,omitempty"`
@@ -213,4 +215,58 @@ func ShortID(id string) string {
 		return id[:16] + "…"
 	}
 	return id
+}
+
+// CheckFetched refuses a state that did not come from the fetch stage:
+// every later stage works on the plan's current import and its token.
+func (s State) CheckFetched() error {
+	switch {
+	case s.Execution.ID == "":
+		return Errorf(InvalidInput, "field \"execution.id\" is empty; the state machine passes $$.Execution.Id")
+	case s.Request == nil:
+		return Errorf(InvalidInput, "field \"request\" is missing; this stage runs after the fetch stage")
+	case s.Key == nil || s.Key.ARN == "":
+		return Errorf(InvalidInput, "field \"key.arn\" is missing; this stage runs after the fetch stage")
+	case s.Plan == nil:
+		return Errorf(InvalidInput, "field \"plan\" is missing; this stage runs after the fetch stage")
+	}
+	return nil
+}
+
+// CheckToken also needs the current import and its token record.
+func (s State) CheckToken() error {
+	if err := s.CheckFetched(); err != nil {
+		return err
+	}
+	switch {
+	case s.Plan.Current() == nil:
+		return Errorf(InvalidInput, "field \"plan.next\" is %d, past the plan's %d imports", s.Plan.Next, len(s.Plan.Items))
+	case s.Token == nil || s.Token.ID == "":
+		return Errorf(InvalidInput, "field \"token.id\" is missing; this stage runs after the fetch stage")
+	case s.Plan.Current().SecretVersionID == "":
+		return Errorf(InvalidInput, "field \"plan.items[%d].secretVersionId\" is empty; the fetch stage pins it", s.Plan.Next)
+	}
+	return nil
+}
+
+// HasReplicaItems says whether the plan imports into a replica.
+func (p *Plan) HasReplicaItems() bool {
+	for _, it := range p.Items {
+		if it.Replica {
+			return true
+		}
+	}
+	return false
+}
+
+// LogFields names the execution and the key in every log line of a stage.
+func (s State) LogFields() []any {
+	f := []any{"executionId", s.Execution.ID}
+	switch {
+	case s.Key != nil:
+		f = append(f, "keyArn", s.Key.ARN)
+	case s.Request != nil:
+		f = append(f, "keyId", s.Request.KeyID)
+	}
+	return f
 }

@@ -2,24 +2,83 @@
 // clients (regions.go), describing a key and checking it can take an import,
 // and listing its key materials.
 //
-// Describe reads a KMS key's metadata and decides whether it can take
-// imported key material.
+// Stages declare the part of API they call; settings builds the Clients
+// (the one Regional) once per process.
 package kmsaccess
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
 )
 
-// Describer is the part of KMS this package uses.
+// API is every KMS operation the product calls; *kms.Client has them all.
+type API interface {
+	DescribeKey(context.Context, *kms.DescribeKeyInput, ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	GetParametersForImport(context.Context, *kms.GetParametersForImportInput, ...func(*kms.Options)) (*kms.GetParametersForImportOutput, error)
+	ImportKeyMaterial(context.Context, *kms.ImportKeyMaterialInput, ...func(*kms.Options)) (*kms.ImportKeyMaterialOutput, error)
+	ListKeyRotations(context.Context, *kms.ListKeyRotationsInput, ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error)
+	RotateKeyOnDemand(context.Context, *kms.RotateKeyOnDemandInput, ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error)
+	GetKeyRotationStatus(context.Context, *kms.GetKeyRotationStatusInput, ...func(*kms.Options)) (*kms.GetKeyRotationStatusOutput, error)
+	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
+	Encrypt(context.Context, *kms.EncryptInput, ...func(*kms.Options)) (*kms.EncryptOutput, error)
+	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
+	GenerateMac(context.Context, *kms.GenerateMacInput, ...func(*kms.Options)) (*kms.GenerateMacOutput, error)
+	Sign(context.Context, *kms.SignInput, ...func(*kms.Options)) (*kms.SignOutput, error)
+}
+
+// Regional is the one interface the stages reach KMS through: the client
+// of a Region ("" is the function's own). A multi-Region key's replicas
+// live in other Regions; RegionOf(arn) names the Region of any key.
+type Regional interface {
+	In(region string) API
+}
+
+// Single serves every Region from one client: the operator command and
+// tests that talk to one endpoint.
+type Single struct{ API }
+
+// In returns the one client.
+func (s Single) In(string) API { return s.API }
+
+// Describer is the part of API that Describe uses.
 type Describer interface {
 	DescribeKey(context.Context, *kms.DescribeKeyInput, ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+}
+
+// Lister is the part of API that ListMaterials uses.
+type Lister interface {
+	ListKeyRotations(context.Context, *kms.ListKeyRotationsInput, ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error)
+}
+
+// ListMaterials returns every key material of a symmetric key
+// (ListKeyRotations with IncludeKeyMaterial ALL_KEY_MATERIAL, all pages).
+func ListMaterials(ctx context.Context, api Lister, arn string) ([]types.RotationsListEntry, error) {
+	var out []types.RotationsListEntry
+	p := kms.NewListKeyRotationsPaginator(api, &kms.ListKeyRotationsInput{KeyId: &arn, IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, flow.FromAWS(err, flow.Internal, "ListKeyRotations for %s", arn)
+		}
+		out = append(out, page.Rotations...)
+	}
+	return out, nil
+}
+
+// ListsMaterials says whether KMS tracks the key's materials by
+// KeyMaterialId (ListKeyRotations answers for it): a symmetric key that
+// holds material reports its CurrentKeyMaterialId; HMAC and asymmetric
+// keys hold one material for life and have none.
+func ListsMaterials(md *types.KeyMetadata) bool {
+	return md.KeySpec == types.KeySpecSymmetricDefault && md.CurrentKeyMaterialId != nil
 }
 
 // Describe returns the key's metadata; a missing key is KeyNotFound.
@@ -42,14 +101,6 @@ func Describe(ctx context.Context, api Describer, keyID string) (*types.KeyMetad
 // waiting for its first (or expired) material, or a live key being renewed.
 var ImportableStates = []types.KeyState{types.KeyStatePendingImport, types.KeyStateEnabled}
 
-// SupportedSpecs are the key specs whose material this product imports.
-var SupportedSpecs = []types.KeySpec{
-	types.KeySpecSymmetricDefault,
-	types.KeySpecHmac224, types.KeySpecHmac256, types.KeySpecHmac384, types.KeySpecHmac512,
-	types.KeySpecRsa2048, types.KeySpecRsa3072, types.KeySpecRsa4096,
-	types.KeySpecEccNistP256, types.KeySpecEccNistP384, types.KeySpecEccNistP521, types.KeySpecEccSecgP256k1,
-}
-
 // CheckImportable refuses keys that cannot take an import, naming why.
 func CheckImportable(md *types.KeyMetadata) error {
 	arn := *md.Arn
@@ -59,20 +110,11 @@ func CheckImportable(md *types.KeyMetadata) error {
 	if md.CustomKeyStoreId != nil {
 		return flow.Errorf(flow.KeyNotEligible, "key %s is in custom key store %s; KMS cannot import material into a custom key store", arn, *md.CustomKeyStoreId)
 	}
-	ok := false
-	for _, s := range ImportableStates {
-		ok = ok || md.KeyState == s
-	}
-	if !ok {
+	if !slices.Contains(ImportableStates, md.KeyState) {
 		return flow.Errorf(flow.KeyNotEligible, "key %s is in state %s; an import is done only in states %s (enable a Disabled key, cancel a pending deletion first)", arn, md.KeyState, joinStates(ImportableStates))
 	}
-	spec := md.KeySpec
-	ok = false
-	for _, s := range SupportedSpecs {
-		ok = ok || spec == s
-	}
-	if !ok {
-		return flow.Errorf(flow.KeyNotEligible, "key %s has key spec %s; supported: %s", arn, spec, joinSpecs(SupportedSpecs))
+	if supported := keymaterial.SupportedKeySpecs(); !slices.Contains(supported, md.KeySpec) {
+		return flow.Errorf(flow.KeyNotEligible, "key %s has key spec %s; supported: %s", arn, md.KeySpec, joinSpecs(supported))
 	}
 	return nil
 }

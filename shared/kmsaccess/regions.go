@@ -12,17 +12,15 @@
 package kmsaccess
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 )
 
@@ -41,8 +39,8 @@ type Clients struct {
 func New(cfg aws.Config, endpoints map[string]string) (*Clients, error) {
 	for r, u := range endpoints {
 		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-			return nil, fmt.Errorf("%s: endpoint of %s is %q, not an http(s) URL", EnvVar, r, u)
+		if err != nil || p.Host == "" || (p.Scheme != "https" && !(p.Scheme == "http" && loopback(p.Hostname()))) {
+			return nil, fmt.Errorf("%s: endpoint of %s is %q; want an https URL (plain http only on a loopback address, for a local stack)", EnvVar, r, u)
 		}
 	}
 	c := &Clients{cfg: cfg, endpoints: endpoints, byRegion: map[string]*kms.Client{}}
@@ -85,6 +83,9 @@ func (c *Clients) For(region string) *kms.Client {
 	return k
 }
 
+// In returns the client of region as the Regional interface.
+func (c *Clients) In(region string) API { return c.For(region) }
+
 // RegionOf returns the Region of a KMS key ARN, or "".
 func RegionOf(arn string) string {
 	parts := strings.SplitN(arn, ":", 6)
@@ -94,18 +95,12 @@ func RegionOf(arn string) string {
 	return parts[3]
 }
 
-// MustFromEnv loads the SDK configuration the standard way and builds the
-// clients, or exits: a function that cannot read its configuration fails
-// its init phase.
-func MustFromEnv(fn string) *Clients {
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	if err == nil {
-		var c *Clients
-		if c, err = FromEnv(cfg); err == nil {
-			return c
-		}
+// loopback says whether host is this machine: the only place a KMS
+// endpoint may be reached without TLS (a local emulator).
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
 	}
-	slog.Error("configuration", "function", fn, "error", err.Error())
-	os.Exit(1)
-	return nil
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

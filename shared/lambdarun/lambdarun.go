@@ -1,11 +1,12 @@
 // Package lambdarun adapts a stage to the Lambda runtime: it decodes the
-// state, attaches a logger with the execution id and key, runs the stage
+// event, attaches a logger with the execution id and key, runs the stage
 // and turns its named error into the errorType Step Functions matches on.
 package lambdarun
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -15,28 +16,30 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
-// Stage is one step of the rotation.
-type Stage func(ctx context.Context, s flow.State) (flow.State, error)
+// Fielder is an event that names itself in logs (the rotation state gives
+// its execution id and key).
+type Fielder interface {
+	LogFields() []any
+}
 
 // Handler returns the Lambda handler for stage, logging as fn.
-func Handler(fn string, stage Stage) func(context.Context, json.RawMessage) (flow.State, error) {
+func Handler[In, Out any](fn string, stage func(context.Context, In) (Out, error)) func(context.Context, json.RawMessage) (Out, error) {
 	base := telemetry.NewLogger(fn)
-	return func(ctx context.Context, raw json.RawMessage) (flow.State, error) {
-		var s flow.State
-		if err := json.Unmarshal(raw, &s); err != nil {
+	return func(ctx context.Context, raw json.RawMessage) (Out, error) {
+		var in In
+		var zero Out
+		if err := json.Unmarshal(raw, &in); err != nil {
 			// Describe, don't echo: the event may hold anything.
-			err = flow.Errorf(flow.InvalidInput, "event for %s is not a rotation state object: %s", fn, describeJSONError(err))
+			err = flow.Errorf(flow.InvalidInput, "event for %s is not a %T: %s", fn, in, describeJSONError(err))
 			base.Error("stage failed", "error", flow.NameOf(err), "cause", err.Error())
-			return s, toLambda(err)
+			return zero, toLambda(err)
 		}
-		log := base.With("executionId", s.Execution.ID)
-		if s.Key != nil {
-			log = log.With("keyArn", s.Key.ARN)
-		} else if s.Request != nil {
-			log = log.With("keyId", s.Request.KeyID)
+		log := base
+		if f, ok := any(in).(Fielder); ok {
+			log = log.With(f.LogFields()...)
 		}
 		ctx = telemetry.WithLogger(ctx, log)
-		out, err := stage(ctx, s)
+		out, err := stage(ctx, in)
 		if err != nil {
 			log.Error("stage failed", "error", flow.NameOf(err), "cause", flow.Sanitize(err.Error()))
 			return out, toLambda(err)
@@ -48,27 +51,10 @@ func Handler(fn string, stage Stage) func(context.Context, json.RawMessage) (flo
 
 func describeJSONError(err error) string {
 	var te *json.UnmarshalTypeError
-	if ok := asType(err, &te); ok {
+	if errors.As(err, &te) {
 		return "field " + te.Field + " has the wrong type (" + te.Value + ")"
 	}
 	return "malformed JSON"
-}
-
-func asType(err error, te **json.UnmarshalTypeError) bool {
-	t, ok := err.(*json.UnmarshalTypeError)
-	if ok {
-		*te = t
-	}
-	return ok
-}
-
-// Named makes the runtime report errorType = the stable error name of err
-// (for handlers that don't take a rotation state).
-func Named(err error) error {
-	if err == nil {
-		return nil
-	}
-	return toLambda(err)
 }
 
 // toLambda makes the runtime report errorType = the stable error name.
@@ -77,7 +63,7 @@ func toLambda(err error) error {
 }
 
 // Start runs stage as this process's Lambda handler.
-func Start(fn string, stage Stage) {
+func Start[In, Out any](fn string, stage func(context.Context, In) (Out, error)) {
 	slog.SetDefault(telemetry.NewLogger(fn))
 	lambda.Start(Handler(fn, stage))
 }

@@ -6,11 +6,10 @@ import (
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 )
@@ -19,40 +18,52 @@ import (
 // init and shared by every invocation.
 type Clients struct {
 	Settings Settings
-	KMS      *kms.Client
-	Secrets  *secretsmanager.Client
-	DynamoDB *dynamodb.Client
-	SNS      *sns.Client
-	Tokens   *records.Tokens
-	Audit    *records.Imports
-	Registry *registry.Store
-	Leases   *records.Leases
+	// KMS hands out the client of each Region (KMS_ENDPOINTS_BY_REGION).
+	KMS       *kmsaccess.Clients
+	Secrets   *secretsmanager.Client
+	SNS       *sns.Client
+	Tokens    *records.Tokens
+	Imports   *records.Imports
+	Materials *records.Materials
+	Leases    *records.Leases
+	Registry  *registry.Store
 }
 
 // MustInit builds Clients or exits: a function that cannot read its
 // configuration fails its init phase, which Lambda reports clearly.
 func MustInit(fn string) *Clients {
-	ctx := context.Background()
-	s, err := FromEnv()
+	c, err := Init(context.Background())
 	if err != nil {
 		slog.Error("configuration", "function", fn, "error", err.Error())
 		os.Exit(1)
+	}
+	return c
+}
+
+// Init reads the settings and builds the clients.
+func Init(ctx context.Context) (*Clients, error) {
+	s, err := FromEnv()
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := AWS(ctx)
 	if err != nil {
-		slog.Error("configuration", "function", fn, "error", err.Error())
-		os.Exit(1)
+		return nil, err
+	}
+	k, err := kmsaccess.FromEnv(cfg)
+	if err != nil {
+		return nil, err
 	}
 	db := dynamodb.NewFromConfig(cfg)
 	return &Clients{
-		Settings: s,
-		KMS:      kms.NewFromConfig(cfg),
-		Secrets:  secretsmanager.NewFromConfig(cfg),
-		DynamoDB: db,
-		Tokens:   &records.Tokens{DB: db, Table: s.Table, Retention: s.TokenRetention},
-		Audit:    &records.Imports{DB: db, Table: s.Table, Retention: s.AuditRetention},
-		Registry: &registry.Store{DB: db, Table: s.Table},
-		Leases:   &records.Leases{DB: db, Table: s.Table, Duration: s.LeaseDuration},
-		SNS:      sns.NewFromConfig(cfg),
-	}
+		Settings:  s,
+		KMS:       k,
+		Secrets:   secretsmanager.NewFromConfig(cfg),
+		SNS:       sns.NewFromConfig(cfg),
+		Tokens:    &records.Tokens{DB: db, Table: s.Table, Retention: s.TokenRetention},
+		Imports:   &records.Imports{DB: db, Table: s.Table, Retention: s.AuditRetention},
+		Materials: &records.Materials{DB: db, Table: s.Table},
+		Leases:    &records.Leases{DB: db, Table: s.Table, Duration: s.LeaseDuration},
+		Registry:  &registry.Store{DB: db, Table: s.Table},
+	}, nil
 }

@@ -40,7 +40,23 @@ type Settings struct {
 	LeaseDuration time.Duration
 	// AlertTopic is the SNS topic failures are published to ("" = none).
 	AlertTopic string
+	// PlannerPageSize is how many registry entries one planner call reads.
+	PlannerPageSize int
+	// MaxConcurrency bounds the rotations a fleet run starts at once.
+	MaxConcurrency int
 }
+
+// RotationTimeout is the rotation state machine's TimeoutSeconds
+// (infra/statemachine/rotation.asl.json; a test keeps the two equal).
+const RotationTimeout = 1500 * time.Second
+
+// LeaseMargin is how much longer than an execution can run a lease lasts,
+// so a lease never lapses under a live execution.
+const LeaseMargin = 5 * time.Minute
+
+// MaxTokenLife is the validity of an import token (GetParametersForImport):
+// a MIN_TOKEN_VALIDITY at or above it could never be met.
+const MaxTokenLife = 24 * time.Hour
 
 // RequestOptions are the request defaults of this deployment.
 func (s Settings) RequestOptions() flow.RequestOptions {
@@ -69,19 +85,39 @@ func FromEnv() (Settings, error) {
 	if s.DefaultRenewBefore, err = duration("DEFAULT_RENEW_BEFORE", 336*time.Hour); err != nil {
 		return s, err
 	}
-	if s.LeaseDuration, err = duration("LEASE_DURATION", 30*time.Minute); err != nil {
+	if s.LeaseDuration, err = duration("LEASE_DURATION", RotationTimeout+LeaseMargin); err != nil {
 		return s, err
 	}
+	if min := RotationTimeout + LeaseMargin; s.LeaseDuration < min {
+		return s, fmt.Errorf("environment variable LEASE_DURATION is %q; want at least %s (the rotation state machine's timeout %s plus %s), so a lease never lapses under a running execution", os.Getenv("LEASE_DURATION"), min, RotationTimeout, LeaseMargin)
+	}
+	if s.MinTokenValidity <= 0 || s.MinTokenValidity >= MaxTokenLife {
+		return s, fmt.Errorf("environment variable MIN_TOKEN_VALIDITY is %q; want more than 0 and less than %s, the life of an import token", os.Getenv("MIN_TOKEN_VALIDITY"), MaxTokenLife)
+	}
 	s.AlertTopic = os.Getenv("ALERT_TOPIC_ARN")
-	s.MaxTokenFetches = 3
-	if v := os.Getenv("MAX_TOKEN_FETCHES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10 {
-			return s, fmt.Errorf("environment variable MAX_TOKEN_FETCHES is %q; want an integer from 1 to 10", v)
-		}
-		s.MaxTokenFetches = n
+	if s.MaxTokenFetches, err = integer("MAX_TOKEN_FETCHES", 3, 1, 10); err != nil {
+		return s, err
+	}
+	if s.PlannerPageSize, err = integer("PLANNER_PAGE_SIZE", 400, 1, 1000); err != nil {
+		return s, err
+	}
+	if s.MaxConcurrency, err = integer("MAX_CONCURRENCY", 5, 1, 1000); err != nil {
+		return s, err
 	}
 	return s, nil
+}
+
+// integer reads an integer variable in [min, max]; empty gives def.
+func integer(name string, def, min, max int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		return 0, fmt.Errorf("environment variable %s is %q; want an integer from %d to %d", name, v, min, max)
+	}
+	return n, nil
 }
 
 func duration(name string, def time.Duration) (time.Duration, error) {

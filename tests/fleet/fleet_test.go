@@ -89,7 +89,7 @@ func fleetRun(t *testing.T) *stack.Execution {
 
 func plan(t *testing.T) planner.State {
 	t.Helper()
-	p := &planner.Planner{Registry: reg, PageSize: 1000}
+	p := &planner.Stage{Registry: reg, PageSize: 1000}
 	s, err := p.Plan(context.Background(), planner.State{})
 	if err != nil {
 		t.Fatal(err)

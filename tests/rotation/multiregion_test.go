@@ -101,7 +101,7 @@ func TestMultiRegionFanOutAndReplicaDueAlone(t *testing.T) {
 	if md := replicaState(t, "eu-west-1", replicas["eu-west-1"]); !md.ValidTo.Equal(short) {
 		t.Fatalf("eu-west-1 ValidTo %v, want %s", md.ValidTo, short)
 	}
-	p := &planner.Planner{Registry: reg, PageSize: 1000}
+	p := &planner.Stage{Registry: reg, PageSize: 1000}
 	var item *planner.Item
 	for next := ""; ; {
 		out, err := p.Plan(context.Background(), planner.State{Next: next})

@@ -1,7 +1,11 @@
-// Package fetchparameters is the first stage: it validates the request, checks
-// the key and the material, then calls GetParametersForImport and records
-// the answer in a token record. Only a reference to that record leaves the
-// stage.
+// Package fetchparameters is the first stage: it validates the request,
+// checks the key and every material it will import, plans the imports
+// (one per material and Region: a key with one material in one Region is a
+// plan with one item), then calls GetParametersForImport for the plan's
+// current item and records the answer in a token record. Only a reference
+// to that record leaves the stage. The state machine comes back here for
+// each further item, and for fresh parameters when a token was too close to
+// its expiry.
 package fetchparameters
 
 import (
@@ -11,10 +15,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
@@ -25,30 +34,22 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
-// KMS is the part of KMS this stage calls.
-type KMS interface {
-	kmsaccess.Describer
-	GetParametersForImport(context.Context, *kms.GetParametersForImportInput, ...func(*kms.Options)) (*kms.GetParametersForImportOutput, error)
-	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
-	Rotations
+// Secrets is the part of Secrets Manager this stage calls: it reads every
+// material's version, and stores generated material (generateMaterial).
+type Secrets interface {
+	keymaterial.SecretReader
+	PutSecretValue(context.Context, *secretsmanager.PutSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
 }
 
 // Stage fetches import parameters.
 type Stage struct {
-	KMS     KMS
-	Secrets keymaterial.SecretReader
-	Tokens  *records.Tokens
-	// Leases, when set, makes sure one execution at a time works on a key.
-	Leases   *records.Leases
-	Settings settings.Settings
-	Now      func() time.Time
-	// Materials is the material map (keys with several materials).
+	KMS       kmsaccess.Regional
+	Secrets   Secrets
+	Tokens    *records.Tokens
+	Leases    *records.Leases
 	Materials *records.Materials
-	// SecretWriter stores generated material (generateMaterial).
-	SecretWriter SecretWriter
-	// Regions gives the KMS client of a replica's Region; nil uses KMS
-	// for every Region.
-	Regions RegionalKMS
+	Settings  settings.Settings
+	Now       func() time.Time
 }
 
 func (st *Stage) now() time.Time {
@@ -61,7 +62,7 @@ func (st *Stage) now() time.Time {
 // Run is the stage's handler.
 func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	out, err := st.run(ctx, s)
-	if err != nil && st.Leases != nil && out.Key != nil && flow.NameOf(err) != flow.RotationInProgress {
+	if err != nil && out.Key != nil && flow.NameOf(err) != flow.RotationInProgress {
 		// A failed fetch gives back the lease it took (a retry takes it
 		// again): record-failure gets the state from before this stage and
 		// may not know the key's ARN, and the key must not stay locked.
@@ -86,26 +87,13 @@ func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 	s.Input = nil
 	if s.Plan != nil {
 		// Back for the plan's next item (or fresh parameters for this one).
-		if st.Leases != nil && s.Key != nil {
-			var held *records.LeaseHeld
-			if err := st.Leases.Acquire(ctx, s.Key.ARN, s.Execution.ID, st.now()); errors.As(err, &held) {
-				return s, flow.Wrap(flow.RotationInProgress, err, "rotation already in progress")
-			} else if err != nil {
-				return s, flow.FromAWS(err, flow.Internal, "lease of %s", s.Key.ARN)
-			}
+		if err := st.takeLease(ctx, s.Key.ARN, s.Execution.ID); err != nil {
+			return s, err
 		}
 		return st.fetchItem(ctx, s)
 	}
-	fetches := 0
-	if s.Token != nil {
-		fetches = s.Token.Fetches
-	}
-	if fetches >= st.Settings.MaxTokenFetches {
-		return s, flow.Errorf(flow.TokenRefreshLimitExceeded, "import parameters were fetched %d times in this execution (limit %d); each token was too close to expiry when the import stage got it", fetches, st.Settings.MaxTokenFetches)
-	}
 	r := s.Request
-
-	md, err := kmsaccess.Describe(ctx, st.KMS, r.KeyID)
+	md, err := kmsaccess.Describe(ctx, st.KMS.In(""), r.KeyID)
 	if err != nil {
 		return s, err
 	}
@@ -113,38 +101,227 @@ func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 		return s, err
 	}
 	arn := *md.Arn
+	// Taken before anything else is read or spent for this key.
+	if err := st.takeLease(ctx, arn, s.Execution.ID); err != nil {
+		return s, err
+	}
+	s.Key = &flow.Key{ARN: arn, KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}
+	if err := st.plan(ctx, &s, md); err != nil {
+		return s, err
+	}
+	return st.fetchItem(ctx, s)
+}
+
+// takeLease takes (or, for the same execution, extends) the key's lease.
+func (st *Stage) takeLease(ctx context.Context, arn, execID string) error {
+	var held *records.LeaseHeld
+	if err := st.Leases.Acquire(ctx, arn, execID, st.now()); errors.As(err, &held) {
+		return flow.Wrap(flow.RotationInProgress, err, "rotation already in progress")
+	} else if err != nil {
+		return flow.FromAWS(err, flow.Internal, "lease of %s", arn)
+	}
+	return nil
+}
+
+// listsMaterials says whether the plan is built from KMS's list of the
+// key's materials: a symmetric key that reports them (or must, to be
+// rotated or renewed Region by Region).
+func listsMaterials(r *flow.Request, md *types.KeyMetadata) bool {
+	return md.KeySpec == types.KeySpecSymmetricDefault &&
+		(kmsaccess.ListsMaterials(md) || r.Rotate || aws.ToBool(md.MultiRegion) || len(r.Regions) > 0)
+}
+
+// plan computes s.Plan for the key md describes (first pass only). Every
+// material must have a readable secret version of the right shape before
+// any import token is asked for, so a wrong secret costs nothing and
+// changes nothing.
+func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata) error {
+	r, arn := s.Request, *md.Arn
+	home := kmsaccess.RegionOf(arn)
 	log := telemetry.Logger(ctx).With("keyArn", arn)
-	if st.Leases != nil {
-		// Taken (or, on a token refresh, extended) before anything else is
-		// read or spent for this key.
-		var held *records.LeaseHeld
-		if err := st.Leases.Acquire(ctx, arn, s.Execution.ID, st.now()); errors.As(err, &held) {
-			return s, flow.Wrap(flow.RotationInProgress, err, "rotation already in progress")
-		} else if err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "lease of %s", arn)
+	if md.KeySpec != types.KeySpecSymmetricDefault && (r.Rotate || r.RotateEvery != "") {
+		return flow.Errorf(flow.RotationNotSupported, "key %s has key spec %s: HMAC and asymmetric keys hold one key material for life, so they cannot rotate to new material; renew without \"rotate\"/\"rotateEvery\"", arn, md.KeySpec)
+	}
+	if mc := md.MultiRegionConfiguration; aws.ToBool(md.MultiRegion) && mc != nil && mc.MultiRegionKeyType == types.MultiRegionKeyTypeReplica {
+		p := ""
+		if mc.PrimaryKey != nil {
+			p = aws.ToString(mc.PrimaryKey.Arn)
+		}
+		return flow.Errorf(flow.KeyNotEligible, "key %s is a multi-Region replica: run kms-reimport on its primary key %s, which imports into every replica", arn, p)
+	}
+	p := &flow.Plan{Rotate: r.Rotate, Listed: listsMaterials(r, md)}
+	var rots []types.RotationsListEntry
+	mm := map[string]records.Material{}
+	if p.Listed {
+		var err error
+		if rots, err = kmsaccess.ListMaterials(ctx, st.KMS.In(home), arn); err != nil {
+			return err
+		}
+		if mm, err = st.Materials.List(ctx, arn); err != nil {
+			return flow.FromAWS(err, flow.Internal, "material map of %s", arn)
 		}
 	}
-	if s.Key == nil {
-		s.Key = &flow.Key{ARN: arn, KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}
-	} else if s.Key.ARN != arn {
-		return s, flow.Errorf(flow.InvalidInput, "key %q now resolves to %s, not %s as earlier in this execution", r.KeyID, arn, s.Key.ARN)
-	}
+	idOf := func(e types.RotationsListEntry) string { return aws.ToString(e.KeyMaterialId) }
 
-	if plan, err := wantsPlan(r, md); err != nil {
-		return s, err
-	} else if plan {
-		if err := st.plan(ctx, &s, md); err != nil {
-			return s, err
+	// Bootstrap: a key with one material the product never mapped takes
+	// the request's secret.
+	if len(mm) == 0 && len(rots) == 1 {
+		version, _, err := st.readMaterial(ctx, arn, md, r.SecretID, r.SecretVersionID, r.SecretVersionStage)
+		if err != nil {
+			return err
 		}
-		return st.fetchItem(ctx, s)
+		mm[idOf(rots[0])] = records.Material{KeyARN: arn, KeyMaterialID: idOf(rots[0]), SecretID: r.SecretID, SecretVersionID: version, State: records.MaterialCurrent}
+		log.Info("material map bootstrapped from the request's secret", "keyMaterialId", flow.ShortID(idOf(rots[0])), "secretVersionId", version)
+	}
+	versionOf := map[string]string{}
+	for _, e := range rots {
+		id := idOf(e)
+		rec, ok := mm[id]
+		if !ok {
+			log.Error("key material without a secret version", "keyMaterialId", flow.ShortID(id), "keyMaterialState", e.KeyMaterialState)
+			return flow.Errorf(flow.MaterialSecretMissing, "key %s has key material %s (state %s) that the material map does not know: no secret version holds it, so it cannot be reimported and the key will become unusable at its ValidTo %s; record which version of secret %q holds it (docs/rotation.md)", arn, flow.ShortID(id), e.KeyMaterialState, fmtTime(e.ValidTo), r.SecretID)
+		}
+		secretID := rec.SecretID
+		if secretID == "" {
+			secretID = r.SecretID
+		}
+		if _, _, err := st.readMaterial(ctx, arn, md, secretID, rec.SecretVersionID, ""); err != nil {
+			if flow.NameOf(err) == flow.SecretNotFound {
+				log.Error("key material's secret version cannot be read", "keyMaterialId", flow.ShortID(id), "secretVersionId", rec.SecretVersionID)
+				return flow.Wrap(flow.MaterialSecretMissing, err, "key material %s of key %s is held by version %s of secret %q, which cannot be read", flow.ShortID(id), arn, rec.SecretVersionID, secretID)
+			}
+			return err
+		}
+		versionOf[id] = rec.SecretVersionID
+		if e.KeyMaterialState == types.KeyMaterialStateCurrent {
+			r.SecretVersionID = rec.SecretVersionID
+		}
 	}
 
-	// The material is checked before any import token is asked for, so a
-	// wrong secret costs nothing and changes nothing. The version read is
-	// pinned for the rest of the execution.
-	m, version, err := keymaterial.ReadSecret(ctx, st.Secrets, r.SecretID, r.SecretVersionID, r.SecretVersionStage, md.KeySpec)
+	// The new material of a rotation, or one imported by an earlier
+	// execution that failed before RotateKeyOnDemand.
+	var pending *types.RotationsListEntry
+	for i := range rots {
+		if rots[i].KeyMaterialState == types.KeyMaterialStatePendingRotation {
+			pending = &rots[i]
+		}
+	}
+	if r.Rotate && len(rots) == 0 {
+		return flow.Errorf(flow.InvalidInput, "key %s has no key material yet: import its first material without \"rotate\"", arn)
+	}
+	if r.Rotate {
+		if pending != nil && pending.ImportState == types.ImportStateImported {
+			p.Resumed, p.NewMaterialID, p.NewSecretVersionID = true, idOf(*pending), versionOf[idOf(*pending)]
+			log.Info("new material already imported by an earlier execution; only rotating", "keyMaterialId", flow.ShortID(p.NewMaterialID), "secretVersionId", p.NewSecretVersionID)
+		} else {
+			v, generated, err := st.newMaterial(ctx, s, mm)
+			if err != nil {
+				return err
+			}
+			p.NewSecretVersionID, p.Generated = v, generated
+		}
+		r.SecretVersionID = p.NewSecretVersionID
+	}
+
+	// Targets: the primary and every replica.
+	p.Targets = []flow.Target{{Region: home, KeyARN: arn, StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}}
+	if mc := md.MultiRegionConfiguration; mc != nil {
+		for _, rk := range mc.ReplicaKeys {
+			rarn, region := aws.ToString(rk.Arn), aws.ToString(rk.Region)
+			if region == "" {
+				region = kmsaccess.RegionOf(rarn)
+			}
+			rmd, err := kmsaccess.Describe(ctx, st.KMS.In(region), rarn)
+			if err != nil {
+				return err
+			}
+			// A replica has its primary's key spec; origin and state are its own.
+			if rmd.Origin != types.OriginTypeExternal || !slices.Contains(kmsaccess.ImportableStates, rmd.KeyState) {
+				return flow.Errorf(flow.KeyNotEligible, "replica %s of %s has origin %s and state %s; an import needs origin EXTERNAL and state PendingImport or Enabled", rarn, arn, rmd.Origin, rmd.KeyState)
+			}
+			p.Targets = append(p.Targets, flow.Target{Region: region, KeyARN: rarn, Replica: true, StateBefore: string(rmd.KeyState), ValidToBefore: rmd.ValidTo})
+		}
+	}
+	for _, g := range r.Regions {
+		if !slices.ContainsFunc(p.Targets, func(t flow.Target) bool { return t.Region == g }) {
+			return flow.Errorf(flow.InvalidInput, "field \"regions\" names %s, but key %s has no primary or replica there", g, arn)
+		}
+	}
+	if len(r.Regions) > 0 {
+		for i := range p.Targets {
+			p.Targets[i].Skipped = !slices.Contains(r.Regions, p.Targets[i].Region)
+		}
+	}
+
+	// Items: every listed material of every target renewed, then the new one.
+	for _, e := range rots {
+		if p.Resumed && (idOf(e) == p.NewMaterialID || e.ImportState == types.ImportStateImported) {
+			continue // imported by the earlier execution; only rotate
+		}
+		for _, t := range p.Targets {
+			if t.Skipped || (t.Replica && p.Resumed) {
+				continue
+			}
+			p.Items = append(p.Items, flow.PlanItem{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, KeyMaterialID: idOf(e),
+				SecretVersionID: versionOf[idOf(e)], ImportType: flow.ExistingKeyMaterial})
+		}
+	}
+	materialLen := 32
+	if len(rots) == 0 {
+		// No material KMS names: the key's one material (a first import, an
+		// HMAC or asymmetric key, or a KMS that lists none) from the
+		// request's secret, into the primary with ImportType omitted (as
+		// for any first import, and as KMS requires for HMAC and asymmetric
+		// keys), then the same material into each replica.
+		version, n, err := st.readMaterial(ctx, arn, md, r.SecretID, r.SecretVersionID, r.SecretVersionStage)
+		if err != nil {
+			return err
+		}
+		r.SecretVersionID, p.NewSecretVersionID, materialLen = version, version, n
+		for _, t := range p.Targets {
+			if t.Skipped {
+				continue
+			}
+			it := flow.PlanItem{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, SecretVersionID: version, New: true}
+			if t.Replica && md.KeySpec == types.KeySpecSymmetricDefault {
+				it.ImportType = flow.ExistingKeyMaterial
+			}
+			p.Items = append(p.Items, it)
+		}
+	}
+	if r.Rotate {
+		for _, t := range p.Targets {
+			it := flow.PlanItem{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, SecretVersionID: p.NewSecretVersionID, New: true, ImportType: flow.ExistingKeyMaterial}
+			switch {
+			case !t.Replica && p.Resumed:
+				continue
+			case !t.Replica:
+				it.ImportType = flow.NewKeyMaterial
+			default:
+				it.KeyMaterialID = p.NewMaterialID // filled after the primary's import otherwise
+			}
+			p.Items = append(p.Items, it)
+		}
+	}
+	p.Pending = len(p.Items) > 0
+	s.Plan = p
+	if err := chooseWrapping(r, md.KeySpec, materialLen); err != nil {
+		return err
+	}
+	log.Info("plan of imports", "materials", len(rots), "targets", len(p.Targets), "imports", len(p.Items), "rotate", p.Rotate, "resumed", p.Resumed)
+	return nil
+}
+
+// readMaterial reads one secret version and checks its material fits the
+// key: its shape for the key spec and, for an asymmetric key that already
+// has its material, the same public key (KMS would refuse anything else
+// with IncorrectKeyMaterial; the refusal is cheaper before a token is
+// fetched). It returns the version read and the material's length; the
+// plaintext is zeroed before it returns.
+func (st *Stage) readMaterial(ctx context.Context, arn string, md *types.KeyMetadata, secretID, versionID, stage string) (string, int, error) {
+	m, version, err := keymaterial.ReadSecret(ctx, st.Secrets, secretID, versionID, stage, md.KeySpec)
 	if err != nil {
-		return s, err
+		return "", 0, err
 	}
 	n := len(m)
 	var pub []byte
@@ -155,82 +332,19 @@ func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 	}
 	keymaterial.Zero(m)
 	if err != nil {
-		return s, flow.Wrap(flow.InvalidSecret, err, "secret %q version %s does not hold a usable %s private key", r.SecretID, version, md.KeySpec)
+		return "", 0, flow.Wrap(flow.InvalidSecret, err, "secret %q version %s does not hold a usable %s private key", secretID, version, md.KeySpec)
 	}
-	r.SecretVersionID = version
 	if pub != nil && md.KeyState == types.KeyStateEnabled {
-		if err := st.samePublicKey(ctx, arn, r, pub); err != nil {
-			return s, err
+		out, err := st.KMS.In(kmsaccess.RegionOf(arn)).GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
+		if err != nil {
+			return "", 0, flow.FromAWS(err, flow.Internal, "GetPublicKey for %s", arn)
+		}
+		if !bytes.Equal(out.PublicKey, pub) {
+			return "", 0, flow.Errorf(flow.InvalidSecret, "secret %q version %s holds a private key whose public key (SHA-256 %s) differs from the public key of %s (SHA-256 %s): it is not the material already bound to the key",
+				secretID, version, Fingerprint(pub), arn, Fingerprint(out.PublicKey))
 		}
 	}
-
-	if err := chooseWrapping(r, md.KeySpec, n); err != nil {
-		return s, err
-	}
-
-	out, err := st.KMS.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
-		KeyId:             &arn,
-		WrappingAlgorithm: types.AlgorithmSpec(r.WrappingAlgorithm),
-		WrappingKeySpec:   types.WrappingKeySpec(r.WrappingKeySpec),
-	})
-	if err != nil {
-		return s, gpiErr(err, arn, r)
-	}
-	if out.ParametersValidTo == nil || len(out.ImportToken) == 0 || len(out.PublicKey) == 0 {
-		return s, flow.Errorf(flow.Internal, "GetParametersForImport for %s returned an incomplete answer", arn)
-	}
-	issued := st.now().UTC()
-	id := newID()
-	rec := records.Token{
-		KeyARN:            arn,
-		TokenID:           id,
-		WrappingAlgorithm: r.WrappingAlgorithm,
-		WrappingKeySpec:   r.WrappingKeySpec,
-		IssuedAt:          issued,
-		ParametersValidTo: out.ParametersValidTo.UTC(),
-		ExecutionID:       s.Execution.ID,
-		Status:            records.TokenIssued,
-		SecretVersionID:   version,
-		PublicKey:         out.PublicKey,
-		ImportToken:       out.ImportToken,
-	}
-	rec.SK = records.TokenSK(issued, id)
-	if err := st.Tokens.Put(ctx, rec); err != nil {
-		return s, flow.FromAWS(err, flow.Internal, "recording import parameters for %s", arn)
-	}
-	clear(out.ImportToken)
-	s.Token = &flow.TokenRef{ID: rec.SK, ParametersValidTo: rec.ParametersValidTo, Fetches: fetches + 1}
-	log.Info("import parameters fetched", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo,
-		"wrappingAlgorithm", r.WrappingAlgorithm, "wrappingKeySpec", r.WrappingKeySpec, "secretVersionId", version, "fetch", fetches+1)
-	return s, nil
-}
-
-// gpiErr names a GetParametersForImport error.
-func gpiErr(err error, arn string, r *flow.Request) error {
-	var is *types.KMSInvalidStateException
-	var uo *types.UnsupportedOperationException
-	switch {
-	case errors.As(err, &is), errors.As(err, &uo):
-		return flow.Wrap(flow.KeyNotEligible, err, "GetParametersForImport for %s", arn)
-	case flow.AWSCode(err) == "ValidationException":
-		return flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, r.WrappingAlgorithm, r.WrappingKeySpec)
-	}
-	return flow.FromAWS(err, flow.Internal, "GetParametersForImport for %s", arn)
-}
-
-// samePublicKey refuses material whose public key differs from the one
-// the key already has: KMS would refuse it (IncorrectKeyMaterial), and the
-// refusal is cheaper before a token is fetched.
-func (st *Stage) samePublicKey(ctx context.Context, arn string, r *flow.Request, pub []byte) error {
-	out, err := st.KMS.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
-	if err != nil {
-		return flow.FromAWS(err, flow.Internal, "GetPublicKey for %s", arn)
-	}
-	if !bytes.Equal(out.PublicKey, pub) {
-		return flow.Errorf(flow.InvalidSecret, "secret %q version %s holds a private key whose public key (SHA-256 %s) differs from the public key of %s (SHA-256 %s): it is not the material already bound to the key",
-			r.SecretID, r.SecretVersionID, Fingerprint(pub), arn, Fingerprint(out.PublicKey))
-	}
-	return nil
+	return version, n, nil
 }
 
 // Fingerprint is a short, loggable SHA-256 fingerprint of a public key.
@@ -256,6 +370,117 @@ func chooseWrapping(r *flow.Request, spec types.KeySpec, materialLen int) error 
 		return flow.Wrap(flow.UnsupportedWrapping, err, "wrapping %s material", spec)
 	}
 	return nil
+}
+
+// newMaterial returns the secret version with the rotation's new
+// material: the user's (newMaterialStage) or one generated and stored
+// first, so it is never lost if a later step fails.
+func (st *Stage) newMaterial(ctx context.Context, s *flow.State, mm map[string]records.Material) (string, bool, error) {
+	r := s.Request
+	m, version, err := keymaterial.ReadSecret(ctx, st.Secrets, r.SecretID, "", r.NewMaterialStage, types.KeySpecSymmetricDefault)
+	if err == nil {
+		keymaterial.Zero(m)
+		if rec, mapped := records.MaterialByVersion(mm, version); !mapped {
+			return version, r.GenerateMaterial, nil
+		} else if !r.GenerateMaterial {
+			return "", false, flow.Errorf(flow.NewMaterialInvalid, "the version at stage %s of secret %q (%s) already holds key material %s of the key: put the new material in a new version with that label first", r.NewMaterialStage, r.SecretID, version, flow.ShortID(rec.KeyMaterialID))
+		}
+	} else if flow.NameOf(err) != flow.SecretNotFound || !r.GenerateMaterial {
+		if flow.NameOf(err) == flow.SecretNotFound {
+			return "", false, flow.Wrap(flow.NewMaterialInvalid, err, "no new key material at stage %s of secret %q", r.NewMaterialStage, r.SecretID)
+		}
+		return "", false, err
+	}
+	// Generate 32 random bytes (SYMMETRIC_DEFAULT) and store them as a new
+	// version; the request token is derived from the execution, so a
+	// retried stage finds the version it already wrote.
+	token := requestToken(s.Execution.ID)
+	buf := make([]byte, 32)
+	defer clear(buf)
+	if _, err := rand.Read(buf); err != nil {
+		return "", false, flow.Wrap(flow.Internal, err, "generating key material")
+	}
+	_, err = st.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId: &r.SecretID, SecretBinary: buf, ClientRequestToken: &token, VersionStages: []string{r.NewMaterialStage},
+	})
+	var exists *smtypes.ResourceExistsException
+	if errors.As(err, &exists) {
+		err = nil // this execution stored it already
+	}
+	if err != nil {
+		return "", false, flow.FromAWS(err, flow.Internal, "storing generated key material in secret %q", r.SecretID)
+	}
+	telemetry.Logger(ctx).Info("new key material generated and stored", "secretId", r.SecretID, "secretVersionId", token, "stage", r.NewMaterialStage)
+	return token, true, nil
+}
+
+// requestToken is a version id (UUID form) derived from the execution.
+func requestToken(execID string) string {
+	h := sha256.Sum256([]byte("kms-reimport generated material\x00" + execID))
+	h[6] = h[6]&0x0f | 0x40
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "(none)"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// fetchItem asks for import parameters for the plan's current item.
+func (st *Stage) fetchItem(ctx context.Context, s flow.State) (flow.State, error) {
+	p, r := s.Plan, s.Request
+	it := p.Current()
+	if it == nil {
+		p.Pending = false
+		return s, nil
+	}
+	if it.Fetches >= st.Settings.MaxTokenFetches {
+		return s, flow.Errorf(flow.TokenRefreshLimitExceeded, "import parameters for %s (material %s) were fetched %d times in this execution (limit %d); each token was too close to expiry when the import stage got it", it.KeyARN, flow.ShortID(it.KeyMaterialID), it.Fetches, st.Settings.MaxTokenFetches)
+	}
+	out, err := st.KMS.In(it.Region).GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+		KeyId: &it.KeyARN, WrappingAlgorithm: types.AlgorithmSpec(r.WrappingAlgorithm), WrappingKeySpec: types.WrappingKeySpec(r.WrappingKeySpec),
+	})
+	if err != nil {
+		return s, gpiErr(err, it.KeyARN, r)
+	}
+	defer clear(out.ImportToken)
+	if out.ParametersValidTo == nil || len(out.ImportToken) == 0 || len(out.PublicKey) == 0 {
+		return s, flow.Errorf(flow.Internal, "GetParametersForImport for %s returned an incomplete answer", it.KeyARN)
+	}
+	issued := st.now().UTC()
+	rec := records.Token{
+		KeyARN: s.Key.ARN, TokenID: newID(), WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec,
+		IssuedAt: issued, ParametersValidTo: out.ParametersValidTo.UTC(), ExecutionID: s.Execution.ID, Status: records.TokenIssued,
+		SecretVersionID: it.SecretVersionID, PublicKey: out.PublicKey, ImportToken: out.ImportToken,
+		TargetKeyARN: it.KeyARN, Region: it.Region, ImportType: it.ImportType, KeyMaterialID: it.KeyMaterialID,
+	}
+	rec.SK = records.TokenSK(issued, rec.TokenID)
+	if err := st.Tokens.Put(ctx, rec); err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "recording import parameters for %s", it.KeyARN)
+	}
+	it.Fetches++
+	it.TokenID = rec.SK
+	s.Token = &flow.TokenRef{ID: rec.SK, ParametersValidTo: rec.ParametersValidTo, Fetches: it.Fetches}
+	telemetry.Logger(ctx).Info("import parameters fetched", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo, "item", p.Next,
+		"targetKeyArn", it.KeyARN, "region", it.Region, "importType", it.ImportType, "keyMaterialId", flow.ShortID(it.KeyMaterialID),
+		"wrappingAlgorithm", r.WrappingAlgorithm, "wrappingKeySpec", r.WrappingKeySpec, "secretVersionId", it.SecretVersionID, "fetch", it.Fetches)
+	return s, nil
+}
+
+// gpiErr names a GetParametersForImport error.
+func gpiErr(err error, arn string, r *flow.Request) error {
+	var is *types.KMSInvalidStateException
+	var uo *types.UnsupportedOperationException
+	switch {
+	case errors.As(err, &is), errors.As(err, &uo):
+		return flow.Wrap(flow.KeyNotEligible, err, "GetParametersForImport for %s", arn)
+	case flow.AWSCode(err) == "ValidationException":
+		return flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, r.WrappingAlgorithm, r.WrappingKeySpec)
+	}
+	return flow.FromAWS(err, flow.Internal, "GetParametersForImport for %s", arn)
 }
 
 func newID() string {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
@@ -38,6 +40,10 @@ func (f fakeSecrets) GetSecretValue(_ context.Context, in *secretsmanager.GetSec
 	c := *o
 	c.SecretBinary = append([]byte(nil), o.SecretBinary...)
 	return &c, nil
+}
+
+func (f fakeSecrets) PutSecretValue(context.Context, *secretsmanager.PutSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error) {
+	return nil, errors.New("this test stores no secret")
 }
 
 func binSecret(b []byte) *secretsmanager.GetSecretValueOutput {
@@ -160,7 +166,8 @@ func TestFetchPerKeyType(t *testing.T) {
 			raw, _ := json.Marshal(in)
 			db, table := ddblocal.Table(t)
 			tokens := &records.Tokens{DB: db, Table: table}
-			st := &Stage{KMS: client, Secrets: fakeSecrets{"s": c.secret}, Tokens: tokens,
+			st := &Stage{KMS: kmsaccess.Single{API: client}, Secrets: fakeSecrets{"s": c.secret}, Tokens: tokens,
+				Leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, Materials: &records.Materials{DB: db, Table: table},
 				Settings: settings.Settings{MaxTokenFetches: 3, DefaultValidFor: 720 * time.Hour}}
 			out, err := st.Run(ctx, flow.State{Input: raw, Execution: flow.Execution{ID: "exec-1"}})
 			if got := flow.NameOf(err); (err == nil) != (c.wantErr == "") || (err != nil && got != c.wantErr) {

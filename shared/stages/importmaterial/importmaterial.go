@@ -1,6 +1,7 @@
-// Package importmaterial is the third stage: it checks that the import token has
-// enough validity left and calls ImportKeyMaterial with the wrapped
-// material and the requested expiry.
+// Package importmaterial is the third stage: it checks that the import
+// token of the plan's current item has enough validity left and calls
+// ImportKeyMaterial with the wrapped material and the requested expiry,
+// in the item's Region.
 package importmaterial
 
 import (
@@ -13,26 +14,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
-	"github.com/kms-reimport/kms-reimport/shared/stages/wrapmaterial"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
-// KMS is the part of KMS this stage calls.
-type KMS interface {
-	ImportKeyMaterial(context.Context, *kms.ImportKeyMaterialInput, ...func(*kms.Options)) (*kms.ImportKeyMaterialOutput, error)
-}
-
 // Stage imports key material.
 type Stage struct {
-	KMS              KMS
+	KMS              kmsaccess.Regional
 	Tokens           *records.Tokens
+	Materials        *records.Materials
 	MinTokenValidity time.Duration
 	Now              func() time.Time
-	// Regions gives the KMS client of a replica's Region (nil: KMS).
-	Regions RegionalKMS
-	// Materials records new key material as soon as it is imported.
-	Materials *records.Materials
 }
 
 func (st *Stage) now() time.Time {
@@ -42,62 +35,135 @@ func (st *Stage) now() time.Time {
 	return time.Now()
 }
 
-// Run is the stage's handler.
+// Run imports the plan's current item and moves to the next.
 func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
-	if err := wrapmaterial.Needs(s); err != nil {
+	if err := s.CheckToken(); err != nil {
 		return s, err
 	}
-	if it := s.Plan.Current(); it != nil {
-		return st.runItem(ctx, s, it)
-	}
-	r, k := s.Request, s.Key
-	log := telemetry.Logger(ctx)
+	r, k, p := s.Request, s.Key, s.Plan
+	it := p.Current()
+	log := telemetry.Logger(ctx).With("targetKeyArn", it.KeyARN, "region", it.Region, "item", p.Next)
 	rec, err := st.Tokens.Get(ctx, k.ARN, s.Token.ID)
 	if err != nil {
-		return s, wrapmaterial.TokenErr(err)
+		return s, tokenErr(err)
 	}
-	if rec.Status == records.TokenUsed {
+	defer clear(rec.ImportToken)
+	if rec.TargetKeyARN != "" && rec.TargetKeyARN != it.KeyARN {
+		return s, flow.Errorf(flow.TokenStateConflict, "token record %s is for %s, not for the plan's item %s", rec.SK, rec.TargetKeyARN, it.KeyARN)
+	}
+	now := st.now()
+	var validTo *time.Time
+	if r.ExpirationModel == flow.Expires {
+		v := r.ValidTo.UTC().Truncate(time.Second) // KMS wants whole seconds
+		validTo = &v
+	}
+	id := it.KeyMaterialID
+	switch {
+	case rec.Status == records.TokenUsed:
 		// A retry after a success whose answer was lost: KMS already has
 		// the material with this token; don't import twice.
 		log.Info("token already used; import was done by an earlier attempt", "tokenId", rec.SK)
-		s.Import = &flow.ImportResult{ImportedAt: rec.UpdatedAt, ExpirationModel: r.ExpirationModel, ValidTo: r.ValidTo}
-		return s, nil
-	}
-	if rec.Status != records.TokenWrapped {
-		return s, flow.Errorf(flow.TokenStateConflict, "token record %s is %s; the import needs a wrapped token", rec.SK, rec.Status)
-	}
-	now := st.now()
-	left := rec.ParametersValidTo.Sub(now)
-	if left < st.MinTokenValidity {
-		reason := fmt.Sprintf("remaining validity %s is below the required %s", left.Truncate(time.Second), st.MinTokenValidity)
-		if err := st.Tokens.MarkExpired(ctx, k.ARN, rec.SK, reason); err != nil {
-			return s, wrapmaterial.TokenErr(err)
+		if rec.KeyMaterialID != "" {
+			id = rec.KeyMaterialID
 		}
-		log.Warn("import token too close to expiry; fresh parameters needed", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo, "remaining", left.String())
-		return s, flow.Errorf(flow.ImportTokenExpiring, "import token %s (valid to %s) has %s left, less than the required %s", rec.SK, rec.ParametersValidTo.Format(time.RFC3339), left.Truncate(time.Second), st.MinTokenValidity)
+		now = rec.UpdatedAt
+	case rec.Status != records.TokenWrapped:
+		return s, flow.Errorf(flow.TokenStateConflict, "token record %s is %s; the import needs a wrapped token", rec.SK, rec.Status)
+	default:
+		if left := rec.ParametersValidTo.Sub(now); left < st.MinTokenValidity {
+			if err := st.Tokens.MarkExpired(ctx, k.ARN, rec.SK, fmt.Sprintf("remaining validity %s is below the required %s", left.Truncate(time.Second), st.MinTokenValidity)); err != nil {
+				return s, tokenErr(err)
+			}
+			log.Warn("import token too close to expiry; fresh parameters needed", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo, "remaining", left.String())
+			return s, flow.Errorf(flow.ImportTokenExpiring, "import token %s (valid to %s) has %s left, less than the required %s", rec.SK, rec.ParametersValidTo.Format(time.RFC3339), left.Truncate(time.Second), st.MinTokenValidity)
+		}
+		in := &kms.ImportKeyMaterialInput{
+			KeyId:                &it.KeyARN,
+			ImportToken:          rec.ImportToken,
+			EncryptedKeyMaterial: rec.EncryptedKeyMaterial,
+			ExpirationModel:      types.ExpirationModelType(r.ExpirationModel),
+			ValidTo:              validTo,
+			// Empty for a first import and for HMAC and asymmetric keys:
+			// the SDK then omits it, as KMS requires for those keys.
+			ImportType: types.ImportType(it.ImportType),
+		}
+		if it.ImportType == flow.ExistingKeyMaterial && it.KeyMaterialID != "" {
+			in.KeyMaterialId = &it.KeyMaterialID
+		}
+		out, err := st.KMS.In(it.Region).ImportKeyMaterial(ctx, in)
+		if err != nil {
+			return s, st.importFailed(ctx, k.ARN, rec.SK, err)
+		}
+		if out.KeyMaterialId != nil && *out.KeyMaterialId != "" {
+			id = *out.KeyMaterialId
+		}
+		if err := st.Tokens.MarkUsedWith(ctx, k.ARN, rec.SK, id); err != nil {
+			return s, tokenErr(err)
+		}
 	}
-
-	in := &kms.ImportKeyMaterialInput{
-		KeyId:                &k.ARN,
-		ImportToken:          rec.ImportToken,
-		EncryptedKeyMaterial: rec.EncryptedKeyMaterial,
-		ExpirationModel:      types.ExpirationModelType(r.ExpirationModel),
+	if err := st.recordMaterial(ctx, s, it, id, now.UTC(), validTo); err != nil {
+		return s, err
 	}
-	if r.ExpirationModel == flow.Expires {
-		v := r.ValidTo.UTC().Truncate(time.Second) // KMS wants whole seconds
-		in.ValidTo = &v
-	}
-	_, err = st.KMS.ImportKeyMaterial(ctx, in)
-	clear(rec.ImportToken)
-	if err != nil {
-		return s, st.importFailed(ctx, k.ARN, rec.SK, err)
-	}
-	if err := st.Tokens.MarkUsed(ctx, k.ARN, rec.SK); err != nil {
-		return s, wrapmaterial.TokenErr(err)
-	}
-	s.Import = &flow.ImportResult{ImportedAt: now.UTC(), ExpirationModel: r.ExpirationModel, ValidTo: in.ValidTo}
-	log.Info("key material imported", "tokenId", rec.SK, "expirationModel", r.ExpirationModel, "validTo", in.ValidTo)
+	t := now.UTC()
+	it.KeyMaterialID, it.ImportedAt, it.ValidTo = id, &t, validTo
+	s.Import = &flow.ImportResult{ImportedAt: t, ExpirationModel: r.ExpirationModel, ValidTo: validTo}
+	log.Info("key material imported", "tokenId", rec.SK, "importType", it.ImportType, "keyMaterialId", flow.ShortID(id),
+		"secretVersionId", it.SecretVersionID, "expirationModel", r.ExpirationModel, "validTo", validTo)
+	p.Advance()
 	return s, nil
+}
+
+// recordMaterial notes in the material map, at once, which secret version
+// holds the material just imported into the primary: a rerun after a
+// later failure knows it. New material of a rotation is recorded pending
+// rotation (the next execution only rotates), and its id is what the
+// replicas' items import.
+func (st *Stage) recordMaterial(ctx context.Context, s flow.State, it *flow.PlanItem, id string, at time.Time, validTo *time.Time) error {
+	r, k, p := s.Request, s.Key, s.Plan
+	if it.Replica {
+		return nil
+	}
+	if id == "" {
+		// KMS named no material (HMAC, asymmetric, or a KMS that does not
+		// track materials): nothing to map, unless replicas need the id.
+		if it.New && p.HasReplicaItems() {
+			return flow.Errorf(flow.Internal, "ImportKeyMaterial for %s returned no KeyMaterialId, which its replicas' imports need", it.KeyARN)
+		}
+		return nil
+	}
+	mr := records.Material{KeyARN: k.ARN, KeyMaterialID: id, SecretID: r.SecretID, SecretVersionID: it.SecretVersionID,
+		State: records.MaterialImported, FirstImportedAt: at, LastImportedAt: at, ExecutionID: s.Execution.ID}
+	if !it.New {
+		if err := st.Materials.Merge(ctx, mr); err != nil {
+			return flow.FromAWS(err, flow.Internal, "recording key material %s of %s", flow.ShortID(id), k.ARN)
+		}
+		return nil
+	}
+	mr.State, mr.Generated = records.MaterialCurrent, p.Generated // a first import
+	if p.Rotate {
+		mr.State = records.MaterialPendingRotation
+	}
+	if validTo != nil {
+		mr.ValidTo = map[string]time.Time{it.Region: *validTo}
+	}
+	if err := st.Materials.Put(ctx, mr); err != nil {
+		return flow.FromAWS(err, flow.Internal, "recording new key material %s of %s", flow.ShortID(id), k.ARN)
+	}
+	p.NewMaterialID = id
+	for i := range p.Items {
+		if p.Items[i].New && p.Items[i].Replica {
+			p.Items[i].KeyMaterialID = id
+		}
+	}
+	return nil
+}
+
+// tokenErr names a token store error.
+func tokenErr(err error) error {
+	if errors.Is(err, records.ErrConflict) {
+		return flow.Wrap(flow.TokenStateConflict, err, "token record")
+	}
+	return flow.FromAWS(err, flow.Internal, "token record")
 }
 
 // importFailed names a KMS refusal and settles the token record.
@@ -115,7 +181,7 @@ func (st *Stage) importFailed(ctx context.Context, arn, sk string, err error) er
 	case errors.As(err, &expired):
 		named = flow.Wrap(flow.ImportTokenExpiring, err, "ImportKeyMaterial for %s: KMS says token %s expired", arn, sk)
 		if e := st.Tokens.MarkExpired(ctx, arn, sk, "KMS: ExpiredImportTokenException"); e != nil {
-			return wrapmaterial.TokenErr(e)
+			return tokenErr(e)
 		}
 		return named
 	case errors.As(err, &wrong):
@@ -135,7 +201,7 @@ func (st *Stage) importFailed(ctx context.Context, arn, sk string, err error) er
 		}
 	}
 	if e := st.Tokens.MarkFailed(ctx, arn, sk, flow.NameOf(named)+": "+flow.AWSCode(err)); e != nil {
-		return wrapmaterial.TokenErr(e)
+		return tokenErr(e)
 	}
 	return named
 }

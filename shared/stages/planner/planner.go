@@ -64,16 +64,28 @@ type Stats struct {
 	Reasons           map[string]int `json:"reasons,omitempty"`
 }
 
-// Planner plans one page.
-type Planner struct {
+// Stage plans one page.
+type Stage struct {
 	Registry       *registry.Store
 	PageSize       int32
 	MaxConcurrency int
 	Now            func() time.Time
 }
 
+// Run is the planner's handler: its event is a previous State (the next
+// page of the same run) or anything else (the schedule's envelope, {}),
+// which starts a fresh run. The run's metrics are emitted with its last
+// page.
+func (p *Stage) Run(ctx context.Context, raw json.RawMessage) (State, error) {
+	out, err := p.Plan(ctx, Decode(raw))
+	if err == nil && out.Next == "" {
+		out.Stats.EmitMetrics()
+	}
+	return out, err
+}
+
 // Plan reads the page after s.Next and returns the keys due on it.
-func (p *Planner) Plan(ctx context.Context, s State) (State, error) {
+func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()

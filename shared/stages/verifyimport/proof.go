@@ -84,7 +84,7 @@ func (st *Stage) macProof(ctx context.Context, arn string, spec types.KeySpec, r
 	if err != nil {
 		return "", err
 	}
-	out, err := st.KMS.GenerateMac(ctx, &kms.GenerateMacInput{KeyId: &arn, Message: msg, MacAlgorithm: ma.alg})
+	out, err := st.home(arn).GenerateMac(ctx, &kms.GenerateMacInput{KeyId: &arn, Message: msg, MacAlgorithm: ma.alg})
 	if err != nil {
 		return "", flow.FromAWS(err, flow.VerificationFailed, "GenerateMac with %s", arn)
 	}
@@ -125,7 +125,7 @@ func (st *Stage) asymmetricProof(ctx context.Context, md *types.KeyMetadata, r *
 	if err != nil {
 		return "", flow.Wrap(flow.InvalidSecret, err, "public key of secret %q version %s", r.SecretID, r.SecretVersionID)
 	}
-	pk, err := st.KMS.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
+	pk, err := st.home(arn).GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
 	if err != nil {
 		return "", flow.FromAWS(err, flow.VerificationFailed, "GetPublicKey for %s", arn)
 	}
@@ -140,7 +140,7 @@ func (st *Stage) asymmetricProof(ctx context.Context, md *types.KeyMetadata, r *
 	switch md.KeyUsage {
 	case types.KeyUsageTypeSignVerify:
 		alg, h := signingAlgorithm(spec)
-		out, err := st.KMS.Sign(ctx, &kms.SignInput{KeyId: &arn, Message: msg, MessageType: types.MessageTypeRaw, SigningAlgorithm: alg})
+		out, err := st.home(arn).Sign(ctx, &kms.SignInput{KeyId: &arn, Message: msg, MessageType: types.MessageTypeRaw, SigningAlgorithm: alg})
 		if err != nil {
 			return "", flow.FromAWS(err, flow.VerificationFailed, "Sign with %s", arn)
 		}
@@ -163,7 +163,7 @@ func (st *Stage) asymmetricProof(ctx context.Context, md *types.KeyMetadata, r *
 		if err != nil {
 			return "", flow.Wrap(flow.Internal, err, "encrypting the probe for %s", arn)
 		}
-		dec, err := st.KMS.Decrypt(ctx, &kms.DecryptInput{KeyId: &arn, CiphertextBlob: ct, EncryptionAlgorithm: types.EncryptionAlgorithmSpecRsaesOaepSha256})
+		dec, err := st.home(arn).Decrypt(ctx, &kms.DecryptInput{KeyId: &arn, CiphertextBlob: ct, EncryptionAlgorithm: types.EncryptionAlgorithmSpecRsaesOaepSha256})
 		if err != nil {
 			return "", flow.FromAWS(err, flow.VerificationFailed, "Decrypt with %s", arn)
 		}

@@ -10,6 +10,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
@@ -18,41 +19,23 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/stages/wrapmaterial"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
-// KMS is the part of KMS this stage calls.
-type KMS interface {
-	kmsaccess.Describer
-	Encrypt(context.Context, *kms.EncryptInput, ...func(*kms.Options)) (*kms.EncryptOutput, error)
-	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
-	GenerateMac(context.Context, *kms.GenerateMacInput, ...func(*kms.Options)) (*kms.GenerateMacOutput, error)
-	GetPublicKey(context.Context, *kms.GetPublicKeyInput, ...func(*kms.Options)) (*kms.GetPublicKeyOutput, error)
-	Sign(context.Context, *kms.SignInput, ...func(*kms.Options)) (*kms.SignOutput, error)
-}
-
 // Stage verifies an import and records it.
 type Stage struct {
-	KMS KMS
+	KMS kmsaccess.Regional
 	// Secrets is read for HMAC and asymmetric keys, whose proof compares
 	// KMS's answer with one computed from the pinned secret version.
-	Secrets keymaterial.SecretReader
-	Audit   *records.Imports
-	// Registry, when set, keeps the key's renewal status (and registers it
-	// when the request asks to).
-	Registry *registry.Store
-	// Leases, when set, gets the key's lease back.
-	Leases *records.Leases
-	// Tokens, when set, settles token records a retried stage left behind.
-	Tokens *records.Tokens
-	Now    func() time.Time
-	// Plan path (docs/rotation.md): RotateKeyOnDemand and ListKeyRotations
-	// on the primary, DescribeKey of replicas in their Regions, and the
-	// material map.
-	Rotator   Rotator
-	Regions   RegionalKMS
+	Secrets   keymaterial.SecretReader
+	Audit     *records.Imports
+	Tokens    *records.Tokens
+	Leases    *records.Leases
 	Materials *records.Materials
+	// Registry keeps the key's renewal status (and registers it when the
+	// request asks to).
+	Registry *registry.Store
+	Now      func() time.Time
 }
 
 func (st *Stage) now() time.Time {
@@ -62,64 +45,237 @@ func (st *Stage) now() time.Time {
 	return time.Now()
 }
 
-// Run is the stage's handler.
+// home is the KMS client of the Region of arn.
+func (st *Stage) home(arn string) kmsaccess.API { return st.KMS.In(kmsaccess.RegionOf(arn)) }
+
+// Run rotates (when asked) and verifies every target of the plan, then
+// records materials, audit trail and registry.
 func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
-	if s.Plan != nil {
-		return st.runPlan(ctx, s)
-	}
-	if err := wrapmaterial.Needs(s); err != nil {
+	if err := s.CheckFetched(); err != nil {
 		return s, err
 	}
-	if s.Import == nil {
-		return s, flow.Errorf(flow.InvalidInput, "field \"import\" is missing; this stage runs after the import stage")
+	r, k, p := s.Request, s.Key, s.Plan
+	if p.Pending {
+		return s, flow.Errorf(flow.InvalidInput, "the plan still has imports to do (item %d of %d)", p.Next, len(p.Items))
 	}
-	r, k := s.Request, s.Key
-	md, err := kmsaccess.Describe(ctx, st.KMS, k.ARN)
+	log := telemetry.Logger(ctx)
+	api := st.home(k.ARN)
+	var rotatedAt *time.Time
+	if p.Rotate && !p.Rotated {
+		if p.NewMaterialID == "" {
+			return s, flow.Errorf(flow.VerificationFailed, "no new key material was imported into %s, nothing to rotate to", k.ARN)
+		}
+		rots, err := kmsaccess.ListMaterials(ctx, api, k.ARN)
+		if err != nil {
+			return s, err
+		}
+		state := types.KeyMaterialState("")
+		for _, e := range rots {
+			if aws.ToString(e.KeyMaterialId) == p.NewMaterialID {
+				state = e.KeyMaterialState
+			}
+		}
+		switch state {
+		case types.KeyMaterialStatePendingRotation:
+			if _, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &k.ARN}); err != nil {
+				return s, flow.FromAWS(err, flow.Internal, "RotateKeyOnDemand for %s (to material %s)", k.ARN, flow.ShortID(p.NewMaterialID))
+			}
+			log.Info("rotated to new key material", "keyMaterialId", flow.ShortID(p.NewMaterialID))
+		case types.KeyMaterialStateCurrent:
+			log.Info("already rotated by an earlier attempt", "keyMaterialId", flow.ShortID(p.NewMaterialID))
+		default:
+			return s, flow.Errorf(flow.VerificationFailed, "new key material %s of %s is in state %q, not PENDING_ROTATION or CURRENT", flow.ShortID(p.NewMaterialID), k.ARN, state)
+		}
+		p.Rotated = true
+		t := st.now().UTC()
+		rotatedAt = &t
+	}
+
+	// The primary: Enabled, every material imported with the expiry asked.
+	md, err := kmsaccess.Describe(ctx, api, k.ARN)
 	if err != nil {
 		return s, err
 	}
-	if md.KeyState != types.KeyStateEnabled {
-		return s, flow.Errorf(flow.VerificationFailed, "key %s is %s after the import, not Enabled", k.ARN, md.KeyState)
+	var rots []types.RotationsListEntry
+	if p.Listed || kmsaccess.ListsMaterials(md) {
+		if rots, err = kmsaccess.ListMaterials(ctx, api, k.ARN); err != nil {
+			return s, err
+		}
 	}
-	if err := checkExpiry(md, r); err != nil {
-		return s, err
+	primarySkipped := len(p.Targets) > 0 && p.Targets[0].Skipped
+	if !primarySkipped {
+		if md.KeyState != types.KeyStateEnabled {
+			return s, flow.Errorf(flow.VerificationFailed, "key %s is %s after the imports, not Enabled", k.ARN, md.KeyState)
+		}
+		if err := checkMaterials(md, r, p, rots); err != nil {
+			return s, err
+		}
 	}
-	proof, err := st.prove(ctx, md, r, s.Execution.ID)
-	if err != nil {
+	if len(p.Targets) > 0 {
+		p.Targets[0].StateAfter, p.Targets[0].ValidTo = string(md.KeyState), md.ValidTo
+	}
+	// Every replica renewed: Enabled, in its own Region.
+	var replicas []registry.Replica
+	for i := range p.Targets {
+		t := &p.Targets[i]
+		if !t.Replica {
+			continue
+		}
+		rmd, err := kmsaccess.Describe(ctx, st.KMS.In(t.Region), t.KeyARN)
+		if err != nil {
+			return s, err
+		}
+		t.StateAfter, t.ValidTo = string(rmd.KeyState), rmd.ValidTo
+		if !t.Skipped && rmd.KeyState != types.KeyStateEnabled {
+			return s, flow.Errorf(flow.VerificationFailed, "replica %s is %s after the imports, not Enabled", t.KeyARN, rmd.KeyState)
+		}
+		replicas = append(replicas, registry.Replica{Region: t.Region, KeyARN: t.KeyARN, ValidTo: rmd.ValidTo, State: string(rmd.KeyState)})
+	}
+	proof := "primary not renewed in this execution (replicas only)"
+	if md.KeyState == types.KeyStateEnabled {
+		if proof, err = st.prove(ctx, md, r, s.Execution.ID); err != nil {
+			return s, err
+		}
+	}
+	now := st.now().UTC()
+	if err := st.mapMaterials(ctx, s, rots, rotatedAt, now); err != nil {
 		return s, err
 	}
 
 	rec := records.Import{
-		SK:                records.ImportSK(s.Execution.StartTime, s.Execution.ID),
-		KeyARN:            k.ARN,
-		KeyID:             r.KeyID,
-		RecordedAt:        st.now().UTC(),
-		ImportedAt:        &s.Import.ImportedAt,
-		Outcome:           records.ImportSucceeded,
-		ExpirationModel:   r.ExpirationModel,
-		ValidTo:           md.ValidTo,
-		ValidToBefore:     k.ValidToBefore,
-		KeyStateBefore:    k.StateBefore,
-		KeyStateAfter:     string(md.KeyState),
-		SecretID:          r.SecretID,
-		SecretVersionID:   r.SecretVersionID,
-		WrappingAlgorithm: r.WrappingAlgorithm,
-		WrappingKeySpec:   r.WrappingKeySpec,
-		WrappingDefaulted: r.WrappingDefaulted,
-		TokenID:           s.Token.ID,
-		TokenFetches:      s.Token.Fetches,
-		ExecutionID:       s.Execution.ID,
-		Verification:      proof,
+		SK: records.ImportSK(s.Execution.StartTime, s.Execution.ID), KeyARN: k.ARN, KeyID: r.KeyID, RecordedAt: now,
+		Outcome: records.ImportSucceeded, ExpirationModel: r.ExpirationModel, ValidTo: md.ValidTo, ValidToBefore: k.ValidToBefore,
+		KeyStateBefore: k.StateBefore, KeyStateAfter: string(md.KeyState), SecretID: r.SecretID, SecretVersionID: r.SecretVersionID,
+		WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec, WrappingDefaulted: r.WrappingDefaulted,
+		ExecutionID: s.Execution.ID, Verification: proof, Rotated: p.Rotate && p.Rotated, Resumed: p.Resumed,
+	}
+	if p.Rotate {
+		rec.NewMaterialID = p.NewMaterialID
+	}
+	if s.Import != nil {
+		rec.ImportedAt = &s.Import.ImportedAt
+	}
+	if s.Token != nil {
+		rec.TokenID, rec.TokenFetches = s.Token.ID, s.Token.Fetches
+	}
+	for _, it := range p.Items {
+		rec.Materials = append(rec.Materials, records.ImportMaterial{Region: it.Region, KeyARN: it.KeyARN, KeyMaterialID: it.KeyMaterialID,
+			SecretVersionID: it.SecretVersionID, ImportType: it.ImportType, ValidTo: it.ValidTo, TokenID: it.TokenID, ImportedAt: it.ImportedAt})
+	}
+	for _, t := range p.Targets {
+		rec.Regions = append(rec.Regions, records.ImportRegion{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, StateBefore: t.StateBefore,
+			StateAfter: t.StateAfter, ValidTo: t.ValidTo, Skipped: t.Skipped})
 	}
 	if err := st.Audit.Put(ctx, rec); err != nil {
 		return s, flow.FromAWS(err, flow.Internal, "recording the import of %s", k.ARN)
 	}
-	if err := st.bookkeep(ctx, s, md.ValidTo, rec.RecordedAt); err != nil {
+	if err := st.bookkeep(ctx, s, md.ValidTo, now); err != nil {
 		return s, err
 	}
+	if err := st.Registry.RecordOutcome(ctx, k.ARN, registry.Outcome{Replicas: replicas, RotatedAt: rotatedAt, Materials: len(rots)}); err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)
+	}
 	s.Verified = &flow.Verification{KeyState: string(md.KeyState), ValidTo: md.ValidTo, RoundTrip: proof, AuditID: rec.SK}
-	telemetry.Logger(ctx).Info("import verified and recorded", "keyState", md.KeyState, "validTo", md.ValidTo, "auditId", rec.SK)
+	log.Info("import verified and recorded", "keyState", md.KeyState, "validTo", md.ValidTo, "imports", len(p.Items), "rotated", p.Rotated, "materials", len(rots), "auditId", rec.SK)
 	return s, nil
+}
+
+// checkMaterials checks the expiry of what was imported into the primary:
+// per material where KMS lists them, else on the key itself.
+func checkMaterials(md *types.KeyMetadata, r *flow.Request, p *flow.Plan, rots []types.RotationsListEntry) error {
+	if len(rots) == 0 {
+		return checkExpiry(md, r)
+	}
+	byID := map[string]types.RotationsListEntry{}
+	for _, e := range rots {
+		byID[aws.ToString(e.KeyMaterialId)] = e
+		if e.ImportState != types.ImportStateImported {
+			return flow.Errorf(flow.VerificationFailed, "key material %s of %s is %s after the imports", flow.ShortID(aws.ToString(e.KeyMaterialId)), *md.Arn, e.ImportState)
+		}
+	}
+	for _, it := range p.Items {
+		if it.Replica || it.ImportedAt == nil {
+			continue
+		}
+		e, ok := byID[it.KeyMaterialID]
+		if !ok {
+			return flow.Errorf(flow.VerificationFailed, "key material %s imported into %s is not among its materials", flow.ShortID(it.KeyMaterialID), *md.Arn)
+		}
+		if string(e.ExpirationModel) != "" && string(e.ExpirationModel) != r.ExpirationModel {
+			return flow.Errorf(flow.VerificationFailed, "key material %s of %s has expiration model %s after the import, want %s", flow.ShortID(it.KeyMaterialID), *md.Arn, e.ExpirationModel, r.ExpirationModel)
+		}
+		if it.ValidTo != nil && (e.ValidTo == nil || !e.ValidTo.Equal(*it.ValidTo)) {
+			got := "none"
+			if e.ValidTo != nil {
+				got = e.ValidTo.UTC().Format(time.RFC3339)
+			}
+			return flow.Errorf(flow.VerificationFailed, "key material %s of %s has ValidTo %s after the import, want %s", flow.ShortID(it.KeyMaterialID), *md.Arn, got, it.ValidTo.Format(time.RFC3339))
+		}
+	}
+	if p.Rotate {
+		if e := byID[p.NewMaterialID]; e.KeyMaterialState != types.KeyMaterialStateCurrent {
+			return flow.Errorf(flow.VerificationFailed, "after RotateKeyOnDemand the new key material %s of %s is %s, not CURRENT", flow.ShortID(p.NewMaterialID), *md.Arn, e.KeyMaterialState)
+		}
+	}
+	return nil
+}
+
+// mapMaterials brings the material map in line with what KMS lists: every
+// material with its secret version and state.
+func (st *Stage) mapMaterials(ctx context.Context, s flow.State, rots []types.RotationsListEntry, rotatedAt *time.Time, now time.Time) error {
+	if len(rots) == 0 {
+		return nil
+	}
+	r, k, p := s.Request, s.Key, s.Plan
+	mm, err := st.Materials.List(ctx, k.ARN)
+	if err != nil {
+		return flow.FromAWS(err, flow.Internal, "material map of %s", k.ARN)
+	}
+	for _, e := range rots {
+		id := aws.ToString(e.KeyMaterialId)
+		rec, ok := mm[id]
+		if !ok {
+			rec = records.Material{KeyARN: k.ARN, KeyMaterialID: id, SecretID: r.SecretID, FirstImportedAt: now, ExecutionID: s.Execution.ID}
+		}
+		for _, it := range p.Items {
+			if it.KeyMaterialID != id || it.ImportedAt == nil {
+				continue
+			}
+			rec.SecretVersionID, rec.LastImportedAt, rec.ExecutionID = it.SecretVersionID, *it.ImportedAt, s.Execution.ID
+			if it.ValidTo != nil {
+				if rec.ValidTo == nil {
+					rec.ValidTo = map[string]time.Time{}
+				}
+				rec.ValidTo[it.Region] = *it.ValidTo
+			}
+		}
+		if rec.SecretVersionID == "" && len(rots) == 1 && len(p.Items) > 0 {
+			// The key's one material, imported from the request's secret
+			// before KMS named it.
+			rec.SecretVersionID = p.Items[0].SecretVersionID
+		}
+		if rec.SecretVersionID == "" {
+			continue // not known: the next fetch stage names it
+		}
+		switch e.KeyMaterialState {
+		case types.KeyMaterialStateCurrent:
+			rec.State = records.MaterialCurrent
+		case types.KeyMaterialStatePendingRotation:
+			rec.State = records.MaterialPendingRotation
+		default:
+			rec.State = records.MaterialNonCurrent
+		}
+		if id == p.NewMaterialID && rotatedAt != nil {
+			rec.RotatedAt = rotatedAt
+		}
+		if id == p.NewMaterialID {
+			rec.Generated = rec.Generated || p.Generated
+		}
+		if err := st.Materials.Put(ctx, rec); err != nil {
+			return flow.FromAWS(err, flow.Internal, "material map of %s", k.ARN)
+		}
+	}
+	return nil
 }
 
 func checkExpiry(md *types.KeyMetadata, r *flow.Request) error {
@@ -147,11 +303,11 @@ func (st *Stage) roundTrip(ctx context.Context, arn, execID string) (string, err
 		return "", flow.Wrap(flow.Internal, err, "random probe")
 	}
 	ec := map[string]string{"purpose": "kms-reimport verification", "execution": execID}
-	enc, err := st.KMS.Encrypt(ctx, &kms.EncryptInput{KeyId: &arn, Plaintext: probe, EncryptionContext: ec})
+	enc, err := st.home(arn).Encrypt(ctx, &kms.EncryptInput{KeyId: &arn, Plaintext: probe, EncryptionContext: ec})
 	if err != nil {
 		return "", flow.FromAWS(err, flow.VerificationFailed, "Encrypt with %s", arn)
 	}
-	dec, err := st.KMS.Decrypt(ctx, &kms.DecryptInput{KeyId: &arn, CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
+	dec, err := st.home(arn).Decrypt(ctx, &kms.DecryptInput{KeyId: &arn, CiphertextBlob: enc.CiphertextBlob, EncryptionContext: ec})
 	if err != nil {
 		return "", flow.FromAWS(err, flow.VerificationFailed, "Decrypt with %s", arn)
 	}

@@ -19,7 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
@@ -117,7 +119,7 @@ func TestProofPerKeyType(t *testing.T) {
 		proof    string
 		ops      string
 	}{
-		{"symmetric", types.KeySpecSymmetricDefault, types.KeyUsageTypeEncryptDecrypt, random(32), nil, "", "Encrypt/Decrypt round trip", "DescribeKey,Encrypt,Decrypt"},
+		{"symmetric", types.KeySpecSymmetricDefault, types.KeyUsageTypeEncryptDecrypt, random(32), nil, "", "Encrypt/Decrypt round trip", "DescribeKey,ListKeyRotations,Encrypt,Decrypt"},
 		{"HMAC_512", types.KeySpecHmac512, types.KeyUsageTypeGenerateVerifyMac, hmacBytes, hmacBytes, "", "GenerateMac (HMAC_SHA_512) of a 32-byte random message equals a local HMAC", "DescribeKey,GenerateMac"},
 		{"HMAC_224 other material", types.KeySpecHmac224, types.KeyUsageTypeGenerateVerifyMac, random(28), random(28), flow.VerificationFailed, "", "DescribeKey,GenerateMac"},
 		{"RSA_2048 sign", types.KeySpecRsa2048, types.KeyUsageTypeSignVerify, rsaDER, rsaDER, "", "GetPublicKey equals the public key of the material of secret version v1; Sign (RSASSA_PSS_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
@@ -143,13 +145,15 @@ func TestProofPerKeyType(t *testing.T) {
 			}
 			db, table := ddblocal.Table(t)
 			imports := &records.Imports{DB: db, Table: table}
-			st := &Stage{KMS: client, Secrets: oneSecret(secret), Audit: imports}
+			st := &Stage{KMS: kmsaccess.Single{API: client}, Secrets: oneSecret(secret), Audit: imports, Tokens: &records.Tokens{DB: db, Table: table},
+				Leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, Materials: &records.Materials{DB: db, Table: table}, Registry: &registry.Store{DB: db, Table: table}}
 			s := flow.State{
 				Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
 				Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire, WrappingAlgorithm: "A", WrappingKeySpec: "RSA_4096", WrappingDefaulted: true},
 				Key:       &flow.Key{ARN: arn, KeySpec: string(c.spec), KeyUsage: string(c.usage), StateBefore: "PendingImport"},
 				Token:     &flow.TokenRef{ID: "tok"},
 				Import:    &flow.ImportResult{ImportedAt: time.Now(), ExpirationModel: flow.DoesNotExpire},
+				Plan:      &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true}}, Next: 1, Targets: []flow.Target{{KeyARN: arn, StateBefore: "PendingImport"}}},
 			}
 			out, err := st.Run(ctx, s)
 			recs, lerr := imports.List(ctx, arn)

@@ -27,14 +27,11 @@ type Stage struct {
 
 // Run is the stage's handler.
 func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
-	if err := needs(s); err != nil {
+	if err := s.CheckToken(); err != nil {
 		return s, err
 	}
 	r, k := s.Request, s.Key
-	version := r.SecretVersionID
-	if it := s.Plan.Current(); it != nil {
-		version = it.SecretVersionID // this item's material
-	}
+	version := s.Plan.Current().SecretVersionID // this item's material
 	rec, err := st.Tokens.Get(ctx, k.ARN, s.Token.ID)
 	if err != nil {
 		return s, tokenErr(err)
@@ -68,22 +65,6 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	return s, nil
 }
 
-func needs(s flow.State) error {
-	switch {
-	case s.Execution.ID == "":
-		return flow.Errorf(flow.InvalidInput, "field \"execution.id\" is empty")
-	case s.Request == nil:
-		return flow.Errorf(flow.InvalidInput, "field \"request\" is missing; this stage runs after the fetch stage")
-	case s.Key == nil || s.Key.ARN == "":
-		return flow.Errorf(flow.InvalidInput, "field \"key.arn\" is missing; this stage runs after the fetch stage")
-	case s.Token == nil || s.Token.ID == "":
-		return flow.Errorf(flow.InvalidInput, "field \"token.id\" is missing; this stage runs after the fetch stage")
-	case s.Request.SecretVersionID == "":
-		return flow.Errorf(flow.InvalidInput, "field \"request.secretVersionId\" is empty; the fetch stage pins it")
-	}
-	return nil
-}
-
 // tokenErr names a token store error.
 func tokenErr(err error) error {
 	if errors.Is(err, records.ErrConflict) {
@@ -91,9 +72,3 @@ func tokenErr(err error) error {
 	}
 	return flow.FromAWS(err, flow.Internal, "token record")
 }
-
-// Needs is shared with later stages: the same state fields are required.
-var Needs = needs
-
-// TokenErr is shared with later stages.
-var TokenErr = tokenErr

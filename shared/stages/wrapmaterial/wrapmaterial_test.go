@@ -72,7 +72,8 @@ func TestWrapPerAlgorithm(t *testing.T) {
 			}
 			st := &Stage{Secrets: oneSecret{secretsmanager.GetSecretValueOutput{SecretBinary: c.secret, VersionId: aws.String("v1")}}, Tokens: store}
 			s := flow.State{Execution: flow.Execution{ID: "e"}, Request: &flow.Request{SecretID: "s", SecretVersionID: "v1", AllowLegacyWrapping: c.legacy},
-				Key: &flow.Key{ARN: arn, KeySpec: c.spec}, Token: &flow.TokenRef{ID: rec.SK}}
+				Key: &flow.Key{ARN: arn, KeySpec: c.spec}, Token: &flow.TokenRef{ID: rec.SK},
+				Plan: &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", TokenID: rec.SK}}, Pending: true}}
 			out, err := st.Run(ctx, s)
 			if c.wantErr != "" {
 				got, gerr := store.Get(ctx, arn, rec.SK)
