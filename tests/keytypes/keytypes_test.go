@@ -336,7 +336,7 @@ type success struct {
 }
 
 var (
-	symVerify  = []string{"Encrypt", "Decrypt"}
+	symVerify  = []string{"ListKeyRotations", "Encrypt", "Decrypt"} // KMS lists a symmetric key's materials once it has one
 	macVerify  = []string{"GenerateMac"}
 	signVerify = []string{"GetPublicKey", "Sign"}
 	encVerify  = []string{"GetPublicKey", "Decrypt"}

@@ -17,12 +17,12 @@ import (
 )
 
 // firstImport imports the secret's AWSCURRENT material on the
-// single-material path and returns its KeyMaterialId.
+// one-item plan and returns its KeyMaterialId.
 func firstImport(t *testing.T, arn, name string) string {
 	t.Helper()
 	r := execute(t, arn, map[string]any{"keyId": arn, "secretId": name, "validFor": "720h"})
 	mustSucceed(t, r)
-	if got := ops(r.reqs); got != "DescribeKey,GetParametersForImport,ImportKeyMaterial,DescribeKey,Encrypt,Decrypt" {
+	if got := ops(r.reqs); got != "DescribeKey,GetParametersForImport,ImportKeyMaterial,DescribeKey,ListKeyRotations,Encrypt,Decrypt" {
 		t.Fatalf("first import: KMS requests %s", got)
 	}
 	rots := rotations(t, arn)
