@@ -12,8 +12,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	kwp "github.com/tink-crypto/tink-go/v2/kwp/subtle"
 )
 
 // importToken is what an ImportToken stands for: the stand-in hands out an
@@ -361,11 +359,7 @@ func unwrap(tok *importToken, enc []byte) ([]byte, *apiError) {
 			return nil, bad
 		}
 		defer clear(aesKey)
-		kw, err := kwp.NewKWP(aesKey)
-		if err != nil {
-			return nil, bad
-		}
-		out, err := kw.Unwrap(enc[n:])
+		out, err := kwpUnwrap(aesKey, enc[n:])
 		if err != nil {
 			return nil, bad
 		}

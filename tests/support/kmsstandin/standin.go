@@ -12,8 +12,10 @@
 // to their typed exceptions.
 //
 // It unwraps what a client sends with its own code (Go's standard library
-// and tink's AES key wrap with padding), independently of the product's
-// wrap package, and keeps the material only in memory.
+// and an AES key wrap with padding written from RFC 5649 in kwp.go), so it
+// shares neither code nor a crypto library with the product's wrap
+// package (kwp_test.go asserts this), and keeps the material only in
+// memory.
 //
 // Every request is logged (operation, resolved key ARN and non-secret
 // parameters; never material, tokens, plaintext, MACs or signatures) and

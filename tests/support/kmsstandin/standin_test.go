@@ -31,7 +31,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
-	kwp "github.com/tink-crypto/tink-go/v2/kwp/subtle"
 )
 
 // fixture is a stand-in behind an HTTP server and an unmodified SDK client.
@@ -143,11 +142,7 @@ func wrapFor(t *testing.T, pubDER []byte, alg types.AlgorithmSpec, material []by
 	}
 	aesKey := make([]byte, 32)
 	_, _ = rand.Read(aesKey)
-	kw, err := kwp.NewKWP(aesKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped, err := kw.Wrap(material)
+	wrapped, err := kwpWrap(aesKey, material)
 	if err != nil {
 		t.Fatal(err)
 	}
