@@ -41,10 +41,19 @@ type fixture struct {
 	now  time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+// instant turns every modelled delay off, for the tests of other things.
+var instant = Options{RotationDelay: Off, StaleReadWindow: Off, ReplicaSyncDelay: Off}
+
+// newFixture: a stand-in whose clock is f.now (moved by the test), with
+// every delay off.
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, instant) }
+
+// newFixtureWith: a stand-in with the knobs of o and the clock f.now.
+func newFixtureWith(t *testing.T, o Options) *fixture {
 	t.Helper()
 	f := &fixture{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	f.srv = New(Options{Now: func() time.Time { return f.now }, WrappingKeyPool: 2})
+	o.Now, o.WrappingKeyPool = func() time.Time { return f.now }, 2
+	f.srv = New(o)
 	f.http = httptest.NewServer(f.srv)
 	t.Cleanup(f.http.Close)
 	f.kms = kms.New(kms.Options{
