@@ -387,7 +387,7 @@ func (s *Server) decrypt(body []byte, e *Request) (any, *apiError) {
 	}
 	var m *keyMaterial
 	for _, x := range k.materials {
-		if x.id == mid && x.state != matPendingRotation {
+		if x.id == mid && !x.pending() {
 			m = x
 		}
 	}

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	kwp "github.com/tink-crypto/tink-go/v2/kwp/subtle"
 )
 
 // importToken is what an ImportToken stands for: the stand-in hands out an
@@ -189,8 +187,10 @@ func (s *Server) importKeyMaterial(body []byte, e *Request) (any, *apiError) {
 	if k.origin != "EXTERNAL" {
 		return nil, errf(codeUnsupported, "%s origin is %s which is not valid for this operation.", k.arn, k.origin)
 	}
-	if k.deletion != nil {
-		return nil, errf(codeInvalidState, "%s is pending deletion.", k.arn)
+	// The ImportKeyMaterial reference: "its KeyState must be PendingImport
+	// or Enabled" (so not Disabled, PendingDeletion or Creating).
+	if st := s.state(k); st != "PendingImport" && st != "Enabled" {
+		return nil, errf(codeInvalidState, "%s is %s and not available for this operation: ImportKeyMaterial needs a key in state PendingImport or Enabled.", k.arn, st)
 	}
 	now := s.clock()
 
@@ -233,6 +233,9 @@ func (s *Server) importKeyMaterial(body []byte, e *Request) (any, *apiError) {
 	case "NEW_KEY_MATERIAL":
 		if in.KeyMaterialId != "" {
 			return nil, errf(codeValidation, "You cannot specify a KeyMaterialId with ImportType NEW_KEY_MATERIAL.")
+		}
+		if k.primary != nil {
+			return nil, errf(codeUnsupported, "%s is a multi-Region replica key: import new key material into its primary %s, then the same material into this replica with ImportType EXISTING_KEY_MATERIAL.", k.arn, k.primary.arn)
 		}
 	default:
 		return nil, errf(codeValidation, "1 validation error detected: Value '%s' at 'importType' failed to satisfy constraint: Member must satisfy enum value set: [NEW_KEY_MATERIAL, EXISTING_KEY_MATERIAL]", in.ImportType)
@@ -286,43 +289,67 @@ func (s *Server) importKeyMaterial(body []byte, e *Request) (any, *apiError) {
 	}
 	var bound *keyMaterial
 	switch {
+	case k.primary != nil:
+		// A replica takes only material its primary has and that it has
+		// learned (multi-Region shared properties sync with a delay, see
+		// ReplicaSyncDelay).
+		if in.KeyMaterialId != "" && in.KeyMaterialId != id {
+			return nil, errf(codeIncorrectMaterial, "The key material you are importing is not the key material identified by KeyMaterialId %s.", in.KeyMaterialId)
+		}
+		bound = k.material(id)
+		if bound == nil {
+			return nil, errf(codeIncorrectMaterial, "The key material you are importing (KeyMaterialId %s) is not associated with the replica key %s: a replica takes only key material imported into its primary %s, and learns a new key material id only some time after the primary's import.", id, k.arn, k.primary.arn)
+		}
+		s.w.touch(k, now)
+		if bound.secret == nil {
+			bound.secret, bound.priv = slices.Clone(identity), priv
+		}
+		reimport(bound)
+		s.w.recheck(k.primary, now)
 	case len(k.materials) == 0:
 		if in.ImportType == "EXISTING_KEY_MATERIAL" {
 			return nil, errf(codeIncorrectMaterial, "No key material is associated with %s yet: import it with ImportType NEW_KEY_MATERIAL (or omit ImportType).", k.arn)
 		}
+		s.w.touch(k, now)
 		bound = fresh(matCurrent)
 		k.materials = []*keyMaterial{bound}
 		k.enabled = true
+		s.w.syncReplicas(k, now)
 	case !symmetric:
 		m := k.materials[0]
 		if subtle.ConstantTimeCompare(m.secret, identity) != 1 {
 			return nil, errf(codeIncorrectMaterial, "The key material you are importing is not the key material previously imported into %s.", k.arn)
 		}
+		s.w.touch(k, now)
 		reimport(m)
 		bound = m
 	case in.ImportType == "NEW_KEY_MATERIAL":
 		for _, m := range k.materials {
 			if m.id == id {
-				return nil, errf(codeValidation, "This key material is already associated with %s (KeyMaterialId %s): reimport it with ImportType EXISTING_KEY_MATERIAL.", k.arn, id)
+				// IncorrectKeyMaterialException's reference: "KMS expected
+				// new key material but the key material being imported is
+				// already associated with the KMS key".
+				return nil, errf(codeIncorrectMaterial, "This key material is already associated with %s (KeyMaterialId %s): reimport it with ImportType EXISTING_KEY_MATERIAL.", k.arn, id)
 			}
-			if m.state == matPendingRotation {
-				return nil, errf(codeValidation, "%s already has key material pending rotation (KeyMaterialId %s): rotate it with RotateKeyOnDemand or delete it with DeleteImportedKeyMaterial first.", k.arn, m.id)
+			if m.pending() {
+				return nil, errf(codeValidation, "%s already has key material pending rotation (KeyMaterialId %s, %s): rotate it with RotateKeyOnDemand or delete it with DeleteImportedKeyMaterial first.", k.arn, m.id, m.state)
 			}
 		}
+		s.w.touch(k, now)
 		bound = fresh(matPendingRotation)
 		k.materials = append(k.materials, bound)
+		// With replicas it waits for them: PENDING_MULTI_REGION_IMPORT_AND_ROTATION.
+		s.w.recheck(k, now)
+		s.w.syncReplicas(k, now)
 	default: // EXISTING_KEY_MATERIAL, or omitted after the first import
 		if in.KeyMaterialId != "" && in.KeyMaterialId != id {
 			return nil, errf(codeIncorrectMaterial, "The key material you are importing is not the key material identified by KeyMaterialId %s.", in.KeyMaterialId)
 		}
-		for _, m := range k.materials {
-			if m.id == id {
-				bound = m
-			}
-		}
+		bound = k.material(id)
 		if bound == nil {
 			return nil, errf(codeIncorrectMaterial, "The key material you are importing is not associated with %s.", k.arn)
 		}
+		s.w.touch(k, now)
 		reimport(bound)
 	}
 	out := map[string]any{"KeyId": k.arn}
@@ -361,11 +388,7 @@ func unwrap(tok *importToken, enc []byte) ([]byte, *apiError) {
 			return nil, bad
 		}
 		defer clear(aesKey)
-		kw, err := kwp.NewKWP(aesKey)
-		if err != nil {
-			return nil, bad
-		}
-		out, err := kw.Unwrap(enc[n:])
+		out, err := kwpUnwrap(aesKey, enc[n:])
 		if err != nil {
 			return nil, bad
 		}
@@ -390,9 +413,11 @@ func (s *Server) deleteImportedKeyMaterial(body []byte, e *Request) (any, *apiEr
 	if k.origin != "EXTERNAL" {
 		return nil, errf(codeUnsupported, "%s origin is %s which is not valid for this operation.", k.arn, k.origin)
 	}
-	if k.deletion != nil {
-		return nil, errf(codeInvalidState, "%s is pending deletion.", k.arn)
+	if k.creating {
+		return nil, errf(codeInvalidState, "%s is Creating and not available for this operation.", k.arn)
 	}
+	// Allowed pending deletion too: the reference says it then leaves the
+	// key state PendingDeletion.
 	if in.KeyMaterialId != "" && k.info().class != "symmetric" {
 		return nil, errf(codeValidation, "KeyMaterialId is valid only for symmetric encryption keys.")
 	}
@@ -409,10 +434,19 @@ func (s *Server) deleteImportedKeyMaterial(body []byte, e *Request) (any, *apiEr
 	if m == nil {
 		return nil, errf(codeNotFound, "No such key material for %s.", k.arn)
 	}
-	if m.state == matPendingRotation {
-		// Not permanently associated: deleting it removes it.
+	now := s.clock()
+	s.w.touch(k, now)
+	if m.pending() && k.primary == nil {
+		// Not permanently associated: deleting it removes it (from the
+		// replicas too, once the change reaches them).
 		k.materials = slices.DeleteFunc(k.materials, func(x *keyMaterial) bool { return x == m })
+		if k.rotating != nil && k.rotating.toID == m.id {
+			k.rotating = nil // nothing left to rotate to
+		}
+		s.w.syncReplicas(k, now)
 	} else {
+		// On a replica only this key's copy goes; the primary and the
+		// other replicas are unchanged.
 		m.imported, m.validTo, m.expiration = false, nil, ""
 	}
 	out := map[string]any{"KeyId": k.arn}
@@ -420,115 +454,4 @@ func (s *Server) deleteImportedKeyMaterial(body []byte, e *Request) (any, *apiEr
 		out["KeyMaterialId"] = m.id
 	}
 	return out, nil
-}
-
-func (s *Server) listKeyRotations(body []byte, e *Request) (any, *apiError) {
-	var in struct {
-		KeyId              string
-		IncludeKeyMaterial string
-		pageIn
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
-	if err != nil {
-		return nil, err
-	}
-	e.KeyARN = k.arn
-	if k.info().class != "symmetric" {
-		return nil, errf(codeUnsupported, "%s is %s: only symmetric encryption keys have key material rotations.", k.arn, k.spec)
-	}
-	switch in.IncludeKeyMaterial {
-	case "", "ROTATIONS_ONLY", "ALL_KEY_MATERIAL":
-	default:
-		return nil, errf(codeValidation, "1 validation error detected: Value '%s' at 'includeKeyMaterial' failed to satisfy constraint: Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]", in.IncludeKeyMaterial)
-	}
-	s.expire(k)
-	var sel []*keyMaterial
-	for _, m := range k.materials {
-		if in.IncludeKeyMaterial == "ALL_KEY_MATERIAL" || m.rotatedAt != nil {
-			sel = append(sel, m)
-		}
-	}
-	start, end, next, perr := page(len(sel), in.pageIn, 100)
-	if perr != nil {
-		return nil, perr
-	}
-	list := []map[string]any{}
-	for _, m := range sel[start:end] {
-		ent := map[string]any{"KeyId": k.id, "KeyMaterialId": m.id, "KeyMaterialState": m.state}
-		if m.rotatedAt != nil {
-			ent["RotationDate"] = ts(*m.rotatedAt)
-			ent["RotationType"] = "ON_DEMAND"
-		}
-		if k.origin == "EXTERNAL" {
-			if m.imported {
-				ent["ImportState"] = "IMPORTED"
-				ent["ExpirationModel"] = m.expiration
-				if m.validTo != nil {
-					ent["ValidTo"] = ts(*m.validTo)
-				}
-			} else {
-				ent["ImportState"] = "PENDING_IMPORT"
-			}
-			if m.description != "" {
-				ent["KeyMaterialDescription"] = m.description
-			}
-		}
-		list = append(list, ent)
-	}
-	out := map[string]any{"Rotations": list, "Truncated": next != ""}
-	if next != "" {
-		out["NextMarker"] = next
-	}
-	return out, nil
-}
-
-func (s *Server) rotateKeyOnDemand(body []byte, e *Request) (any, *apiError) {
-	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
-	if err != nil {
-		return nil, err
-	}
-	e.KeyARN = k.arn
-	if k.info().class != "symmetric" {
-		return nil, errf(codeUnsupported, "%s is %s: on-demand rotation is supported only on symmetric encryption keys.", k.arn, k.spec)
-	}
-	switch st := s.state(k); st {
-	case "Enabled":
-	case "Disabled":
-		return nil, errf(codeDisabled, "%s is disabled.", k.arn)
-	default:
-		return nil, errf(codeInvalidState, "%s is %s and not available for this operation.", k.arn, st)
-	}
-	var next *keyMaterial
-	if k.origin == "EXTERNAL" {
-		for _, m := range k.materials {
-			if m.state == matPendingRotation {
-				next = m
-			}
-		}
-		if next == nil || !next.imported {
-			return nil, errf(codeInvalidState, "%s has no imported key material in state PENDING_ROTATION: import new key material (ImportType NEW_KEY_MATERIAL) first.", k.arn)
-		}
-	} else {
-		secret, gerr := generateMaterial(k.spec)
-		if gerr != nil {
-			return nil, errf(codeInternal, "generating key material: %v", gerr)
-		}
-		next = &keyMaterial{id: materialID(k.id, secret), secret: secret, imported: true}
-		k.materials = append(k.materials, next)
-	}
-	for _, m := range k.materials {
-		if m.state == matCurrent {
-			m.state = matNonCurrent
-		}
-	}
-	now := s.clock().UTC()
-	next.state, next.rotatedAt = matCurrent, &now
-	return map[string]any{"KeyId": k.arn}, nil
 }

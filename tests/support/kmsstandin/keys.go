@@ -49,7 +49,16 @@ const (
 	matCurrent         = "CURRENT"
 	matNonCurrent      = "NON_CURRENT"
 	matPendingRotation = "PENDING_ROTATION"
+	// matPendingMulti: imported (NEW_KEY_MATERIAL) into a multi-Region
+	// primary but not yet into every replica.
+	matPendingMulti = "PENDING_MULTI_REGION_IMPORT_AND_ROTATION"
 )
+
+// pending says whether material is not (yet) permanently associated with
+// its key: imported for a rotation that has not completed.
+func (m *keyMaterial) pending() bool {
+	return m.state == matPendingRotation || m.state == matPendingMulti
+}
 
 // keyMaterial is one key material of a key.
 type keyMaterial struct {
@@ -75,11 +84,42 @@ type key struct {
 	deletion    *time.Time
 	window      int32
 	multiRegion bool
-	// replicas of a multi-Region primary: Region -> replica ARN. The
-	// stand-in records the topology only; each replica key lives in the
-	// KMS of its Region (in the tests, a local-kms per Region).
-	replicas  map[string]string
+	region      string // the Region of the Server holding the key
+	// replicas of a multi-Region primary: Region -> replica ARN. A
+	// replica in a Region some Server of the same world serves is a key
+	// there (primary set); one in any other Region is only recorded: it
+	// lives in another KMS (in the tests, a local-kms per Region).
+	replicas map[string]string
+	// externalImports: of the replicas recorded only, which key material
+	// ids were imported into each (Region -> ids), as a test reports with
+	// POST /_standin/replica-imports.
+	externalImports map[string]map[string]bool
+	// primary of a replica key (nil for every other key).
+	primary *key
+	// creating: a new replica, until the first sync reaches it.
+	creating  bool
 	materials []*keyMaterial // in association order
+	// rotating is the on-demand rotation in progress, if any.
+	rotating *rotation
+	// onDemandRotations started over the key's life.
+	onDemandRotations int
+	// history: the key before each change of the last StaleReadWindow.
+	history []snapshot
+}
+
+// rotation is an on-demand rotation in progress.
+type rotation struct {
+	started time.Time
+	toID    string // the imported material being made current (EXTERNAL)
+}
+
+func (k *key) material(id string) *keyMaterial {
+	for _, m := range k.materials {
+		if m.id == id {
+			return m
+		}
+	}
+	return nil
 }
 
 func (k *key) info() specInfo { return keySpecs[k.spec] }
@@ -107,6 +147,9 @@ func (k *key) current() *keyMaterial {
 // state is the KeyState as DescribeKey reports it.
 func (s *Server) state(k *key) string {
 	s.expire(k)
+	if k.creating {
+		return "Creating"
+	}
 	if k.deletion != nil {
 		return "PendingDeletion"
 	}
@@ -114,7 +157,7 @@ func (s *Server) state(k *key) string {
 		return "PendingImport"
 	}
 	for _, m := range k.materials {
-		if m.state != matPendingRotation && !m.imported {
+		if !m.pending() && !m.imported {
 			return "PendingImport"
 		}
 	}
@@ -240,7 +283,7 @@ func (s *Server) createKey(body []byte, e *Request) (any, *apiError) {
 	}
 	k := &key{
 		id: id, arn: s.keyARN(id), created: s.clock().UTC(), description: in.Description,
-		spec: spec, usage: usage, origin: origin, enabled: true, multiRegion: mr,
+		spec: spec, usage: usage, origin: origin, enabled: true, multiRegion: mr, region: s.region,
 	}
 	if origin == "AWS_KMS" {
 		secret, err := generateMaterial(spec)
@@ -259,6 +302,7 @@ func (s *Server) createKey(body []byte, e *Request) (any, *apiError) {
 	}
 	s.keys[id] = k
 	s.order = append(s.order, id)
+	s.w.created(k, s.clock())
 	e.KeyARN = k.arn
 	return map[string]any{"KeyMetadata": s.metadata(k)}, nil
 }
@@ -316,7 +360,7 @@ func (s *Server) metadata(k *key) map[string]any {
 			md["ExpirationModel"] = cur.expiration
 			var earliest *time.Time
 			for _, m := range k.materials {
-				if m.state != matPendingRotation && m.imported && m.validTo != nil && (earliest == nil || m.validTo.Before(*earliest)) {
+				if !m.pending() && m.imported && m.validTo != nil && (earliest == nil || m.validTo.Before(*earliest)) {
 					earliest = m.validTo
 				}
 			}
@@ -325,20 +369,26 @@ func (s *Server) metadata(k *key) map[string]any {
 			}
 		}
 	}
-	if cur := k.current(); cur != nil && info.class == "symmetric" && (k.origin == "AWS_KMS" || !k.multiRegion) {
+	// Every symmetric key with (AWS_KMS or EXTERNAL) material has one,
+	// single- and multi-Region, primary and replica alike.
+	if cur := k.current(); cur != nil && info.class == "symmetric" {
 		md["CurrentKeyMaterialId"] = cur.id
 	}
 	if k.multiRegion {
+		typ, primary := "PRIMARY", k
+		if k.primary != nil {
+			typ, primary = "REPLICA", k.primary
+		}
 		md["MultiRegionConfiguration"] = map[string]any{
-			"MultiRegionKeyType": "PRIMARY",
-			"PrimaryKey":         map[string]string{"Arn": k.arn, "Region": s.region},
-			"ReplicaKeys":        s.replicaKeys(k),
+			"MultiRegionKeyType": typ,
+			"PrimaryKey":         map[string]string{"Arn": primary.arn, "Region": primary.region},
+			"ReplicaKeys":        replicaKeys(primary),
 		}
 	}
 	return md
 }
 
-func (s *Server) replicaKeys(k *key) []map[string]string {
+func replicaKeys(k *key) []map[string]string {
 	out := []map[string]string{}
 	regions := make([]string, 0, len(k.replicas))
 	for r := range k.replicas {
@@ -349,55 +399,6 @@ func (s *Server) replicaKeys(k *key) []map[string]string {
 		out = append(out, map[string]string{"Arn": k.replicas[r], "Region": r})
 	}
 	return out
-}
-
-// replicateKey records a replica of a multi-Region primary in another
-// Region, as ReplicateKey does, and answers ReplicaKeyMetadata. The
-// replica key itself is not created here: it lives in the KMS of its
-// Region (see docs/rotation.md).
-func (s *Server) replicateKey(body []byte, e *Request) (any, *apiError) {
-	var in struct {
-		KeyId, ReplicaRegion, Description string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
-	if err != nil {
-		return nil, err
-	}
-	e.KeyARN = k.arn
-	e.Params["ReplicaRegion"] = in.ReplicaRegion
-	switch {
-	case !k.multiRegion:
-		return nil, errf(codeUnsupported, "%s is not a multi-Region key.", k.arn)
-	case in.ReplicaRegion == "" || len(in.ReplicaRegion) > 32:
-		return nil, errf(codeValidation, "1 validation error detected: Value at 'replicaRegion' failed to satisfy constraint: Member must have length between 1 and 32")
-	case in.ReplicaRegion == s.region:
-		return nil, errf(codeValidation, "The replica Region %s is the Region of the primary key.", in.ReplicaRegion)
-	case k.replicas[in.ReplicaRegion] != "":
-		return nil, errf(codeAlreadyExists, "%s already has a replica in %s.", k.arn, in.ReplicaRegion)
-	case k.deletion != nil:
-		return nil, errf(codeInvalidState, "%s is pending deletion.", k.arn)
-	}
-	if k.replicas == nil {
-		k.replicas = map[string]string{}
-	}
-	arn := "arn:aws:kms:" + in.ReplicaRegion + ":" + s.account + ":key/" + k.id
-	k.replicas[in.ReplicaRegion] = arn
-	md := s.metadata(k)
-	md["Arn"], md["KeyState"], md["Enabled"] = arn, "Creating", false
-	delete(md, "ValidTo")
-	delete(md, "ExpirationModel")
-	if k.origin == "EXTERNAL" {
-		md["KeyState"] = "PendingImport"
-	}
-	md["MultiRegionConfiguration"] = map[string]any{
-		"MultiRegionKeyType": "REPLICA",
-		"PrimaryKey":         map[string]string{"Arn": k.arn, "Region": s.region},
-		"ReplicaKeys":        s.replicaKeys(k),
-	}
-	return map[string]any{"ReplicaKeyMetadata": md, "ReplicaPolicy": "", "ReplicaTags": []any{}}, nil
 }
 
 type keyIDIn struct {
@@ -414,7 +415,21 @@ func (s *Server) describeKey(body []byte, e *Request) (any, *apiError) {
 		return nil, err
 	}
 	e.KeyARN = k.arn
-	return map[string]any{"KeyMetadata": s.metadata(k)}, nil
+	v, err := s.read(k)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"KeyMetadata": s.metadata(v)}, nil
+}
+
+// read is k as an eventually consistent read sees it (see world.view):
+// NotFoundException if it was created within the stale-read window.
+func (s *Server) read(k *key) (*key, *apiError) {
+	v := s.w.view(k)
+	if v == nil {
+		return nil, errf(codeNotFound, "Key '%s' does not exist", k.arn)
+	}
+	return v, nil
 }
 
 type aliasIn struct {
@@ -569,6 +584,7 @@ func (s *Server) setEnabled(body []byte, e *Request, on bool) (any, *apiError) {
 	default:
 		return nil, errf(codeInvalidState, "%s is %s and cannot be enabled or disabled.", k.arn, st)
 	}
+	s.w.touch(k, s.clock())
 	k.enabled = on
 	return map[string]any{}, nil
 }
@@ -597,6 +613,7 @@ func (s *Server) scheduleKeyDeletion(body []byte, e *Request) (any, *apiError) {
 		return nil, errf(codeInvalidState, "%s is pending deletion.", k.arn)
 	}
 	d := s.clock().UTC().Add(time.Duration(w) * 24 * time.Hour)
+	s.w.touch(k, s.clock())
 	k.deletion, k.window = &d, w
 	return map[string]any{"KeyId": k.arn, "DeletionDate": ts(d), "KeyState": "PendingDeletion", "PendingWindowInDays": w}, nil
 }
@@ -614,6 +631,7 @@ func (s *Server) cancelKeyDeletion(body []byte, e *Request) (any, *apiError) {
 	if k.deletion == nil {
 		return nil, errf(codeInvalidState, "%s is not pending deletion.", k.arn)
 	}
+	s.w.touch(k, s.clock())
 	k.deletion, k.window = nil, 0
 	k.enabled = false // a key whose deletion is canceled is Disabled
 	return map[string]any{"KeyId": k.arn}, nil

@@ -12,8 +12,10 @@
 // to their typed exceptions.
 //
 // It unwraps what a client sends with its own code (Go's standard library
-// and tink's AES key wrap with padding), independently of the product's
-// wrap package, and keeps the material only in memory.
+// and an AES key wrap with padding written from RFC 5649 in kwp.go), so it
+// shares neither code nor a crypto library with the product's wrap
+// package (kwp_test.go asserts this), and keeps the material only in
+// memory.
 //
 // Every request is logged (operation, resolved key ARN and non-secret
 // parameters; never material, tokens, plaintext, MACs or signatures) and
@@ -30,7 +32,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -45,16 +46,40 @@ type Options struct {
 	// per wrapping key spec (default 4): GetParametersForImport hands them
 	// out in turn, generating each on first use.
 	WrappingKeyPool int
+
+	// Behaviours of real AWS, on by default (zero values pick the
+	// defaults, Off turns a delay or window off). Each has an environment
+	// variable in the command (EnvOptions); docs/kms-standin.md has the
+	// details.
+
+	// RotationDelay is how long a rotation started by RotateKeyOnDemand
+	// takes to complete (default DefaultRotationDelay, 1.5s). Until then
+	// GetKeyRotationStatus reports OnDemandRotationStartDate, the imported
+	// material stays PENDING_ROTATION and the old material CURRENT.
+	RotationDelay time.Duration
+	// StaleReadWindow is how long after a change to a key DescribeKey,
+	// ListKeyRotations and GetKeyRotationStatus still answer with the key
+	// as it was before (default DefaultStaleReadWindow, 750ms; right after
+	// CreateKey they answer NotFoundException).
+	StaleReadWindow time.Duration
+	// ReplicaSyncDelay is how long a multi-Region key's shared properties
+	// take to reach its replicas (default DefaultReplicaSyncDelay, 1s): a
+	// new replica stays Creating that long, and learns a KeyMaterialId
+	// imported into the primary (or a rotation) that long after.
+	ReplicaSyncDelay time.Duration
+	// MaxOnDemandRotations is how many on-demand rotations a key may have
+	// over its life (default DefaultMaxOnDemandRotations, 25; negative: no
+	// limit). Past it RotateKeyOnDemand answers LimitExceededException.
+	MaxOnDemandRotations int
 }
 
-// Server is the stand-in. It is an http.Handler; the zero value is not
-// usable: call New.
+// Server is the stand-in for one Region. It is an http.Handler; the zero
+// value is not usable: call New (and InRegion for further Regions of the
+// same partition, which multi-Region keys replicate into).
 type Server struct {
+	w               *world
 	region, account string
-	now             func() time.Time
 
-	mu      sync.Mutex
-	offset  time.Duration
 	keys    map[string]*key // by key id
 	order   []string        // key ids in creation order
 	aliases map[string]string
@@ -81,11 +106,34 @@ func New(o Options) *Server {
 	if o.WrappingKeyPool <= 0 {
 		o.WrappingKeyPool = 4
 	}
-	return &Server{
-		region: o.Region, account: o.Account, now: o.Now,
-		keys: map[string]*key{}, aliases: map[string]string{}, tokens: map[string]*importToken{}, faults: map[string]*fault{},
-		wrap: newWrapPool(o.WrappingKeyPool),
+	w := &world{now: o.Now, account: o.Account, opts: o, knobs: resolveKnobs(o), servers: map[string]*Server{}, wrap: newWrapPool(o.WrappingKeyPool)}
+	return w.server(o.Region)
+}
+
+func (w *world) server(region string) *Server {
+	if s := w.servers[region]; s != nil {
+		return s
 	}
+	s := &Server{
+		w: w, region: region, account: w.account,
+		keys: map[string]*key{}, aliases: map[string]string{}, tokens: map[string]*importToken{}, faults: map[string]*fault{},
+		wrap: w.wrap,
+	}
+	w.servers[region] = s
+	return s
+}
+
+// InRegion returns the stand-in of another Region of the same partition,
+// creating it on first use: it shares this one's clock and knobs, and
+// ReplicateKey into its Region creates a real replica key there, whose
+// imports, states and key material ids the stand-in tracks. (ReplicateKey
+// into a Region no Server of the partition serves only records the
+// replica's ARN: that replica lives in another KMS, see
+// POST /_standin/replica-imports.)
+func (s *Server) InRegion(region string) *Server {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return s.w.server(region)
 }
 
 // Region is the Region the stand-in puts in ARNs.
@@ -94,13 +142,18 @@ func (s *Server) Region() string { return s.region }
 // Account is the account id the stand-in puts in ARNs.
 func (s *Server) Account() string { return s.account }
 
-func (s *Server) clock() time.Time { return s.now().Add(s.offset) }
+// Behaviour describes the effective knobs, for logs.
+func (s *Server) Behaviour() string { return s.w.knobs.String() }
 
-// Advance moves the stand-in's clock forward (for material expiry).
+func (s *Server) clock() time.Time { return s.w.clock() }
+
+// Advance moves the stand-in's clock forward (for material expiry; it
+// also lets pending rotations, replica syncs and stale reads run out). It
+// is the clock of every Region of the partition.
 func (s *Server) Advance(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.offset += d
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.offset += d
 }
 
 // Request is one entry of the request log.
@@ -116,15 +169,15 @@ type Request struct {
 
 // Requests returns a copy of the request log, oldest first.
 func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
 	return append([]Request(nil), s.log...)
 }
 
 // ResetRequests empties the request log.
 func (s *Server) ResetRequests() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
 	s.log = nil
 }
 
@@ -187,6 +240,7 @@ var operations = map[string]handler{
 	"DeleteImportedKeyMaterial": (*Server).deleteImportedKeyMaterial,
 	"ListKeyRotations":          (*Server).listKeyRotations,
 	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
+	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
 	"ReplicateKey":              (*Server).replicateKey,
 	"Encrypt":                   (*Server).encrypt,
 	"Decrypt":                   (*Server).decrypt,
@@ -212,7 +266,7 @@ func Operations() []string {
 // Mac, Signature, CiphertextBlob, Policy) never are: sizedParams records
 // their length only.
 var loggedParams = []string{
-	"KeyId", "TargetKeyId", "AliasName", "KeySpec", "CustomerMasterKeySpec", "KeyUsage", "Origin", "MultiRegion",
+	"KeyId", "TargetKeyId", "AliasName", "ReplicaRegion", "KeySpec", "CustomerMasterKeySpec", "KeyUsage", "Origin", "MultiRegion",
 	"Description", "WrappingAlgorithm", "WrappingKeySpec", "ExpirationModel", "ValidTo", "ImportType",
 	"KeyMaterialId", "KeyMaterialDescription", "EncryptionAlgorithm", "EncryptionContext", "SigningAlgorithm",
 	"MessageType", "MacAlgorithm", "IncludeKeyMaterial", "PendingWindowInDays", "Limit", "Marker",
@@ -275,8 +329,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = []byte("{}")
 	}
 	h, ok := operations[op]
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.settle()
 	s.seq++
 	entry := Request{Seq: s.seq, Time: s.clock().UTC(), Operation: op, Params: logParams(body)}
 	var out any
@@ -326,8 +381,9 @@ func writeErr(w http.ResponseWriter, e *apiError) {
 	_, _ = w.Write(b)
 }
 
-// debug serves GET/DELETE /_standin/requests and
-// POST /_standin/clock?advance=<Go duration>.
+// debug serves GET/DELETE /_standin/requests,
+// POST /_standin/clock?advance=<Go duration>, POST/DELETE /_standin/faults,
+// POST /_standin/replica-imports and GET /_standin/health.
 func (s *Server) debug(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	switch {
@@ -356,9 +412,9 @@ func (s *Server) debug(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.Advance(d)
-		s.mu.Lock()
+		s.w.mu.Lock()
 		now := s.clock()
-		s.mu.Unlock()
+		s.w.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]any{"now": now.UTC()})
 	case r.URL.Path == "/_standin/faults" && r.Method == http.MethodPost:
 		q := r.URL.Query()
@@ -367,17 +423,22 @@ func (s *Server) debug(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"error":"want ?operation=<Operation>&code=<ErrorCode>&count=<n>"}`, http.StatusBadRequest)
 			return
 		}
-		s.mu.Lock()
+		s.w.mu.Lock()
 		s.faults[q.Get("operation")] = &fault{code: q.Get("code"), count: n}
-		s.mu.Unlock()
+		s.w.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	case r.URL.Path == "/_standin/faults" && r.Method == http.MethodDelete:
-		s.mu.Lock()
+		s.w.mu.Lock()
 		s.faults = map[string]*fault{}
-		s.mu.Unlock()
+		s.w.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
+	case r.URL.Path == "/_standin/replica-imports" && r.Method == http.MethodPost:
+		s.replicaImported(w, r)
 	case r.URL.Path == "/_standin/health":
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "region": s.region, "account": s.account})
+		k := s.w.knobs
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "region": s.region, "account": s.account,
+			"rotationDelay": k.rotationDelay.String(), "staleReadWindow": k.staleWindow.String(),
+			"replicaSyncDelay": k.syncDelay.String(), "maxOnDemandRotations": k.maxRotations})
 	default:
 		http.Error(w, `{"error":"unknown debug endpoint; try GET /_standin/requests"}`, http.StatusNotFound)
 	}

@@ -31,7 +31,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
-	kwp "github.com/tink-crypto/tink-go/v2/kwp/subtle"
 )
 
 // fixture is a stand-in behind an HTTP server and an unmodified SDK client.
@@ -42,10 +41,19 @@ type fixture struct {
 	now  time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+// instant turns every modelled delay off, for the tests of other things.
+var instant = Options{RotationDelay: Off, StaleReadWindow: Off, ReplicaSyncDelay: Off}
+
+// newFixture: a stand-in whose clock is f.now (moved by the test), with
+// every delay off.
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, instant) }
+
+// newFixtureWith: a stand-in with the knobs of o and the clock f.now.
+func newFixtureWith(t *testing.T, o Options) *fixture {
 	t.Helper()
 	f := &fixture{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	f.srv = New(Options{Now: func() time.Time { return f.now }, WrappingKeyPool: 2})
+	o.Now, o.WrappingKeyPool = func() time.Time { return f.now }, 2
+	f.srv = New(o)
 	f.http = httptest.NewServer(f.srv)
 	t.Cleanup(f.http.Close)
 	f.kms = kms.New(kms.Options{
@@ -143,11 +151,7 @@ func wrapFor(t *testing.T, pubDER []byte, alg types.AlgorithmSpec, material []by
 	}
 	aesKey := make([]byte, 32)
 	_, _ = rand.Read(aesKey)
-	kw, err := kwp.NewKWP(aesKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped, err := kw.Wrap(material)
+	wrapped, err := kwpWrap(aesKey, material)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -801,5 +805,933 @@ func TestSignRejectsWrongDigestLength(t *testing.T) {
 		if _, err := f.kms.Sign(ctx, &in); code(err) != c.want {
 			t.Errorf("%s: %v, want %s", c.name, err, c.want)
 		}
+	}
+}
+
+// ---- Behaviours of real AWS modelled by default (docs/kms-standin.md) ----
+//
+// These tests move the stand-in's clock (f.now) instead of sleeping, so
+// their delays are short but not zero, and exact: each checks just before
+// and at the moment a delay or window runs out.
+
+func (f *fixture) advance(d time.Duration) { f.now = f.now.Add(d) }
+
+// regionClient serves another Region of f's stand-in and returns an SDK
+// client for it.
+func (f *fixture) regionClient(t *testing.T, region string) *kms.Client {
+	t.Helper()
+	h := httptest.NewServer(f.srv.InRegion(region))
+	t.Cleanup(h.Close)
+	return kms.New(kms.Options{Region: region, BaseEndpoint: aws.String(h.URL), Credentials: aws.AnonymousCredentials{}, RetryMaxAttempts: 1})
+}
+
+// importSym imports 32-byte material into a symmetric key through c
+// (RSAES_OAEP_SHA_256, RSA_2048), valid 30 days.
+func (f *fixture) importSym(t *testing.T, c *kms.Client, arn string, m []byte, mod func(*kms.ImportKeyMaterialInput)) (*kms.ImportKeyMaterialOutput, error) {
+	t.Helper()
+	p, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &arn, WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+	if err != nil {
+		t.Fatalf("GetParametersForImport %s: %v", arn, err)
+	}
+	v := f.now.Add(30 * 24 * time.Hour)
+	in := &kms.ImportKeyMaterialInput{KeyId: &arn, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapFor(t, p.PublicKey, types.AlgorithmSpecRsaesOaepSha256, m),
+		ExpirationModel: types.ExpirationModelTypeKeyMaterialExpires, ValidTo: &v}
+	if mod != nil {
+		mod(in)
+	}
+	return c.ImportKeyMaterial(ctx, in)
+}
+
+func newMaterial(in *kms.ImportKeyMaterialInput) { in.ImportType = types.ImportTypeNewKeyMaterial }
+
+func existing(id string) func(*kms.ImportKeyMaterialInput) {
+	return func(in *kms.ImportKeyMaterialInput) {
+		in.ImportType, in.KeyMaterialId = types.ImportTypeExistingKeyMaterial, aws.String(id)
+	}
+}
+
+func random32() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// pendingKey makes a symmetric EXTERNAL key with its first material and a
+// second one imported as NEW_KEY_MATERIAL (PENDING_ROTATION).
+func (f *fixture) pendingKey(t *testing.T) (arn, oldID, newID string) {
+	t.Helper()
+	arn = f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+	o1, err := f.importSym(t, f.kms, arn, random32(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2, err := f.importSym(t, f.kms, arn, random32(), newMaterial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return arn, *o1.KeyMaterialId, *o2.KeyMaterialId
+}
+
+func describe(c *kms.Client, arn string) (*types.KeyMetadata, error) {
+	d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
+	if err != nil {
+		return nil, err
+	}
+	return d.KeyMetadata, nil
+}
+
+func rotations(t *testing.T, c *kms.Client, arn string, incl types.IncludeKeyMaterial) []types.RotationsListEntry {
+	t.Helper()
+	l, err := c.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &arn, IncludeKeyMaterial: incl})
+	if err != nil {
+		t.Fatalf("ListKeyRotations %s: %v", arn, err)
+	}
+	return l.Rotations
+}
+
+// materialState is the KeyMaterialState of id ("" if not listed).
+func materialState(t *testing.T, c *kms.Client, arn, id string) types.KeyMaterialState {
+	t.Helper()
+	for _, e := range rotations(t, c, arn, types.IncludeKeyMaterialAllKeyMaterial) {
+		if aws.ToString(e.KeyMaterialId) == id {
+			return e.KeyMaterialState
+		}
+	}
+	return ""
+}
+
+func rotationStart(t *testing.T, c *kms.Client, arn string) *time.Time {
+	t.Helper()
+	s, err := c.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &arn})
+	if err != nil {
+		t.Fatalf("GetKeyRotationStatus %s: %v", arn, err)
+	}
+	if s.KeyRotationEnabled || aws.ToString(s.KeyId) != arn {
+		t.Fatalf("GetKeyRotationStatus %s: %+v", arn, s)
+	}
+	return s.OnDemandRotationStartDate
+}
+
+// TestRotateKeyOnDemandCompletesAfterTheDelay: RotateKeyOnDemand only
+// starts the rotation. Until RotationDelay has passed,
+// GetKeyRotationStatus gives OnDemandRotationStartDate, the new material
+// is PENDING_ROTATION, the old one CURRENT (and still encrypts), and
+// ROTATIONS_ONLY lists nothing; from then on the rotation is complete.
+func TestRotateKeyOnDemandCompletesAfterTheDelay(t *testing.T) {
+	configs := []struct {
+		name  string
+		o     Options
+		delay time.Duration
+	}{
+		{"default delay", Options{StaleReadWindow: Off, ReplicaSyncDelay: Off}, DefaultRotationDelay},
+		{"short delay", Options{RotationDelay: 200 * time.Millisecond, StaleReadWindow: Off}, 200 * time.Millisecond},
+		{"off: completes in the call", instant, 0},
+	}
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixtureWith(t, c.o)
+			arn, oldID, newID := f.pendingKey(t)
+			start := f.now
+			if _, err := f.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn}); err != nil {
+				t.Fatal(err)
+			}
+			checks := []struct {
+				at         time.Duration
+				inProgress bool
+			}{{0, true}, {c.delay / 2, true}, {c.delay - time.Millisecond, true}, {c.delay, false}, {c.delay + time.Hour, false}}
+			for _, ch := range checks {
+				if ch.at < 0 || c.delay == 0 && ch.inProgress {
+					continue
+				}
+				f.now = start.Add(ch.at)
+				wantNew, wantOld, wantDone, cur := types.KeyMaterialStateCurrent, types.KeyMaterialStateNonCurrent, 1, newID
+				if ch.inProgress {
+					wantNew, wantOld, wantDone, cur = types.KeyMaterialStatePendingRotation, types.KeyMaterialStateCurrent, 0, oldID
+				}
+				st := rotationStart(t, f.kms, arn)
+				if got := st != nil; got != ch.inProgress || st != nil && !st.Equal(start) {
+					t.Errorf("+%s: OnDemandRotationStartDate %v, want in progress %v (since %s)", ch.at, st, ch.inProgress, start)
+				}
+				if s := materialState(t, f.kms, arn, newID); s != wantNew {
+					t.Errorf("+%s: new material %s, want %s", ch.at, s, wantNew)
+				}
+				if s := materialState(t, f.kms, arn, oldID); s != wantOld {
+					t.Errorf("+%s: old material %s, want %s", ch.at, s, wantOld)
+				}
+				done := rotations(t, f.kms, arn, types.IncludeKeyMaterialRotationsOnly)
+				if len(done) != wantDone || wantDone == 1 && (aws.ToString(done[0].KeyMaterialId) != newID || done[0].RotationType != types.RotationTypeOnDemand || !done[0].RotationDate.Equal(start.Add(c.delay))) {
+					t.Errorf("+%s: ROTATIONS_ONLY %+v, want %d (completed at %s)", ch.at, done, wantDone, start.Add(c.delay))
+				}
+				md, err := describe(f.kms, arn)
+				if err != nil || aws.ToString(md.CurrentKeyMaterialId) != cur || md.KeyState != types.KeyStateEnabled {
+					t.Errorf("+%s: DescribeKey %v: current %s state %s, want %s Enabled", ch.at, err, aws.ToString(md.CurrentKeyMaterialId), md.KeyState, cur)
+				}
+				enc, err := f.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &arn, Plaintext: []byte("x")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				dec, err := f.kms.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob})
+				if err != nil || aws.ToString(dec.KeyMaterialId) != cur {
+					t.Errorf("+%s: Encrypt used material %s (%v), want %s", ch.at, aws.ToString(dec.KeyMaterialId), err, cur)
+				}
+			}
+		})
+	}
+}
+
+// TestRotateKeyOnDemandErrors: ConflictException while a rotation runs,
+// LimitExceededException past the on-demand rotations a key may have
+// (25 by default), KMSInvalidStateException without imported material
+// pending rotation, and the errors of key type and state.
+func TestRotateKeyOnDemandErrors(t *testing.T) {
+	rotate := func(f *fixture, arn string) error {
+		_, err := f.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn})
+		return err
+	}
+	// rotateN completes n rotations of arn (importing new material each
+	// time when EXTERNAL) and returns the error of the one after.
+	rotateN := func(t *testing.T, f *fixture, arn string, external bool, n int) error {
+		for i := 0; i < n; i++ {
+			if external {
+				if _, err := f.importSym(t, f.kms, arn, random32(), newMaterial); err != nil {
+					t.Fatalf("rotation %d: %v", i+1, err)
+				}
+			}
+			if err := rotate(f, arn); err != nil {
+				t.Fatalf("rotation %d: %v", i+1, err)
+			}
+			f.advance(time.Hour) // completes it
+		}
+		if external {
+			if _, err := f.importSym(t, f.kms, arn, random32(), newMaterial); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return rotate(f, arn)
+	}
+	short := Options{RotationDelay: 300 * time.Millisecond, StaleReadWindow: Off, ReplicaSyncDelay: Off}
+	cases := []struct {
+		name string
+		o    Options
+		run  func(t *testing.T, f *fixture) error
+		want string
+	}{
+		{"a rotation in progress", short, func(t *testing.T, f *fixture) error {
+			arn, _, _ := f.pendingKey(t)
+			if err := rotate(f, arn); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(299 * time.Millisecond)
+			return rotate(f, arn)
+		}, "ConflictException"},
+		{"once the rotation completed, nothing pending", short, func(t *testing.T, f *fixture) error {
+			arn, _, _ := f.pendingKey(t)
+			if err := rotate(f, arn); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(300 * time.Millisecond)
+			return rotate(f, arn)
+		}, "KMSInvalidStateException"},
+		{"a rotation in progress on an AWS_KMS key", short, func(t *testing.T, f *fixture) error {
+			k, _ := f.kms.CreateKey(ctx, &kms.CreateKeyInput{})
+			if err := rotate(f, *k.KeyMetadata.Arn); err != nil {
+				t.Fatal(err)
+			}
+			return rotate(f, *k.KeyMetadata.Arn)
+		}, "ConflictException"},
+		{"the 26th on-demand rotation (default limit)", short, func(t *testing.T, f *fixture) error {
+			k, _ := f.kms.CreateKey(ctx, &kms.CreateKeyInput{})
+			return rotateN(t, f, *k.KeyMetadata.Arn, false, DefaultMaxOnDemandRotations)
+		}, "LimitExceededException"},
+		{"the 25th on-demand rotation", short, func(t *testing.T, f *fixture) error {
+			k, _ := f.kms.CreateKey(ctx, &kms.CreateKeyInput{})
+			return rotateN(t, f, *k.KeyMetadata.Arn, false, DefaultMaxOnDemandRotations-1)
+		}, ""},
+		{"the 3rd rotation of imported material with MaxOnDemandRotations 2", Options{RotationDelay: 300 * time.Millisecond, StaleReadWindow: Off, MaxOnDemandRotations: 2}, func(t *testing.T, f *fixture) error {
+			arn := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+			if _, err := f.importSym(t, f.kms, arn, random32(), nil); err != nil {
+				t.Fatal(err)
+			}
+			return rotateN(t, f, arn, true, 2)
+		}, "LimitExceededException"},
+		{"no material imported as NEW_KEY_MATERIAL", short, func(t *testing.T, f *fixture) error {
+			arn := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+			if _, err := f.importSym(t, f.kms, arn, random32(), nil); err != nil {
+				t.Fatal(err)
+			}
+			return rotate(f, arn)
+		}, "KMSInvalidStateException"},
+		{"a key pending import", short, func(t *testing.T, f *fixture) error {
+			return rotate(f, f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false))
+		}, "KMSInvalidStateException"},
+		{"a disabled key", short, func(t *testing.T, f *fixture) error {
+			arn, _, _ := f.pendingKey(t)
+			if _, err := f.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &arn}); err != nil {
+				t.Fatal(err)
+			}
+			return rotate(f, arn)
+		}, "DisabledException"},
+		{"an HMAC key", short, func(t *testing.T, f *fixture) error {
+			return rotate(f, f.createKey(t, "HMAC_256", "GENERATE_VERIFY_MAC", false))
+		}, "UnsupportedOperationException"},
+		{"pending material, first rotation", short, func(t *testing.T, f *fixture) error {
+			arn, _, _ := f.pendingKey(t)
+			return rotate(f, arn)
+		}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixtureWith(t, c.o)
+			if got := code(c.run(t, f)); got != c.want {
+				t.Fatalf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestImportKeyMaterialNeedsPendingImportOrEnabled: the ImportKeyMaterial
+// reference allows keys in state PendingImport or Enabled only; Disabled,
+// PendingDeletion (and a replica still Creating, see the multi-Region
+// test) get KMSInvalidStateException, whatever the ImportType. The import
+// token is taken before the state changes (GetParametersForImport itself
+// refuses a key pending deletion).
+func TestImportKeyMaterialNeedsPendingImportOrEnabled(t *testing.T) {
+	imported := func(t *testing.T, f *fixture, arn string, m []byte) {
+		if _, err := f.importSym(t, f.kms, arn, m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	disable := func(t *testing.T, f *fixture, arn string) {
+		if _, err := f.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &arn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		name   string
+		before func(t *testing.T, f *fixture, arn string, m []byte) // then the token is taken
+		after  func(t *testing.T, f *fixture, arn string)
+		newMat bool // import other material as NEW_KEY_MATERIAL
+		want   string
+	}{
+		{"PendingImport (new key)", nil, nil, false, ""},
+		{"Enabled (reimport)", imported, nil, false, ""},
+		{"Enabled (NEW_KEY_MATERIAL)", imported, nil, true, ""},
+		{"PendingImport (material expired)", func(t *testing.T, f *fixture, arn string, m []byte) {
+			imported(t, f, arn, m)
+			f.advance(31 * 24 * time.Hour)
+		}, nil, false, ""},
+		{"Disabled (reimport)", imported, disable, false, "KMSInvalidStateException"},
+		{"Disabled (NEW_KEY_MATERIAL)", imported, disable, true, "KMSInvalidStateException"},
+		{"Disabled, then enabled again", imported, func(t *testing.T, f *fixture, arn string) {
+			disable(t, f, arn)
+			if _, err := f.kms.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &arn}); err != nil {
+				t.Fatal(err)
+			}
+		}, false, ""},
+		{"PendingDeletion", nil, func(t *testing.T, f *fixture, arn string) {
+			if _, err := f.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &arn, PendingWindowInDays: aws.Int32(7)}); err != nil {
+				t.Fatal(err)
+			}
+		}, false, "KMSInvalidStateException"},
+		{"PendingDeletion (reimport)", imported, func(t *testing.T, f *fixture, arn string) {
+			if _, err := f.kms.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &arn, PendingWindowInDays: aws.Int32(7)}); err != nil {
+				t.Fatal(err)
+			}
+		}, false, "KMSInvalidStateException"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			arn := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+			m := random32()
+			if c.before != nil {
+				c.before(t, f, arn, m)
+			}
+			p, err := f.kms.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &arn, WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.after != nil {
+				c.after(t, f, arn)
+			}
+			in := &kms.ImportKeyMaterialInput{KeyId: &arn, ImportToken: p.ImportToken, EncryptedKeyMaterial: wrapFor(t, p.PublicKey, types.AlgorithmSpecRsaesOaepSha256, m),
+				ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire}
+			if c.newMat {
+				in.EncryptedKeyMaterial = wrapFor(t, p.PublicKey, types.AlgorithmSpecRsaesOaepSha256, random32())
+				in.ImportType = types.ImportTypeNewKeyMaterial
+			}
+			_, err = f.kms.ImportKeyMaterial(ctx, in)
+			if got := code(err); got != c.want {
+				t.Fatalf("got %q (%v), want %q", got, err, c.want)
+			}
+		})
+	}
+}
+
+// TestStaleReadsAfterAWrite: for StaleReadWindow after a change to a key,
+// DescribeKey, ListKeyRotations and GetKeyRotationStatus answer as before
+// it (right after CreateKey: NotFoundException); from then on as after.
+// Operations other than those reads see the change at once.
+func TestStaleReadsAfterAWrite(t *testing.T) {
+	const window = 100 * time.Millisecond
+	type view struct {
+		found     bool
+		state     types.KeyState
+		current   string
+		materials int  // ALL_KEY_MATERIAL entries
+		rotated   int  // ROTATIONS_ONLY entries
+		rotating  bool // OnDemandRotationStartDate present
+	}
+	read := func(t *testing.T, f *fixture, arn string) view {
+		t.Helper()
+		md, err := describe(f.kms, arn)
+		if code(err) == "NotFoundException" {
+			for _, op := range []func() error{
+				func() error {
+					_, err := f.kms.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: &arn})
+					return err
+				},
+				func() error {
+					_, err := f.kms.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &arn})
+					return err
+				},
+			} {
+				if err := op(); code(err) != "NotFoundException" {
+					t.Fatalf("DescribeKey says NotFound, another read %v", err)
+				}
+			}
+			return view{}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return view{true, md.KeyState, aws.ToString(md.CurrentKeyMaterialId),
+			len(rotations(t, f.kms, arn, types.IncludeKeyMaterialAllKeyMaterial)), len(rotations(t, f.kms, arn, types.IncludeKeyMaterialRotationsOnly)),
+			rotationStart(t, f.kms, arn) != nil}
+	}
+	cases := []struct {
+		name  string
+		o     Options
+		setup func(t *testing.T, f *fixture) string // returns the key; the clock is then moved past the window
+		write func(t *testing.T, f *fixture, arn string)
+		// before and after the write (materials and current are compared
+		// only when set in before)
+		before, after view
+	}{
+		{"CreateKey", Options{}, func(*testing.T, *fixture) string { return "" }, nil,
+			view{}, view{found: true, state: types.KeyStatePendingImport}},
+		{"first ImportKeyMaterial", Options{}, func(t *testing.T, f *fixture) string {
+			return f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+		}, func(t *testing.T, f *fixture, arn string) {
+			if _, err := f.importSym(t, f.kms, arn, random32(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}, view{found: true, state: types.KeyStatePendingImport}, view{found: true, state: types.KeyStateEnabled, materials: 1}},
+		{"NEW_KEY_MATERIAL", Options{}, func(t *testing.T, f *fixture) string {
+			arn := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+			if _, err := f.importSym(t, f.kms, arn, random32(), nil); err != nil {
+				t.Fatal(err)
+			}
+			return arn
+		}, func(t *testing.T, f *fixture, arn string) {
+			if _, err := f.importSym(t, f.kms, arn, random32(), newMaterial); err != nil {
+				t.Fatal(err)
+			}
+		}, view{found: true, state: types.KeyStateEnabled, materials: 1}, view{found: true, state: types.KeyStateEnabled, materials: 2}},
+		{"DisableKey", Options{}, func(t *testing.T, f *fixture) string {
+			arn, _, _ := f.pendingKey(t)
+			return arn
+		}, func(t *testing.T, f *fixture, arn string) {
+			if _, err := f.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &arn}); err != nil {
+				t.Fatal(err)
+			}
+		}, view{found: true, state: types.KeyStateEnabled, materials: 2}, view{found: true, state: types.KeyStateDisabled, materials: 2}},
+		{"RotateKeyOnDemand (started)", Options{RotationDelay: time.Hour}, func(t *testing.T, f *fixture) string {
+			arn, _, _ := f.pendingKey(t)
+			return arn
+		}, func(t *testing.T, f *fixture, arn string) {
+			if _, err := f.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn}); err != nil {
+				t.Fatal(err)
+			}
+		}, view{found: true, state: types.KeyStateEnabled, materials: 2}, view{found: true, state: types.KeyStateEnabled, materials: 2, rotating: true}},
+		{"rotation completing by itself", Options{RotationDelay: 2 * time.Second}, func(t *testing.T, f *fixture) string {
+			arn, _, _ := f.pendingKey(t)
+			if _, err := f.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn}); err != nil {
+				t.Fatal(err)
+			}
+			f.advance(2*time.Second - window - time.Millisecond) // the write below is the completion, at +2s
+			return arn
+		}, func(t *testing.T, f *fixture, arn string) { f.advance(time.Millisecond) }, // now the rotation completes
+			view{found: true, state: types.KeyStateEnabled, materials: 2, rotating: true}, view{found: true, state: types.KeyStateEnabled, materials: 2, rotated: 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := c.o
+			o.StaleReadWindow, o.ReplicaSyncDelay = window, Off
+			if o.RotationDelay == 0 {
+				o.RotationDelay = Off
+			}
+			f := newFixtureWith(t, o)
+			arn := c.setup(t, f)
+			if arn == "" { // the write is CreateKey
+				arn = f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+				if c.name != "CreateKey" {
+					t.Fatal("no key")
+				}
+			} else {
+				f.advance(window)
+				if got := read(t, f, arn); got.found != c.before.found || got.state != c.before.state || got.materials != c.before.materials || got.rotated != c.before.rotated || got.rotating != c.before.rotating {
+					t.Fatalf("before the write: %+v, want %+v", got, c.before)
+				}
+				c.write(t, f, arn)
+			}
+			at := f.now
+			for _, d := range []time.Duration{0, window / 2, window - time.Millisecond} {
+				f.now = at.Add(d)
+				got := read(t, f, arn)
+				if got.found != c.before.found || got.state != c.before.state || got.materials != c.before.materials || got.rotated != c.before.rotated || got.rotating != c.before.rotating {
+					t.Errorf("+%s after the write: %+v, want the state before it %+v", d, got, c.before)
+				}
+			}
+			f.now = at.Add(window)
+			if got := read(t, f, arn); got.found != c.after.found || got.state != c.after.state || got.materials != c.after.materials || got.rotated != c.after.rotated || got.rotating != c.after.rotating {
+				t.Errorf("+%s after the write: %+v, want %+v", window, got, c.after)
+			}
+		})
+	}
+	// Other operations are not stale: GetParametersForImport and Encrypt
+	// right after CreateKey and the import succeed.
+	f := newFixtureWith(t, Options{StaleReadWindow: time.Hour, RotationDelay: Off, ReplicaSyncDelay: Off})
+	arn := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", false)
+	if _, err := f.importSym(t, f.kms, arn, random32(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &arn, Plaintext: []byte("x")}); err != nil {
+		t.Fatalf("Encrypt right after the import: %v", err)
+	}
+	if _, err := describe(f.kms, arn); code(err) != "NotFoundException" {
+		t.Fatalf("DescribeKey within the hour: %v, want NotFoundException", err)
+	}
+}
+
+// TestCurrentKeyMaterialIdForEverySymmetricKey: DescribeKey has
+// CurrentKeyMaterialId for every symmetric key with key material, AWS_KMS
+// or EXTERNAL, single-Region or multi-Region primary or replica; not for
+// HMAC or asymmetric keys, nor an EXTERNAL key before its first import.
+func TestCurrentKeyMaterialIdForEverySymmetricKey(t *testing.T) {
+	f := newFixture(t)
+	west1 := f.regionClient(t, "eu-west-1")
+	m := random32()
+	ext := func(mr bool) func(t *testing.T) (*kms.Client, string, string) {
+		return func(t *testing.T) (*kms.Client, string, string) {
+			arn := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", mr)
+			o, err := f.importSym(t, f.kms, arn, m, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f.kms, arn, *o.KeyMaterialId
+		}
+	}
+	native := func(mr bool) func(t *testing.T) (*kms.Client, string, string) {
+		return func(t *testing.T) (*kms.Client, string, string) {
+			k, err := f.kms.CreateKey(ctx, &kms.CreateKeyInput{MultiRegion: aws.Bool(mr)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := rotations(t, f.kms, *k.KeyMetadata.Arn, types.IncludeKeyMaterialAllKeyMaterial)
+			return f.kms, *k.KeyMetadata.Arn, *l[0].KeyMaterialId
+		}
+	}
+	cases := []struct {
+		name string
+		key  func(t *testing.T) (c *kms.Client, arn, wantID string)
+	}{
+		{"EXTERNAL, single-Region", ext(false)},
+		{"EXTERNAL, multi-Region primary", ext(true)},
+		{"EXTERNAL, multi-Region replica", func(t *testing.T) (*kms.Client, string, string) {
+			_, primary, id := ext(true)(t)
+			r, err := f.kms.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &primary, ReplicaRegion: aws.String("eu-west-1")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.importSym(t, west1, *r.ReplicaKeyMetadata.Arn, m, nil); err != nil {
+				t.Fatal(err)
+			}
+			return west1, *r.ReplicaKeyMetadata.Arn, id
+		}},
+		{"AWS_KMS, single-Region", native(false)},
+		{"AWS_KMS, multi-Region", native(true)},
+		{"EXTERNAL before any import", func(t *testing.T) (*kms.Client, string, string) {
+			return f.kms, f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", true), ""
+		}},
+		{"HMAC, multi-Region", func(t *testing.T) (*kms.Client, string, string) {
+			arn := f.createKey(t, "HMAC_256", "GENERATE_VERIFY_MAC", true)
+			if _, err := f.importSym(t, f.kms, arn, random32(), nil); err != nil {
+				t.Fatal(err)
+			}
+			return f.kms, arn, ""
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cl, arn, want := c.key(t)
+			md, err := describe(cl, arn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := aws.ToString(md.CurrentKeyMaterialId); got != want || want != "" && len(got) != 64 {
+				t.Fatalf("CurrentKeyMaterialId %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestMultiRegionImportAndRotation walks a multi-Region symmetric key with
+// imported material through its life, step by step (a table of steps on
+// one primary in eu-west-2 and replicas in eu-west-1 and eu-west-3, all
+// held by the stand-in): replicas are Creating until the first sync; a
+// replica learns a key material id ReplicaSyncDelay after the primary got
+// it and refuses it before (IncorrectKeyMaterialException); material
+// imported as NEW_KEY_MATERIAL into the primary is
+// PENDING_MULTI_REGION_IMPORT_AND_ROTATION until every replica has it,
+// then PENDING_ROTATION; the rotation reaches the replicas a sync later.
+func TestMultiRegionImportAndRotation(t *testing.T) {
+	const sync, rot = 300 * time.Millisecond, 200 * time.Millisecond
+	f := newFixtureWith(t, Options{ReplicaSyncDelay: sync, RotationDelay: rot, StaleReadWindow: Off})
+	clients := map[string]*kms.Client{"eu-west-2": f.kms, "eu-west-1": f.regionClient(t, "eu-west-1"), "eu-west-3": f.regionClient(t, "eu-west-3")}
+	primary := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", true)
+	keyID := strings.TrimPrefix(primary, "arn:aws:kms:eu-west-2:111122223333:key/")
+	arn := func(region string) string { return "arn:aws:kms:" + region + ":111122223333:key/" + keyID }
+	m1, m2 := random32(), random32()
+	ids := map[string]string{} // "m1", "m2" -> KeyMaterialId
+	var ciphertext []byte
+
+	importInto := func(region string, m []byte, mod func(*kms.ImportKeyMaterialInput)) func(t *testing.T) error {
+		return func(t *testing.T) error {
+			_, err := f.importSym(t, clients[region], arn(region), m, mod)
+			return err
+		}
+	}
+	replicate := func(region string) func(t *testing.T) error {
+		return func(t *testing.T) error {
+			out, err := f.kms.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &primary, ReplicaRegion: aws.String(region)})
+			if err == nil && (out.ReplicaKeyMetadata.KeyState != types.KeyStateCreating || *out.ReplicaKeyMetadata.Arn != arn(region) ||
+				out.ReplicaKeyMetadata.MultiRegionConfiguration.MultiRegionKeyType != types.MultiRegionKeyTypeReplica) {
+				t.Errorf("ReplicaKeyMetadata %+v", out.ReplicaKeyMetadata)
+			}
+			return err
+		}
+	}
+	keyState := func(region string, want types.KeyState) func(t *testing.T) error {
+		return func(t *testing.T) error {
+			md, err := describe(clients[region], arn(region))
+			if err == nil && md.KeyState != want {
+				t.Errorf("%s is %s, want %s", region, md.KeyState, want)
+			}
+			return err
+		}
+	}
+	matState := func(region, name string, want types.KeyMaterialState) func(t *testing.T) error {
+		return func(t *testing.T) error {
+			if got := materialState(t, clients[region], arn(region), ids[name]); got != want {
+				t.Errorf("%s: material %s is %q, want %q", region, name, got, want)
+			}
+			return nil
+		}
+	}
+	current := func(region, name string) func(t *testing.T) error {
+		return func(t *testing.T) error {
+			md, err := describe(clients[region], arn(region))
+			if err == nil && aws.ToString(md.CurrentKeyMaterialId) != ids[name] {
+				t.Errorf("%s: CurrentKeyMaterialId %s, want %s's", region, aws.ToString(md.CurrentKeyMaterialId), name)
+			}
+			return err
+		}
+	}
+	wait := func(d time.Duration) func(t *testing.T) error {
+		return func(*testing.T) error { f.advance(d); return nil }
+	}
+	remember := func(name string, m []byte) func(t *testing.T) error {
+		return func(*testing.T) error { ids[name] = materialID(keyID, m); return nil }
+	}
+	rotate := func(region string) func(t *testing.T) error {
+		return func(t *testing.T) error {
+			_, err := clients[region].RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(arn(region))})
+			return err
+		}
+	}
+	steps := []struct {
+		name string
+		do   func(t *testing.T) error
+		want string // error code, "" for success
+	}{
+		{"replicate to eu-west-1", replicate("eu-west-1"), ""},
+		{"replicate to eu-west-3", replicate("eu-west-3"), ""},
+		{"eu-west-1 is Creating", keyState("eu-west-1", types.KeyStateCreating), ""},
+		{"primary: first import", importInto("eu-west-2", m1, nil), ""},
+		{"", remember("m1", m1), ""},
+		{"primary: m1 current", current("eu-west-2", "m1"), ""},
+		{"eu-west-1: import while Creating", importInto("eu-west-1", m1, nil), "KMSInvalidStateException"},
+		{"", wait(sync - time.Millisecond), ""},
+		{"eu-west-1 still Creating", keyState("eu-west-1", types.KeyStateCreating), ""},
+		{"", wait(time.Millisecond), ""},
+		{"eu-west-1 created, PendingImport", keyState("eu-west-1", types.KeyStatePendingImport), ""},
+		{"eu-west-1: other material", importInto("eu-west-1", random32(), nil), "IncorrectKeyMaterialException"},
+		// ReplicateKey knew no material yet: m1's id reaches the replicas
+		// a sync after the primary's import (at the same moment here).
+		{"eu-west-1: m1", importInto("eu-west-1", m1, nil), ""},
+		{"eu-west-3: m1", importInto("eu-west-3", m1, nil), ""},
+		{"eu-west-1 Enabled", keyState("eu-west-1", types.KeyStateEnabled), ""},
+		{"eu-west-1: m1 current", current("eu-west-1", "m1"), ""},
+		{"", func(t *testing.T) error {
+			enc, err := f.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: &primary, Plaintext: []byte("hello")})
+			if err == nil {
+				ciphertext = enc.CiphertextBlob
+			}
+			return err
+		}, ""},
+		{"eu-west-3 decrypts the primary's ciphertext", func(t *testing.T) error {
+			dec, err := clients["eu-west-3"].Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: ciphertext})
+			if err == nil && string(dec.Plaintext) != "hello" {
+				t.Error("wrong plaintext")
+			}
+			return err
+		}, ""},
+
+		// New material: primary first, replicas after they learned its id.
+		{"eu-west-1: NEW_KEY_MATERIAL into a replica", importInto("eu-west-1", m2, newMaterial), "UnsupportedOperationException"},
+		{"primary: m2 as NEW_KEY_MATERIAL", importInto("eu-west-2", m2, newMaterial), ""},
+		{"", remember("m2", m2), ""},
+		{"primary: m2 waits for the replicas", matState("eu-west-2", "m2", types.KeyMaterialStatePendingMultiRegionImportAndRotation), ""},
+		{"primary: rotate before the replicas have m2", rotate("eu-west-2"), "KMSInvalidStateException"},
+		{"eu-west-1 does not know m2 yet", matState("eu-west-1", "m2", ""), ""},
+		{"eu-west-1: m2 with its id, too early", func(t *testing.T) error { return importInto("eu-west-1", m2, existing(ids["m2"]))(t) }, "IncorrectKeyMaterialException"},
+		{"eu-west-1: m2 without its id, too early", importInto("eu-west-1", m2, func(in *kms.ImportKeyMaterialInput) { in.ImportType = types.ImportTypeExistingKeyMaterial }), "IncorrectKeyMaterialException"},
+		{"", wait(sync - time.Millisecond), ""},
+		{"eu-west-1: m2, 1ms too early", func(t *testing.T) error { return importInto("eu-west-1", m2, existing(ids["m2"]))(t) }, "IncorrectKeyMaterialException"},
+		{"", wait(time.Millisecond), ""},
+		{"eu-west-1 knows m2", matState("eu-west-1", "m2", types.KeyMaterialStatePendingMultiRegionImportAndRotation), ""},
+		{"eu-west-1: m2 under m1's id", func(t *testing.T) error { return importInto("eu-west-1", m2, existing(ids["m1"]))(t) }, "IncorrectKeyMaterialException"},
+		{"eu-west-1: m2", func(t *testing.T) error { return importInto("eu-west-1", m2, existing(ids["m2"]))(t) }, ""},
+		{"primary: m2 still waits for eu-west-3", matState("eu-west-2", "m2", types.KeyMaterialStatePendingMultiRegionImportAndRotation), ""},
+		{"primary: rotate before eu-west-3 has m2", rotate("eu-west-2"), "KMSInvalidStateException"},
+		{"eu-west-3: m2", func(t *testing.T) error { return importInto("eu-west-3", m2, existing(ids["m2"]))(t) }, ""},
+		{"primary: m2 PENDING_ROTATION", matState("eu-west-2", "m2", types.KeyMaterialStatePendingRotation), ""},
+		{"eu-west-3 still sees m2 waiting: the change reaches it a sync later", matState("eu-west-3", "m2", types.KeyMaterialStatePendingMultiRegionImportAndRotation), ""},
+		{"replica: rotate", rotate("eu-west-1"), "UnsupportedOperationException"},
+		{"primary: rotate", rotate("eu-west-2"), ""},
+		{"", wait(rot), ""},
+		{"primary: m2 current", current("eu-west-2", "m2"), ""},
+		{"primary: m1 NON_CURRENT", matState("eu-west-2", "m1", types.KeyMaterialStateNonCurrent), ""},
+		{"eu-west-1: m1 still current", current("eu-west-1", "m1"), ""},
+		{"", wait(sync), ""},
+		{"eu-west-1: m2 current a sync later", current("eu-west-1", "m2"), ""},
+		{"eu-west-3: m1 NON_CURRENT", matState("eu-west-3", "m1", types.KeyMaterialStateNonCurrent), ""},
+		{"eu-west-3 Enabled", keyState("eu-west-3", types.KeyStateEnabled), ""},
+		{"eu-west-3 still decrypts m1's ciphertext", func(t *testing.T) error {
+			_, err := clients["eu-west-3"].Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: ciphertext})
+			return err
+		}, ""},
+	}
+	for i, s := range steps {
+		if t.Failed() {
+			t.Fatalf("stopping before step %d (%s)", i, s.name)
+		}
+		err := s.do(t)
+		if got := code(err); got != s.want || err != nil && got == "" {
+			t.Errorf("step %d, %s: got %q (%v), want %q", i, s.name, got, err, s.want)
+		}
+	}
+}
+
+// TestReplicaInAnotherKMS: a replica in a Region the stand-in does not
+// serve (a local-kms in the local stack) is only recorded; material
+// imported as NEW_KEY_MATERIAL into the primary stays
+// PENDING_MULTI_REGION_IMPORT_AND_ROTATION until the test reports the
+// replica's import with POST /_standin/replica-imports.
+func TestReplicaInAnotherKMS(t *testing.T) {
+	f := newFixture(t)
+	primary := f.createKey(t, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT", true)
+	for _, region := range []string{"eu-west-1", "eu-west-3"} {
+		out, err := f.kms.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &primary, ReplicaRegion: aws.String(region)})
+		if err != nil || out.ReplicaKeyMetadata.KeyState != types.KeyStateCreating || out.ReplicaKeyMetadata.CurrentKeyMaterialId != nil {
+			t.Fatalf("ReplicateKey to %s: %v %+v", region, err, out)
+		}
+	}
+	if _, err := f.importSym(t, f.kms, primary, random32(), nil); err != nil {
+		t.Fatal(err)
+	}
+	o, err := f.importSym(t, f.kms, primary, random32(), newMaterial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := *o.KeyMaterialId
+	report := func(region, id string) int {
+		resp, err := http.Post(f.http.URL+"/_standin/replica-imports?keyId="+primary+"&region="+region+"&keyMaterialId="+id, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	steps := []struct {
+		name   string
+		region string // reported
+		status int
+		want   types.KeyMaterialState
+	}{
+		{"no replica reported", "", 0, types.KeyMaterialStatePendingMultiRegionImportAndRotation},
+		{"eu-west-1 reported", "eu-west-1", 200, types.KeyMaterialStatePendingMultiRegionImportAndRotation},
+		{"a Region with no replica", "us-east-1", 400, types.KeyMaterialStatePendingMultiRegionImportAndRotation},
+		{"eu-west-3 reported", "eu-west-3", 200, types.KeyMaterialStatePendingRotation},
+	}
+	for _, s := range steps {
+		if s.region != "" {
+			if got := report(s.region, id); got != s.status {
+				t.Fatalf("%s: status %d, want %d", s.name, got, s.status)
+			}
+		}
+		if got := materialState(t, f.kms, primary, id); got != s.want {
+			t.Fatalf("%s: %s, want %s", s.name, got, s.want)
+		}
+		_, err := f.kms.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &primary})
+		if want := s.want == types.KeyMaterialStatePendingRotation; (err == nil) != want {
+			t.Fatalf("%s: RotateKeyOnDemand %v", s.name, err)
+		}
+	}
+}
+
+// TestKnobsFromOptionsAndEnvironment: the defaults are the realistic
+// ones (GET /_standin/health shows the effective settings); Options and
+// the command's environment change them; bad values are refused.
+func TestKnobsFromOptionsAndEnvironment(t *testing.T) {
+	health := func(t *testing.T, o Options) map[string]any {
+		t.Helper()
+		h := httptest.NewServer(New(o))
+		defer h.Close()
+		resp, err := http.Get(h.URL + "/_standin/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	cases := []struct {
+		name    string
+		o       Options
+		getenv  func(string) string
+		want    [4]any // rotationDelay, staleReadWindow, replicaSyncDelay, maxOnDemandRotations
+		wantErr bool
+	}{
+		{"defaults", Options{}, env(), [4]any{"1.5s", "750ms", "1s", 25.0}, false},
+		{"options", Options{RotationDelay: 20 * time.Millisecond, StaleReadWindow: Off, ReplicaSyncDelay: 30 * time.Millisecond, MaxOnDemandRotations: 3}, env(), [4]any{"20ms", "0s", "30ms", 3.0}, false},
+		{"no rotation limit", Options{MaxOnDemandRotations: -1}, env(), [4]any{"1.5s", "750ms", "1s", -1.0}, false},
+		{"environment", Options{}, env(EnvRotationDelay, "200ms", EnvStaleReadWindow, "0", EnvReplicaSyncDelay, "0s", EnvMaxOnDemandRotations, "5"), [4]any{"200ms", "0s", "0s", 5.0}, false},
+		{"environment: empty keeps the defaults", Options{}, env(EnvRotationDelay, " ", EnvMaxOnDemandRotations, ""), [4]any{"1.5s", "750ms", "1s", 25.0}, false},
+		{"environment over options", Options{RotationDelay: time.Hour}, env(EnvRotationDelay, "2s", EnvMaxOnDemandRotations, "-1"), [4]any{"2s", "750ms", "1s", -1.0}, false},
+		{"bad duration", Options{}, env(EnvStaleReadWindow, "soon"), [4]any{}, true},
+		{"negative duration", Options{}, env(EnvReplicaSyncDelay, "-1s"), [4]any{}, true},
+		{"zero rotations", Options{}, env(EnvMaxOnDemandRotations, "0"), [4]any{}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := EnvOptions(c.o, c.getenv)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("EnvOptions: %v, want error %v", err, c.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			h := health(t, o)
+			got := [4]any{h["rotationDelay"], h["staleReadWindow"], h["replicaSyncDelay"], h["maxOnDemandRotations"]}
+			if got != c.want {
+				t.Fatalf("effective %v, want %v", got, c.want)
+			}
+		})
+	}
+	for _, c := range []struct {
+		in   string
+		want []RegionAddr
+		bad  bool
+	}{
+		{"", nil, false},
+		{"eu-west-1=127.0.0.1:4600, eu-west-3=127.0.0.1:4601", []RegionAddr{{"eu-west-1", "127.0.0.1:4600"}, {"eu-west-3", "127.0.0.1:4601"}}, false},
+		{"eu-west-1", nil, true},
+		{"eu-west-1=a:1,eu-west-1=a:2", nil, true},
+	} {
+		got, err := ParseReplicaRegions(c.in)
+		if (err != nil) != c.bad || !slicesEqual(got, c.want) {
+			t.Errorf("ParseReplicaRegions(%q) = %v, %v", c.in, got, err)
+		}
+	}
+}
+
+func slicesEqual(a, b []RegionAddr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestDefaultsOnTheRealClock: with Options{} and the real clock (as the
+// command runs), a new key is not visible to DescribeKey before the
+// default stale-read window has passed, and a rotation is not seen
+// complete before the default rotation delay (plus that window); both do
+// become visible. Only lower bounds are asserted, so a slow machine cannot
+// make it fail.
+func TestDefaultsOnTheRealClock(t *testing.T) {
+	t.Parallel()
+	_, c := Serve(t, Options{})
+	before := time.Now()
+	k, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := *k.KeyMetadata.Arn
+	poll := func(what string, done func() bool) time.Duration {
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if done() {
+				return time.Since(before)
+			}
+		}
+		t.Fatalf("%s: not after 15s", what)
+		return 0
+	}
+	seen := poll("DescribeKey of the new key", func() bool {
+		_, err := describe(c, arn)
+		if err != nil && code(err) != "NotFoundException" {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	if seen < DefaultStaleReadWindow {
+		t.Fatalf("the new key was visible %s after CreateKey, before the %s stale-read window", seen, DefaultStaleReadWindow)
+	}
+	before = time.Now()
+	if _, err := c.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn}); err != nil {
+		t.Fatal(err)
+	}
+	done := poll("the rotation", func() bool { return len(rotations(t, c, arn, types.IncludeKeyMaterialRotationsOnly)) == 1 })
+	if done < DefaultRotationDelay+DefaultStaleReadWindow {
+		t.Fatalf("the rotation was seen complete %s after RotateKeyOnDemand, before %s", done, DefaultRotationDelay+DefaultStaleReadWindow)
 	}
 }
