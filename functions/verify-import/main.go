@@ -13,6 +13,6 @@ const name = "verify-import"
 
 func main() {
 	c := settings.MustInit(name)
-	stage := &verifyimport.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Imports, Tokens: c.Tokens, Leases: c.Leases, Materials: c.Materials, Registry: c.Registry}
+	stage := &verifyimport.Stage{KMS: c.KMS, Secrets: c.Secrets, Audit: c.Imports, Tokens: c.Tokens, Leases: c.Leases, Materials: c.Materials, Registry: c.Registry, MaxChecks: c.Settings.VerifyMaxChecks}
 	lambdarun.Start(name, stage.Run)
 }

@@ -62,6 +62,16 @@ const (
 	// NewMaterialInvalid: the version at newMaterialStage is missing or
 	// already holds one of the key's materials.
 	NewMaterialInvalid = "NewMaterialInvalid"
+	// RotationConflict: KMS says a rotation of the key is already in
+	// progress (ConflictException). Retried with backoff.
+	RotationConflict = "RotationConflict"
+	// RotationLimitExceeded: the key has had the 25 on-demand rotations
+	// KMS allows over its life (LimitExceededException). Not retried.
+	RotationLimitExceeded = "RotationLimitExceeded"
+	// ReplicaNotSynced: a replica does not know the primary's new key
+	// material yet (multi-Region properties are synchronised
+	// asynchronously). Retried with backoff.
+	ReplicaNotSynced = "ReplicaNotSynced"
 	// AWSTransient: throttling, timeouts and internal errors of KMS,
 	// Secrets Manager or DynamoDB. Retried with backoff.
 	AWSTransient = "AWSTransient"

@@ -19,6 +19,16 @@ import (
 // MaxValidity is how far ahead KMS accepts a ValidTo.
 const MaxValidity = 365 * 24 * time.Hour
 
+// MaxOnDemandRotations is KMS's lifetime quota of on-demand rotations per
+// key (RotateKeyOnDemand API reference; LimitExceededException past it).
+const MaxOnDemandRotations = 25
+
+// MinRotateEvery is the shortest rotation policy accepted: at 90 days, the
+// 25 on-demand rotations a key may ever have last more than six years.
+const MinRotateEvery = 90 * 24 * time.Hour
+
+func fmtDays(d time.Duration) string { return fmt.Sprintf("%dd", int(d.Hours()/24)) }
+
 // RequestInput is the execution input as users write it.
 type RequestInput struct {
 	KeyID               string `json:"keyId"`
@@ -206,8 +216,9 @@ func rotation(r *Request, in RequestInput) error {
 	}
 	if in.RotateEvery != "" {
 		d, err := ParseDuration(in.RotateEvery)
-		if err != nil || d < 24*time.Hour || d > 10*MaxValidity {
-			return invalid("field \"rotateEvery\" is %q: want a duration of at least one day such as \"90d\"", clip(in.RotateEvery))
+		if err != nil || d < MinRotateEvery || d > 10*MaxValidity {
+			return invalid("field \"rotateEvery\" is %q: want a duration from %s to %s such as \"90d\" (KMS allows %d on-demand rotations over a key's life; at the shortest interval they last %.1f years)",
+				clip(in.RotateEvery), fmtDays(MinRotateEvery), fmtDays(10*MaxValidity), MaxOnDemandRotations, float64(MaxOnDemandRotations)*MinRotateEvery.Hours()/24/365)
 		}
 		if !r.Register {
 			return invalid("field \"rotateEvery\" is a registry policy: it needs \"register\" (the default)")

@@ -152,8 +152,19 @@ type Plan struct {
 	// NewSecretVersionID before importing it.
 	Generated bool `json:"generated,omitempty"`
 	// Rotated is set by the verify stage once the key's current material
-	// is NewMaterialID.
-	Rotated bool `json:"rotated,omitempty"`
+	// is NewMaterialID (RotateKeyOnDemand only starts a rotation; KMS
+	// completes it in the background).
+	Rotated bool `json:"rotated"`
+	// RotationStartedAt is when this execution (or, resumed, an earlier
+	// one) called RotateKeyOnDemand.
+	RotationStartedAt *time.Time `json:"rotationStartedAt,omitempty"`
+	// Recheck asks the state machine to wait and run the verify stage
+	// again: a rotation still running, or KMS reads not yet showing the
+	// imports (eventual consistency). Checks counts the verify passes;
+	// Waiting says what was not yet as expected.
+	Recheck bool   `json:"recheck"`
+	Checks  int    `json:"checks,omitempty"`
+	Waiting string `json:"waiting,omitempty"`
 	// Targets are the primary and every replica, with what DescribeKey
 	// said before the imports.
 	Targets []Target `json:"targets"`

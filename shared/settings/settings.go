@@ -44,6 +44,9 @@ type Settings struct {
 	PlannerPageSize int
 	// MaxConcurrency bounds the rotations a fleet run starts at once.
 	MaxConcurrency int
+	// VerifyMaxChecks bounds the verify passes of one execution (a
+	// rotation completing in the background, eventually consistent reads).
+	VerifyMaxChecks int
 }
 
 // RotationTimeout is the rotation state machine's TimeoutSeconds
@@ -102,6 +105,9 @@ func FromEnv() (Settings, error) {
 		return s, err
 	}
 	if s.MaxConcurrency, err = integer("MAX_CONCURRENCY", 5, 1, 1000); err != nil {
+		return s, err
+	}
+	if s.VerifyMaxChecks, err = integer("VERIFY_MAX_CHECKS", 60, 1, 1000); err != nil {
 		return s, err
 	}
 	return s, nil

@@ -198,27 +198,12 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 		}
 	}
 
-	// The new material of a rotation, or one imported by an earlier
-	// execution that failed before RotateKeyOnDemand.
-	var pending *types.RotationsListEntry
-	for i := range rots {
-		if rots[i].KeyMaterialState == types.KeyMaterialStatePendingRotation {
-			pending = &rots[i]
-		}
-	}
 	if r.Rotate && len(rots) == 0 {
 		return flow.Errorf(flow.InvalidInput, "key %s has no key material yet: import its first material without \"rotate\"", arn)
 	}
 	if r.Rotate {
-		if pending != nil && pending.ImportState == types.ImportStateImported {
-			p.Resumed, p.NewMaterialID, p.NewSecretVersionID = true, idOf(*pending), versionOf[idOf(*pending)]
-			log.Info("new material already imported by an earlier execution; only rotating", "keyMaterialId", flow.ShortID(p.NewMaterialID), "secretVersionId", p.NewSecretVersionID)
-		} else {
-			v, generated, err := st.newMaterial(ctx, s, mm)
-			if err != nil {
-				return err
-			}
-			p.NewSecretVersionID, p.Generated = v, generated
+		if err := st.resumeOrNew(ctx, s, p, rots, mm, versionOf); err != nil {
+			return err
 		}
 		r.SecretVersionID = p.NewSecretVersionID
 	}
@@ -289,7 +274,7 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 			p.Items = append(p.Items, it)
 		}
 	}
-	if r.Rotate {
+	if r.Rotate && !p.Rotated {
 		for _, t := range p.Targets {
 			it := flow.PlanItem{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, SecretVersionID: p.NewSecretVersionID, New: true, ImportType: flow.ExistingKeyMaterial}
 			switch {
@@ -309,6 +294,49 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 		return err
 	}
 	log.Info("plan of imports", "materials", len(rots), "targets", len(p.Targets), "imports", len(p.Items), "rotate", p.Rotate, "resumed", p.Resumed)
+	return nil
+}
+
+// resumeOrNew finds the rotation's new material. An earlier execution's
+// new material (recorded pending rotation in the material map) is resumed:
+// only imported into replicas that lack it and rotated to; if KMS already
+// made it current, the rotation is done and nothing is rotated twice. Else
+// the new material is the user's or generated, and the key must still have
+// an on-demand rotation left.
+func (st *Stage) resumeOrNew(ctx context.Context, s *flow.State, p *flow.Plan, rots []types.RotationsListEntry, mm map[string]records.Material, versionOf map[string]string) error {
+	log := telemetry.Logger(ctx)
+	onDemand := 0
+	for _, e := range rots {
+		id := aws.ToString(e.KeyMaterialId)
+		if e.RotationType == types.RotationTypeOnDemand {
+			onDemand++
+		}
+		switch {
+		case e.ImportState != types.ImportStateImported:
+		case e.KeyMaterialState == types.KeyMaterialStatePendingRotation,
+			e.KeyMaterialState == types.KeyMaterialStatePendingMultiRegionImportAndRotation:
+			p.Resumed, p.NewMaterialID, p.NewSecretVersionID = true, id, versionOf[id]
+			log.Info("new material already imported by an earlier execution; only rotating", "keyMaterialId", flow.ShortID(id), "keyMaterialState", e.KeyMaterialState)
+			return nil
+		case e.KeyMaterialState == types.KeyMaterialStateCurrent && mm[id].State == records.MaterialPendingRotation:
+			// The earlier execution's rotation finished after it stopped.
+			t := st.now().UTC()
+			if at := mm[id].RotatedAt; at != nil {
+				t = *at
+			}
+			p.Resumed, p.Rotated, p.RotationStartedAt, p.NewMaterialID, p.NewSecretVersionID = true, true, &t, id, versionOf[id]
+			log.Info("new material of an earlier execution is current already; recording its rotation", "keyMaterialId", flow.ShortID(id))
+			return nil
+		}
+	}
+	if onDemand >= flow.MaxOnDemandRotations {
+		return flow.Errorf(flow.RotationLimitExceeded, "key %s has had %d on-demand rotations, the most KMS allows over a key's life (RotateKeyOnDemand quota %d); nothing was changed: renew without \"rotate\", or move to a new key", s.Key.ARN, onDemand, flow.MaxOnDemandRotations)
+	}
+	v, generated, err := st.newMaterial(ctx, s, mm)
+	if err != nil {
+		return err
+	}
+	p.NewSecretVersionID, p.Generated = v, generated
 	return nil
 }
 

@@ -158,6 +158,7 @@ func TestFetchPerKeyType(t *testing.T) {
 			if c.bound != nil {
 				importInto(t, client, arn, c.spec, c.bound)
 			}
+			srv.Advance(2 * time.Second) // past the stand-in's stale-read window (a key just created reads as missing)
 			srv.ResetRequests()
 			in := map[string]any{"keyId": arn, "secretId": "s", "validFor": "720h", "register": false}
 			for k, v := range c.input {

@@ -91,6 +91,13 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 			in.KeyMaterialId = &it.KeyMaterialID
 		}
 		out, err := st.KMS.In(it.Region).ImportKeyMaterial(ctx, in)
+		var wrong *types.IncorrectKeyMaterialException
+		if err != nil && it.Replica && it.New && errors.As(err, &wrong) {
+			// The replica may not know the primary's new material yet:
+			// multi-Region properties reach replicas asynchronously. The
+			// token stays usable; the state machine retries with backoff.
+			return s, flow.Wrap(flow.ReplicaNotSynced, err, "ImportKeyMaterial for replica %s: material %s is not associated with it yet", it.KeyARN, flow.ShortID(it.KeyMaterialID))
+		}
 		if err != nil {
 			return s, st.importFailed(ctx, k.ARN, rec.SK, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -35,7 +36,9 @@ type Stage struct {
 	// Registry keeps the key's renewal status (and registers it when the
 	// request asks to).
 	Registry *registry.Store
-	Now      func() time.Time
+	// MaxChecks bounds the verify passes of one execution (0: the default).
+	MaxChecks int
+	Now       func() time.Time
 }
 
 func (st *Stage) now() time.Time {
@@ -59,77 +62,26 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		return s, flow.Errorf(flow.InvalidInput, "the plan still has imports to do (item %d of %d)", p.Next, len(p.Items))
 	}
 	log := telemetry.Logger(ctx)
-	api := st.home(k.ARN)
-	var rotatedAt *time.Time
-	if p.Rotate && !p.Rotated {
-		if p.NewMaterialID == "" {
-			return s, flow.Errorf(flow.VerificationFailed, "no new key material was imported into %s, nothing to rotate to", k.ARN)
-		}
-		rots, err := kmsaccess.ListMaterials(ctx, api, k.ARN)
-		if err != nil {
-			return s, err
-		}
-		state := types.KeyMaterialState("")
-		for _, e := range rots {
-			if aws.ToString(e.KeyMaterialId) == p.NewMaterialID {
-				state = e.KeyMaterialState
-			}
-		}
-		switch state {
-		case types.KeyMaterialStatePendingRotation:
-			if _, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &k.ARN}); err != nil {
-				return s, flow.FromAWS(err, flow.Internal, "RotateKeyOnDemand for %s (to material %s)", k.ARN, flow.ShortID(p.NewMaterialID))
-			}
-			log.Info("rotated to new key material", "keyMaterialId", flow.ShortID(p.NewMaterialID))
-		case types.KeyMaterialStateCurrent:
-			log.Info("already rotated by an earlier attempt", "keyMaterialId", flow.ShortID(p.NewMaterialID))
-		default:
-			return s, flow.Errorf(flow.VerificationFailed, "new key material %s of %s is in state %q, not PENDING_ROTATION or CURRENT", flow.ShortID(p.NewMaterialID), k.ARN, state)
-		}
-		p.Rotated = true
-		t := st.now().UTC()
-		rotatedAt = &t
-	}
-
-	// The primary: Enabled, every material imported with the expiry asked.
-	md, err := kmsaccess.Describe(ctx, api, k.ARN)
+	p.Recheck, p.Waiting = false, ""
+	p.Checks++
+	o, waiting, err := st.observe(ctx, s)
 	if err != nil {
 		return s, err
 	}
-	var rots []types.RotationsListEntry
-	if p.Listed || kmsaccess.ListsMaterials(md) {
-		if rots, err = kmsaccess.ListMaterials(ctx, api, k.ARN); err != nil {
-			return s, err
+	if waiting != "" {
+		// KMS is not (yet) as the imports left it: a rotation still
+		// running, or reads that do not show the latest writes.
+		if p.Checks >= st.maxChecks() {
+			return s, flow.Errorf(flow.VerificationFailed, "%s (still so after %d checks)", waiting, p.Checks)
 		}
+		p.Recheck, p.Waiting = true, waiting
+		log.Info("not yet as expected; checking again after a wait", "waiting", waiting, "check", p.Checks)
+		return s, nil
 	}
-	primarySkipped := len(p.Targets) > 0 && p.Targets[0].Skipped
-	if !primarySkipped {
-		if md.KeyState != types.KeyStateEnabled {
-			return s, flow.Errorf(flow.VerificationFailed, "key %s is %s after the imports, not Enabled", k.ARN, md.KeyState)
-		}
-		if err := checkMaterials(md, r, p, rots); err != nil {
-			return s, err
-		}
-	}
-	if len(p.Targets) > 0 {
-		p.Targets[0].StateAfter, p.Targets[0].ValidTo = string(md.KeyState), md.ValidTo
-	}
-	// Every replica renewed: Enabled, in its own Region.
-	var replicas []registry.Replica
-	for i := range p.Targets {
-		t := &p.Targets[i]
-		if !t.Replica {
-			continue
-		}
-		rmd, err := kmsaccess.Describe(ctx, st.KMS.In(t.Region), t.KeyARN)
-		if err != nil {
-			return s, err
-		}
-		t.StateAfter, t.ValidTo = string(rmd.KeyState), rmd.ValidTo
-		if !t.Skipped && rmd.KeyState != types.KeyStateEnabled {
-			return s, flow.Errorf(flow.VerificationFailed, "replica %s is %s after the imports, not Enabled", t.KeyARN, rmd.KeyState)
-		}
-		replicas = append(replicas, registry.Replica{Region: t.Region, KeyARN: t.KeyARN, ValidTo: rmd.ValidTo, State: string(rmd.KeyState)})
+	md, rots, replicas := o.md, o.rots, o.replicas
+	var rotatedAt *time.Time
+	if p.Rotated {
+		rotatedAt = p.RotationStartedAt
 	}
 	proof := "primary not renewed in this execution (replicas only)"
 	if md.KeyState == types.KeyStateEnabled {
@@ -180,9 +132,148 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	return s, nil
 }
 
+// DefaultMaxChecks bounds the verify passes of one execution; with the
+// state machine's 5-second wait between them, about five minutes.
+const DefaultMaxChecks = 60
+
+func (st *Stage) maxChecks() int {
+	if st.MaxChecks > 0 {
+		return st.MaxChecks
+	}
+	return DefaultMaxChecks
+}
+
+// observed is what KMS said about the key and its replicas.
+type observed struct {
+	md       *types.KeyMetadata
+	rots     []types.RotationsListEntry
+	replicas []registry.Replica
+}
+
+// observe rotates when asked and reads the key, its materials and its
+// replicas. A non-empty waiting says what is not yet as expected: the
+// caller checks again after a wait, a bounded number of times.
+func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, error) {
+	r, k, p := s.Request, s.Key, s.Plan
+	api := st.home(k.ARN)
+	var o observed
+	if p.Rotate && !p.Rotated {
+		if waiting, err := st.rotate(ctx, api, k.ARN, p); err != nil || waiting != "" {
+			return o, waiting, err
+		}
+	}
+	md, err := kmsaccess.Describe(ctx, api, k.ARN)
+	if err != nil {
+		return o, "", err
+	}
+	o.md = md
+	if p.Listed || kmsaccess.ListsMaterials(md) {
+		if o.rots, err = kmsaccess.ListMaterials(ctx, api, k.ARN); err != nil {
+			return o, "", err
+		}
+	}
+	primarySkipped := len(p.Targets) > 0 && p.Targets[0].Skipped
+	if !primarySkipped {
+		if md.KeyState != types.KeyStateEnabled {
+			return o, fmt.Sprintf("key %s is %s after the imports, not Enabled", k.ARN, md.KeyState), nil
+		}
+		if waiting := checkMaterials(md, r, p, o.rots); waiting != "" {
+			return o, waiting, nil
+		}
+	}
+	if len(p.Targets) > 0 {
+		p.Targets[0].StateAfter, p.Targets[0].ValidTo = string(md.KeyState), md.ValidTo
+	}
+	// Every replica renewed: Enabled, in its own Region.
+	for i := range p.Targets {
+		t := &p.Targets[i]
+		if !t.Replica {
+			continue
+		}
+		rmd, err := kmsaccess.Describe(ctx, st.KMS.In(t.Region), t.KeyARN)
+		if err != nil {
+			return o, "", err
+		}
+		t.StateAfter, t.ValidTo = string(rmd.KeyState), rmd.ValidTo
+		if !t.Skipped && rmd.KeyState != types.KeyStateEnabled {
+			return o, fmt.Sprintf("replica %s is %s after the imports, not Enabled", t.KeyARN, rmd.KeyState), nil
+		}
+		o.replicas = append(o.replicas, registry.Replica{Region: t.Region, KeyARN: t.KeyARN, ValidTo: rmd.ValidTo, State: string(rmd.KeyState)})
+	}
+	return o, "", nil
+}
+
+// rotate makes the plan's new material current: RotateKeyOnDemand once
+// (unless an earlier execution started it), then, on each pass, whether
+// KMS has finished: RotateKeyOnDemand only starts a rotation.
+func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn string, p *flow.Plan) (string, error) {
+	log := telemetry.Logger(ctx)
+	if p.NewMaterialID == "" {
+		return "", flow.Errorf(flow.VerificationFailed, "no new key material was imported into %s, nothing to rotate to", arn)
+	}
+	status, err := api.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &arn})
+	if err != nil {
+		return "", flow.FromAWS(err, flow.Internal, "GetKeyRotationStatus for %s", arn)
+	}
+	if status.OnDemandRotationStartDate != nil {
+		if p.RotationStartedAt == nil {
+			t := status.OnDemandRotationStartDate.UTC()
+			p.RotationStartedAt = &t // started by an earlier execution
+		}
+		return fmt.Sprintf("the rotation of %s to material %s, started %s, is still in progress", arn, flow.ShortID(p.NewMaterialID), status.OnDemandRotationStartDate.UTC().Format(time.RFC3339)), nil
+	}
+	rots, err := kmsaccess.ListMaterials(ctx, api, arn)
+	if err != nil {
+		return "", err
+	}
+	state := types.KeyMaterialState("")
+	for _, e := range rots {
+		if aws.ToString(e.KeyMaterialId) == p.NewMaterialID {
+			state = e.KeyMaterialState
+		}
+	}
+	switch {
+	case state == types.KeyMaterialStateCurrent:
+		if p.RotationStartedAt == nil {
+			t := st.now().UTC()
+			p.RotationStartedAt = &t
+			log.Info("new material already current: rotated by an earlier execution", "keyMaterialId", flow.ShortID(p.NewMaterialID))
+		}
+		p.Rotated = true
+		return "", nil
+	case p.RotationStartedAt != nil:
+		// Started, not running, not yet listed as current: a stale read.
+		return fmt.Sprintf("new key material %s of %s is %q after its rotation, not yet CURRENT", flow.ShortID(p.NewMaterialID), arn, state), nil
+	case state == types.KeyMaterialStatePendingRotation:
+		if _, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn}); err != nil {
+			return "", rotateErr(err, arn, p.NewMaterialID)
+		}
+		t := st.now().UTC()
+		p.RotationStartedAt = &t
+		log.Info("rotation to new key material started", "keyMaterialId", flow.ShortID(p.NewMaterialID))
+		return fmt.Sprintf("the rotation of %s to material %s has just started", arn, flow.ShortID(p.NewMaterialID)), nil
+	case state == types.KeyMaterialStatePendingMultiRegionImportAndRotation, state == "":
+		return fmt.Sprintf("new key material %s of %s is %q: not yet imported into every replica as KMS sees it", flow.ShortID(p.NewMaterialID), arn, state), nil
+	}
+	return "", flow.Errorf(flow.VerificationFailed, "new key material %s of %s is in state %q, not PENDING_ROTATION or CURRENT", flow.ShortID(p.NewMaterialID), arn, state)
+}
+
+// rotateErr names a RotateKeyOnDemand error.
+func rotateErr(err error, arn, id string) error {
+	var conflict *types.ConflictException
+	var limit *types.LimitExceededException
+	switch {
+	case errors.As(err, &conflict):
+		return flow.Wrap(flow.RotationConflict, err, "RotateKeyOnDemand for %s: a rotation is already in progress", arn)
+	case errors.As(err, &limit):
+		return flow.Wrap(flow.RotationLimitExceeded, err, "RotateKeyOnDemand for %s: the key has had the %d on-demand rotations KMS allows over its life; new material %s stays imported but pending, and the key keeps its current material", arn, flow.MaxOnDemandRotations, flow.ShortID(id))
+	}
+	return flow.FromAWS(err, flow.Internal, "RotateKeyOnDemand for %s (to material %s)", arn, flow.ShortID(id))
+}
+
 // checkMaterials checks the expiry of what was imported into the primary:
 // per material where KMS lists them, else on the key itself.
-func checkMaterials(md *types.KeyMetadata, r *flow.Request, p *flow.Plan, rots []types.RotationsListEntry) error {
+func checkMaterials(md *types.KeyMetadata, r *flow.Request, p *flow.Plan, rots []types.RotationsListEntry) string {
 	if len(rots) == 0 {
 		return checkExpiry(md, r)
 	}
@@ -190,7 +281,7 @@ func checkMaterials(md *types.KeyMetadata, r *flow.Request, p *flow.Plan, rots [
 	for _, e := range rots {
 		byID[aws.ToString(e.KeyMaterialId)] = e
 		if e.ImportState != types.ImportStateImported {
-			return flow.Errorf(flow.VerificationFailed, "key material %s of %s is %s after the imports", flow.ShortID(aws.ToString(e.KeyMaterialId)), *md.Arn, e.ImportState)
+			return fmt.Sprintf("key material %s of %s is %s after the imports", flow.ShortID(aws.ToString(e.KeyMaterialId)), *md.Arn, e.ImportState)
 		}
 	}
 	for _, it := range p.Items {
@@ -199,25 +290,25 @@ func checkMaterials(md *types.KeyMetadata, r *flow.Request, p *flow.Plan, rots [
 		}
 		e, ok := byID[it.KeyMaterialID]
 		if !ok {
-			return flow.Errorf(flow.VerificationFailed, "key material %s imported into %s is not among its materials", flow.ShortID(it.KeyMaterialID), *md.Arn)
+			return fmt.Sprintf("key material %s imported into %s is not among its materials", flow.ShortID(it.KeyMaterialID), *md.Arn)
 		}
 		if string(e.ExpirationModel) != "" && string(e.ExpirationModel) != r.ExpirationModel {
-			return flow.Errorf(flow.VerificationFailed, "key material %s of %s has expiration model %s after the import, want %s", flow.ShortID(it.KeyMaterialID), *md.Arn, e.ExpirationModel, r.ExpirationModel)
+			return fmt.Sprintf("key material %s of %s has expiration model %s after the import, want %s", flow.ShortID(it.KeyMaterialID), *md.Arn, e.ExpirationModel, r.ExpirationModel)
 		}
 		if it.ValidTo != nil && (e.ValidTo == nil || !e.ValidTo.Equal(*it.ValidTo)) {
 			got := "none"
 			if e.ValidTo != nil {
 				got = e.ValidTo.UTC().Format(time.RFC3339)
 			}
-			return flow.Errorf(flow.VerificationFailed, "key material %s of %s has ValidTo %s after the import, want %s", flow.ShortID(it.KeyMaterialID), *md.Arn, got, it.ValidTo.Format(time.RFC3339))
+			return fmt.Sprintf("key material %s of %s has ValidTo %s after the import, want %s", flow.ShortID(it.KeyMaterialID), *md.Arn, got, it.ValidTo.Format(time.RFC3339))
 		}
 	}
 	if p.Rotate {
 		if e := byID[p.NewMaterialID]; e.KeyMaterialState != types.KeyMaterialStateCurrent {
-			return flow.Errorf(flow.VerificationFailed, "after RotateKeyOnDemand the new key material %s of %s is %s, not CURRENT", flow.ShortID(p.NewMaterialID), *md.Arn, e.KeyMaterialState)
+			return fmt.Sprintf("after RotateKeyOnDemand the new key material %s of %s is %s, not CURRENT", flow.ShortID(p.NewMaterialID), *md.Arn, e.KeyMaterialState)
 		}
 	}
-	return nil
+	return ""
 }
 
 // mapMaterials brings the material map in line with what KMS lists: every
@@ -260,7 +351,7 @@ func (st *Stage) mapMaterials(ctx context.Context, s flow.State, rots []types.Ro
 		switch e.KeyMaterialState {
 		case types.KeyMaterialStateCurrent:
 			rec.State = records.MaterialCurrent
-		case types.KeyMaterialStatePendingRotation:
+		case types.KeyMaterialStatePendingRotation, types.KeyMaterialStatePendingMultiRegionImportAndRotation:
 			rec.State = records.MaterialPendingRotation
 		default:
 			rec.State = records.MaterialNonCurrent
@@ -278,11 +369,11 @@ func (st *Stage) mapMaterials(ctx context.Context, s flow.State, rots []types.Ro
 	return nil
 }
 
-func checkExpiry(md *types.KeyMetadata, r *flow.Request) error {
+func checkExpiry(md *types.KeyMetadata, r *flow.Request) string {
 	switch r.ExpirationModel {
 	case flow.DoesNotExpire:
 		if md.ExpirationModel != types.ExpirationModelTypeKeyMaterialDoesNotExpire {
-			return flow.Errorf(flow.VerificationFailed, "key %s has expiration model %q after the import, want %s", *md.Arn, md.ExpirationModel, flow.DoesNotExpire)
+			return fmt.Sprintf("key %s has expiration model %q after the import, want %s", *md.Arn, md.ExpirationModel, flow.DoesNotExpire)
 		}
 	default:
 		if md.ValidTo == nil || !md.ValidTo.Equal(*r.ValidTo) {
@@ -290,10 +381,10 @@ func checkExpiry(md *types.KeyMetadata, r *flow.Request) error {
 			if md.ValidTo != nil {
 				got = md.ValidTo.UTC().Format(time.RFC3339)
 			}
-			return flow.Errorf(flow.VerificationFailed, "key %s has ValidTo %s after the import, want %s", *md.Arn, got, r.ValidTo.Format(time.RFC3339))
+			return fmt.Sprintf("key %s has ValidTo %s after the import, want %s", *md.Arn, got, r.ValidTo.Format(time.RFC3339))
 		}
 	}
-	return nil
+	return ""
 }
 
 // roundTrip encrypts a random probe under the key and decrypts it again.

@@ -138,6 +138,7 @@ func TestProofPerKeyType(t *testing.T) {
 			}
 			arn := *ck.KeyMetadata.Arn
 			importInto(t, client, arn, c.spec, c.imported)
+			srv.Advance(2 * time.Second) // past the stand-in's stale-read window: this test is about proofs
 			srv.ResetRequests()
 			secret := c.secret
 			if secret == nil {
@@ -179,5 +180,56 @@ func TestProofPerKeyType(t *testing.T) {
 				t.Fatalf("audit record %+v", r)
 			}
 		})
+	}
+}
+
+// TestStaleReadsAreCheckedAgain: right after an import KMS reads may still
+// show the key as it was (eventual consistency). The verify stage then
+// asks for another pass (plan.recheck) instead of failing, records
+// nothing, and succeeds once reads catch up; past its bound it fails with
+// VerificationFailed.
+func TestStaleReadsAreCheckedAgain(t *testing.T) {
+	srv, client := kmsstandin.Serve(t, kmsstandin.Options{StaleReadWindow: 500 * time.Millisecond})
+	ck, err := client.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := *ck.KeyMetadata.Arn
+	srv.Advance(time.Second)
+	material := random(32)
+	importInto(t, client, arn, types.KeySpecHmac256, material)
+	db, table := ddblocal.Table(t)
+	imports := &records.Imports{DB: db, Table: table}
+	newStage := func(max int) *Stage {
+		return &Stage{KMS: kmsaccess.Single{API: client}, Secrets: oneSecret(material), Audit: imports, Tokens: &records.Tokens{DB: db, Table: table},
+			Leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, Materials: &records.Materials{DB: db, Table: table},
+			Registry: &registry.Store{DB: db, Table: table}, MaxChecks: max}
+	}
+	state := func() flow.State {
+		return flow.State{
+			Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
+			Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire},
+			Key:       &flow.Key{ARN: arn, KeySpec: "HMAC_256", StateBefore: "PendingImport"},
+			Plan:      &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true}}, Next: 1, Targets: []flow.Target{{KeyARN: arn}}},
+		}
+	}
+	// Bounded: one pass allowed, the read is stale, so it fails.
+	if _, err := newStage(1).Run(ctx, state()); flow.NameOf(err) != flow.VerificationFailed || !strings.Contains(err.Error(), "PendingImport") {
+		t.Fatalf("stale read with one check allowed: %v, want VerificationFailed naming the state", err)
+	}
+	out, err := newStage(5).Run(ctx, state())
+	if err != nil || !out.Plan.Recheck || out.Plan.Checks != 1 || !strings.Contains(out.Plan.Waiting, "PendingImport") {
+		t.Fatalf("stale read: %v, plan %+v; want a recheck naming what is not yet so", err, out.Plan)
+	}
+	if recs, _ := imports.List(ctx, arn); len(recs) != 0 {
+		t.Fatalf("%d import records written before the import was verified", len(recs))
+	}
+	srv.Advance(time.Second) // reads catch up
+	out, err = newStage(5).Run(ctx, out)
+	if err != nil || out.Plan.Recheck || out.Verified == nil || out.Plan.Checks != 2 {
+		t.Fatalf("after reads caught up: %v, plan %+v", err, out.Plan)
+	}
+	if recs, _ := imports.List(ctx, arn); len(recs) != 1 {
+		t.Fatalf("%d import records, want 1", len(recs))
 	}
 }
