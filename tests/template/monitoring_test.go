@@ -658,3 +658,49 @@ func TestLeaseDuration(t *testing.T) {
 		t.Errorf("ConstraintDescription %q does not name the minimum 30m", cd)
 	}
 }
+
+// TestSamconfigOverrides: every parameter samconfig.toml overrides is a
+// parameter of the template and satisfies its constraints (AllowedPattern,
+// AllowedValues, MinValue/MaxValue), so `sam deploy` with it is not refused.
+func TestSamconfigOverrides(t *testing.T) {
+	p := parseTemplate(t, nil)
+	params, _ := p.Raw["Parameters"].(map[string]any)
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "samconfig.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile(`(?s)parameter_overrides\s*=\s*\[(.*?)\]`).FindAllSubmatch(b, -1)
+	if len(blocks) == 0 {
+		t.Fatal("samconfig.toml has no parameter_overrides")
+	}
+	n := 0
+	for _, blk := range blocks {
+		for _, m := range regexp.MustCompile(`"([A-Za-z0-9]+)=([^"]*)"`).FindAllSubmatch(blk[1], -1) {
+			n++
+			name, value := string(m[1]), string(m[2])
+			pm, ok := params[name].(map[string]any)
+			if !ok {
+				t.Errorf("samconfig.toml overrides %s, which is no parameter of the template", name)
+				continue
+			}
+			if pat, ok := pm["AllowedPattern"].(string); ok && !regexp.MustCompile(pat).MatchString(value) {
+				t.Errorf("samconfig.toml %s=%q does not match AllowedPattern %s", name, value, pat)
+			}
+			if av, ok := pm["AllowedValues"].([]any); ok {
+				found := false
+				for _, v := range av {
+					found = found || fmt.Sprint(v) == value
+				}
+				if !found {
+					t.Errorf("samconfig.toml %s=%q is not one of %v", name, value, av)
+				}
+			}
+			if pm["MinValue"] != nil && num(value) < num(pm["MinValue"]) || pm["MaxValue"] != nil && num(value) > num(pm["MaxValue"]) {
+				t.Errorf("samconfig.toml %s=%q is outside %v-%v", name, value, pm["MinValue"], pm["MaxValue"])
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no overrides read from samconfig.toml")
+	}
+}
