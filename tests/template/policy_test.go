@@ -1222,3 +1222,36 @@ func TestVerificationContext(t *testing.T) {
 		t.Errorf("the Go source sends no encryption context {\"purpose\": %q, \"execution\": execID}: the RoundTrip statement would refuse the verify stage", verificationPurpose)
 	}
 }
+
+// maxListedKeys is how many ManagedKeyArns docs/deploy.md promises fit.
+const maxListedKeys = 25
+
+// TestInlinePolicySize: IAM limits a role's inline policies to 10,240
+// characters in all (whitespace not counted). The verify role names the
+// key list in three statements: with maxListedKeys keys (and the tag, the
+// secrets' keys) every role still fits.
+func TestInlinePolicySize(t *testing.T) {
+	var arns []string
+	for i := 0; i < maxListedKeys; i++ {
+		arns = append(arns, fmt.Sprintf("arn:aws:kms:eu-west-2:111122223333:key/mrk-%032x", i))
+	}
+	p := parseTemplate(t, map[string]any{
+		"ManagedKeyArns":   strings.Join(arns, ","),
+		"SecretKmsKeyArns": "arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321",
+		"ManagedKeyTagKey": strings.Repeat("k", 128), "ManagedKeyTagValue": strings.Repeat("v", 256),
+	})
+	for id, role := range p.T.GetAllIAMRoleResources() {
+		n := 0
+		for _, pol := range role.Policies {
+			s, ok := pol.PolicyDocument.(string)
+			if !ok {
+				b, _ := json.Marshal(pol.PolicyDocument)
+				s = string(b)
+			}
+			n += len(strings.Join(strings.Fields(s), ""))
+		}
+		if n > 10240 {
+			t.Errorf("%s: inline policies of %d characters with %d listed keys: over IAM's 10,240", id, n, maxListedKeys)
+		}
+	}
+}
