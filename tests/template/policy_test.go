@@ -1,11 +1,16 @@
 package template_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/awslabs/goformation/v7/intrinsics"
 )
 
 // The rules (docs/deploy.md, "IAM permissions"):
@@ -13,10 +18,27 @@ import (
 //   - a "*" resource only for actions that support no resource-level
 //     permissions (noResourceLevel);
 //   - KMS actions only on keys with origin EXTERNAL (kms:KeyOrigin), on key
-//     ARNs of this account and Region (or the ManagedKeyArns list), and with
-//     the kms-reimport tag when ManagedKeyTagValue is set; the one exception
-//     is kms:Decrypt of the SecretKmsKeyArns through Secrets Manager
-//     (kms:ViaService);
+//     ARNs of this account (or the ManagedKeyArns list), and with the tag
+//     ManagedKeyTagKey=ManagedKeyTagValue (aws:ResourceTag) unless the tag
+//     value is empty, which is allowed only with a key list: never every
+//     EXTERNAL key of the account; the one exception is kms:Decrypt of the
+//     SecretKmsKeyArns through Secrets Manager (kms:ViaService);
+//   - kms:GetParametersForImport only with kms:WrappingAlgorithm among the
+//     OAEP and RSA_AES_KEY_WRAP algorithms (RSAES_PKCS1_V1_5 only with
+//     AllowLegacyPkcs1) and kms:WrappingKeySpec RSA_2048/3072/4096;
+//   - kms:Encrypt/kms:Decrypt only with the verification's encryption
+//     context (purpose, execution; no other key) on symmetric keys, or
+//     kms:Decrypt alone on RSA keys with RSAES_OAEP_SHA_256 (asymmetric keys
+//     take no encryption context); no set operator on
+//     kms:EncryptionContext:*;
+//   - DynamoDB reads (GetItem, Query) only with dynamodb:Attributes (every
+//     readable record attribute, never the token bytes) and dynamodb:Select
+//     SPECIFIC_ATTRIBUTES, except the import stage's GetItem (it sends the
+//     token) and the planner's Query, limited to the registry partition
+//     (dynamodb:LeadingKeys); writes only with dynamodb:ReturnValues NONE;
+//     no other DynamoDB action;
+//   - sqs:SendMessage only by a function's role, only to that function's
+//     on-failure destination (AWS::Lambda::EventInvokeConfig);
 //   - secretsmanager:GetSecretValue only, on the secret name prefix (and
 //     the tag when ManagedSecretTagValue is set);
 //   - DynamoDB only on the table; logs only on the function's log group;
@@ -43,7 +65,7 @@ var expectedActions = map[string][]string{
 	"WrapMaterialFunction":    {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:UpdateItem"},
 	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"},
 	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "kms:RotateKeyOnDemand", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
-	"RecordFailureFunction":   {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "sns:Publish"},
+	"RecordFailureFunction":   {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "sns:Publish", "sqs:SendMessage"},
 	"PlannerFunction":         {"dynamodb:Query"},
 }
 
@@ -92,6 +114,15 @@ func strs(v any) []string {
 }
 
 func statements(doc any) []statement {
+	if js, ok := doc.(string); ok {
+		// A policy document written as a JSON string (the managed-key
+		// statements: their tag condition key is a parameter).
+		var v any
+		if err := json.Unmarshal([]byte(js), &v); err != nil {
+			return []statement{{Sid: "UNPARSABLE", Broad: []string{"policy document is not JSON: " + err.Error()}}}
+		}
+		doc = v
+	}
 	d, _ := doc.(map[string]any)
 	var list []any
 	switch s := d["Statement"].(type) {
@@ -121,14 +152,34 @@ func statements(doc any) []statement {
 
 // condEquals returns Condition.StringEquals[key] as a list of values.
 func (s statement) condEquals(key string) []string {
-	se, _ := s.Condition["StringEquals"].(map[string]any)
-	return strs(se[key])
+	return s.cond("StringEquals", key)
+}
+
+// cond returns Condition[op][key] as a list of values.
+func (s statement) cond(op, key string) []string {
+	m, _ := s.Condition[op].(map[string]any)
+	return strs(m[key])
+}
+
+// condKeys lists "op key" for every condition key of the statement.
+func (s statement) condKeys() []string {
+	var out []string
+	for op, m := range s.Condition {
+		mm, _ := m.(map[string]any)
+		for k := range mm {
+			out = append(out, op+" "+k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // scope is what one set of parameter values allows.
 type scope struct {
-	keyTag        string
+	keyTagKey     string
+	keyTag        string // "" = no tag condition (only with keyArns)
 	keyArns       []string
+	legacyPkcs1   bool
 	secretPrefix  string
 	secretTag     string
 	secretKeyArns []string
@@ -138,6 +189,9 @@ type scope struct {
 type policyChecker struct {
 	sc    scope
 	table string
+	// readable: the attributes a projected read may name (the record
+	// attributes of the Go code but the token bytes).
+	readable []string
 }
 
 // roleUse is what one role's owner needs beyond the scope: its log group
@@ -148,16 +202,46 @@ type roleUse struct {
 	start    map[string]bool // state machine ARNs it may start
 	follow   map[string]bool // execution ARN patterns it may describe and stop
 	syncRule bool            // it has a .sync Task
+	queues   map[string]bool // queue ARNs that are its function's on-failure destination
 }
 
-// Keys in this Region, or in any Region ("*"): a multi-Region key's
-// replicas live in other Regions (docs/rotation.md).
-var keyArnRe = regexp.MustCompile(`^arn:aws:kms:(` + region + `|\*):` + account + `:key/(\*|[0-9a-f-]{36}|mrk-[0-9a-f]{32})$`)
+// Keys of this account in any Region ("*", or a listed key's Region): a
+// multi-Region key's replicas live in other Regions (docs/rotation.md).
+var keyArnRe = regexp.MustCompile(`^arn:aws:kms:(\*|[a-z]{2}(-[a-z]+)+-[0-9]):` + account + `:key/(\*|[0-9a-f-]{36}|mrk-[0-9a-f]{32})$`)
 
 // storesSecrets: the role that writes generated material as a new secret
 // version (PutSecretValue; GenerateDataKey for a secret under a customer
 // managed key).
 const storesSecrets = "FetchParametersRole"
+
+// readsTokenBytes: the reads a role may make without a projection, because
+// it needs the token bytes: the import stage's GetItem of the token record
+// (ImportKeyMaterial sends the import token and the wrapped material).
+var readsTokenBytes = map[string][]string{"ImportMaterialRole": {"dynamodb:GetItem"}}
+
+// registryReader: the role that only reads the registry partition (its
+// Query is limited with dynamodb:LeadingKeys instead of a projection).
+const registryReader = "PlannerRole"
+
+// registryPK is the registry's partition key value (registry.PK).
+const registryPK = "REGISTRY"
+
+// tokenBytes are the token record attributes no other role may read.
+var tokenBytes = []string{"importToken", "encryptedKeyMaterial"}
+
+// Wrapping algorithms and specs GetParametersForImport may ask for.
+var (
+	wrappingAlgorithms = []string{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1"}
+	legacyAlgorithm    = "RSAES_PKCS1_V1_5"
+	wrappingKeySpecs   = []string{"RSA_2048", "RSA_3072", "RSA_4096"}
+	rsaKeySpecs        = []string{"RSA_2048", "RSA_3072", "RSA_4096"}
+)
+
+// The encryption context the verify stage sends (shared/verification).
+const (
+	verificationPurpose = "kms-reimport verification"
+	executionPattern    = "arn:aws:states:" + region + ":" + account + ":execution:*"
+)
 
 // check returns every rule a role's statements break, for a role whose
 // owner needs what use says.
@@ -217,6 +301,18 @@ func (c *policyChecker) check(role string, sts []statement, use roleUse) []strin
 		case services["dynamodb"]:
 			if len(s.Resources) != 1 || s.Resources[0] != c.table {
 				add(s, "DynamoDB resources %v, want the table alone (%s)", s.Resources, c.table)
+			}
+			c.checkDynamoDB(role, s, add)
+		case services["sqs"]:
+			for _, a := range s.Actions {
+				if a != "sqs:SendMessage" {
+					add(s, "SQS action %s: only SendMessage (an on-failure destination) is needed", a)
+				}
+			}
+			for _, r := range s.Resources {
+				if !use.queues[r] {
+					add(s, "sqs:SendMessage to %s, which is not its function's on-failure destination (%v)", r, keys(use.queues))
+				}
 			}
 		case services["sns"]:
 			for _, a := range s.Actions {
@@ -309,11 +405,139 @@ func (c *policyChecker) checkKMS(role string, s statement, add func(statement, s
 	if len(c.sc.keyArns) > 0 && fmt.Sprint(s.Resources) != fmt.Sprint(c.sc.keyArns) {
 		add(s, "ManagedKeyArns is %v but the statement allows %v", c.sc.keyArns, s.Resources)
 	}
-	if c.sc.keyTag != "" {
-		if got := s.condEquals("aws:ResourceTag/kms-reimport"); len(got) != 1 || got[0] != c.sc.keyTag {
-			add(s, "ManagedKeyTagValue is %q but the statement requires tag value %v", c.sc.keyTag, got)
+	var tagConds []string
+	for _, k := range s.condKeys() {
+		if strings.Contains(strings.ToLower(k), " aws:resourcetag/") {
+			tagConds = append(tagConds, k)
 		}
 	}
+	switch {
+	case c.sc.keyTag != "":
+		want := "aws:ResourceTag/" + c.sc.keyTagKey
+		if got := s.condEquals(want); len(got) != 1 || got[0] != c.sc.keyTag || len(tagConds) != 1 {
+			add(s, "keys must carry tag %s=%s: the statement's tag conditions are %v (StringEquals %s = %v)", c.sc.keyTagKey, c.sc.keyTag, tagConds, want, got)
+		}
+	case len(c.sc.keyArns) == 0:
+		add(s, "neither a tag condition nor a key list: %v would apply to every EXTERNAL key of the account", s.Actions)
+	case len(tagConds) > 0:
+		add(s, "ManagedKeyTagValue is empty but the statement has tag conditions %v", tagConds)
+	}
+	// A set operator with the single-valued kms:EncryptionContext:<key>
+	// matches requests without that pair (KMS developer guide).
+	for op, m := range s.Condition {
+		mm, _ := m.(map[string]any)
+		for k := range mm {
+			if strings.Contains(op, ":") && strings.HasPrefix(strings.ToLower(k), "kms:encryptioncontext:") {
+				add(s, "set operator %s with the single-valued %s", op, k)
+			}
+		}
+	}
+	if contains(s.Actions, "kms:GetParametersForImport") {
+		algs := append([]string(nil), wrappingAlgorithms...)
+		if c.sc.legacyPkcs1 {
+			algs = append(algs, legacyAlgorithm)
+		}
+		if got := s.condEquals("kms:WrappingAlgorithm"); sorted(got) != sorted(algs) {
+			add(s, "kms:GetParametersForImport with StringEquals kms:WrappingAlgorithm %v, want exactly %v", got, algs)
+		}
+		if got := s.condEquals("kms:WrappingKeySpec"); sorted(got) != sorted(wrappingKeySpecs) {
+			add(s, "kms:GetParametersForImport with StringEquals kms:WrappingKeySpec %v, want exactly %v", got, wrappingKeySpecs)
+		}
+	}
+	if contains(s.Actions, "kms:Encrypt") || contains(s.Actions, "kms:Decrypt") {
+		purpose := s.condEquals("kms:EncryptionContext:purpose")
+		if contains(s.Actions, "kms:Encrypt") || len(purpose) > 0 {
+			// The symmetric round trip: exactly the context the stage sends.
+			if len(purpose) != 1 || purpose[0] != verificationPurpose {
+				add(s, "%v needs StringEquals kms:EncryptionContext:purpose = %q, has %v", s.Actions, verificationPurpose, purpose)
+			}
+			if got := s.cond("ForAllValues:StringEquals", "kms:EncryptionContextKeys"); sorted(got) != "execution purpose" {
+				add(s, "%v needs ForAllValues:StringEquals kms:EncryptionContextKeys = [purpose execution] (no other context key), has %v", s.Actions, got)
+			}
+			if got := s.cond("StringLike", "kms:EncryptionContext:execution"); len(got) != 1 || got[0] != executionPattern {
+				add(s, "%v needs StringLike kms:EncryptionContext:execution = %s, has %v", s.Actions, executionPattern, got)
+			}
+			if got := s.condEquals("kms:KeySpec"); fmt.Sprint(got) != "[SYMMETRIC_DEFAULT]" {
+				add(s, "the round trip is for symmetric keys: StringEquals kms:KeySpec = SYMMETRIC_DEFAULT, has %v", got)
+			}
+		} else {
+			// Decrypt alone, no context: an RSA encryption key's probe.
+			if fmt.Sprint(s.Actions) != "[kms:Decrypt]" {
+				add(s, "a statement without encryption context may allow kms:Decrypt alone, has %v", s.Actions)
+			}
+			if got := s.condEquals("kms:KeySpec"); len(got) == 0 || !subset(got, rsaKeySpecs) {
+				add(s, "kms:Decrypt without encryption context only for RSA keys (StringEquals kms:KeySpec within %v), has %v", rsaKeySpecs, got)
+			}
+			if got := s.condEquals("kms:EncryptionAlgorithm"); fmt.Sprint(got) != "[RSAES_OAEP_SHA_256]" {
+				add(s, "kms:Decrypt of an RSA key only with StringEquals kms:EncryptionAlgorithm = RSAES_OAEP_SHA_256, has %v", got)
+			}
+		}
+	}
+}
+
+// checkDynamoDB: projected reads, the planner's registry partition, the
+// import stage's token read, writes that return nothing, nothing else.
+func (c *policyChecker) checkDynamoDB(role string, s statement, add func(statement, string, ...any)) {
+	var reads, writes []string
+	for _, a := range s.Actions {
+		switch a {
+		case "dynamodb:GetItem", "dynamodb:Query":
+			reads = append(reads, a)
+		case "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem":
+			writes = append(writes, a)
+		default:
+			add(s, "DynamoDB action %s is not needed (a Scan, batch or PartiQL read would also escape the projection rule)", a)
+		}
+	}
+	if len(reads) > 0 && len(writes) > 0 {
+		add(s, "mixes reads %v and writes %v: they take different conditions", reads, writes)
+	}
+	if len(writes) > 0 {
+		rv := append(s.cond("StringEqualsIfExists", "dynamodb:ReturnValues"), s.condEquals("dynamodb:ReturnValues")...)
+		if fmt.Sprint(rv) != "[NONE]" {
+			add(s, "writes %v may return the item (ReturnValues ALL_OLD/ALL_NEW): want StringEqualsIfExists dynamodb:ReturnValues = NONE, has %v", writes, rv)
+		}
+	}
+	if len(reads) == 0 {
+		return
+	}
+	switch {
+	case role == registryReader:
+		if fmt.Sprint(reads) != "[dynamodb:Query]" {
+			add(s, "%s reads the registry with Query only, has %v", role, reads)
+		}
+		if got := s.cond("ForAllValues:StringEquals", "dynamodb:LeadingKeys"); fmt.Sprint(got) != "["+registryPK+"]" {
+			add(s, "%s: Query only in the registry partition (ForAllValues:StringEquals dynamodb:LeadingKeys = [%s]), has %v", role, registryPK, got)
+		}
+	case subset(reads, readsTokenBytes[role]) && len(s.Condition) == 0:
+		// The token read of the import stage (documented exception).
+	default:
+		got := s.cond("ForAllValues:StringEquals", "dynamodb:Attributes")
+		for _, b := range tokenBytes {
+			if contains(got, b) {
+				add(s, "reads %v may return the token bytes: dynamodb:Attributes names %s", reads, b)
+			}
+		}
+		if sorted(got) != sorted(c.readable) {
+			add(s, "reads %v: want ForAllValues:StringEquals dynamodb:Attributes = every readable record attribute\n  %s\nhas\n  %s", reads, sorted(c.readable), sorted(got))
+		}
+		if sel := s.condEquals("dynamodb:Select"); fmt.Sprint(sel) != "[SPECIFIC_ATTRIBUTES]" {
+			add(s, "reads %v: want StringEquals dynamodb:Select = SPECIFIC_ATTRIBUTES (a read without projection returns every attribute), has %v", reads, sel)
+		}
+	}
+}
+
+// subset reports whether every element of a is in b (and a is not empty).
+func subset(a, b []string) bool {
+	if len(a) == 0 {
+		return false
+	}
+	for _, x := range a {
+		if !contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // The topic the template creates, and one given with AlarmTopicArn.
@@ -322,25 +546,34 @@ var (
 	givenTopic = fmt.Sprintf("arn:aws:sns:%s:%s:ops-alerts", region, account)
 )
 
-var scopes = []struct {
-	name      string
-	overrides map[string]any
-	sc        scope
-}{
-	{"defaults", nil, scope{secretPrefix: "kms-reimport/", topic: ownTopic}},
-	{"tags", map[string]any{"ManagedKeyTagValue": "prod", "ManagedSecretTagValue": "prod", "AlarmEmail": "ops@example.com"},
-		scope{secretPrefix: "kms-reimport/", keyTag: "prod", secretTag: "prod", topic: ownTopic}},
-	{"lists", map[string]any{
-		"ManagedKeyArns":   "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab,arn:aws:kms:eu-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
-		"SecretKmsKeyArns": "arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321",
-		"SecretNamePrefix": "team-a/kms/",
-		"AlarmTopicArn":    givenTopic,
-		"AlarmEmail":       "ops@example.com",
-	}, scope{secretPrefix: "team-a/kms/",
-		keyArns:       []string{"arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", "arn:aws:kms:eu-west-2:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"},
-		secretKeyArns: []string{"arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321"},
-		topic:         givenTopic}},
-}
+var (
+	listedKeys = []string{"arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"}
+	scopes     = []struct {
+		name      string
+		overrides map[string]any
+		sc        scope
+	}{
+		// Least privilege by default: keys tagged kms-reimport:managed=true.
+		{"defaults", nil, scope{keyTagKey: "kms-reimport:managed", keyTag: "true", secretPrefix: "kms-reimport/", topic: ownTopic}},
+		{"tags", map[string]any{"ManagedKeyTagKey": "team:crypto/owner", "ManagedKeyTagValue": "prod", "ManagedSecretTagValue": "prod", "AlarmEmail": "ops@example.com"},
+			scope{keyTagKey: "team:crypto/owner", keyTag: "prod", secretPrefix: "kms-reimport/", secretTag: "prod", topic: ownTopic}},
+		// A key list alone (no tag condition), legacy wrapping allowed.
+		{"lists", map[string]any{
+			"ManagedKeyArns":     strings.Join(listedKeys, ","),
+			"ManagedKeyTagValue": "",
+			"AllowLegacyPkcs1":   "true",
+			"SecretKmsKeyArns":   "arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321",
+			"SecretNamePrefix":   "team-a/kms/",
+			"AlarmTopicArn":      givenTopic,
+			"AlarmEmail":         "ops@example.com",
+		}, scope{secretPrefix: "team-a/kms/", keyArns: listedKeys, legacyPkcs1: true,
+			secretKeyArns: []string{"arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321"},
+			topic:         givenTopic}},
+		// A key list and the default tag: both apply.
+		{"list and tag", map[string]any{"ManagedKeyArns": strings.Join(listedKeys, ",")},
+			scope{keyTagKey: "kms-reimport:managed", keyTag: "true", keyArns: listedKeys, secretPrefix: "kms-reimport/", topic: ownTopic}},
+	}
+)
 
 // machineUse is what a state machine's role must allow, from its
 // definition: the functions its Tasks invoke, the state machines its
@@ -384,7 +617,8 @@ func TestPolicies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := parseTemplate(t, tc.overrides)
 			b := bindings(t, p)
-			c := &policyChecker{sc: tc.sc, table: fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/RotationTable", region, account)}
+			c := &policyChecker{sc: tc.sc, table: fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/RotationTable", region, account), readable: readableAttributes(t)}
+			destinations := onFailureDestinations(p)
 			fns := p.T.GetAllServerlessFunctionResources()
 			sms := p.T.GetAllServerlessStateMachineResources()
 			roles := p.T.GetAllIAMRoleResources()
@@ -431,6 +665,7 @@ func TestPolicies(t *testing.T) {
 				var use roleUse
 				if isFn {
 					use.logGroup = fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s:*", region, account, strings.TrimSuffix(owner, "Function")+"Logs")
+					use.queues = destinations[owner]
 				} else {
 					use = machineUse(p, b, owner)
 				}
@@ -488,6 +723,30 @@ func TestPolicies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// onFailureDestinations maps a function's logical id to the queue ARNs its
+// AWS::Lambda::EventInvokeConfig sends failed asynchronous invocations to.
+func onFailureDestinations(p *parsed) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	rs, _ := p.Raw["Resources"].(map[string]any)
+	for _, r := range rs {
+		m, _ := r.(map[string]any)
+		if m["Type"] != "AWS::Lambda::EventInvokeConfig" {
+			continue
+		}
+		props, _ := m["Properties"].(map[string]any)
+		fn := fmt.Sprint(props["FunctionName"])
+		dc, _ := props["DestinationConfig"].(map[string]any)
+		of, _ := dc["OnFailure"].(map[string]any)
+		if d, ok := of["Destination"].(string); ok && strings.HasPrefix(d, "arn:aws:sqs:") {
+			if out[fn] == nil {
+				out[fn] = map[string]bool{}
+			}
+			out[fn][d] = true
+		}
+	}
+	return out
 }
 
 // resourcesOf lists the resources an Allow statement grants action on.
@@ -548,9 +807,9 @@ func sorted(s []string) string {
 // topic, and Step Functions, EventBridge and Lambda grants beyond what the
 // role's state machine calls (or from a function's role at all).
 func TestPolicyCheckerCatches(t *testing.T) {
-	c := &policyChecker{sc: scope{secretPrefix: "kms-reimport/", topic: ownTopic}, table: "arn:aws:dynamodb:eu-west-2:111122223333:table/RotationTable"}
+	c := &policyChecker{sc: defaultScope(), table: "arn:aws:dynamodb:eu-west-2:111122223333:table/RotationTable"}
 	keyStar := "arn:aws:kms:eu-west-2:111122223333:key/*"
-	origin := map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL"}}
+	origin := map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL", "aws:ResourceTag/kms-reimport:managed": "true"}}
 	rotation := "arn:aws:states:eu-west-2:111122223333:stateMachine:RotationStateMachine"
 	fleet := "arn:aws:states:eu-west-2:111122223333:stateMachine:kms-reimport-fleet"
 	planner := "arn:aws:lambda:eu-west-2:111122223333:function:PlannerFunction"
@@ -667,6 +926,332 @@ func TestNoStarActionAnywhere(t *testing.T) {
 		p := parseTemplate(t, tc.overrides)
 		for _, a := range starActions(p.Raw["Resources"], "Resources") {
 			t.Errorf("%s: wildcard action at %s", tc.name, a)
+		}
+	}
+}
+
+// defaultScope is what the template's defaults allow.
+func defaultScope() scope {
+	return scope{keyTagKey: "kms-reimport:managed", keyTag: "true", secretPrefix: "kms-reimport/", topic: ownTopic}
+}
+
+// TestConditionCheckerCatches proves the checker refuses what the
+// conditions on keys and records are for: keys not limited by tag or list,
+// a wrong tag, unconditioned import parameters or round trips, set
+// operators on encryption context keys, reads that could return the token
+// bytes, writes that could return items, the planner outside the registry,
+// and queues other than the function's on-failure destination; and accepts
+// the template's own shapes.
+func TestConditionCheckerCatches(t *testing.T) {
+	table := "arn:aws:dynamodb:eu-west-2:111122223333:table/RotationTable"
+	readable := []string{"keyArn", "pk", "publicKey", "sk", "status"}
+	c := &policyChecker{sc: defaultScope(), table: table, readable: readable}
+	list := &policyChecker{sc: scope{keyArns: listedKeys, secretPrefix: "kms-reimport/", topic: ownTopic}, table: table, readable: readable}
+	legacy := &policyChecker{sc: scope{keyTagKey: "kms-reimport:managed", keyTag: "true", legacyPkcs1: true, secretPrefix: "kms-reimport/", topic: ownTopic}, table: table, readable: readable}
+	unscoped := &policyChecker{sc: scope{secretPrefix: "kms-reimport/", topic: ownTopic}, table: table, readable: readable}
+	keys := []string{"arn:aws:kms:*:111122223333:key/*"}
+	queue := "arn:aws:sqs:eu-west-2:111122223333:FailedRotationDLQ"
+	fnUse := roleUse{logGroup: "arn:aws:logs:eu-west-2:111122223333:log-group:RecordFailureLogs:*", queues: map[string]bool{queue: true}}
+	tagged := func(extra map[string]any) map[string]any {
+		se := map[string]any{"kms:KeyOrigin": "EXTERNAL", "aws:ResourceTag/kms-reimport:managed": "true"}
+		for k, v := range extra {
+			se[k] = v
+		}
+		return map[string]any{"StringEquals": se}
+	}
+	with := func(cond map[string]any, op string, kv map[string]any) map[string]any {
+		out := map[string]any{}
+		for k, v := range cond {
+			out[k] = v
+		}
+		out[op] = kv
+		return out
+	}
+	wrapping := map[string]any{
+		"kms:WrappingAlgorithm": []any{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1"},
+		"kms:WrappingKeySpec":   []any{"RSA_2048", "RSA_3072", "RSA_4096"},
+	}
+	roundTrip := with(with(tagged(map[string]any{"kms:KeySpec": "SYMMETRIC_DEFAULT", "kms:EncryptionContext:purpose": verificationPurpose}),
+		"StringLike", map[string]any{"kms:EncryptionContext:execution": executionPattern}),
+		"ForAllValues:StringEquals", map[string]any{"kms:EncryptionContextKeys": []any{"purpose", "execution"}})
+	asym := tagged(map[string]any{"kms:KeySpec": []any{"RSA_2048", "RSA_4096"}, "kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"})
+	projected := map[string]any{
+		"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey"}},
+		"StringEquals":              map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+	}
+	noReturn := map[string]any{"StringEqualsIfExists": map[string]any{"dynamodb:ReturnValues": "NONE"}}
+	st := func(actions []string, resources []string, cond map[string]any) statement {
+		return statement{Sid: "x", Effect: "Allow", Actions: actions, Resources: resources, Condition: cond}
+	}
+	type tc struct {
+		c    *policyChecker
+		role string
+		s    statement
+	}
+	bad := map[string]tc{
+		"no tag in the default scope":         {c, "FetchParametersRole", st([]string{"kms:DescribeKey"}, keys, map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL"}})},
+		"old fixed tag key":                   {c, "FetchParametersRole", st([]string{"kms:DescribeKey"}, keys, map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL", "aws:ResourceTag/kms-reimport": "true"}})},
+		"wrong tag value":                     {c, "FetchParametersRole", st([]string{"kms:DescribeKey"}, keys, map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL", "aws:ResourceTag/kms-reimport:managed": "yes"}})},
+		"second tag condition":                {c, "FetchParametersRole", st([]string{"kms:DescribeKey"}, keys, with(tagged(nil), "StringLike", map[string]any{"aws:ResourceTag/owner": "*"}))},
+		"neither tag nor list":                {unscoped, "FetchParametersRole", st([]string{"kms:DescribeKey"}, keys, map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL"}})},
+		"list scope with a tag":               {list, "FetchParametersRole", st([]string{"kms:DescribeKey"}, listedKeys, tagged(nil))},
+		"list scope, other keys":              {list, "FetchParametersRole", st([]string{"kms:DescribeKey"}, keys, map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL"}})},
+		"import parameters, no wrapping cond": {c, "FetchParametersRole", st([]string{"kms:GetParametersForImport"}, keys, tagged(nil))},
+		"import parameters, PKCS1 not allowed": {c, "FetchParametersRole", st([]string{"kms:GetParametersForImport"}, keys, tagged(map[string]any{
+			"kms:WrappingAlgorithm": []any{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSAES_PKCS1_V1_5"},
+			"kms:WrappingKeySpec":   []any{"RSA_2048", "RSA_3072", "RSA_4096"}}))},
+		"import parameters, PKCS1 missing with legacy": {legacy, "FetchParametersRole", st([]string{"kms:GetParametersForImport"}, keys, tagged(wrapping))},
+		"import parameters, SM2 spec": {c, "FetchParametersRole", st([]string{"kms:GetParametersForImport"}, keys, tagged(map[string]any{
+			"kms:WrappingAlgorithm": wrapping["kms:WrappingAlgorithm"], "kms:WrappingKeySpec": []any{"RSA_2048", "RSA_3072", "RSA_4096", "SM2"}}))},
+		"import parameters, spec not limited": {c, "FetchParametersRole", st([]string{"kms:GetParametersForImport"}, keys, tagged(map[string]any{"kms:WrappingAlgorithm": wrapping["kms:WrappingAlgorithm"]}))},
+		"encrypt without context":             {c, "VerifyImportRole", st([]string{"kms:Encrypt", "kms:Decrypt"}, keys, tagged(nil))},
+		"encrypt, other purpose": {c, "VerifyImportRole", st([]string{"kms:Encrypt", "kms:Decrypt"}, keys, with(tagged(map[string]any{"kms:KeySpec": "SYMMETRIC_DEFAULT", "kms:EncryptionContext:purpose": "other"}),
+			"ForAllValues:StringEquals", map[string]any{"kms:EncryptionContextKeys": []any{"purpose", "execution"}}))},
+		"encrypt, context keys open":       {c, "VerifyImportRole", st([]string{"kms:Encrypt", "kms:Decrypt"}, keys, with(tagged(map[string]any{"kms:KeySpec": "SYMMETRIC_DEFAULT", "kms:EncryptionContext:purpose": verificationPurpose}), "StringLike", map[string]any{"kms:EncryptionContext:execution": executionPattern}))},
+		"encrypt, set operator on purpose": {c, "VerifyImportRole", st([]string{"kms:Encrypt", "kms:Decrypt"}, keys, with(roundTrip, "ForAnyValue:StringEquals", map[string]any{"kms:EncryptionContext:purpose": verificationPurpose}))},
+		"encrypt, any key spec": {c, "VerifyImportRole", st([]string{"kms:Encrypt", "kms:Decrypt"}, keys, with(with(tagged(map[string]any{"kms:EncryptionContext:purpose": verificationPurpose}),
+			"StringLike", map[string]any{"kms:EncryptionContext:execution": executionPattern}), "ForAllValues:StringEquals", map[string]any{"kms:EncryptionContextKeys": []any{"purpose", "execution"}}))},
+		"decrypt without context, any key":  {c, "VerifyImportRole", st([]string{"kms:Decrypt"}, keys, tagged(nil))},
+		"decrypt without context, ECC spec": {c, "VerifyImportRole", st([]string{"kms:Decrypt"}, keys, tagged(map[string]any{"kms:KeySpec": "ECC_NIST_P256", "kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}))},
+		"decrypt without context, SHA-1":    {c, "VerifyImportRole", st([]string{"kms:Decrypt"}, keys, tagged(map[string]any{"kms:KeySpec": "RSA_2048", "kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_1"}))},
+		"query without projection":          {c, "VerifyImportRole", st([]string{"dynamodb:Query"}, []string{table}, nil)},
+		"get item, select not required":     {c, "WrapMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey"}}})},
+		"select only if it exists": {c, "WrapMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, map[string]any{
+			"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey"}},
+			"StringEqualsIfExists":      map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}})},
+		"projection names the token": {c, "RecordFailureRole", st([]string{"dynamodb:Query"}, []string{table}, map[string]any{
+			"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey", "importToken"}},
+			"StringEquals":              map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}})},
+		"projection misses attributes": {c, "RecordFailureRole", st([]string{"dynamodb:Query"}, []string{table}, map[string]any{
+			"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk"}},
+			"StringEquals":              map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}})},
+		"token read by another role":   {c, "VerifyImportRole", st([]string{"dynamodb:GetItem"}, []string{table}, nil)},
+		"import stage queries freely":  {c, "ImportMaterialRole", st([]string{"dynamodb:GetItem", "dynamodb:Query"}, []string{table}, nil)},
+		"write returns the old item":   {c, "RecordFailureRole", st([]string{"dynamodb:UpdateItem"}, []string{table}, nil)},
+		"write returns ALL_OLD":        {c, "RecordFailureRole", st([]string{"dynamodb:UpdateItem"}, []string{table}, map[string]any{"StringEqualsIfExists": map[string]any{"dynamodb:ReturnValues": []any{"NONE", "ALL_OLD"}}})},
+		"reads and writes mixed":       {c, "RecordFailureRole", st([]string{"dynamodb:GetItem", "dynamodb:UpdateItem"}, []string{table}, with(projected, "StringEqualsIfExists", map[string]any{"dynamodb:ReturnValues": "NONE"}))},
+		"scan":                         {c, "RecordFailureRole", st([]string{"dynamodb:Scan"}, []string{table}, projected)},
+		"batch get":                    {c, "RecordFailureRole", st([]string{"dynamodb:BatchGetItem"}, []string{table}, projected)},
+		"planner outside the registry": {c, registryReader, st([]string{"dynamodb:Query"}, []string{table}, nil)},
+		"planner, other partition":     {c, registryReader, st([]string{"dynamodb:Query"}, []string{table}, map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:LeadingKeys": []any{registryPK, "KEY#x"}}})},
+		"another queue":                {c, "RecordFailureRole", st([]string{"sqs:SendMessage"}, []string{"arn:aws:sqs:eu-west-2:111122223333:Other"}, nil)},
+		"queue receive":                {c, "RecordFailureRole", st([]string{"sqs:ReceiveMessage"}, []string{queue}, nil)},
+	}
+	for name, x := range bad {
+		use := fnUse
+		if x.role != "RecordFailureRole" {
+			use = roleUse{logGroup: fnUse.logGroup}
+		}
+		if name == "another queue" || name == "queue receive" {
+			use = fnUse
+		}
+		if got := x.c.check(x.role, []statement{x.s}, use); len(got) == 0 {
+			t.Errorf("%s: the checker accepted %+v", name, x.s)
+		}
+	}
+	if got := c.check("VerifyImportRole", []statement{st([]string{"sqs:SendMessage"}, []string{queue}, nil)}, roleUse{}); len(got) == 0 {
+		t.Error("sqs:SendMessage from a role without on-failure destination accepted")
+	}
+	good := map[string]tc{
+		"tagged keys":          {c, "FetchParametersRole", st([]string{"kms:DescribeKey", "kms:GetPublicKey"}, keys, tagged(nil))},
+		"listed keys, no tag":  {list, "FetchParametersRole", st([]string{"kms:DescribeKey"}, listedKeys, map[string]any{"StringEquals": map[string]any{"kms:KeyOrigin": "EXTERNAL"}})},
+		"import parameters":    {c, "FetchParametersRole", st([]string{"kms:GetParametersForImport"}, keys, tagged(wrapping))},
+		"legacy import params": {legacy, "FetchParametersRole", st([]string{"kms:GetParametersForImport"}, keys, tagged(map[string]any{"kms:WrappingAlgorithm": []any{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSAES_PKCS1_V1_5"}, "kms:WrappingKeySpec": wrapping["kms:WrappingKeySpec"]}))},
+		"round trip":           {c, "VerifyImportRole", st([]string{"kms:Encrypt", "kms:Decrypt"}, keys, roundTrip)},
+		"asymmetric decrypt":   {c, "VerifyImportRole", st([]string{"kms:Decrypt"}, keys, asym)},
+		"projected reads":      {c, "VerifyImportRole", st([]string{"dynamodb:GetItem", "dynamodb:Query"}, []string{table}, projected)},
+		"token read":           {c, "ImportMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, nil)},
+		"writes":               {c, "VerifyImportRole", st([]string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, []string{table}, noReturn)},
+		"planner registry":     {c, registryReader, st([]string{"dynamodb:Query"}, []string{table}, map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:LeadingKeys": []any{registryPK}}})},
+		"on-failure queue":     {c, "RecordFailureRole", st([]string{"sqs:SendMessage"}, []string{queue}, nil)},
+	}
+	for name, x := range good {
+		if got := x.c.check(x.role, []statement{x.s}, fnUse); len(got) > 0 {
+			t.Errorf("%s: the checker refused %+v: %v", name, x.s, got)
+		}
+	}
+}
+
+// TestManagedKeysScopedRule evaluates the template's Rules (CloudFormation
+// refuses the stack when an assertion fails): with an empty
+// ManagedKeyTagValue, ManagedKeyArns must list keys.
+func TestManagedKeysScopedRule(t *testing.T) {
+	p := parseTemplate(t, nil)
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := intrinsics.ProcessYAML(data, &intrinsics.ProcessorOptions{NoProcess: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	_ = json.Unmarshal(js, &raw)
+	rules, _ := raw["Rules"].(map[string]any)
+	if rules["ManagedKeysScoped"] == nil {
+		t.Fatal("no rule ManagedKeysScoped")
+	}
+	for _, tc := range []struct {
+		overrides map[string]any
+		ok        bool
+	}{
+		{nil, true},
+		{map[string]any{"ManagedKeyTagValue": ""}, false},
+		{map[string]any{"ManagedKeyTagValue": "", "ManagedKeyArns": strings.Join(listedKeys, ",")}, true},
+		{map[string]any{"ManagedKeyArns": strings.Join(listedKeys, ",")}, true},
+		{map[string]any{"ManagedKeyTagValue": "prod"}, true},
+	} {
+		r := newResolver(raw)
+		r.overrides = tc.overrides
+		ok := true
+		for name, rv := range rules {
+			rule, _ := rv.(map[string]any)
+			if cond, has := rule["RuleCondition"]; has && !evalRule(t, r, cond) {
+				continue
+			}
+			as, _ := rule["Assertions"].([]any)
+			for _, a := range as {
+				am, _ := a.(map[string]any)
+				if !evalRule(t, r, am["Assert"]) {
+					ok = false
+					t.Logf("%v: rule %s refuses: %v", tc.overrides, name, am["AssertDescription"])
+				}
+			}
+		}
+		if ok != tc.ok {
+			t.Errorf("parameters %v: rules pass %v, want %v", tc.overrides, ok, tc.ok)
+		}
+	}
+	_ = p
+}
+
+// evalRule evaluates the rule functions the template uses.
+func evalRule(t *testing.T, r *resolver, v any) bool {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		t.Fatalf("rule expression %v", v)
+	}
+	value := func(x any) any {
+		if xm, ok := x.(map[string]any); ok {
+			if ref, ok := xm["Ref"].(string); ok {
+				return r.ref(ref)
+			}
+		}
+		return x
+	}
+	for fn, arg := range m {
+		args, _ := arg.([]any)
+		switch fn {
+		case "Fn::Not":
+			return !evalRule(t, r, args[0])
+		case "Fn::And", "Fn::Or":
+			all := fn == "Fn::And"
+			for _, a := range args {
+				if evalRule(t, r, a) != all {
+					return !all
+				}
+			}
+			return all
+		case "Fn::Equals":
+			return fmt.Sprint(value(args[0])) == fmt.Sprint(value(args[1]))
+		case "Fn::EachMemberEquals":
+			list, _ := value(args[0]).([]any)
+			for _, x := range list {
+				if fmt.Sprint(x) != fmt.Sprint(value(args[1])) {
+					return false
+				}
+			}
+			return true
+		}
+		t.Fatalf("rule function %s is not evaluated here: add it", fn)
+	}
+	return false
+}
+
+// TestReadableAttributes: the projection the template allows
+// (Mappings TableRecords.Readable.Attributes) is every top-level attribute
+// of the table's record types in the Go code but the token bytes, with the
+// key attributes: a renamed or added field fails here until the list, and
+// the code's ProjectionExpression, follow.
+func TestReadableAttributes(t *testing.T) {
+	p := parseTemplate(t, nil)
+	maps, _ := p.Raw["Mappings"].(map[string]any)
+	tr, _ := maps["TableRecords"].(map[string]any)
+	rd, _ := tr["Readable"].(map[string]any)
+	got := strs(rd["Attributes"])
+	want := readableAttributes(t)
+	if sorted(got) != sorted(want) {
+		t.Errorf("Mappings.TableRecords.Readable.Attributes\n  %s\nwant every record attribute of the Go code but the token bytes\n  %s", sorted(got), sorted(want))
+	}
+	for _, k := range []string{"pk", "sk"} {
+		if !contains(got, k) {
+			t.Errorf("readable attributes lack the key attribute %s (fine-grained access control needs it)", k)
+		}
+	}
+	recs := recordAttributes(t)
+	found := map[string]bool{}
+	for _, names := range recs {
+		for _, n := range names {
+			found[n] = true
+		}
+	}
+	for _, b := range tokenBytes {
+		if !found[b] {
+			t.Errorf("no record type has the attribute %s: the token bytes were renamed, update tokenBytes and the list", b)
+		}
+		if contains(got, b) {
+			t.Errorf("the readable attributes include the token bytes %s", b)
+		}
+	}
+	if len(recs) < 4 {
+		t.Errorf("found %d record types (%v), want at least tokens, registry, imports and materials", len(recs), recs)
+	}
+	// The registry partition the planner is limited to.
+	if !regexp.MustCompile(`PK\s*=\s*"` + registryPK + `"`).MatchString(sourceText(t)) {
+		t.Errorf("no PK = %q in the Go source: the planner's dynamodb:LeadingKeys would not match the registry", registryPK)
+	}
+}
+
+// TestVerificationContext: the encryption context the template requires
+// is the one the verify stage sends.
+func TestVerificationContext(t *testing.T) {
+	code := sourceText(t)
+	re := regexp.MustCompile(`"purpose":\s*"` + regexp.QuoteMeta(verificationPurpose) + `",\s*"execution":\s*execID`)
+	if !re.MatchString(code) {
+		t.Errorf("the Go source sends no encryption context {\"purpose\": %q, \"execution\": execID}: the RoundTrip statement would refuse the verify stage", verificationPurpose)
+	}
+}
+
+// maxListedKeys is how many ManagedKeyArns docs/deploy.md promises fit.
+const maxListedKeys = 25
+
+// TestInlinePolicySize: IAM limits a role's inline policies to 10,240
+// characters in all (whitespace not counted). The verify role names the
+// key list in three statements: with maxListedKeys keys (and the tag, the
+// secrets' keys) every role still fits.
+func TestInlinePolicySize(t *testing.T) {
+	var arns []string
+	for i := 0; i < maxListedKeys; i++ {
+		arns = append(arns, fmt.Sprintf("arn:aws:kms:eu-west-2:111122223333:key/mrk-%032x", i))
+	}
+	p := parseTemplate(t, map[string]any{
+		"ManagedKeyArns":   strings.Join(arns, ","),
+		"SecretKmsKeyArns": "arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321",
+		"ManagedKeyTagKey": strings.Repeat("k", 128), "ManagedKeyTagValue": strings.Repeat("v", 256),
+	})
+	for id, role := range p.T.GetAllIAMRoleResources() {
+		n := 0
+		for _, pol := range role.Policies {
+			s, ok := pol.PolicyDocument.(string)
+			if !ok {
+				b, _ := json.Marshal(pol.PolicyDocument)
+				s = string(b)
+			}
+			n += len(strings.Join(strings.Fields(s), ""))
+		}
+		if n > 10240 {
+			t.Errorf("%s: inline policies of %d characters with %d listed keys: over IAM's 10,240", id, n, maxListedKeys)
 		}
 	}
 }

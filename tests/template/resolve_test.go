@@ -54,10 +54,13 @@ type resolver struct {
 	// {"Fn::Sub": ...}); without one, its name is its logical id here
 	// (CloudFormation would generate one starting with it).
 	smNames map[string]any
+	// logGroupNames: a log group's LogGroupName as written (what Ref
+	// returns); without one, its logical id.
+	logGroupNames map[string]any
 }
 
 func newResolver(raw map[string]any) *resolver {
-	r := &resolver{params: map[string]any{}, resources: map[string]string{}, smNames: map[string]any{}}
+	r := &resolver{params: map[string]any{}, resources: map[string]string{}, smNames: map[string]any{}, logGroupNames: map[string]any{}}
 	if ps, ok := raw["Parameters"].(map[string]any); ok {
 		r.params = ps
 	}
@@ -68,6 +71,11 @@ func newResolver(raw map[string]any) *resolver {
 				if props, ok := m["Properties"].(map[string]any); ok && r.resources[id] == "AWS::Serverless::StateMachine" {
 					if n, ok := props["Name"]; ok {
 						r.smNames[id] = n
+					}
+				}
+				if props, ok := m["Properties"].(map[string]any); ok && r.resources[id] == "AWS::Logs::LogGroup" {
+					if n, ok := props["LogGroupName"]; ok {
+						r.logGroupNames[id] = n
 					}
 				}
 			}
@@ -139,6 +147,10 @@ func (r *resolver) ref(name string) any {
 			return fmt.Sprintf("arn:%s:states:%s:%s:stateMachine:%s", partition, region, account, r.stateMachineName(name))
 		case "AWS::SNS::Topic":
 			return fmt.Sprintf("arn:%s:sns:%s:%s:%s", partition, region, account, name)
+		case "AWS::SQS::Queue":
+			return fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", region, account, name)
+		case "AWS::Logs::LogGroup":
+			return r.logGroupName(name)
 		}
 		return name
 	}
@@ -160,10 +172,28 @@ func (r *resolver) stateMachineName(id string) string {
 	return id
 }
 
+// logGroupName is a log group's name: its LogGroupName (a string or an
+// Fn::Sub string), else its logical id.
+func (r *resolver) logGroupName(id string) string {
+	switch n := r.logGroupNames[id].(type) {
+	case string:
+		return n
+	case map[string]any:
+		if s, ok := n["Fn::Sub"].(string); ok {
+			return r.sub(s, nil)
+		}
+		return "UNRESOLVED-NAME:" + id
+	}
+	return id
+}
+
 func (r *resolver) getAtt(id, attr string) any {
 	typ := r.resources[id]
 	if attr == "Name" && typ == "AWS::Serverless::StateMachine" {
 		return r.stateMachineName(id)
+	}
+	if attr == "QueueName" && typ == "AWS::SQS::Queue" {
+		return id
 	}
 	if attr != "Arn" {
 		return fmt.Sprintf("GETATT:%s.%s", id, attr)
@@ -175,6 +205,12 @@ func (r *resolver) getAtt(id, attr string) any {
 		return fmt.Sprintf("arn:%s:dynamodb:%s:%s:table/%s", partition, region, account, id)
 	case "AWS::Logs::LogGroup":
 		return fmt.Sprintf("arn:%s:logs:%s:%s:log-group:%s:*", partition, region, account, id)
+	case "AWS::SQS::Queue":
+		return fmt.Sprintf("arn:%s:sqs:%s:%s:%s", partition, region, account, id)
+	case "AWS::Events::Rule":
+		return fmt.Sprintf("arn:%s:events:%s:%s:rule/%s", partition, region, account, id)
+	case "AWS::CloudWatch::Alarm":
+		return fmt.Sprintf("arn:%s:cloudwatch:%s:%s:alarm:%s", partition, region, account, id)
 	case "AWS::IAM::Role":
 		return fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, account, id)
 	}
@@ -217,6 +253,15 @@ func (r *resolver) options(overrides map[string]any) *intrinsics.ProcessorOption
 					return r.getAtt(id, attr)
 				}
 				return "UNRESOLVED-GETATT"
+			},
+			// CloudFormation compares strings: a parameter typed here as a
+			// boolean ("true") still equals the string "true".
+			"Fn::Equals": func(_ string, input any, _ any) any {
+				v, ok := input.([]any)
+				if !ok || len(v) != 2 {
+					return "UNRESOLVED-EQUALS"
+				}
+				return fmt.Sprint(v[0]) == fmt.Sprint(v[1])
 			},
 			"Fn::Sub": func(_ string, input any, _ any) any {
 				switch v := input.(type) {

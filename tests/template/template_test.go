@@ -17,8 +17,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
 func lookTool(t testing.TB, name string, extra ...string) string {
@@ -686,97 +684,5 @@ func TestStateMachineDeclared(t *testing.T) {
 	if tp := tp.Properties; tp.BillingMode != "PAY_PER_REQUEST" || !tp.TimeToLiveSpecification.Enabled || !tp.SSESpecification.SSEEnabled ||
 		!tp.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled || !tp.DeletionProtectionEnabled {
 		t.Errorf("RotationTable: want on-demand, TTL, SSE and PITR; got %s", tb)
-	}
-}
-
-// TestNotifications: failures and alarms go to one topic, exactly
-// !If [TopicGiven, !Ref AlarmTopicArn, !Ref NotificationTopic]: the
-// record-failure function's ALERT_TOPIC_ARN, every alarm's action, and the
-// NotificationTopicArn output; the e-mail subscription exists only with
-// AlarmEmail and no AlarmTopicArn. Alarms on the product's metrics name a
-// metric the code emits, in its namespace, with its dimensions.
-func TestNotifications(t *testing.T) {
-	root := repoRoot(t)
-	var src strings.Builder
-	_ = filepath.WalkDir(filepath.Join(root, "shared"), func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
-			b, _ := os.ReadFile(path)
-			src.Write(b)
-		}
-		return nil
-	})
-	code := src.String()
-	for _, tc := range scopes {
-		t.Run(tc.name, func(t *testing.T) {
-			p := parseTemplate(t, tc.overrides)
-			topic := tc.sc.topic
-			if got := p.environment("RecordFailureFunction")["ALERT_TOPIC_ARN"]; got != topic {
-				t.Errorf("RecordFailureFunction ALERT_TOPIC_ARN %v, want %s", got, topic)
-			}
-			if p.resource("NotificationTopic") == nil {
-				t.Error("no NotificationTopic (always created)")
-			}
-			email, _ := tc.overrides["AlarmEmail"].(string)
-			given, _ := tc.overrides["AlarmTopicArn"].(string)
-			sub := p.resource("NotificationEmail")
-			if want := email != "" && given == ""; (sub != nil) != want {
-				t.Errorf("NotificationEmail present %v, want %v (AlarmEmail %q, AlarmTopicArn %q)", sub != nil, want, email, given)
-			}
-			if sub != nil {
-				sp, _ := sub["Properties"].(map[string]any)
-				if sp["TopicArn"] != ownTopic || sp["Protocol"] != "email" || sp["Endpoint"] != email {
-					t.Errorf("NotificationEmail: %v", sp)
-				}
-			}
-			if out, _ := p.Raw["Outputs"].(map[string]any)["NotificationTopicArn"].(map[string]any); out == nil || out["Value"] != topic {
-				t.Errorf("output NotificationTopicArn %v, want %s", out, topic)
-			}
-			rs, _ := p.Raw["Resources"].(map[string]any)
-			alarms := 0
-			for id, r := range rs {
-				m, _ := r.(map[string]any)
-				if m["Type"] != "AWS::CloudWatch::Alarm" {
-					continue
-				}
-				alarms++
-				ap, _ := m["Properties"].(map[string]any)
-				if fmt.Sprint(ap["AlarmActions"]) != "["+topic+"]" {
-					t.Errorf("%s: AlarmActions %v, want [%s]", id, ap["AlarmActions"], topic)
-				}
-				dims, _ := ap["Dimensions"].([]any)
-				switch ap["Namespace"] {
-				case telemetry.Namespace:
-					got := map[string]string{}
-					for _, d := range dims {
-						dm, _ := d.(map[string]any)
-						got[fmt.Sprint(dm["Name"])] = fmt.Sprint(dm["Value"])
-					}
-					if fmt.Sprint(got) != fmt.Sprint(telemetry.Service) {
-						t.Errorf("%s: dimensions %v, want what the code emits %v", id, got, telemetry.Service)
-					}
-					if !strings.Contains(code, `Name: "`+fmt.Sprint(ap["MetricName"])+`"`) {
-						t.Errorf("%s: metric %v is emitted nowhere in shared/", id, ap["MetricName"])
-					}
-				case "AWS/States":
-					if len(dims) != 1 || fmt.Sprint(dims[0]) != "map[Name:StateMachineArn Value:"+p.arnOf("FleetStateMachine")+"]" {
-						t.Errorf("%s: dimensions %v, want the fleet state machine", id, dims)
-					}
-				default:
-					t.Errorf("%s: namespace %v", id, ap["Namespace"])
-				}
-			}
-			if alarms < 4 {
-				t.Errorf("%d alarms, want at least rotation failures, near expiry, fleet run missing and fleet run failed", alarms)
-			}
-			ne, _ := p.resource("KeyNearExpiryAlarm")["Properties"].(map[string]any)
-			if ne["MetricName"] != "FewestDaysLeft" || ne["Threshold"] != 7.0 || ne["ComparisonOperator"] != "LessThanThreshold" || ne["TreatMissingData"] != "notBreaching" {
-				t.Errorf("KeyNearExpiryAlarm: want FewestDaysLeft < ExpiryAlarmDays (7), no data (no key with an expiry) not breaching; got %v", ne)
-			}
-			// The planner's heartbeat: a day with no fleet run alarms.
-			hb, _ := p.resource("FleetRunMissingAlarm")["Properties"].(map[string]any)
-			if hb["MetricName"] != "FleetRuns" || hb["Statistic"] != "Sum" || hb["Threshold"] != 1.0 || hb["ComparisonOperator"] != "LessThanThreshold" || hb["TreatMissingData"] != "breaching" || hb["Period"] != 86400.0 {
-				t.Errorf("FleetRunMissingAlarm: want Sum(FleetRuns) < 1 per day, missing data breaching; got %v", hb)
-			}
-		})
 	}
 }
