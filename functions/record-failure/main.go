@@ -12,6 +12,6 @@ const name = "record-failure"
 
 func main() {
 	c := settings.MustInit(name)
-	stage := &recordfailure.Stage{Audit: c.Imports, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
+	stage := &recordfailure.Stage{KMS: c.KMS, Audit: c.Imports, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
 	lambdarun.Start(name, stage.Run)
 }

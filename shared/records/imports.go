@@ -5,11 +5,14 @@ package records
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // Outcomes of an import.
@@ -102,11 +105,22 @@ func (s *Imports) Put(ctx context.Context, r Import) error {
 	if err != nil {
 		return fmt.Errorf("encoding import record: %w", err)
 	}
-	if _, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item}); err != nil {
+	// The audit trail is never overwritten: one record per execution and
+	// key, written once.
+	_, err = s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(pk)")})
+	var exists *types.ConditionalCheckFailedException
+	if errors.As(err, &exists) {
+		return fmt.Errorf("%w: import record %s of %s", ErrRecorded, r.SK, r.KeyARN)
+	}
+	if err != nil {
 		return fmt.Errorf("writing import record %s: %w", r.SK, err)
 	}
 	return nil
 }
+
+// ErrRecorded: an import record of this execution exists already.
+var ErrRecorded = errors.New("import record exists already")
 
 // List returns a key's import records, oldest first.
 func (s *Imports) List(ctx context.Context, keyARN string) ([]Import, error) {

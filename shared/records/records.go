@@ -9,6 +9,7 @@ package records
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -34,6 +35,88 @@ type Querier interface {
 	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
 
+// Readable lists every attribute a read returns: all but the import token
+// and the wrapped key material, which only the import stage reads
+// (GetWithToken). template.yaml's TableRecords mapping grants reads of
+// exactly these (dynamodb:Attributes), and a test keeps the two equal.
+var Readable = []string{
+	"cause",
+	"currentValidTo",
+	"errorName",
+	"executionId",
+	"expirationModel",
+	"expiresAt",
+	"firstImportedAt",
+	"generateMaterial",
+	"generated",
+	"importType",
+	"importedAt",
+	"issuedAt",
+	"keyArn",
+	"keyId",
+	"keyMaterialId",
+	"keyStateAfter",
+	"keyStateBefore",
+	"lastError",
+	"lastErrorStage",
+	"lastExecution",
+	"lastFailure",
+	"lastImportedAt",
+	"lastRotation",
+	"lastSuccess",
+	"materials",
+	"newMaterialId",
+	"newMaterialStage",
+	"nextDue",
+	"noExpiry",
+	"outcome",
+	"parametersValidTo",
+	"pk",
+	"publicKey",
+	"recordedAt",
+	"region",
+	"regions",
+	"registeredAt",
+	"renewBefore",
+	"replicas",
+	"resumed",
+	"rotateEvery",
+	"rotated",
+	"rotatedAt",
+	"secretId",
+	"secretVersionId",
+	"secretVersionStage",
+	"sk",
+	"stage",
+	"state",
+	"status",
+	"statusReason",
+	"targetKeyArn",
+	"tokenFetches",
+	"tokenId",
+	"type",
+	"updatedAt",
+	"validFor",
+	"validTo",
+	"validToBefore",
+	"verification",
+	"wrappingAlgorithm",
+	"wrappingDefaulted",
+	"wrappingKeySpec",
+}
+
+// Projection is the ProjectionExpression of Readable, with its names
+// (several are reserved words in DynamoDB expressions).
+func Projection() (*string, map[string]string) {
+	names := make(map[string]string, len(Readable))
+	parts := make([]string, len(Readable))
+	for i, a := range Readable {
+		n := fmt.Sprintf("#p%d", i)
+		names[n], parts[i] = a, n
+	}
+	return aws.String(strings.Join(parts, ", ")), names
+}
+
 // itemKey is the primary key of one item of a key's partition.
 func itemKey(keyARN, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"pk": str(PK(keyARN)), "sk": str(sk)}
@@ -44,7 +127,7 @@ func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Va
 // List returns the key's records of one kind, in sort key order.
 func List[T any](ctx context.Context, db Querier, table, keyARN, prefix string) ([]T, error) {
 	var recs []T
-	p := dynamodb.NewQueryPaginator(db, &dynamodb.QueryInput{
+	in := &dynamodb.QueryInput{
 		TableName:              &table,
 		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :t)"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
@@ -52,7 +135,9 @@ func List[T any](ctx context.Context, db Querier, table, keyARN, prefix string) 
 			":t":  &types.AttributeValueMemberS{Value: prefix},
 		},
 		ConsistentRead: aws.Bool(true),
-	})
+	}
+	in.ProjectionExpression, in.ExpressionAttributeNames = Projection()
+	p := dynamodb.NewQueryPaginator(db, in)
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {

@@ -113,13 +113,28 @@ func (s *Tokens) Put(ctx context.Context, r Token) error {
 	return nil
 }
 
-// Get reads a record (strongly consistent).
+// Get reads a record (strongly consistent) without its import token and
+// wrapped material: what every stage but the import stage may read.
 func (s *Tokens) Get(ctx context.Context, keyARN, sk string) (*Token, error) {
-	out, err := s.DB.GetItem(ctx, &dynamodb.GetItemInput{
+	return s.get(ctx, keyARN, sk, true)
+}
+
+// GetWithToken reads a whole record, import token included: the import
+// stage only, which spends it.
+func (s *Tokens) GetWithToken(ctx context.Context, keyARN, sk string) (*Token, error) {
+	return s.get(ctx, keyARN, sk, false)
+}
+
+func (s *Tokens) get(ctx context.Context, keyARN, sk string, projected bool) (*Token, error) {
+	in := &dynamodb.GetItemInput{
 		TableName:      &s.Table,
 		Key:            itemKey(keyARN, sk),
 		ConsistentRead: aws.Bool(true),
-	})
+	}
+	if projected {
+		in.ProjectionExpression, in.ExpressionAttributeNames = Projection()
+	}
+	out, err := s.DB.GetItem(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("reading token record %s: %w", sk, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/records"
 )
 
 // PK is the partition of registry items. One partition keeps a paginated
@@ -254,7 +255,9 @@ func (e Entry) IsDue(now time.Time) (bool, string) {
 
 // Get reads one entry.
 func (s *Store) Get(ctx context.Context, arn string) (*Entry, error) {
-	out, err := s.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.Table, Key: key(arn), ConsistentRead: aws.Bool(true)})
+	in := &dynamodb.GetItemInput{TableName: &s.Table, Key: key(arn), ConsistentRead: aws.Bool(true)}
+	in.ProjectionExpression, in.ExpressionAttributeNames = records.Projection()
+	out, err := s.DB.GetItem(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("reading registry entry of %s: %w", arn, err)
 	}

@@ -1,9 +1,13 @@
 package registry
 
 import (
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kms-reimport/kms-reimport/shared/records"
 )
 
 func TestIsDue(t *testing.T) {
@@ -66,4 +70,27 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadableCoversTheRegistry: registry reads are projected on
+// records.Readable; an attribute missing there would be lost when an entry
+// is read, changed and written back.
+func TestReadableCoversTheRegistry(t *testing.T) {
+	typ := reflect.TypeOf(Entry{})
+	var walk func(reflect.Type)
+	walk = func(t2 reflect.Type) {
+		for t2.Kind() == reflect.Pointer || t2.Kind() == reflect.Slice || t2.Kind() == reflect.Map {
+			t2 = t2.Elem()
+		}
+		if t2.Kind() != reflect.Struct || !strings.Contains(t2.PkgPath(), "kms-reimport") {
+			return
+		}
+		for i := 0; i < t2.NumField(); i++ {
+			f := t2.Field(i)
+			if name, _, _ := strings.Cut(f.Tag.Get("dynamodbav"), ","); name != "" && name != "-" && !slices.Contains(records.Readable, name) {
+				t.Errorf("%s.%s: attribute %s is not in records.Readable", t2.Name(), f.Name, name)
+			}
+		}
+	}
+	walk(typ)
 }

@@ -43,7 +43,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	r, k, p := s.Request, s.Key, s.Plan
 	it := p.Current()
 	log := telemetry.Logger(ctx).With("targetKeyArn", it.KeyARN, "region", it.Region, "item", p.Next)
-	rec, err := st.Tokens.Get(ctx, k.ARN, s.Token.ID)
+	rec, err := st.Tokens.GetWithToken(ctx, k.ARN, s.Token.ID)
 	if err != nil {
 		return s, tokenErr(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
@@ -20,6 +21,9 @@ import (
 
 // Stage records a failure.
 type Stage struct {
+	// KMS resolves the key an ended execution named (an alias, a key id)
+	// to its ARN, under which its records are kept.
+	KMS      kmsaccess.Regional
 	Audit    *records.Imports
 	Tokens   *records.Tokens
 	Registry *registry.Store
@@ -33,8 +37,110 @@ type Stage struct {
 // UnknownKey is recorded as the key when the input named none usable.
 const UnknownKey = "(unknown key)"
 
+// Event is what the stage runs on: the state a Catch passes, or
+// EventBridge's "Step Functions Execution Status Change" for a rotation
+// that ended FAILED, TIMED_OUT or ABORTED (template.yaml's
+// FailedRotationRule), which also covers an execution whose own
+// record-failure step failed, timed out or was stopped.
+type Event struct {
+	flow.State
+	DetailType string        `json:"detail-type"`
+	Detail     *StatusChange `json:"detail"`
+}
+
+// StatusChange is the event's detail (EventBridge events reference, Step
+// Functions).
+type StatusChange struct {
+	ExecutionArn string `json:"executionArn"`
+	Name         string `json:"name"`
+	Status       string `json:"status"`
+	StartDate    int64  `json:"startDate"`
+	Input        string `json:"input"`
+	Error        string `json:"error"`
+	Cause        string `json:"cause"`
+}
+
+// StatusChangeType is the event's detail-type.
+const StatusChangeType = "Step Functions Execution Status Change"
+
 // Run is the stage's handler.
-func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
+func (st *Stage) Run(ctx context.Context, ev Event) (flow.State, error) {
+	if ev.DetailType == "" {
+		return st.record(ctx, ev.State, false)
+	}
+	s, err := st.fromStatusChange(ctx, ev)
+	if err != nil {
+		return s, err
+	}
+	// Recorded already (by the execution's own Catch): settle what it may
+	// have left, without a second record or notification.
+	done, err := st.recorded(ctx, s)
+	if err != nil {
+		return s, err
+	}
+	return st.record(ctx, s, done)
+}
+
+// fromStatusChange turns an ended execution into the state a Catch would
+// have passed: its execution, input, key and error.
+func (st *Stage) fromStatusChange(ctx context.Context, ev Event) (flow.State, error) {
+	d := ev.Detail
+	switch {
+	case ev.DetailType != StatusChangeType:
+		return flow.State{}, flow.Errorf(flow.InvalidInput, "field \"detail-type\" is %q; want %q", clip(ev.DetailType), StatusChangeType)
+	case d == nil || d.ExecutionArn == "":
+		return flow.State{}, flow.Errorf(flow.InvalidInput, "field \"detail.executionArn\" is missing")
+	case d.Status != "FAILED" && d.Status != "TIMED_OUT" && d.Status != "ABORTED":
+		return flow.State{}, flow.Errorf(flow.InvalidInput, "field \"detail.status\" is %q; this stage records FAILED, TIMED_OUT and ABORTED executions", clip(d.Status))
+	}
+	s := flow.State{
+		Execution:   flow.Execution{ID: d.ExecutionArn, Name: d.Name, StartTime: time.UnixMilli(d.StartDate).UTC().Format("2006-01-02T15:04:05.000Z")},
+		Input:       json.RawMessage(d.Input),
+		FailedStage: "execution " + d.Status,
+		Error:       &flow.StateError{Error: d.Error, Cause: d.Cause},
+	}
+	if !json.Valid(s.Input) {
+		s.Input = nil // inputDetails.included false: the input is not in the event
+	}
+	if s.Error.Error == "" {
+		s.Error.Error = "States." + map[string]string{"TIMED_OUT": "Timeout", "ABORTED": "Aborted", "FAILED": "Failed"}[d.Status]
+		s.Error.Cause = "the execution ended " + d.Status
+	}
+	if id := keyOf(s); id != UnknownKey && st.KMS != nil {
+		md, err := kmsaccess.Describe(ctx, st.KMS.In(kmsaccess.RegionOf(id)), id)
+		if err == nil {
+			s.Key = &flow.Key{ARN: *md.Arn}
+		} else if flow.NameOf(err) == flow.AWSTransient {
+			return s, err // retried: the key's records and lease need its ARN
+		}
+	}
+	return s, nil
+}
+
+// recorded says whether the execution has an import record already.
+func (st *Stage) recorded(ctx context.Context, s flow.State) (bool, error) {
+	recs, err := st.Audit.List(ctx, keyOf(s))
+	if err != nil {
+		return false, flow.FromAWS(err, flow.Internal, "reading the import records of %s", keyOf(s))
+	}
+	for _, r := range recs {
+		if r.ExecutionID == s.Execution.ID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+// record writes the failure (unless already recorded), settles the
+// execution's tokens, releases its lease and notifies.
+func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.State, error) {
 	if s.Error == nil {
 		return s, flow.Errorf(flow.InvalidInput, "field \"error\" is missing; this stage runs from a Catch with ResultPath $.error")
 	}
@@ -92,18 +198,27 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if s.Import != nil {
 		rec.ImportedAt = &s.Import.ImportedAt
 	}
-	if err := st.Audit.Put(ctx, rec); err != nil {
-		return s, flow.FromAWS(err, flow.Internal, "recording the failure")
+	if !already {
+		err := st.Audit.Put(ctx, rec)
+		if errors.Is(err, records.ErrRecorded) {
+			already = true // a retried attempt wrote it
+		} else if err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "recording the failure")
+		}
+	}
+	if s.Key != nil {
+		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
+		}
+	}
+	if already {
+		telemetry.Logger(ctx).Info("failure recorded already; tokens and lease settled", "keyArn", rec.KeyARN, "auditId", rec.SK)
+		return s, nil
 	}
 	if arn := registryKey(s); arn != "" && st.Registry != nil {
 		ineligible := name == flow.KeyNotFound || name == flow.KeyNotEligible
 		if err := st.Registry.RecordFailure(ctx, arn, s.Execution.ID, rec.RecordedAt, name, s.FailedStage, ineligible, name+": "+cause); err != nil {
 			return s, flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
-		}
-	}
-	if s.Key != nil && st.Leases != nil {
-		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
 		}
 	}
 	// The alarm's metric comes before the notification: a topic that can't

@@ -118,7 +118,8 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		rec.Regions = append(rec.Regions, records.ImportRegion{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, StateBefore: t.StateBefore,
 			StateAfter: t.StateAfter, ValidTo: t.ValidTo, Skipped: t.Skipped})
 	}
-	if err := st.Audit.Put(ctx, rec); err != nil {
+	if err := st.Audit.Put(ctx, rec); err != nil && !errors.Is(err, records.ErrRecorded) {
+		// ErrRecorded: a retried attempt of this stage wrote it already.
 		return s, flow.FromAWS(err, flow.Internal, "recording the import of %s", k.ARN)
 	}
 	if err := st.bookkeep(ctx, s, md.ValidTo, now); err != nil {
