@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // pipelineStages are the rotation's Task functions in order.
@@ -68,11 +69,21 @@ func pipelineMain(ctx context.Context, root string, args []string) int {
 			return errf("%v", err)
 		}
 		if rep.FunctionError {
-			fmt.Fprintf(os.Stderr, "stackctl pipeline: %s returned a function error (%s); the stages after it were not run (its response: %s)\n", id, rep.ErrorType, out)
+			fmt.Fprintf(os.Stderr, "stackctl pipeline: %s returned a function error (%s); the stages after it were not run (its response: %s)\n", id, rep.ErrorType, shortPath(out))
 			return invokeFnError
 		}
-		body, from = rep.Response, out
+		body, from = rep.Response, shortPath(out)
 	}
-	fmt.Printf("== the %d stages succeeded; responses in %s\n", len(pipelineStages), *saveDir)
+	fmt.Printf("== the %d stages succeeded; responses in %s\n", len(pipelineStages), shortPath(*saveDir))
 	return invokeOK
+}
+
+// shortPath is p relative to the working directory when under it.
+func shortPath(p string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+			return r
+		}
+	}
+	return p
 }
