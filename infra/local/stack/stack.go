@@ -64,6 +64,10 @@ type Options struct {
 	// operator setting of the product, see docs/rotation.md); replica keys
 	// are created with SeedReplica.
 	ReplicaRegions []string
+	// Samples creates what the files of events/ name (SampleAlias,
+	// SampleSecret with version SampleSecretVersion): `make stack-up` does,
+	// so `make invoke` and `make pipeline` work on the first try.
+	Samples bool
 }
 
 // What answers for KMS in a local stack (Options.KMS).
@@ -87,15 +91,42 @@ type Stack struct {
 	// Pools lists every emulator of a function (Options.Concurrency).
 	Pools map[string][]string `json:"pools,omitempty"`
 	// Topic is the notification topic (template's NotificationTopic).
-	Topic string         `json:"topic,omitempty"`
-	PIDs  map[string]int `json:"pids"`
+	Topic string `json:"topic,omitempty"`
+	// Sample is what Options.Samples created.
+	Sample *Sample `json:"sample,omitempty"`
+	// VenvBin goes first on the env file's PATH: the Python tools (the AWS
+	// CLI) that make tools installed, if it had to.
+	VenvBin string         `json:"venvBin,omitempty"`
+	PIDs    map[string]int `json:"pids"`
 
 	// specs remembers how each process was started (Restart).
 	specs map[string]procSpec
 }
 
-// Tools is where install.sh puts what the stack runs.
-func Tools(root string) string { return filepath.Join(root, ".local", "tools") }
+// Tools is where install.sh puts what the stack runs: root/.local/tools, or
+// KMS_REIMPORT_TOOLS when set (as for install.sh and the Makefile).
+func Tools(root string) string {
+	if d := os.Getenv("KMS_REIMPORT_TOOLS"); d != "" {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(root, d)
+		}
+		return d
+	}
+	return filepath.Join(root, ".local", "tools")
+}
+
+// PythonTool finds a Python tool (moto_server, cfn-lint, aws): the one
+// install.sh put in Tools/venv when it had to, else the one on PATH.
+func PythonTool(root, name string) (string, error) {
+	p := filepath.Join(Tools(root), "venv", "bin", name)
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		return p, nil
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s is not installed (neither in %s nor on PATH): run `make tools`", name, filepath.Join(Tools(root), "venv", "bin"))
+}
 
 // Up starts everything and waits until each part answers.
 func Up(ctx context.Context, o Options) (st *Stack, err error) {
@@ -120,10 +151,12 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 			return nil, fmt.Errorf("%s is missing: run infra/local/install.sh (make tools) first", filepath.Join(tools, p))
 		}
 	}
-	for _, c := range []string{"moto_server", "java"} {
-		if _, err := exec.LookPath(c); err != nil {
-			return nil, fmt.Errorf("%s is not on PATH: run infra/local/install.sh, which says how to get it", c)
-		}
+	moto, err := PythonTool(o.Root, "moto_server")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath("java"); err != nil {
+		return nil, fmt.Errorf("java is not on PATH: run `make tools`, which says how to get it")
 	}
 	if old, err := Load(o.Dir); err == nil && old.alive() {
 		return nil, fmt.Errorf("a local stack is already running from %s; stop it first (make stack-down)", o.Dir)
@@ -180,7 +213,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		"-jar", filepath.Join(ddb, "DynamoDBLocal.jar"), "-inMemory", "-port", fmt.Sprint(ports[1])); err != nil {
 		return st, err
 	}
-	if err := st.start("moto", nil, nil, "moto_server", "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
+	if err := st.start("moto", nil, nil, moto, "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
 		return st, err
 	}
 
@@ -246,7 +279,23 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		}
 	}
 	logf("%d functions under the Lambda Runtime Interface Emulator: up", len(st.Functions))
+	if o.Samples {
+		if st.Sample, err = st.createSamples(ctx); err != nil {
+			return st, err
+		}
+		logf("sample for events/: key %s (%s), secret %s version %s", st.Sample.KeyARN, st.Sample.Alias, st.Sample.SecretID, st.Sample.SecretVersionID)
+	}
+	st.VenvBin = venvBin(o.Root)
 	return st, st.save()
+}
+
+// venvBin is Tools/venv/bin when install.sh made it.
+func venvBin(root string) string {
+	d := filepath.Join(Tools(root), "venv", "bin")
+	if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+		return d
+	}
+	return ""
 }
 
 // ClientEnv is the environment an SDK client (a test, the CLI, the AWS
@@ -535,6 +584,9 @@ func (st *Stack) save() error {
 	for _, kv := range st.ClientEnv() {
 		k, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(&env, "export %s=%q\n", k, v)
+	}
+	if st.VenvBin != "" {
+		fmt.Fprintf(&env, "# The Python tools (aws, moto_server, cfn-lint) that make tools installed.\nexport PATH=%q:\"$PATH\"\n", st.VenvBin)
 	}
 	if err := os.WriteFile(filepath.Join(st.Dir, "env"), []byte(env.String()), 0o644); err != nil {
 		return err

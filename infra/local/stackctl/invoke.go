@@ -64,17 +64,138 @@ const (
 
 var endpointVars = []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SNS"}
 
+// session is what one or more invocations share: the template, env.json,
+// and the running (or a temporary) local stack.
+type session struct {
+	root           string
+	tmpl           *stack.Template
+	overrides      map[string]map[string]string
+	st             *stack.Stack
+	temporary      bool
+	stackEndpoints bool
+	verbose        bool
+	cleanup        []func()
+}
+
+// sessionFlags are the flags `invoke` and `pipeline` share.
+type sessionFlags struct {
+	envVars, stackDir         *string
+	stackEndpoints, noTempStk *bool
+	verbose                   *bool
+}
+
+func addSessionFlags(fs *flag.FlagSet, root string) sessionFlags {
+	return sessionFlags{
+		envVars:        fs.String("env-vars", filepath.Join(root, "events", "env.json"), "env.json in SAM's format ({\"Parameters\":{...}, \"<LogicalId>\":{...}}); empty for none"),
+		stackDir:       fs.String("stack-dir", filepath.Join(root, ".local", "stack"), "directory of a running local stack (make stack-up)"),
+		stackEndpoints: fs.Bool("stack-endpoints", true, "the running stack's endpoints replace env.json's AWS_ENDPOINT_URL_* (its ports are dynamic)"),
+		noTempStk:      fs.Bool("no-temp-stack", false, "fail instead of starting a temporary stack when none is running"),
+		verbose:        fs.Bool("verbose", false, "show the emulator's own (rapid) log lines too"),
+	}
+}
+
+// openSession loads the template and env.json and finds the running stack,
+// or (unless needRunning or --no-temp-stack) starts a temporary one with
+// the sample key and secret of events/.
+func openSession(ctx context.Context, root string, f sessionFlags, needRunning bool) (*session, error) {
+	s := &session{root: root, stackEndpoints: *f.stackEndpoints, verbose: *f.verbose}
+	var err error
+	if s.overrides, err = readEnvVars(*f.envVars); err != nil {
+		return nil, err
+	}
+	st, err := stack.Load(*f.stackDir)
+	if err != nil || !alive(st) {
+		if needRunning || *f.noTempStk {
+			return nil, fmt.Errorf("no local stack is running in %s: start one with `make stack-up` (or pass --stack-dir)", *f.stackDir)
+		}
+		dir, derr := os.MkdirTemp("", "kms-reimport-invoke-stack-")
+		if derr != nil {
+			return nil, derr
+		}
+		s.cleanup = append(s.cleanup, func() { os.RemoveAll(dir) })
+		fmt.Fprintf(os.Stderr, "stackctl: no local stack running in %s; starting a temporary one (with the sample key and secret of events/) and stopping it afterwards\n", *f.stackDir)
+		st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Samples: true, Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "• "+f+"\n", a...) }})
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("starting a temporary local stack: %v", err)
+		}
+		s.cleanup = append(s.cleanup, func() { _ = st.Down() })
+		s.temporary = true
+	}
+	s.st = st
+	// Now that the stack is known, its resources have local names.
+	if s.tmpl, err = stack.LoadTemplate(filepath.Join(root, "template.yaml"), map[string]string{"RotationTable": stack.Table, "NotificationTopic": st.Topic}); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+	s.cleanup = nil
+}
+
+func (s *session) function(id string) (*stack.Function, error) {
+	var ids []string
+	for i := range s.tmpl.Functions {
+		ids = append(ids, s.tmpl.Functions[i].LogicalID)
+		if s.tmpl.Functions[i].LogicalID == id {
+			return &s.tmpl.Functions[i], nil
+		}
+	}
+	return nil, fmt.Errorf("template.yaml has no function %q; functions: %s", id, strings.Join(ids, ", "))
+}
+
+// invoke builds one function for this host and sends it one event under
+// its own runtime emulator, as `sam local invoke` does. Function logs go to
+// stderr; the response is in the report.
+func (s *session) invoke(ctx context.Context, id string, event []byte) (*InvokeReport, error) {
+	f, err := s.function(id)
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(event) {
+		return nil, fmt.Errorf("the event for %s is not valid JSON", id)
+	}
+	work, err := os.MkdirTemp("", "kms-reimport-invoke-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	bootstrap := filepath.Join(work, "bootstrap")
+	if err := buildForHost(ctx, s.root, f.Dir, bootstrap); err != nil {
+		return nil, err
+	}
+	logCfg, err := loggingConfig(filepath.Join(s.root, "template.yaml"), f.LogicalID)
+	if err != nil {
+		return nil, err
+	}
+	env := invokeEnv(f, logCfg, s.overrides, s.st, s.stackEndpoints, work)
+	rep, err := runInvoke(ctx, s.root, s.st, f, bootstrap, env, event, s.verbose)
+	if err != nil {
+		return nil, err
+	}
+	rep.StackDir, rep.TemporaryStack = s.st.Dir, s.temporary
+	return rep, nil
+}
+
+// printReport writes the REPORT and MEASURED lines (stderr).
+func printReport(rep *InvokeReport) {
+	fmt.Fprintln(os.Stderr, rep.ReportLine)
+	fmt.Fprintf(os.Stderr, "MEASURED %s\tInit: %.2f ms\tDuration: %.2f ms\tPeak memory (VmHWM of bootstrap): %.1f MB of %d MB\n",
+		rep.Function, rep.InitDurationMs, rep.DurationMs, rep.PeakRSSMB, rep.MemorySizeMB)
+}
+
 func invokeMain(ctx context.Context, root string, args []string) int {
 	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
 	fn := fs.String("fn", "", "logical id of the function in template.yaml (required)")
 	event := fs.String("event", "", "event file (JSON), or - for stdin (required unless --print-env-vars)")
-	envVars := fs.String("env-vars", filepath.Join(root, "events", "env.json"), "env.json in SAM's format ({\"Parameters\":{...}, \"<LogicalId>\":{...}}); empty for none")
-	stackDir := fs.String("stack-dir", filepath.Join(root, ".local", "stack"), "directory of a running local stack (make stack-up)")
-	stackEndpoints := fs.Bool("stack-endpoints", true, "the running stack's endpoints replace env.json's AWS_ENDPOINT_URL_* (its ports are dynamic)")
-	noTempStack := fs.Bool("no-temp-stack", false, "fail instead of starting a temporary stack when none is running")
+	sf := addSessionFlags(fs, root)
 	reportJSON := fs.String("report-json", "", "also write the measurements and response to this file (JSON)")
 	printEnv := fs.Bool("print-env-vars", false, "print an env.json with the running stack's endpoints (for sam local invoke --env-vars) and exit")
-	verbose := fs.Bool("verbose", false, "show the emulator's own (rapid) log lines too")
 	if err := fs.Parse(args); err != nil {
 		return invokeSetupErr
 	}
@@ -82,99 +203,44 @@ func invokeMain(ctx context.Context, root string, args []string) int {
 		fmt.Fprintf(os.Stderr, "stackctl invoke: "+format+"\n", a...)
 		return invokeSetupErr
 	}
-
-	tmpl, err := stack.LoadTemplate(filepath.Join(root, "template.yaml"), map[string]string{"RotationTable": stack.Table})
-	if err != nil {
-		return errf("%v", err)
-	}
-	overrides, err := readEnvVars(*envVars)
-	if err != nil {
-		return errf("%v", err)
-	}
-
-	// A running stack, or a temporary one.
-	st, err := stack.Load(*stackDir)
-	temporary := false
-	if err != nil || !alive(st) {
-		if *printEnv || *noTempStack {
-			return errf("no local stack is running in %s: start one with `make stack-up` (or pass --stack-dir)", *stackDir)
-		}
-		dir, derr := os.MkdirTemp("", "kms-reimport-invoke-stack-")
-		if derr != nil {
-			return errf("%v", derr)
-		}
-		defer os.RemoveAll(dir)
-		fmt.Fprintf(os.Stderr, "stackctl invoke: no local stack running in %s; starting a temporary one (empty: no keys, secrets or records) and stopping it afterwards\n", *stackDir)
-		st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "• "+f+"\n", a...) }})
-		if err != nil {
-			return errf("starting a temporary local stack: %v", err)
-		}
-		defer st.Down()
-		temporary = true
-	}
-
-	// Now that the stack is known, its resources have local names.
-	if tmpl, err = stack.LoadTemplate(filepath.Join(root, "template.yaml"), map[string]string{"RotationTable": stack.Table, "NotificationTopic": st.Topic}); err != nil {
-		return errf("%v", err)
-	}
-	if *printEnv {
-		return printEnvVars(tmpl, overrides, st)
-	}
-	if *fn == "" || *event == "" {
+	if !*printEnv && (*fn == "" || *event == "") {
 		return errf("usage: stackctl invoke --fn <LogicalId> --event <file> [--env-vars events/env.json] [--stack-dir DIR] [--report-json FILE]")
 	}
-	var f *stack.Function
-	var ids []string
-	for i := range tmpl.Functions {
-		ids = append(ids, tmpl.Functions[i].LogicalID)
-		if tmpl.Functions[i].LogicalID == *fn {
-			f = &tmpl.Functions[i]
+	var body []byte
+	var err error
+	if !*printEnv {
+		if *event == "-" {
+			body, err = io.ReadAll(os.Stdin)
+		} else {
+			body, err = os.ReadFile(*event)
+		}
+		if err != nil {
+			return errf("reading the event: %v", err)
+		}
+		if !json.Valid(body) {
+			return errf("the event %s is not valid JSON", *event)
 		}
 	}
-	if f == nil {
-		return errf("template.yaml has no function %q; functions: %s", *fn, strings.Join(ids, ", "))
-	}
-	var body []byte
-	if *event == "-" {
-		body, err = io.ReadAll(os.Stdin)
-	} else {
-		body, err = os.ReadFile(*event)
-	}
-	if err != nil {
-		return errf("reading the event: %v", err)
-	}
-	if !json.Valid(body) {
-		return errf("the event %s is not valid JSON", *event)
-	}
-
-	work, err := os.MkdirTemp("", "kms-reimport-invoke-")
+	s, err := openSession(ctx, root, sf, *printEnv)
 	if err != nil {
 		return errf("%v", err)
 	}
-	defer os.RemoveAll(work)
-	bootstrap := filepath.Join(work, "bootstrap")
-	if err := buildForHost(ctx, root, f.Dir, bootstrap); err != nil {
+	defer s.close()
+	if *printEnv {
+		return printEnvVars(s.tmpl, s.overrides, s.st)
+	}
+	if _, err := s.function(*fn); err != nil {
 		return errf("%v", err)
 	}
-	logCfg, err := loggingConfig(filepath.Join(root, "template.yaml"), f.LogicalID)
+	rep, err := s.invoke(ctx, *fn, body)
 	if err != nil {
 		return errf("%v", err)
 	}
-	env := invokeEnv(f, logCfg, overrides, st, *stackEndpoints, work)
-
-	rep, err := runInvoke(ctx, root, st, f, bootstrap, env, body, *verbose)
-	if err != nil {
-		return errf("%v", err)
-	}
-	rep.StackDir, rep.TemporaryStack = st.Dir, temporary
-
 	os.Stdout.Write(rep.Response)
 	if len(rep.Response) == 0 || rep.Response[len(rep.Response)-1] != '\n' {
 		fmt.Println()
 	}
-	fmt.Fprintln(os.Stderr, rep.ReportLine)
-	fmt.Fprintf(os.Stderr, "MEASURED %s\tInit: %.2f ms\tDuration: %.2f ms\tPeak memory (VmHWM of bootstrap): %.1f MB of %d MB\n",
-		f.LogicalID, rep.InitDurationMs, rep.DurationMs, rep.PeakRSSMB, rep.MemorySizeMB)
+	printReport(rep)
 	if *reportJSON != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(*reportJSON, append(b, '\n'), 0o644); err != nil {
@@ -182,7 +248,7 @@ func invokeMain(ctx context.Context, root string, args []string) int {
 		}
 	}
 	if rep.FunctionError {
-		fmt.Fprintf(os.Stderr, "stackctl invoke: %s returned a function error (%s)\n", f.LogicalID, rep.ErrorType)
+		fmt.Fprintf(os.Stderr, "stackctl invoke: %s returned a function error (%s)\n", rep.Function, rep.ErrorType)
 		return invokeFnError
 	}
 	return invokeOK

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"syscall"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
@@ -19,14 +20,19 @@ import (
 const usage = `usage: stackctl <command> [flags]
 
 commands:
-  up                     start the local stack (state, logs and env file in .local/stack)
+  up                     start the local stack (state, logs and env file in .local/stack) with the
+                         sample key, alias and secret that the files of events/ name
   down                   stop it
-  execute --input FILE [--state-machine FleetStateMachine]
+  execute --input FILE [--state-machine FleetStateMachine] [--stack-dir DIR]
                          run a state machine on the running stack; exit 1 if the execution failed
   invoke --fn ID --event FILE [--env-vars events/env.json] [--stack-dir DIR] [--report-json FILE]
                          sam local invoke without Docker: one function, freshly built, under its own
                          runtime emulator; response on stdout, logs and REPORT on stderr; exit 1 on a
                          function error, 2 on a setup error (docs/deploy.md, "make invoke")
+  pipeline --event FILE [--env-vars events/env.json] [--stack-dir DIR] [--save-dir DIR]
+                         invoke the four rotation stages in order (fetch-parameters, wrap-material,
+                         import-material, verify-import), each response the next one's event; prints
+                         each response; exit 1 at the first function error, 2 on a setup error
   demo                   start a stack, create a demo key and secret, rotate, show the result, stop
 `
 
@@ -44,14 +50,23 @@ func main() {
 	dir := filepath.Join(root, ".local", "stack")
 	switch os.Args[1] {
 	case "up":
-		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf})
+		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true})
 		if err != nil {
 			fail(1, err)
 		}
 		fmt.Printf("local stack up. Point a shell at it with:\n  source %s\n", filepath.Join(dir, "env"))
-		for id, u := range st.Functions {
-			fmt.Printf("  %-24s %s\n", id, u)
+		ids := make([]string, 0, len(st.Functions))
+		for id := range st.Functions {
+			ids = append(ids, id)
 		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			fmt.Printf("  %-24s %s\n", id, st.Functions[id])
+		}
+		fmt.Printf("The files of events/ name the sample key %s (%s) and secret %s:\n"+
+			"  make invoke FN=FetchParametersFunction EVENT=events/fetch-parameters.json\n"+
+			"  make pipeline EVENT=events/fetch-parameters.json\n"+
+			"  make execute INPUT=events/execution-input.json\n", st.Sample.Alias, st.Sample.KeyARN, st.Sample.SecretID)
 	case "down":
 		st, err := stack.Load(dir)
 		if err != nil {
@@ -65,11 +80,12 @@ func main() {
 		input := fs.String("input", "", "execution input file (JSON)")
 		asJSON := fs.Bool("json", false, "print one JSON document")
 		sm := fs.String("state-machine", "RotationStateMachine", "state machine of template.yaml: RotationStateMachine (one key) or FleetStateMachine (every due key)")
+		stackDir := fs.String("stack-dir", dir, "directory of the running local stack")
 		_ = fs.Parse(os.Args[2:])
 		if *input == "" {
 			fail(2, fmt.Errorf("execute needs --input FILE"))
 		}
-		st, err := stack.Load(dir)
+		st, err := stack.Load(*stackDir)
 		if err != nil {
 			fail(2, fmt.Errorf("no local stack running (make stack-up): %w", err))
 		}
@@ -97,6 +113,8 @@ func main() {
 		}
 	case "invoke":
 		os.Exit(invokeMain(ctx, root, os.Args[2:]))
+	case "pipeline":
+		os.Exit(pipelineMain(ctx, root, os.Args[2:]))
 	case "demo":
 		if err := demo(ctx, root); err != nil {
 			fail(1, err)
