@@ -39,6 +39,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
+	"github.com/kms-reimport/kms-reimport/tests/support/kmswait"
 )
 
 var (
@@ -82,8 +83,11 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// Short but real AWS asynchrony: this suite is about key types;
+	// tests/rotation proves the asynchrony itself.
 	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, KMS: stack.KMSStandIn,
-		Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "keytypes: "+f+"\n", a...) }})
+		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=150ms", "KMS_STANDIN_ROTATION_DELAY=300ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=200ms"},
+		Log:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "keytypes: "+f+"\n", a...) }})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests/keytypes: starting the local stack with the KMS stand-in: %v (logs in %s)\n", err, filepath.Join(dir, "logs"))
 		return 1
@@ -261,6 +265,9 @@ func createKey(t *testing.T, spec types.KeySpec, usage types.KeyUsageType) (arn,
 	if _, err := kc.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: &alias, TargetKeyId: &arn}); err != nil {
 		t.Fatalf("CreateAlias: %v", err)
 	}
+	if err := kmswait.Visible(ctx, kc, alias); err != nil {
+		t.Fatal(err)
+	}
 	return arn, alias
 }
 
@@ -280,7 +287,8 @@ func requests(t *testing.T, arn string) []kmsstandin.Request {
 	return out.Requests
 }
 
-// ops names each logged request, with "!<error code>" when it failed.
+// ops names each logged request, with "!<error code>" when it failed; the
+// verify stage's repeated reads while KMS catches up count once.
 func ops(reqs []kmsstandin.Request) []string {
 	var o []string
 	for _, r := range reqs {
@@ -290,7 +298,7 @@ func ops(reqs []kmsstandin.Request) []string {
 		}
 		o = append(o, s)
 	}
-	return o
+	return kmswait.Compact(o)
 }
 
 // ---- running the state machine ----

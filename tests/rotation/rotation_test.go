@@ -14,6 +14,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
+	"github.com/kms-reimport/kms-reimport/tests/support/kmswait"
 )
 
 // firstImport imports the secret's AWSCURRENT material on the
@@ -270,6 +271,9 @@ func TestRotationRefusedForHMAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	arn := *out.KeyMetadata.Arn
+	if err := kmswait.Visible(context.Background(), kc, arn); err != nil {
+		t.Fatal(err)
+	}
 	name, _ := secret(t)
 	r := execute(t, arn, map[string]any{"keyId": arn, "secretId": name, "validFor": "720h", "rotate": true, "generateMaterial": true})
 	if r.ex.Status != "FAILED" || r.ex.Error != "RotationNotSupported" || ops(r.reqs) != "DescribeKey" {

@@ -58,6 +58,11 @@ type Options struct {
 	// algorithm, ImportType/KeyMaterialId and rotations; see
 	// docs/kms-standin.md.
 	KMS string
+	// StandInEnv is the KMS stand-in's environment: its KMS_STANDIN_*
+	// delays (docs/kms-standin.md). Empty keeps its defaults, which model
+	// AWS's asynchrony; suites that don't prove those behaviours shorten
+	// them (never to zero where they are proved).
+	StandInEnv []string
 	// ReplicaRegions starts one more local-kms per Region named (its own
 	// port, KMS_REGION and data), for the replicas of multi-Region keys.
 	// The functions reach them through KMS_ENDPOINTS_BY_REGION (an
@@ -199,7 +204,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		if err := goBuild(ctx, o.Root, bin, "./tests/support/kmsstandin/cmd/kms-standin", nil); err != nil {
 			return st, err
 		}
-		if err := st.start(KMSStandIn, nil, nil, bin, "--addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--region", Region, "--account", Account); err != nil {
+		if err := st.start(KMSStandIn, nil, o.StandInEnv, bin, "--addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--region", Region, "--account", Account); err != nil {
 			return st, err
 		}
 	} else if err := st.start(KMSLocal, nil, []string{
