@@ -57,7 +57,9 @@ func TestRotationGenerated(t *testing.T) {
 	want := "DescribeKey,ListKeyRotations," +
 		"GetParametersForImport,ImportKeyMaterial," + // the existing material, renewed
 		"GetParametersForImport,ImportKeyMaterial," + // the new one
-		"ListKeyRotations,RotateKeyOnDemand,DescribeKey,ListKeyRotations,Encrypt,Decrypt"
+		"GetKeyRotationStatus,ListKeyRotations,RotateKeyOnDemand," + // started, not finished:
+		"GetKeyRotationStatus,ListKeyRotations," + // polled (after Waits) until KMS finishes it
+		"DescribeKey,ListKeyRotations,Encrypt,Decrypt"
 	if got := ops(r.reqs); got != want {
 		t.Fatalf("KMS requests\n %s\nwant\n %s", got, want)
 	}
@@ -239,7 +241,7 @@ func TestResumeAfterFailureBeforeRotate(t *testing.T) {
 
 	r = execute(t, arn, map[string]any{"keyId": arn, "secretId": name, "validFor": "720h", "rotate": true, "generateMaterial": true})
 	mustSucceed(t, r)
-	want := "DescribeKey,ListKeyRotations,ListKeyRotations,RotateKeyOnDemand,DescribeKey,ListKeyRotations,Encrypt,Decrypt"
+	want := "DescribeKey,ListKeyRotations,GetKeyRotationStatus,ListKeyRotations,RotateKeyOnDemand,GetKeyRotationStatus,ListKeyRotations,DescribeKey,ListKeyRotations,Encrypt,Decrypt"
 	if got := ops(r.reqs); got != want {
 		t.Fatalf("resumed run: KMS requests\n %s\nwant\n %s", got, want)
 	}
