@@ -30,8 +30,6 @@ import (
 	"github.com/kms-reimport/kms-reimport/tests/support/fleetkit"
 )
 
-const leaseFor = 3 * time.Second
-
 var (
 	root             string
 	st               *stack.Stack
@@ -76,10 +74,10 @@ func run(m *testing.M) int {
 		FunctionEnv: map[string]map[string]string{"Parameters": {
 			"AWS_ENDPOINT_URL_KMS":      kmsProxy.URL,
 			"AWS_ENDPOINT_URL_DYNAMODB": dbProx.URL,
-			// A short lease, so a lease left by a killed execution is
-			// taken over within the test.
-			"LEASE_DURATION": "3s",
-		}}})
+		},
+			// Short enough that a test can outlive it (TestTaskTimesOutAndIsRetried).
+			"FetchParametersFunction": {"AWS_LAMBDA_FUNCTION_TIMEOUT": "4"},
+		}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools` to install the emulators)\n", err)
 		return 1

@@ -382,6 +382,11 @@ export function createInvoker(functions, { request = httpPost } = {}) {
       // Step Functions uses the function's error payload, as returned, as the Cause.
       throw lambdaError(body.errorType, text.trim());
     }
+    if (!isJson && /^Task timed out after [0-9.]+ seconds/.test(text.trim())) {
+      // The runtime emulator's answer when the function outlives its
+      // timeout; Lambda reports it to Step Functions as Sandbox.Timedout.
+      throw lambdaError('Sandbox.Timedout', JSON.stringify({ errorType: 'Sandbox.Timedout', errorMessage: text.trim() }));
+    }
     if (fnErrHeader) {
       throw lambdaError('Lambda.Unknown', text.trim());
     }
@@ -552,6 +557,58 @@ function errorOf(err) {
   const inner = err instanceof ExecutionError && err.cause instanceof Error ? err.cause : err;
   const cause = typeof inner.cause === 'string' ? inner.cause : inner.message;
   return { status: 'FAILED', error: inner.name, cause };
+}
+
+/**
+ * The Lambda functions the template's EventBridge rules send a state machine's
+ * "Step Functions Execution Status Change" to, for an execution that ended with
+ * status: rules whose EventPattern has source aws.states, the status, and this
+ * state machine (or none named), with a target !GetAtt <Function>.Arn.
+ */
+export function statusChangeTargets(template, stateMachineId, status) {
+  const out = [];
+  for (const r of Object.values(template?.Resources ?? {})) {
+    if (r?.Type !== 'AWS::Events::Rule') continue;
+    const p = r.Properties?.EventPattern ?? {};
+    if (!(p.source ?? []).includes('aws.states')) continue;
+    if (p['detail-type'] && !p['detail-type'].includes('Step Functions Execution Status Change')) continue;
+    const d = p.detail ?? {};
+    if (d.status && !d.status.includes(status)) continue;
+    if (d.stateMachineArn && !d.stateMachineArn.some((a) => a?.Ref === stateMachineId)) continue;
+    for (const t of r.Properties?.Targets ?? []) {
+      const g = t.Arn?.['Fn::GetAtt'];
+      if (Array.isArray(g) && g[1] === 'Arn') out.push(g[0]);
+    }
+  }
+  return out;
+}
+
+/** The EventBridge event of an ended execution (EventBridge events reference, Step Functions). */
+export function statusChangeEvent(result, stateMachineArn, region, account) {
+  return {
+    version: '0',
+    id: randomUUID(),
+    'detail-type': 'Step Functions Execution Status Change',
+    source: 'aws.states',
+    account,
+    time: new Date(result.stopDate ?? Date.now()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    region,
+    resources: [result.executionArn],
+    detail: {
+      executionArn: result.executionArn,
+      stateMachineArn,
+      name: result.name,
+      status: result.status,
+      startDate: result.startDate,
+      stopDate: result.stopDate,
+      input: JSON.stringify(result.input ?? {}),
+      inputDetails: { included: true },
+      output: null,
+      outputDetails: null,
+      error: result.error ?? null,
+      cause: result.cause ?? null,
+    },
+  };
 }
 
 /**
@@ -851,6 +908,29 @@ export async function main(argv, { stdout = process.stdout, stderr = process.std
     };
     const invoker = createInvoker(functions);
     const children = { SUCCEEDED: 0, FAILED: 0 };
+    const template = parseTemplate(readFileSync(values.template, 'utf8'));
+    // EventBridge, as the template's rules route it: an execution that ended
+    // FAILED, TIMED_OUT or ABORTED reaches its rule's function (asynchronously
+    // in AWS, with retries; here once it has ended, up to 3 attempts).
+    const deliverStatusChange = async (machineId, r) => {
+      if (r.status === 'SUCCEEDED') return;
+      const arn = `arn:aws:states:${region}:${account}:stateMachine:${machineId}`;
+      for (const fn of statusChangeTargets(template, machineId, r.status)) {
+        const ev = statusChangeEvent(r, arn, region, account);
+        let last;
+        for (let attempt = 1; attempt <= 3; attempt++) {
+          try {
+            await invoker.invoke(fn, ev);
+            last = undefined;
+            break;
+          } catch (e) {
+            last = e;
+          }
+        }
+        if (!values.json) out(`  EventBridge: ${machineId} ${r.status} -> ${fn}${last ? ` failed (${last.name})` : ''}`);
+        else if (last) stderr.write(`warning: status change of ${r.executionArn} to ${fn}: ${last.name}: ${last.message}\n`);
+      }
+    };
     const startChild = async (arn, childInput, childName) => {
       const m = /:stateMachine:([^:]+)$/.exec(String(arn ?? ''));
       if (!m) throw lambdaError('States.Runtime', `StateMachineArn ${JSON.stringify(arn)} is not a state machine ARN`);
@@ -865,6 +945,7 @@ export async function main(argv, { stdout = process.stdout, stderr = process.std
         name: childName ?? randomUUID(), region, account, functions, waitScale, invoker, startChild,
         onState: values.children && !values.json ? (c) => onState({ ...c, name: `  ${m[1]}/${c.name}` }) : () => {},
       });
+      await deliverStatusChange(m[1], r);
       children[r.status === 'SUCCEEDED' ? 'SUCCEEDED' : 'FAILED']++;
       if (!values.json && !values.children) {
         out(`  ${m[1]} ${r.name}: ${r.status}${r.error ? ` (${r.error})` : ''} in ${r.stopDate - r.startDate} ms`);
@@ -874,6 +955,7 @@ export async function main(argv, { stdout = process.stdout, stderr = process.std
     const result = await runExecution({
       definition, stateMachineName, input, name, region, account, functions, waitScale, onState, invoker, startChild,
     });
+    await deliverStatusChange(stateMachineName, result);
     if (children.SUCCEEDED + children.FAILED > 0) result.childExecutions = children;
     // Only what the --json contract documents (the rest serves nested runs).
     delete result.input;

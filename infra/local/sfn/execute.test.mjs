@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { buildWaitOverrides, parseTemplate } from './execute.mjs';
+import { buildWaitOverrides, createInvoker, parseTemplate, statusChangeEvent, statusChangeTargets } from './execute.mjs';
 import { startFakeLambda } from './testdata/fake-lambda.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -322,5 +322,43 @@ N: !GetAZs ""
     assert.deepEqual(buildWaitOverrides(def, undefined), { retryIntervalOverrides: {}, waitTimeOverrides: {} });
     assert.deepEqual(buildWaitOverrides(def, 0.01), { retryIntervalOverrides: { T: [20, 10] }, waitTimeOverrides: { W: 300 } });
     assert.deepEqual(buildWaitOverrides(def, 0), { retryIntervalOverrides: { T: [0, 0] }, waitTimeOverrides: { W: 0, P: 0 } });
+  });
+
+  test('a function that outlives its timeout is Sandbox.Timedout, as Lambda reports it to Step Functions', async () => {
+    const request = async () => ({ status: 200, headers: {}, text: 'Task timed out after 1.00 seconds' });
+    const inv = createInvoker({ F: 'http://127.0.0.1:1/x' }, { request });
+    await assert.rejects(inv.invoke('F', {}), (e) => e.name === 'Sandbox.Timedout' && /timed out/.test(e.message));
+  });
+
+  test('EventBridge rules on Step Functions status changes route ended executions to their function', () => {
+    const t = parseTemplate(`
+Resources:
+  Rule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern:
+        source: [aws.states]
+        detail-type: [Step Functions Execution Status Change]
+        detail:
+          stateMachineArn: [!Ref RotationStateMachine]
+          status: [FAILED, TIMED_OUT, ABORTED]
+      Targets:
+        - Id: R
+          Arn: !GetAtt RecordFailureFunction.Arn
+  Other:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern: { source: [aws.kms] }
+      Targets: [{ Id: X, Arn: !GetAtt OtherFunction.Arn }]
+`);
+    assert.deepEqual(statusChangeTargets(t, 'RotationStateMachine', 'FAILED'), ['RecordFailureFunction']);
+    assert.deepEqual(statusChangeTargets(t, 'RotationStateMachine', 'TIMED_OUT'), ['RecordFailureFunction']);
+    assert.deepEqual(statusChangeTargets(t, 'RotationStateMachine', 'SUCCEEDED'), []);
+    assert.deepEqual(statusChangeTargets(t, 'FleetStateMachine', 'FAILED'), []);
+    const ev = statusChangeEvent({ executionArn: 'arn:e', name: 'n', status: 'TIMED_OUT', startDate: 1, stopDate: 2, input: { keyId: 'k' }, error: 'States.Timeout', cause: 'c' }, 'arn:sm', 'eu-west-2', '111122223333');
+    assert.equal(ev['detail-type'], 'Step Functions Execution Status Change');
+    assert.equal(ev.detail.status, 'TIMED_OUT');
+    assert.equal(ev.detail.input, '{"keyId":"k"}');
+    assert.equal(ev.detail.stateMachineArn, 'arn:sm');
   });
 });
