@@ -23,6 +23,10 @@ type State struct {
 	// LastError is where the state machine puts an error it recovered from
 	// (ImportTokenExpiring before a fresh fetch).
 	LastError *StateError `json:"lastError,omitempty"`
+	// Summary is the execution's output (the Renewed state's OutputPath):
+	// a fleet run's Map gets it back through .sync:2, where the 256 KiB
+	// payload limit applies, so it leaves out the plan's items.
+	Summary *Summary `json:"summary,omitempty"`
 	// Error and FailedStage are set by the Catch clauses before the
 	// failure is recorded.
 	Error       *StateError `json:"error,omitempty"`
@@ -280,4 +284,28 @@ func (s State) LogFields() []any {
 		f = append(f, "keyId", s.Request.KeyID)
 	}
 	return f
+}
+
+// Summary is what a renewal leaves as the execution's output: bounded in
+// size whatever the plan, and a subset of State's JSON.
+type Summary struct {
+	Outcome   string        `json:"outcome"`
+	Execution Execution     `json:"execution"`
+	Request   *Request      `json:"request,omitempty"`
+	Key       *Key          `json:"key,omitempty"`
+	Token     *TokenRef     `json:"token,omitempty"`
+	LastError *StateError   `json:"lastError,omitempty"`
+	Verified  *Verification `json:"verification,omitempty"`
+	Imports   int           `json:"imports"`
+	Rotated   bool          `json:"rotated"`
+	Checks    int           `json:"checks"`
+}
+
+// Summarize fills s.Summary once the renewal is verified.
+func (s *State) Summarize() {
+	sum := &Summary{Outcome: "RENEWED", Execution: s.Execution, Request: s.Request, Key: s.Key, Token: s.Token, LastError: s.LastError, Verified: s.Verified}
+	if s.Plan != nil {
+		sum.Imports, sum.Rotated, sum.Checks = len(s.Plan.Items), s.Plan.Rotated, s.Plan.Checks
+	}
+	s.Summary = sum
 }

@@ -129,6 +129,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		return s, flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)
 	}
 	s.Verified = &flow.Verification{KeyState: string(md.KeyState), ValidTo: md.ValidTo, RoundTrip: proof, AuditID: rec.SK}
+	s.Summarize()
 	log.Info("import verified and recorded", "keyState", md.KeyState, "validTo", md.ValidTo, "imports", len(p.Items), "rotated", p.Rotated, "materials", len(rots), "auditId", rec.SK)
 	return s, nil
 }
