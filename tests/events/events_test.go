@@ -278,14 +278,15 @@ var documented = map[string]struct {
 	fn    string
 	error string
 }{
-	"fetch-parameters.json": {"FetchParametersFunction", ""},
-	"wrap-material.json":    {"WrapMaterialFunction", "TokenStateConflict"},
-	"import-material.json":  {"ImportMaterialFunction", "TokenStateConflict"},
-	"verify-import.json":    {"VerifyImportFunction", "KeyNotFound"},
-	"record-failure.json":   {"RecordFailureFunction", ""},
-	"execution-input.json":  {"FetchParametersFunction", "InvalidInput"},
-	"planner.json":          {"PlannerFunction", ""},
-	"scheduled-event.json":  {"PlannerFunction", ""},
+	"fetch-parameters.json":        {"FetchParametersFunction", ""},
+	"wrap-material.json":           {"WrapMaterialFunction", "TokenStateConflict"},
+	"import-material.json":         {"ImportMaterialFunction", "TokenStateConflict"},
+	"verify-import.json":           {"VerifyImportFunction", "KeyNotFound"},
+	"record-failure.json":          {"RecordFailureFunction", ""},
+	"execution-status-change.json": {"RecordFailureFunction", ""},
+	"execution-input.json":         {"FetchParametersFunction", "InvalidInput"},
+	"planner.json":                 {"PlannerFunction", ""},
+	"scheduled-event.json":         {"PlannerFunction", ""},
 }
 
 // checkPlan: the planner's documented response to a fresh run ({} or any
