@@ -12,6 +12,6 @@ const name = "import-material"
 
 func main() {
 	c := settings.MustInit(name)
-	stage := &importmaterial.Stage{KMS: c.KMS, Tokens: c.Tokens, Materials: c.Materials, MinTokenValidity: c.Settings.MinTokenValidity}
+	stage := &importmaterial.Stage{KMS: c.KMS, Tokens: c.Tokens, Materials: c.Materials, Leases: c.Leases, MinTokenValidity: c.Settings.MinTokenValidity}
 	lambdarun.Start(name, stage.Run)
 }

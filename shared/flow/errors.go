@@ -50,6 +50,11 @@ const (
 	// RotationInProgress: another execution holds the key's lease. The
 	// state machine ends this execution cleanly (not a failure).
 	RotationInProgress = "RotationInProgress"
+	// LeaseLost: the execution's lease on the key lapsed and another
+	// execution took it over; checked (a conditional write) right before
+	// ImportKeyMaterial and RotateKeyOnDemand. Not retried: the other
+	// execution owns the key now.
+	LeaseLost = "LeaseLost"
 	// VerificationFailed: after the import the key is not as asked.
 	VerificationFailed = "VerificationFailed"
 	// MaterialSecretMissing: a key material of the key has no secret

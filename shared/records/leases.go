@@ -95,3 +95,43 @@ func (s *Leases) Release(ctx context.Context, arn, owner string) error {
 	}
 	return nil
 }
+
+// LeaseLost is returned by Fence when the caller no longer holds the
+// key's lease (it lapsed and another execution took it over).
+type LeaseLost struct {
+	KeyARN string
+	Owner  string
+}
+
+func (l *LeaseLost) Error() string {
+	return fmt.Sprintf("execution %s no longer holds the lease of key %s", l.Owner, l.KeyARN)
+}
+
+// Fence proves, with a conditional write, that owner still holds the
+// lease of arn, and extends it. It runs right before every change to KMS
+// (ImportKeyMaterial, RotateKeyOnDemand): an execution whose lease lapsed
+// and was taken over never changes the key, whatever it believed before.
+func (s *Leases) Fence(ctx context.Context, arn, owner string, now time.Time) error {
+	until := now.Add(s.Duration)
+	_, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &s.Table,
+		Key:                      itemKey(arn, LeaseSK),
+		UpdateExpression:         aws.String("SET leaseUntil = :until, expiresAt = :exp"),
+		ConditionExpression:      aws.String("#o = :me AND leaseUntil >= :now"),
+		ExpressionAttributeNames: map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":me":    &types.AttributeValueMemberS{Value: owner},
+			":now":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
+			":until": &types.AttributeValueMemberN{Value: strconv.FormatInt(until.Unix(), 10)},
+			":exp":   &types.AttributeValueMemberN{Value: strconv.FormatInt(until.Add(24*time.Hour).Unix(), 10)},
+		},
+	})
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return &LeaseLost{KeyARN: arn, Owner: owner}
+	}
+	if err != nil {
+		return fmt.Errorf("checking the lease of %s: %w", arn, err)
+	}
+	return nil
+}

@@ -105,6 +105,13 @@ func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := st.takeLease(ctx, arn, s.Execution.ID); err != nil {
 		return s, err
 	}
+	// Holding the lease, settle what earlier executions left open (a
+	// stopped or crashed one): their tokens will never be used.
+	if n, err := st.Tokens.SettleOthers(ctx, arn, s.Execution.ID, st.now()); err != nil {
+		return s, flow.FromAWS(err, flow.Internal, "settling the token records of %s", arn)
+	} else if n > 0 {
+		telemetry.Logger(ctx).Warn("token records left open by earlier executions settled", "keyArn", arn, "records", n)
+	}
 	s.Key = &flow.Key{ARN: arn, KeySpec: string(md.KeySpec), KeyUsage: string(md.KeyUsage), StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}
 	if err := st.plan(ctx, &s, md); err != nil {
 		return s, err

@@ -24,6 +24,7 @@ type Stage struct {
 	KMS              kmsaccess.Regional
 	Tokens           *records.Tokens
 	Materials        *records.Materials
+	Leases           *records.Leases
 	MinTokenValidity time.Duration
 	Now              func() time.Time
 }
@@ -89,6 +90,9 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		}
 		if it.ImportType == flow.ExistingKeyMaterial && it.KeyMaterialID != "" {
 			in.KeyMaterialId = &it.KeyMaterialID
+		}
+		if err := fence(ctx, st.Leases, k.ARN, s.Execution.ID, now); err != nil {
+			return s, err
 		}
 		out, err := st.KMS.In(it.Region).ImportKeyMaterial(ctx, in)
 		var wrong *types.IncorrectKeyMaterialException
@@ -161,6 +165,18 @@ func (st *Stage) recordMaterial(ctx context.Context, s flow.State, it *flow.Plan
 		if p.Items[i].New && p.Items[i].Replica {
 			p.Items[i].KeyMaterialID = id
 		}
+	}
+	return nil
+}
+
+// fence proves the execution still holds the key's lease right before it
+// changes KMS.
+func fence(ctx context.Context, l *records.Leases, arn, execID string, now time.Time) error {
+	var lost *records.LeaseLost
+	if err := l.Fence(ctx, arn, execID, now); errors.As(err, &lost) {
+		return flow.Wrap(flow.LeaseLost, err, "not importing into %s", arn)
+	} else if err != nil {
+		return flow.FromAWS(err, flow.Internal, "lease of %s", arn)
 	}
 	return nil
 }

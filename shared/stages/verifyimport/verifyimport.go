@@ -160,7 +160,7 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 	api := st.home(k.ARN)
 	var o observed
 	if p.Rotate && !p.Rotated {
-		if waiting, err := st.rotate(ctx, api, k.ARN, p); err != nil || waiting != "" {
+		if waiting, err := st.rotate(ctx, api, k.ARN, s.Execution.ID, p); err != nil || waiting != "" {
 			return o, waiting, err
 		}
 	}
@@ -208,7 +208,7 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 // rotate makes the plan's new material current: RotateKeyOnDemand once
 // (unless an earlier execution started it), then, on each pass, whether
 // KMS has finished: RotateKeyOnDemand only starts a rotation.
-func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn string, p *flow.Plan) (string, error) {
+func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn, execID string, p *flow.Plan) (string, error) {
 	log := telemetry.Logger(ctx)
 	if p.NewMaterialID == "" {
 		return "", flow.Errorf(flow.VerificationFailed, "no new key material was imported into %s, nothing to rotate to", arn)
@@ -247,6 +247,12 @@ func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn string, p *f
 		// Started, not running, not yet listed as current: a stale read.
 		return fmt.Sprintf("new key material %s of %s is %q after its rotation, not yet CURRENT", flow.ShortID(p.NewMaterialID), arn, state), nil
 	case state == types.KeyMaterialStatePendingRotation:
+		var lost *records.LeaseLost
+		if err := st.Leases.Fence(ctx, arn, execID, st.now()); errors.As(err, &lost) {
+			return "", flow.Wrap(flow.LeaseLost, err, "not rotating %s", arn)
+		} else if err != nil {
+			return "", flow.FromAWS(err, flow.Internal, "lease of %s", arn)
+		}
 		if _, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn}); err != nil {
 			return "", rotateErr(err, arn, p.NewMaterialID)
 		}
