@@ -114,7 +114,7 @@ func TestLease(t *testing.T) {
 	if err := l.Fence(ctx, arn, "b", t0.Add(3*time.Second)); !errors.As(err, &lost) {
 		t.Fatalf("Fence by a non-holder: %v, want LeaseLost", err)
 	}
-	lapsed := t0.Add(3*time.Minute)
+	lapsed := t0.Add(3 * time.Minute)
 	if err := l.Fence(ctx, arn, "a", lapsed); !errors.As(err, &lost) {
 		t.Fatalf("Fence on a lapsed lease: %v, want LeaseLost", err)
 	}

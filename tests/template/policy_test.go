@@ -63,7 +63,7 @@ import (
 
 // expectedActions: what each stage calls (shared/*), plus its logs.
 var expectedActions = map[string][]string{
-	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"},
+	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 	"WrapMaterialFunction":    {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:UpdateItem"},
 	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"},
 	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "kms:RotateKeyOnDemand", "kms:ListKeyRotations", "kms:GetKeyRotationStatus", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
