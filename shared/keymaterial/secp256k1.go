@@ -1,6 +1,9 @@
 package keymaterial
 
 import (
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
 	"math/big"
 )
 
@@ -161,28 +164,109 @@ func k1AddAffine(p k1Jacobian, x2, y2 *big.Int) k1Jacobian {
 	return k1Jacobian{x3, y3, z3}
 }
 
+// k1Mul returns k·(x, y) in affine coordinates; ok is false for the point
+// at infinity.
+func k1Mul(x, y, k *big.Int) (rx, ry *big.Int, ok bool) {
+	acc := k1Jacobian{big.NewInt(1), big.NewInt(1), new(big.Int)}
+	for i := k.BitLen() - 1; i >= 0; i-- {
+		acc = k1Double(acc)
+		if k.Bit(i) == 1 {
+			acc = k1AddAffine(acc, x, y)
+		}
+	}
+	return k1Affine(acc)
+}
+
+// k1Affine converts a Jacobian point to affine coordinates.
+func k1Affine(p k1Jacobian) (x, y *big.Int, ok bool) {
+	if p.z.Sign() == 0 {
+		return nil, nil, false
+	}
+	zInv := new(big.Int).ModInverse(p.z, k1P)
+	zInv2 := new(big.Int).Mul(zInv, zInv)
+	zInv2.Mod(zInv2, k1P)
+	x = new(big.Int).Mul(p.x, zInv2)
+	x.Mod(x, k1P)
+	y = new(big.Int).Mul(p.y, zInv2)
+	y.Mul(y, zInv)
+	y.Mod(y, k1P)
+	return x, y, true
+}
+
 // k1PublicPoint returns d·G uncompressed (04 || X || Y) for a valid scalar.
 func k1PublicPoint(scalar []byte) []byte {
 	d := new(big.Int).SetBytes(scalar)
 	defer wipeInt(d)
-	acc := k1Jacobian{big.NewInt(1), big.NewInt(1), new(big.Int)}
-	for i := d.BitLen() - 1; i >= 0; i-- {
-		acc = k1Double(acc)
-		if d.Bit(i) == 1 {
-			acc = k1AddAffine(acc, k1Gx, k1Gy)
-		}
-	}
-	zInv := new(big.Int).ModInverse(acc.z, k1P)
-	zInv2 := new(big.Int).Mul(zInv, zInv)
-	zInv2.Mod(zInv2, k1P)
-	x := new(big.Int).Mul(acc.x, zInv2)
-	x.Mod(x, k1P)
-	y := new(big.Int).Mul(acc.y, zInv2)
-	y.Mul(y, zInv)
-	y.Mod(y, k1P)
+	x, y, _ := k1Mul(k1Gx, k1Gy, d)
 	out := make([]byte, 65)
 	out[0] = 4
 	x.FillBytes(out[1:33])
 	y.FillBytes(out[33:])
 	return out
+}
+
+var (
+	oidK1   = asn1.ObjectIdentifier{1, 3, 132, 0, 10}
+	oidECPK = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+)
+
+// VerifySecp256k1 verifies a DER ECDSA signature over a digest with a
+// SubjectPublicKeyInfo secp256k1 public key (uncompressed point), which
+// crypto/ecdsa does not offer. Public data only: variable time is fine.
+func VerifySecp256k1(spki, digest, sig []byte) error {
+	var pk struct {
+		Algo pkix.AlgorithmIdentifier
+		Pub  asn1.BitString
+	}
+	if rest, err := asn1.Unmarshal(spki, &pk); err != nil || len(rest) != 0 {
+		return errors.New("secp256k1: the public key is not a SubjectPublicKeyInfo")
+	}
+	var curve asn1.ObjectIdentifier
+	if _, err := asn1.Unmarshal(pk.Algo.Parameters.FullBytes, &curve); err != nil || !pk.Algo.Algorithm.Equal(oidECPK) || !curve.Equal(oidK1) {
+		return errors.New("secp256k1: the public key is not on secp256k1")
+	}
+	b := pk.Pub.Bytes
+	if len(b) != 65 || b[0] != 4 {
+		return errors.New("secp256k1: the public key is not an uncompressed point")
+	}
+	qx, qy := new(big.Int).SetBytes(b[1:33]), new(big.Int).SetBytes(b[33:])
+	if !k1OnCurve(qx, qy) {
+		return errors.New("secp256k1: the public key is not on the curve")
+	}
+	var rs struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) != 0 {
+		return errors.New("secp256k1: the signature is not DER (r, s)")
+	}
+	if rs.R.Sign() <= 0 || rs.S.Sign() <= 0 || rs.R.Cmp(k1N) >= 0 || rs.S.Cmp(k1N) >= 0 {
+		return errors.New("secp256k1: r or s out of range")
+	}
+	d := digest
+	if len(d) > 32 {
+		d = d[:32]
+	}
+	e := new(big.Int).SetBytes(d)
+	w := new(big.Int).ModInverse(rs.S, k1N)
+	u1 := new(big.Int).Mod(new(big.Int).Mul(e, w), k1N)
+	u2 := new(big.Int).Mod(new(big.Int).Mul(rs.R, w), k1N)
+	// u1·G + u2·Q
+	ax, ay, aok := k1Mul(k1Gx, k1Gy, u1)
+	bx, by, bok := k1Mul(qx, qy, u2)
+	var x *big.Int
+	switch {
+	case !aok && !bok:
+		return errors.New("secp256k1: the signature does not verify")
+	case !aok:
+		x = bx
+	case !bok:
+		x = ax
+	default:
+		var ok bool
+		if x, _, ok = k1Affine(k1AddAffine(k1Jacobian{ax, ay, big.NewInt(1)}, bx, by)); !ok {
+			return errors.New("secp256k1: the signature does not verify")
+		}
+	}
+	if new(big.Int).Mod(x, k1N).Cmp(rs.R) != 0 {
+		return errors.New("secp256k1: the signature does not verify")
+	}
+	return nil
 }

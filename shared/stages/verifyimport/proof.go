@@ -179,7 +179,7 @@ func (st *Stage) asymmetricProof(ctx context.Context, md *types.KeyMetadata, r *
 // the material.
 func verifySignature(spec types.KeySpec, spki []byte, alg types.SigningAlgorithmSpec, digest, sig []byte) error {
 	if spec == types.KeySpecEccSecgP256k1 {
-		return k1Verify(spki, digest, sig)
+		return keymaterial.VerifySecp256k1(spki, digest, sig)
 	}
 	p, err := x509.ParsePKIXPublicKey(spki)
 	if err != nil {
