@@ -89,8 +89,9 @@ type Imports struct {
 	Retention time.Duration // 0 keeps records for ever
 }
 
-// ImportSK is the sort key of the record of one execution: stable, so a retried
-// stage overwrites its own record instead of adding a second one.
+// ImportSK is the sort key of the record of one execution: stable, so a
+// retried stage finds its own record (Put refuses a second, ErrRecorded)
+// instead of adding another.
 func ImportSK(executionStart, executionID string) string {
 	return "IMPORT#" + executionStart + "#" + executionID
 }

@@ -76,9 +76,12 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// AWS's asynchrony, shortened but never off: this suite proves the
-	// product copes with it.
+	// product copes with it. The local runner scales Retry intervals to
+	// fixed ones (no backoff): the multi-Region tests run at WaitScale
+	// 0.04, 80 ms between ReplicaNotSynced's 8 retries, longer in all than
+	// a replica takes to learn a new material.
 	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, KMS: stack.KMSStandIn, ReplicaRegions: replicaRegions,
-		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=300ms", "KMS_STANDIN_ROTATION_DELAY=600ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=400ms"},
+		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=300ms", "KMS_STANDIN_ROTATION_DELAY=600ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=250ms"},
 		Log:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "rotation: "+f+"\n", a...) }})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests/rotation: starting the local stack: %v (logs in %s)\n", err, filepath.Join(dir, "logs"))
@@ -179,6 +182,12 @@ type result struct {
 
 func execute(t *testing.T, arn string, input map[string]any) result {
 	t.Helper()
+	return executeScaled(t, arn, input, "0.01")
+}
+
+// executeScaled runs with Retry intervals and Waits scaled by scale.
+func executeScaled(t *testing.T, arn string, input map[string]any, scale string) result {
+	t.Helper()
 	before := len(requests(t, arn))
 	if _, ok := input["register"]; !ok {
 		input["register"] = false
@@ -186,7 +195,7 @@ func execute(t *testing.T, arn string, input map[string]any) result {
 	in, _ := json.Marshal(input)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{WaitScale: "0.01"})
+	ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{WaitScale: scale})
 	if err != nil {
 		t.Fatalf("running the state machine: %v", err)
 	}

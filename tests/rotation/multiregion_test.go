@@ -2,6 +2,8 @@ package rotation
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -11,36 +13,131 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
+	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
 
-// mrk creates a multi-Region EXTERNAL primary on the stand-in, replicates
-// it to every replica Region (the stand-in records the topology) and
-// creates each replica key, with the same mrk- id, in that Region's
-// local-kms.
+// mrk creates a multi-Region EXTERNAL primary on the stand-in and
+// replicates it to every replica Region (the stand-in serves each on its
+// own endpoint, reached through KMS_ENDPOINTS_BY_REGION), waiting, as a
+// user of AWS must, until each replica exists and the primary lists it.
 func mrk(t *testing.T) (primary string, replicas map[string]string) {
 	t.Helper()
 	ctx := context.Background()
 	primary = externalKey(t, true)
-	d, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &primary})
-	if err != nil {
-		t.Fatal(err)
-	}
 	replicas = map[string]string{}
 	for _, region := range replicaRegions {
 		out, err := kc.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &primary, ReplicaRegion: &region})
 		if err != nil {
 			t.Fatalf("ReplicateKey to %s: %v", region, err)
 		}
-		arn, err := st.SeedReplica(ctx, root, region, *d.KeyMetadata.KeyId)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if *out.ReplicaKeyMetadata.Arn != arn {
-			t.Fatalf("replica ARN %s in the topology, %s in %s's local-kms", *out.ReplicaKeyMetadata.Arn, arn, region)
+		arn := *out.ReplicaKeyMetadata.Arn
+		// A new replica is Creating until the primary's properties reach it.
+		rc := regionalKMS(t, region)
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			md, err := rc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
+			if err == nil && md.KeyMetadata.KeyState == types.KeyStatePendingImport {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %s in %s never became PendingImport: %v", arn, region, err)
+			}
 		}
 		replicas[region] = arn
 	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		d, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &primary})
+		if err == nil && d.KeyMetadata.MultiRegionConfiguration != nil && len(d.KeyMetadata.MultiRegionConfiguration.ReplicaKeys) == len(replicaRegions) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the primary never listed its %d replicas: %v", len(replicaRegions), err)
+		}
+	}
 	return primary, replicas
+}
+
+// requestsIn reads the request log of a replica Region's endpoint.
+func requestsIn(t *testing.T, region, arn string) []kmsstandin.Request {
+	t.Helper()
+	resp, err := http.Get(st.RegionKMS[region] + "/_standin/requests?keyArn=" + arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Requests []kmsstandin.Request }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Requests
+}
+
+// TestMultiRegionRotationReplicasLearnLate: rotating a multi-Region key
+// imports NEW_KEY_MATERIAL into the primary, then the same material into
+// each replica, which learns the new KeyMaterialId only after a delay
+// (multi-Region properties are synchronised asynchronously): its refusal
+// is ReplicaNotSynced, retried with backoff. The new material is
+// PENDING_MULTI_REGION_IMPORT_AND_ROTATION until every replica has it;
+// then the primary rotates, and verify waits for the rotation to finish.
+func TestMultiRegionRotationReplicasLearnLate(t *testing.T) {
+	primary, replicas := mrk(t)
+	name, _ := secret(t)
+	mustSucceed(t, executeScaled(t, primary, map[string]any{"keyId": primary, "secretId": name, "validFor": "720h", "wrappingKeySpec": "RSA_2048"}, "0.04"))
+	time.Sleep(500 * time.Millisecond) // the first import reached every replica
+	before := map[string]int{}
+	for region, arn := range replicas {
+		before[region] = len(requestsIn(t, region, arn))
+	}
+	r := executeScaled(t, primary, map[string]any{"keyId": primary, "secretId": name, "validFor": "720h", "rotate": true, "generateMaterial": true, "wrappingKeySpec": "RSA_2048"}, "0.04")
+	mustSucceed(t, r)
+	var newID string
+	for _, e := range rotations(t, primary) {
+		if e.KeyMaterialState == types.KeyMaterialStateCurrent {
+			newID = *e.KeyMaterialId
+		}
+	}
+	rec := lastAudit(t, primary)
+	if !rec.Rotated || rec.NewMaterialID == "" || rec.NewMaterialID != newID {
+		t.Fatalf("audit: rotated %v new %s; KMS current %s", rec.Rotated, rec.NewMaterialID, newID)
+	}
+	late := 0
+	for region, arn := range replicas {
+		reqs := requestsIn(t, region, arn)[before[region]:]
+		imported := false
+		for _, q := range reqs {
+			switch {
+			case q.Operation == "ImportKeyMaterial" && q.Error == "IncorrectKeyMaterialException":
+				late++
+			case q.Operation == "ImportKeyMaterial" && q.Error == "" && q.Params["KeyMaterialId"] == newID:
+				imported = true
+			}
+		}
+		if !imported {
+			t.Errorf("replica %s in %s: the new material %s was not imported: %v", arn, region, newID, reqs)
+		}
+		out, err := regionalKMS(t, region).ListKeyRotations(context.Background(), &kms.ListKeyRotationsInput{KeyId: &arn, IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, e := range out.Rotations {
+			found = found || (*e.KeyMaterialId == newID && e.ImportState == types.ImportStateImported)
+		}
+		if !found {
+			t.Errorf("replica %s does not list the new material %s as imported", arn, newID)
+		}
+	}
+	retried := 0
+	for _, s := range r.ex.States {
+		if s.Name == "ImportKeyMaterial" && s.Error == "ReplicaNotSynced" {
+			retried++
+		}
+	}
+	if late == 0 || retried != late {
+		t.Errorf("%d replica imports refused as not yet synchronised, %d retried as ReplicaNotSynced: want at least one, each retried", late, retried)
+	}
+	if waits(r) == 0 {
+		t.Errorf("no wait between verify passes: the rotation's completion was not waited for")
+	}
 }
 
 func replicaState(t *testing.T, region, arn string) *types.KeyMetadata {
@@ -61,8 +158,8 @@ func TestMultiRegionFanOutAndReplicaDueAlone(t *testing.T) {
 	primary, replicas := mrk(t)
 	name, version := secret(t)
 	valid := vt(30 * 24 * time.Hour)
-	r := execute(t, primary, map[string]any{"keyId": primary, "secretId": name, "validTo": valid.Format(time.RFC3339),
-		"register": true, "renewBefore": "7d", "wrappingKeySpec": "RSA_2048"}) // local-kms wraps with RSA_2048 only
+	r := executeScaled(t, primary, map[string]any{"keyId": primary, "secretId": name, "validTo": valid.Format(time.RFC3339),
+		"register": true, "renewBefore": "7d", "wrappingKeySpec": "RSA_2048"}, "0.04")
 	mustSucceed(t, r)
 	want := "DescribeKey,ListKeyRotations,GetParametersForImport,ImportKeyMaterial,DescribeKey,ListKeyRotations,Encrypt,Decrypt"
 	if got := ops(r.reqs); got != want {

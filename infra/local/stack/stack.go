@@ -63,8 +63,10 @@ type Options struct {
 	// AWS's asynchrony; suites that don't prove those behaviours shorten
 	// them (never to zero where they are proved).
 	StandInEnv []string
-	// ReplicaRegions starts one more local-kms per Region named (its own
-	// port, KMS_REGION and data), for the replicas of multi-Region keys.
+	// ReplicaRegions serves more Regions, for the replicas of multi-Region
+	// keys: with the stand-in, the stand-in itself on one more port per
+	// Region (ReplicateKey makes the replicas); with local-kms, one more
+	// local-kms per Region (its own port, KMS_REGION and data).
 	// The functions reach them through KMS_ENDPOINTS_BY_REGION (an
 	// operator setting of the product, see docs/rotation.md); replica keys
 	// are created with SeedReplica.
@@ -183,9 +185,18 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	if err != nil {
 		return st, err
 	}
+	var standInRegions []string
 	for i, region := range o.ReplicaRegions {
 		if st.RegionKMS == nil {
 			st.RegionKMS = map[string]string{}
+		}
+		if o.KMS == KMSStandIn {
+			// The stand-in serves each replica Region on its own port:
+			// ReplicateKey makes real replicas there, which learn the
+			// primary's materials asynchronously, as in AWS.
+			st.RegionKMS[region] = fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
+			standInRegions = append(standInRegions, fmt.Sprintf("%s=127.0.0.1:%d", region, ports[3+i]))
+			continue
 		}
 		if _, err := os.Stat(filepath.Join(tools, "bin/local-kms")); err != nil {
 			return st, fmt.Errorf("%s is missing: run infra/local/install.sh (make tools) first", filepath.Join(tools, "bin/local-kms"))
@@ -204,7 +215,11 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		if err := goBuild(ctx, o.Root, bin, "./tests/support/kmsstandin/cmd/kms-standin", nil); err != nil {
 			return st, err
 		}
-		if err := st.start(KMSStandIn, nil, o.StandInEnv, bin, "--addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--region", Region, "--account", Account); err != nil {
+		args := []string{"--addr", fmt.Sprintf("127.0.0.1:%d", ports[0]), "--region", Region, "--account", Account}
+		if len(standInRegions) > 0 {
+			args = append(args, "--replica-regions", strings.Join(standInRegions, ","))
+		}
+		if err := st.start(KMSStandIn, nil, o.StandInEnv, bin, args...); err != nil {
 			return st, err
 		}
 	} else if err := st.start(KMSLocal, nil, []string{

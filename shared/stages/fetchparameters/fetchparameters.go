@@ -306,7 +306,8 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 
 // resumeOrNew finds the rotation's new material. An earlier execution's
 // new material (recorded pending rotation in the material map) is resumed:
-// only imported into replicas that lack it and rotated to; if KMS already
+// imported again into every replica (harmless where it is already, needed
+// where it is not) and rotated to; if KMS already
 // made it current, the rotation is done and nothing is rotated twice. Else
 // the new material is the user's or generated, and the key must still have
 // an on-demand rotation left.

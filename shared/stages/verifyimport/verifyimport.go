@@ -200,6 +200,9 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 		if !t.Skipped && rmd.KeyState != types.KeyStateEnabled {
 			return o, fmt.Sprintf("replica %s is %s after the imports, not Enabled", t.KeyARN, rmd.KeyState), nil
 		}
+		if want := importedValidTo(p, t.KeyARN); !t.Skipped && want != nil && (rmd.ValidTo == nil || !rmd.ValidTo.Equal(*want)) {
+			return o, fmt.Sprintf("replica %s has ValidTo %s after the imports, want %s", t.KeyARN, fmtTime(rmd.ValidTo), want.Format(time.RFC3339)), nil
+		}
 		o.replicas = append(o.replicas, registry.Replica{Region: t.Region, KeyARN: t.KeyARN, ValidTo: rmd.ValidTo, State: string(rmd.KeyState)})
 	}
 	return o, "", nil
@@ -277,6 +280,25 @@ func rotateErr(err error, arn, id string) error {
 		return flow.Wrap(flow.RotationLimitExceeded, err, "RotateKeyOnDemand for %s: the key has had the %d on-demand rotations KMS allows over its life; new material %s stays imported but pending, and the key keeps its current material", arn, flow.MaxOnDemandRotations, flow.ShortID(id))
 	}
 	return flow.FromAWS(err, flow.Internal, "RotateKeyOnDemand for %s (to material %s)", arn, flow.ShortID(id))
+}
+
+// importedValidTo is the ValidTo this execution imported into arn (the
+// latest, when it imported several materials), or nil.
+func importedValidTo(p *flow.Plan, arn string) *time.Time {
+	var v *time.Time
+	for _, it := range p.Items {
+		if it.KeyARN == arn && it.ImportedAt != nil && it.ValidTo != nil && (v == nil || it.ValidTo.After(*v)) {
+			v = it.ValidTo
+		}
+	}
+	return v
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil {
+		return "none"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // checkMaterials checks the expiry of what was imported into the primary:

@@ -86,6 +86,10 @@ func start() (string, error) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cmd := exec.Command("java", "-Djava.library.path="+filepath.Join(dir, "DynamoDBLocal_lib"), "-jar", jar, "-inMemory", "-port", fmt.Sprint(port))
+	// Its metadata file goes to a directory of its own, not the package's.
+	if cmd.Dir, err = os.MkdirTemp("", "ddblocal-"); err != nil {
+		return "", err
+	}
 	// Dies with the test binary, however it ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
