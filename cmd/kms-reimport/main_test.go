@@ -159,7 +159,7 @@ func TestWrapHelp(t *testing.T) {
 	if code != 0 || errOut != "" {
 		t.Fatalf("code %d stderr %q", code, errOut)
 	}
-	for _, flag := range []string{"--public-key", "--wrapping-algorithm", "--wrapping-key-spec", "--key-spec", "--material", "--out", "--allow-legacy-pkcs1", "Exit codes"} {
+	for _, flag := range []string{"--public-key", "--wrapping-algorithm", "--wrapping-key-spec", "--key-spec", "--material", "--out", "--force", "--allow-legacy-pkcs1", "Exit codes"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("help does not mention %s", flag)
 		}
@@ -257,11 +257,12 @@ func TestWrapRoundTrip(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "EncryptedKeyMaterial.bin")
-			// A pre-existing world-readable file is narrowed to 0600.
+			// A pre-existing world-readable file is replaced (--force) by a
+			// 0600 one.
 			if err := os.WriteFile(out, []byte("old"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			args := append([]string{"wrap", "--public-key", c.pub, "--key-spec", c.keySpec, "--material", c.material, "--out", out}, c.extra...)
+			args := append([]string{"wrap", "--public-key", c.pub, "--key-spec", c.keySpec, "--material", c.material, "--out", out, "--force"}, c.extra...)
 			stdout, stderr, code := cli(t, args...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)

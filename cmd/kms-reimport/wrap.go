@@ -9,7 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -45,7 +47,12 @@ Flags:
                              or a PEM private key (PRIVATE KEY, RSA PRIVATE KEY, EC PRIVATE KEY)
   --material-encoding ENC    auto (default), raw, base64 or pem; auto refuses a file that
                              reads validly both as raw bytes and as base64
-  --out FILE                 where to write the wrapped material (created with mode 0600)
+  --out FILE                 where to write the wrapped material, mode 0600, through a
+                             temporary file in the same directory renamed into place;
+                             refused if it is the --material or --public-key file under
+                             any name (same path, symbolic or hard link), if it is a
+                             symbolic link, or if it exists and --force is not given
+  --force                    replace an existing --out file
   --wrapping-algorithm ALG   the WrappingAlgorithm given to GetParametersForImport:
                              RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_256,
                              RSA_AES_KEY_WRAP_SHA_1 (default: RSAES_OAEP_SHA_256 for symmetric
@@ -55,12 +62,13 @@ Flags:
                              stopped accepting it on 2023-10-10; for older systems only)
   -h, --help                 show this help
 
-Exit codes: 0 wrapped, 1 failed to write the output, 2 bad usage or invalid input.
+Exit codes: 0 wrapped, 1 failed to write the output, 2 bad usage or invalid input
+(including an --out refused as above).
 `
 
 type wrapFlags struct {
 	publicKey, keySpec, material, encoding, out, algorithm, wrappingKeySpec string
-	allowLegacy                                                             bool
+	allowLegacy, force                                                      bool
 }
 
 // usageError is bad usage or bad input: exit code 2.
@@ -72,18 +80,19 @@ func (e usageError) Unwrap() error { return e.err }
 func badInput(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 func runWrap(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("wrap", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	flags := flag.NewFlagSet("wrap", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
 	var f wrapFlags
-	fs.StringVar(&f.publicKey, "public-key", "", "")
-	fs.StringVar(&f.keySpec, "key-spec", "", "")
-	fs.StringVar(&f.material, "material", "", "")
-	fs.StringVar(&f.encoding, "material-encoding", "auto", "")
-	fs.StringVar(&f.out, "out", "", "")
-	fs.StringVar(&f.algorithm, "wrapping-algorithm", "", "")
-	fs.StringVar(&f.wrappingKeySpec, "wrapping-key-spec", "", "")
-	fs.BoolVar(&f.allowLegacy, "allow-legacy-pkcs1", false, "")
-	if err := fs.Parse(args); err != nil {
+	flags.StringVar(&f.publicKey, "public-key", "", "")
+	flags.StringVar(&f.keySpec, "key-spec", "", "")
+	flags.StringVar(&f.material, "material", "", "")
+	flags.StringVar(&f.encoding, "material-encoding", "auto", "")
+	flags.StringVar(&f.out, "out", "", "")
+	flags.StringVar(&f.algorithm, "wrapping-algorithm", "", "")
+	flags.StringVar(&f.wrappingKeySpec, "wrapping-key-spec", "", "")
+	flags.BoolVar(&f.allowLegacy, "allow-legacy-pkcs1", false, "")
+	flags.BoolVar(&f.force, "force", false, "")
+	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, wrapUsage)
 			return exitOK
@@ -91,8 +100,8 @@ func runWrap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kms-reimport wrap: %v (see 'kms-reimport wrap --help')\n", err)
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "kms-reimport wrap: unexpected argument %q: all inputs are flags (see 'kms-reimport wrap --help')\n", fs.Arg(0))
+	if flags.NArg() > 0 {
+		fmt.Fprintf(stderr, "kms-reimport wrap: unexpected argument %q: all inputs are flags (see 'kms-reimport wrap --help')\n", flags.Arg(0))
 		return exitUsage
 	}
 	summary, err := doWrap(f)
@@ -117,6 +126,10 @@ func doWrap(f wrapFlags) (string, error) {
 	}
 	if len(missing) > 0 {
 		return "", badInput("missing %s (see --help)", strings.Join(missing, ", "))
+	}
+	// Before anything is read: a refused --out costs nothing.
+	if err := checkOut(f); err != nil {
+		return "", err
 	}
 	keySpec := types.KeySpec(f.keySpec)
 	known := false
@@ -191,8 +204,8 @@ func doWrap(f wrapFlags) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := writePrivate(f.out, ct); err != nil {
-		return "", fmt.Errorf("--out: %w", err)
+	if err := writeOut(f, ct); err != nil {
+		return "", err
 	}
 
 	var b strings.Builder
@@ -206,20 +219,81 @@ func doWrap(f wrapFlags) (string, error) {
 
 func keySize(pub *rsa.PublicKey) int { return pub.N.BitLen() }
 
-// writePrivate writes data to path with mode 0600, also when the file
-// existed with a wider mode.
-func writePrivate(path string, data []byte) error {
-	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+// checkOut refuses an --out that would destroy an input or write somewhere
+// else than named: the --material or --public-key file under any name (the
+// same path, a hard link, or an input that is a symbolic link to it: the
+// material would be replaced by its own ciphertext, maybe its only copy),
+// a symbolic link (not followed), anything but a regular file, and an
+// existing file unless --force is given.
+func checkOut(f wrapFlags) error {
+	fi, err := os.Lstat(f.out)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
+		return fmt.Errorf("--out %s: %w", f.out, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return badInput("--out %s is a symbolic link; it is not followed: give the path of a regular file", f.out)
+	}
+	for _, in := range []struct{ flag, path string }{{"--material", f.material}, {"--public-key", f.publicKey}} {
+		if st, err := os.Stat(in.path); err == nil && os.SameFile(fi, st) {
+			return badInput("--out %s is the same file as %s %s: writing would replace it with the ciphertext; give another --out", f.out, in.flag, in.path)
+		}
+	}
+	if !fi.Mode().IsRegular() {
+		return badInput("--out %s is not a regular file (%s); give the path of a file", f.out, fi.Mode().Type())
+	}
+	if !f.force {
+		return badInput("--out %s already exists; give --force to replace it", f.out)
+	}
+	return nil
+}
+
+// writeOut writes data to a temporary file (mode 0600) in --out's directory
+// and puts it in place: a hard link when --out must not exist (which fails,
+// rather than replaces, if a file appeared since checkOut), a rename with
+// --force. Either way an existing name is replaced, never written through,
+// and a failure leaves no partial output.
+func writeOut(f wrapFlags, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(f.out), "."+filepath.Base(f.out)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("--out %s: %w", f.out, err)
+	}
+	name := tmp.Name()
+	defer os.Remove(name) // after the link or rename, only the temporary name
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("--out %s: %w", f.out, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("--out %s: %w", f.out, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("--out %s: %w", f.out, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("--out %s: %w", f.out, err)
+	}
+	if !f.force {
+		err := os.Link(name, f.out)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return badInput("--out %s already exists; give --force to replace it", f.out)
+		}
+		// No hard links on this file system: check again, then rename.
+		if _, err := os.Lstat(f.out); !errors.Is(err, fs.ErrNotExist) {
+			return badInput("--out %s already exists; give --force to replace it", f.out)
+		}
+	} else if err := checkOut(f); err != nil {
 		return err
 	}
-	if err := file.Chmod(0o600); err != nil {
-		file.Close()
-		return err
+	if err := os.Rename(name, f.out); err != nil {
+		return fmt.Errorf("--out %s: %w", f.out, err)
 	}
-	if _, err := file.Write(data); err != nil {
-		file.Close()
-		return err
-	}
-	return file.Close()
+	return nil
 }

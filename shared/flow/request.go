@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,6 +19,17 @@ import (
 
 // MaxValidity is how far ahead KMS accepts a ValidTo.
 const MaxValidity = 365 * 24 * time.Hour
+
+// MinValidity is the shortest validity accepted (validFor, validTo, or the
+// deployment's default). ParseRequest runs when an execution starts; the
+// ImportKeyMaterial call comes later, after fetching parameters, wrapping,
+// retries with backoff and fresh import tokens, within the rotation state
+// machine's 25-minute timeout (TimeoutSeconds 1500). A ValidTo that is not
+// well past all of that is refused by KMS at import time, or leaves a key
+// that expires before anyone could renew it. One hour is more than that
+// timeout plus MIN_TOKEN_VALIDITY's default 10m, with margin, and still
+// lets short test imports through.
+const MinValidity = time.Hour
 
 // MaxOnDemandRotations is KMS's lifetime quota of on-demand rotations per
 // key (RotateKeyOnDemand API reference; LimitExceededException past it).
@@ -28,6 +40,14 @@ const MaxOnDemandRotations = 25
 const MinRotateEvery = 90 * 24 * time.Hour
 
 func fmtDays(d time.Duration) string { return fmt.Sprintf("%dd", int(d.Hours()/24)) }
+
+// fmtDuration writes whole hours as "1h", anything else as Go does.
+func fmtDuration(d time.Duration) string {
+	if d > 0 && d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return d.String()
+}
 
 // RequestInput is the execution input as users write it.
 type RequestInput struct {
@@ -96,6 +116,9 @@ func ParseRequest(raw []byte, now time.Time, opt RequestOptions) (*Request, erro
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
 		return nil, invalid("execution input is empty; expected a JSON object with keyId and secretId (fields: %s)", RequestFields)
 	}
+	if err := checkKeys(raw); err != nil {
+		return nil, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	var in RequestInput
@@ -106,6 +129,58 @@ func ParseRequest(raw []byte, now time.Time, opt RequestOptions) (*Request, erro
 		return nil, invalid("execution input has data after the JSON object")
 	}
 	return ValidateRequest(in, now, opt)
+}
+
+// requestFieldNames are the JSON names of RequestInput's fields.
+var requestFieldNames = func() []string {
+	t := reflect.TypeOf(RequestInput{})
+	names := make([]string, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
+}()
+
+// checkKeys refuses what encoding/json would silently accept in the top
+// object: a key that matches a field only case-insensitively (the decoder
+// folds case, "KEYID" sets keyId), an unknown key, and a key given twice (the
+// decoder keeps the last value). Keys are compared after JSON unescaping, as
+// the decoder does. Anything else malformed (not an object, bad syntax) is
+// left to the decoder, which reports it.
+func checkKeys(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return nil
+		}
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return nil
+		}
+		if !contains(requestFieldNames, key) {
+			for _, name := range requestFieldNames {
+				if strings.EqualFold(key, name) {
+					return invalid("field %+q in execution input is spelled %q: field names are case-sensitive", clip(key), name)
+				}
+			}
+			return invalid("unknown field %+q in execution input; allowed: %s", clip(key), RequestFields)
+		}
+		if first, dup := seen[key]; dup {
+			return invalid("field %q is given twice in execution input (%s, then %s): give each field once", key, clip(string(first)), clip(string(val)))
+		}
+		seen[key] = val
+	}
+	return nil
 }
 
 func decodeError(err error) error {
@@ -279,16 +354,30 @@ func expiry(r *Request, in RequestInput, now time.Time, opt RequestOptions) erro
 		if d > MaxValidity {
 			return invalid("field \"validFor\" is %q: more than the 365 days KMS allows", in.ValidFor)
 		}
+		if d < MinValidity {
+			return invalid("field \"validFor\" is %q: shorter than the minimum validity %s (the import happens minutes after the execution starts; allowed: %s to 365 days)", in.ValidFor, fmtDuration(MinValidity), fmtDuration(MinValidity))
+		}
 		validTo = now.Add(d)
 	case in.ValidTo != "":
 		t, err := time.Parse(time.RFC3339, in.ValidTo)
 		if err != nil {
 			return invalid("field \"validTo\" is %q: want an RFC 3339 time such as \"2027-01-31T00:00:00Z\"", clip(in.ValidTo))
 		}
+		if left := t.Sub(now); left > 0 && left < MinValidity {
+			earliest := now.Add(MinValidity)
+			if earliest.Truncate(time.Second) != earliest {
+				earliest = earliest.Truncate(time.Second).Add(time.Second)
+			}
+			return invalid("field \"validTo\" is %s: only %s ahead of now (%s), less than the minimum validity %s (allowed: from %s to 365 days ahead)",
+				in.ValidTo, left.Truncate(time.Second), now.UTC().Format(time.RFC3339), fmtDuration(MinValidity), earliest.UTC().Format(time.RFC3339))
+		}
 		validTo = t
 	default:
 		if opt.DefaultValidFor <= 0 {
 			return invalid("none of \"validFor\", \"validTo\" or \"expirationModel\" is given and this deployment has no default validity")
+		}
+		if opt.DefaultValidFor < MinValidity {
+			return invalid("none of \"validFor\", \"validTo\" or \"expirationModel\" is given and this deployment's default validity (DEFAULT_VALID_FOR) is %s, shorter than the minimum validity %s: give \"validFor\" of at least %s", opt.DefaultValidFor, fmtDuration(MinValidity), fmtDuration(MinValidity))
 		}
 		validTo = now.Add(opt.DefaultValidFor)
 	}
@@ -311,6 +400,9 @@ func renewal(r *Request, in RequestInput, opt RequestOptions) error {
 	if in.ValidFor != "" {
 		r.ValidFor = in.ValidFor
 	} else if r.ExpirationModel == Expires && opt.DefaultValidFor > 0 {
+		if r.Register && opt.DefaultValidFor < MinValidity {
+			return invalid("field \"validTo\" gives no validity to renew with and this deployment's default validity (DEFAULT_VALID_FOR) is %s, shorter than the minimum validity %s: add \"validFor\" of at least %s, or set \"register\": false", opt.DefaultValidFor, fmtDuration(MinValidity), fmtDuration(MinValidity))
+		}
 		r.ValidFor = opt.DefaultValidFor.String()
 	}
 	if in.RenewBefore == "" {

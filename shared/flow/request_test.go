@@ -130,3 +130,112 @@ func TestRegistrationPolicy(t *testing.T) {
 		t.Fatalf("register false: %+v %v", r, err)
 	}
 }
+
+// TestParseStrictKeys: encoding/json folds the case of field names and keeps
+// the last of duplicate fields; ParseRequest refuses both, naming the field
+// (and for a case variant, the expected spelling).
+func TestParseStrictKeys(t *testing.T) {
+	const rest = `"secretId":"s","validFor":"1h"`
+	cases := []struct {
+		name, in string
+		want     []string // substrings of the error; nil: accepted
+	}{
+		{"exact spelling", `{"keyId":"alias/a",` + rest + `}`, nil},
+		{"escaped exact spelling", `{"key\u0049d":"alias/a",` + rest + `}`, nil},
+		{"upper case", `{"KEYID":"alias/a",` + rest + `}`, []string{`"KEYID"`, `"keyId"`, "case-sensitive"}},
+		{"one letter", `{"keyID":"alias/a",` + rest + `}`, []string{`"keyID"`, `"keyId"`}},
+		{"lower case secretId", `{"keyId":"alias/a","secretid":"s","validFor":"1h"}`, []string{`"secretid"`, `"secretId"`}},
+		{"capitalised bool", `{"keyId":"alias/a",` + rest + `,"Register":false}`, []string{`"Register"`, `"register"`}},
+		{"Kelvin sign folds to k", `{"\u212AeyId":"alias/a",` + rest + `}`, []string{`"\u212aeyId"`, `"keyId"`}},
+		{"case variant after the field", `{"keyId":"alias/a",` + rest + `,"KeyId":"alias/b"}`, []string{`"KeyId"`, `"keyId"`}},
+		{"unknown field", `{"keyId":"alias/a",` + rest + `,"ttl":3}`, []string{`"ttl"`, "unknown", "allowed:", "renewBefore"}},
+		{"unknown field first", `{"x":{"keyId":"alias/b"},"keyId":"alias/a",` + rest + `}`, []string{`"x"`, "unknown"}},
+		{"register twice", `{"keyId":"alias/a",` + rest + `,"register":true,"register":false}`, []string{`"register"`, "twice", "true, then false"}},
+		{"keyId twice, same value", `{"keyId":"alias/a",` + rest + `,"keyId":"alias/a"}`, []string{`"keyId"`, "twice"}},
+		{"keyId twice, escaped", `{"keyId":"alias/a",` + rest + `,"key\u0049d":"alias/b"}`, []string{`"keyId"`, "twice", `"alias/a", then "alias/b"`}},
+		{"regions twice", `{"keyId":"alias/a",` + rest + `,"regions":["eu-west-1"],"regions":["eu-west-2"]}`, []string{`"regions"`, "twice"}},
+		{"null twice", `{"keyId":"alias/a",` + rest + `,"renewBefore":null,"renewBefore":"1d"}`, []string{`"renewBefore"`, "twice"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseRequest([]byte(c.in), now, opts)
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if NameOf(err) != InvalidInput {
+				t.Fatalf("error name %s", NameOf(err))
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRequestFieldsNamesEveryField: the field list in error messages and
+// the key check follow RequestInput's json tags.
+func TestRequestFieldsNamesEveryField(t *testing.T) {
+	if got := strings.Join(requestFieldNames, ", "); got != RequestFields {
+		t.Fatalf("RequestFields is\n%s\nRequestInput's fields are\n%s", RequestFields, got)
+	}
+}
+
+// TestMinValidity: a validity the import cannot honour is refused up front,
+// naming the field, the value and the minimum.
+func TestMinValidity(t *testing.T) {
+	if MinValidity <= 1500*time.Second+10*time.Minute {
+		t.Fatalf("MinValidity %s does not cover the rotation timeout (25m) and MIN_TOKEN_VALIDITY's default (10m)", MinValidity)
+	}
+	short := RequestOptions{DefaultValidFor: 30 * time.Minute, DefaultRenewBefore: 10 * time.Minute}
+	cases := []struct {
+		name string
+		in   string
+		opt  RequestOptions
+		want []string // substrings of the error; nil: accepted
+	}{
+		{"validFor 1h", `{"keyId":"alias/a","secretId":"s","validFor":"1h"}`, opts, nil},
+		{"validFor 60m", `{"keyId":"alias/a","secretId":"s","validFor":"60m"}`, opts, nil},
+		{"validFor 59m", `{"keyId":"alias/a","secretId":"s","validFor":"59m"}`, opts, []string{`"validFor"`, `"59m"`, "minimum validity 1h"}},
+		{"validFor 1s", `{"keyId":"alias/a","secretId":"s","validFor":"1s"}`, opts, []string{`"validFor"`, `"1s"`, "minimum validity 1h"}},
+		{"validFor 3599s", `{"keyId":"alias/a","secretId":"s","validFor":"3599s"}`, opts, []string{`"validFor"`, `"3599s"`, "1h"}},
+		{"validTo one second ahead", `{"keyId":"alias/a","secretId":"s","validTo":"2026-11-27T10:00:01Z"}`, opts, []string{`"validTo"`, "2026-11-27T10:00:01Z", "minimum validity 1h", "from 2026-11-27T11:00:01Z"}},
+		{"validTo 59m59s ahead", `{"keyId":"alias/a","secretId":"s","validTo":"2026-11-27T10:59:59Z"}`, opts, []string{`"validTo"`, "2026-11-27T10:59:59Z", "59m58s", "minimum validity 1h"}},
+		{"validTo an hour ahead", `{"keyId":"alias/a","secretId":"s","validTo":"2026-11-27T11:00:01Z"}`, opts, nil},
+		{"validTo short, with offset", `{"keyId":"alias/a","secretId":"s","validTo":"2026-11-27T12:30:00+02:00"}`, opts, []string{`"validTo"`, "2026-11-27T12:30:00+02:00", "29m59s"}},
+		{"short default validity", `{"keyId":"alias/a","secretId":"s"}`, short, []string{"DEFAULT_VALID_FOR", "30m0s", "minimum validity 1h", `"validFor"`}},
+		{"short default, validFor given", `{"keyId":"alias/a","secretId":"s","validFor":"2h"}`, short, nil},
+		{"validTo registered with a short default", `{"keyId":"alias/a","secretId":"s","validTo":"2027-01-01T00:00:00Z"}`, short, []string{`"validTo"`, "DEFAULT_VALID_FOR", "30m0s", `"register": false`}},
+		{"validTo not registered, short default", `{"keyId":"alias/a","secretId":"s","validTo":"2027-01-01T00:00:00Z","register":false}`, short, nil},
+		{"no expiry, short default", `{"keyId":"alias/a","secretId":"s","expirationModel":"KEY_MATERIAL_DOES_NOT_EXPIRE"}`, short, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseRequest([]byte(c.in), now, c.opt)
+			if c.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if NameOf(err) != InvalidInput {
+				t.Fatalf("error name %s", NameOf(err))
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,8 @@
 // Emit writes CloudWatch metrics in the embedded metric format
 // (EMF): one JSON line on stdout, which Lambda ships to CloudWatch Logs and
 // CloudWatch turns into metrics, with no API call and no extra permission.
+// Each line carries a log level (MetricLevel) so that Lambda's log-level
+// filtering keeps it.
 
 package telemetry
 
@@ -15,6 +17,31 @@ import (
 
 // Namespace of every metric of this product.
 const Namespace = "KmsReimport"
+
+// MetricLevel is the "level" of every EMF line, and why it must be there:
+// with the JSON log format, Lambda sends CloudWatch Logs only the lines at
+// the function's ApplicationLogLevel or above, and a line whose "level" is
+// missing or invalid counts as INFO (Lambda developer guide, "Log-level
+// filtering"). Without a level the metric lines vanish at LogLevel WARN or
+// ERROR, and with them RotationFailures, FewestDaysLeft and the alarms on
+// them (which treat missing data as not breaching).
+//
+// Lambda's levels are TRACE < DEBUG < INFO < WARN < ERROR < FATAL
+// (LambdaLogLevels). ERROR is the lowest that survives every LogLevel
+// template.yaml allows (DEBUG, INFO, WARN, ERROR; tests/template checks the
+// parameter and each function's ApplicationLogLevel against it). FATAL
+// would also survive a FATAL setting, which the template does not offer, and
+// would read as a crash. The lines are not errors: they also carry
+// "msg":"metrics" and "_aws", so a search for errors leaves them out with
+// filter level = "ERROR" and not ispresent(_aws).
+const MetricLevel = "ERROR"
+
+// LambdaLogLevels are Lambda's application log levels, most detailed first:
+// a function set to one of them keeps the lines at it and after it.
+var LambdaLogLevels = []string{"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+// MetricMessage is the "msg" of every EMF line, as slog lines have one.
+const MetricMessage = "metrics"
 
 // Units used here.
 const (
@@ -42,8 +69,10 @@ func SetOutput(w io.Writer) {
 }
 
 // Emit writes one EMF document with the given dimensions (for example
-// {"Service": "kms-reimport"}) and metrics.
+// {"Service": "kms-reimport"}) and metrics. The keys level, timestamp, msg
+// and _aws are the line's own: no dimension or metric may be named so.
 func Emit(dims map[string]string, ms ...Metric) {
+	now := time.Now()
 	doc := map[string]any{}
 	dimNames := make([]string, 0, len(dims))
 	for k, v := range dims {
@@ -56,8 +85,14 @@ func Emit(dims map[string]string, ms ...Metric) {
 		defs = append(defs, map[string]string{"Name": m.Name, "Unit": m.Unit})
 		doc[m.Name] = m.Value
 	}
+	// Lambda uses a line's level only with a valid RFC 3339 timestamp
+	// ("If you don't supply a valid timestamp, Lambda will assign the log
+	// the level INFO"): "timestamp" as in the guide's example.
+	doc["level"] = MetricLevel
+	doc["timestamp"] = now.UTC().Format(time.RFC3339Nano)
+	doc["msg"] = MetricMessage
 	doc["_aws"] = map[string]any{
-		"Timestamp": time.Now().UnixMilli(),
+		"Timestamp": now.UnixMilli(),
 		"CloudWatchMetrics": []any{map[string]any{
 			"Namespace":  Namespace,
 			"Dimensions": [][]string{dimNames},

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
@@ -43,10 +46,7 @@ func Advice(errName string) string {
 // message is the notification's subject and body. It holds identifiers and
 // the sanitized cause only: never material or a token.
 func message(r records.Import) (string, string) {
-	subject := fmt.Sprintf("kms-reimport: rotation failed (%s) for %s", r.ErrorName, shortKey(r.KeyARN))
-	if len(subject) > 100 { // SNS subject limit
-		subject = subject[:100]
-	}
+	subject := snsSubject(fmt.Sprintf("kms-reimport: rotation failed (%s) for %s", r.ErrorName, shortKey(r.KeyARN)))
 	var b strings.Builder
 	fmt.Fprintf(&b, "A rotation of imported key material failed.\n\n")
 	fmt.Fprintf(&b, "Key:        %s\n", r.KeyARN)
@@ -67,4 +67,63 @@ func shortKey(arn string) string {
 		return arn[i+1:]
 	}
 	return arn
+}
+
+// maxSubjectChars is the longest Subject SNS Publish takes: "Subjects must
+// be UTF-8 text with no line breaks or control characters, and less than 100
+// characters long" (PublishInput.Subject, aws-sdk-go-v2 service/sns v1.48.0,
+// from the SNS API reference). Older versions of the reference asked for
+// ASCII; the subjects built here are ASCII unless an error name is not.
+const maxSubjectChars = 99
+
+// snsSubject makes s a Subject SNS accepts, whatever the error name or key
+// id in it holds: invalid UTF-8 becomes U+FFFD; line breaks, tabs and other
+// white space become one space; other control characters (C0, DEL, C1) and
+// invisible format characters (Unicode Cf: bidirectional overrides,
+// zero-width characters) are dropped; the ends are trimmed; and a longer
+// subject is cut on a character boundary to at most maxSubjectChars, "…"
+// included. Characters are counted in UTF-16 code units (a character outside
+// the Basic Multilingual Plane counts twice), never less than SNS counts.
+func snsSubject(s string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		switch {
+		case unicode.IsSpace(r) || r == '\u2028' || r == '\u2029':
+			space = true
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+		default:
+			if space && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			space = false
+			b.WriteRune(r)
+		}
+	}
+	clean := b.String()
+	if clean == "" {
+		return "kms-reimport notification"
+	}
+	if subjectChars(clean) <= maxSubjectChars {
+		return clean
+	}
+	const ellipsis = "…"
+	n, cut := 0, 0
+	for i, r := range clean {
+		if n+utf16.RuneLen(r) > maxSubjectChars-subjectChars(ellipsis) {
+			break
+		}
+		n += utf16.RuneLen(r)
+		cut = i + utf8.RuneLen(r)
+	}
+	return strings.TrimRight(clean[:cut], " ") + ellipsis
+}
+
+// subjectChars is the length of s in UTF-16 code units.
+func subjectChars(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
 }
