@@ -12,6 +12,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -27,14 +29,8 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
-
-func init() {
-	register(command{name: "register", summary: "add a key to the registry the scheduled planner renews", run: runRegister})
-	register(command{name: "deregister", summary: "remove a key from the registry (its records stay)", run: runDeregister})
-	register(command{name: "status", summary: "table of managed keys: state, ValidTo, days left, last import, last error", run: runStatus})
-	register(command{name: "plan", summary: "what the next scheduled run would renew, changing nothing", run: runPlan})
-}
 
 func tableFlag(fs *flag.FlagSet) *string {
 	return fs.String("table", os.Getenv("TABLE_NAME"), "DynamoDB table of the deployment (default $TABLE_NAME)")
@@ -163,17 +159,23 @@ func runDeregister(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// statusRow is one line of `status`.
+// statusRow is one key in `status`.
 type statusRow struct {
-	KeyARN      string     `json:"keyArn"`
-	Status      string     `json:"status"`
-	ValidTo     *time.Time `json:"validTo,omitempty"`
+	KeyARN string `json:"keyArn"`
+	// Status is active or blocked.
+	Status  string     `json:"status"`
+	ValidTo *time.Time `json:"validTo,omitempty"`
+	// DaysLeft: days until the earliest ValidTo of the key and its
+	// replicas, rounded down to a tenth; negative and Expired once past.
 	DaysLeft    *float64   `json:"daysLeft,omitempty"`
+	Expired     bool       `json:"expired,omitempty"`
 	NextDue     *time.Time `json:"nextDue,omitempty"`
 	LastSuccess *time.Time `json:"lastImport,omitempty"`
 	LastError   string     `json:"lastError,omitempty"`
 	LastFailure *time.Time `json:"lastFailure,omitempty"`
-	Secret      string     `json:"secretId"`
+	// Blocked says why a blocked key is blocked.
+	Blocked *registry.Block `json:"blocked,omitempty"`
+	Secret  string          `json:"secretId"`
 	// Multi-Region keys: every replica's ValidTo; rotation policy.
 	Replicas     []registry.Replica `json:"replicas,omitempty"`
 	RotateEvery  string             `json:"rotateEvery,omitempty"`
@@ -181,10 +183,84 @@ type statusRow struct {
 	Materials    int                `json:"materials,omitempty"`
 }
 
+// statusReport is `status --json`.
+type statusReport struct {
+	GeneratedAt time.Time   `json:"generatedAt"`
+	Keys        []statusRow `json:"keys"`
+	Blocked     int         `json:"blocked"`
+	Outlook     outlook     `json:"outlook"`
+}
+
+// outlook counts the KMS keys (registered keys and their replicas, each
+// with its own ValidTo) by when their key material expires.
+type outlook struct {
+	Expired      int `json:"expired"`
+	Within7Days  int `json:"within7Days"`
+	Within30Days int `json:"within30Days"`
+	Within90Days int `json:"within90Days"`
+	// Next are the next expiries still ahead, soonest first.
+	Next []expiry `json:"next"`
+}
+
+type expiry struct {
+	registry.Expiry
+	DaysLeft float64 `json:"daysLeft"`
+}
+
+// outlookNext is how many expiries the outlook lists.
+const outlookNext = 10
+
+// days rounds days left down to a tenth for display: never closer to
+// safety than it is.
+func days(validTo, now time.Time) float64 {
+	return math.Floor(validTo.Sub(now).Hours()/24*10) / 10
+}
+
+// report builds `status` from the registry at now.
+func report(all []registry.Entry, now time.Time) statusReport {
+	rep := statusReport{GeneratedAt: now.UTC(), Keys: make([]statusRow, 0, len(all)), Outlook: outlook{Next: []expiry{}}}
+	var ahead []expiry
+	for _, e := range all {
+		r := statusRow{KeyARN: e.KeyARN, Status: e.Status, ValidTo: e.CurrentValidTo, NextDue: e.NextDue, LastSuccess: e.LastSuccess,
+			LastError: e.LastError, LastFailure: e.LastFailure, Secret: e.SecretID,
+			Replicas: e.Replicas, RotateEvery: e.RotateEvery, LastRotation: e.LastRotation, Materials: e.Materials}
+		if b := e.Block(); b != nil {
+			r.Status, r.Blocked = registry.Blocked, b
+			rep.Blocked++
+		}
+		if first := e.Earliest(); first != nil {
+			d := days(first.ValidTo, now)
+			r.DaysLeft, r.Expired = &d, !first.ValidTo.After(now)
+		}
+		for _, x := range e.Expiries() {
+			left := x.ValidTo.Sub(now)
+			switch {
+			case left <= 0:
+				rep.Outlook.Expired++
+				continue
+			case left <= 7*24*time.Hour:
+				rep.Outlook.Within7Days++
+				fallthrough
+			case left <= 30*24*time.Hour:
+				rep.Outlook.Within30Days++
+				fallthrough
+			case left <= 90*24*time.Hour:
+				rep.Outlook.Within90Days++
+			}
+			ahead = append(ahead, expiry{Expiry: x, DaysLeft: days(x.ValidTo, now)})
+		}
+		rep.Keys = append(rep.Keys, r)
+	}
+	// Closest to expiry first: what needs attention.
+	sort.SliceStable(rep.Keys, func(i, j int) bool { return daysOf(rep.Keys[i]) < daysOf(rep.Keys[j]) })
+	sort.SliceStable(ahead, func(i, j int) bool { return ahead[i].ValidTo.Before(ahead[j].ValidTo) })
+	rep.Outlook.Next = append(rep.Outlook.Next, ahead[:min(len(ahead), outlookNext)]...)
+	return rep
+}
+
 // reportFlags parses the flags of the read-only reports (status, plan)
 // and opens the registry.
-func reportFlags(name string, args []string, stderr io.Writer) (*registry.Store, bool, int, bool) {
-	fs := newFlags(name, name+" [--json]", stderr)
+func reportFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (*registry.Store, bool, int, bool) {
 	table := tableFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if code, ok := parse(fs, args); !ok {
@@ -192,61 +268,35 @@ func reportFlags(name string, args []string, stderr io.Writer) (*registry.Store,
 	}
 	store, _, err := registryStore(context.Background(), *table)
 	if err != nil {
-		fmt.Fprintf(stderr, "kms-reimport %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "kms-reimport %s: %v\n", fs.Name(), err)
 		return nil, false, exitUsage, false
 	}
 	return store, *asJSON, 0, true
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	store, asJSON, code, ok := reportFlags("status", args, stderr)
+	store, asJSON, code, ok := reportFlags(newFlags("status", "status [--json]", stderr), args, stderr)
 	if !ok {
 		return code
 	}
-	ctx := context.Background()
-	all, err := store.All(ctx)
+	all, err := store.All(context.Background())
 	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport status:", err)
 		return exitFailure
 	}
 	now := time.Now()
-	rows := make([]statusRow, 0, len(all))
-	for _, e := range all {
-		r := statusRow{KeyARN: e.KeyARN, Status: e.Status, ValidTo: e.CurrentValidTo, NextDue: e.NextDue, LastSuccess: e.LastSuccess,
-			LastError: e.LastError, LastFailure: e.LastFailure, Secret: e.SecretID,
-			Replicas: e.Replicas, RotateEvery: e.RotateEvery, LastRotation: e.LastRotation, Materials: e.Materials}
-		// Days left: the earliest ValidTo of the primary and its replicas.
-		for _, v := range append([]*time.Time{e.CurrentValidTo}, replicaValidTos(e)...) {
-			if v == nil {
-				continue
-			}
-			d := float64(int(v.Sub(now).Hours()/24*10)) / 10
-			if r.DaysLeft == nil || d < *r.DaysLeft {
-				r.DaysLeft = &d
-			}
-		}
-		rows = append(rows, r)
-	}
-	// Closest to expiry first: what needs attention.
-	sort.SliceStable(rows, func(i, j int) bool { return daysOf(rows[i]) < daysOf(rows[j]) })
+	rep := report(all, now)
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rows)
-		return exitOK
+		return writeJSON(stdout, stderr, "status", rep)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tSTATUS\tVALID TO\tDAYS LEFT\tLAST IMPORT\tLAST ERROR")
-	for _, r := range rows {
-		days := "-"
-		if r.DaysLeft != nil {
-			days = fmt.Sprintf("%.1f", *r.DaysLeft)
-		}
+	for _, r := range rep.Keys {
 		lastErr := "-"
 		if r.LastError != "" && (r.LastSuccess == nil || r.LastFailure.After(*r.LastSuccess)) {
 			lastErr = r.LastError + " at " + r.LastFailure.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.KeyARN, r.Status, fmtTime(r.ValidTo), days, fmtTime(r.LastSuccess), lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.KeyARN, r.Status, fmtTime(r.ValidTo), fmtDays(r.DaysLeft), fmtTime(r.LastSuccess), lastErr)
 		for _, rp := range r.Replicas {
 			fmt.Fprintf(tw, "  replica %s\t%s\t%s\t%s\t\t\n", rp.KeyARN, orDash(rp.State, "-"), fmtTime(rp.ValidTo), daysLeft(rp.ValidTo, now))
 		}
@@ -255,8 +305,63 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%d keys\n", len(rows))
+	fmt.Fprintf(stdout, "%d keys, %d blocked\n", len(rep.Keys), rep.Blocked)
+	var blocked []blockedView
+	for _, r := range rep.Keys {
+		if r.Blocked != nil {
+			blocked = append(blocked, blockedView{KeyARN: r.KeyARN, Block: *r.Blocked, DaysLeft: r.DaysLeft})
+		}
+	}
+	printBlocked(stdout, blocked)
+	o := rep.Outlook
+	fmt.Fprintf(stdout, "\nExpiry outlook (KMS keys, replicas included): %d expired, %d within 7 days, %d within 30 days, %d within 90 days\n",
+		o.Expired, o.Within7Days, o.Within30Days, o.Within90Days)
+	if len(o.Next) > 0 {
+		fmt.Fprintf(stdout, "Next %d expiries:\n", len(o.Next))
+		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  KEY\tVALID TO\tDAYS LEFT")
+		for _, x := range o.Next {
+			k := x.KeyARN
+			if x.Primary != "" {
+				k += " (replica)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%.1f\n", k, fmtTime(&x.ValidTo), x.DaysLeft)
+		}
+		tw.Flush()
+	}
 	return exitOK
+}
+
+// blockedView is a blocked key as status and plan print it.
+type blockedView struct {
+	KeyARN string
+	registry.Block
+	DaysLeft *float64
+}
+
+// printBlocked lists blocked keys: why, and how long each has left.
+func printBlocked(w io.Writer, keys []blockedView) {
+	if len(keys) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nBlocked keys (%d): planned again on every fleet run and renewed as soon as KMS allows; 'kms-reimport deregister' removes one.\n", len(keys))
+	for _, k := range keys {
+		left := "never imported"
+		if k.DaysLeft != nil {
+			left = fmtDays(k.DaysLeft)
+			if *k.DaysLeft >= 0 {
+				left += " days left"
+			}
+		}
+		since := ""
+		if k.LastFailure != nil {
+			since = ", last failed " + k.LastFailure.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "  %s: %s, %s%s\n", k.KeyARN, k.Error, left, since)
+		if k.Cause != "" {
+			fmt.Fprintf(w, "      %s\n", k.Cause)
+		}
+	}
 }
 
 func daysOf(r statusRow) float64 {
@@ -266,14 +371,49 @@ func daysOf(r statusRow) float64 {
 	return *r.DaysLeft
 }
 
+// planEstimate is how long a fleet run takes at the configured KMS rate.
+type planEstimate struct {
+	// KMSRate is the requests per second the import-related KMS calls
+	// are paced at (--kms-rate; the KmsRequestRate template parameter).
+	KMSRate     float64 `json:"kmsRate"`
+	KeysDue     int     `json:"keysDue"`
+	ImportItems int     `json:"importItems"`
+	KMSRequests int     `json:"kmsRequests"`
+	Seconds     float64 `json:"seconds"`
+	Duration    string  `json:"duration"`
+	Note        string  `json:"note"`
+}
+
+// requestsPerImport: each import of a plan of imports is one
+// GetParametersForImport (fetchparameters) and one ImportKeyMaterial
+// (importmaterial).
+const requestsPerImport = 2
+
+const estimateNote = "an estimate: GetParametersForImport and ImportKeyMaterial once per import at the given rate; retries, import tokens fetched again and waits for rotations add to it"
+
+func estimate(st planner.Stats, rate float64) planEstimate {
+	e := planEstimate{KMSRate: rate, KeysDue: st.Due, ImportItems: st.ImportItems, KMSRequests: st.ImportItems * requestsPerImport, Note: estimateNote}
+	e.Seconds = math.Ceil(float64(e.KMSRequests) / rate)
+	e.Duration = (time.Duration(e.Seconds) * time.Second).String()
+	return e
+}
+
 func runPlan(args []string, stdout, stderr io.Writer) int {
-	store, asJSON, code, ok := reportFlags("plan", args, stderr)
+	fs := newFlags("plan", "plan [--json] [--kms-rate N]", stderr)
+	rate := fs.Float64("kms-rate", 1, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate (default 1, KMS's GetParametersForImport quota)")
+	store, asJSON, code, ok := reportFlags(fs, args, stderr)
 	if !ok {
 		return code
 	}
-	ctx := context.Background()
+	if !(*rate > 0) || math.IsInf(*rate, 0) {
+		fmt.Fprintf(stderr, "kms-reimport plan: --kms-rate %v: want a positive number of requests per second\n", *rate)
+		return exitUsage
+	}
+	// The planner's per-key warnings are for the Lambda's log; here the
+	// output says it all.
+	ctx := telemetry.WithLogger(context.Background(), slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	// The planner the schedule runs, page by page; it changes nothing.
-	p := &planner.Stage{Registry: store, PageSize: 1000}
+	p := &planner.Stage{Registry: store, PageSize: 1000, Report: true}
 	var items []planner.Item
 	s := planner.State{}
 	var err error
@@ -288,13 +428,17 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
+	est := estimate(s.Stats, *rate)
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(map[string]any{"renew": items, "stats": s.Stats})
-		return exitOK
+		return writeJSON(stdout, stderr, "plan", map[string]any{"renew": items, "stats": s.Stats, "estimate": est})
 	}
-	fmt.Fprintf(stdout, "The next scheduled run would renew %d of %d keys (%d ineligible):\n", len(items), s.Stats.Scanned, s.Stats.Ineligible)
+	blocked := map[string]string{}
+	var views []blockedView
+	for _, b := range s.Stats.BlockedKeys {
+		blocked[b.KeyARN] = b.Error
+		views = append(views, blockedView{KeyARN: b.KeyARN, Block: b.Block, DaysLeft: tenths(b.DaysLeft)})
+	}
+	fmt.Fprintf(stdout, "The next scheduled run would renew %d of %d keys (%d blocked):\n", len(items), s.Stats.Scanned, s.Stats.Blocked)
 	for _, it := range items {
 		what := ""
 		switch {
@@ -303,27 +447,54 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		case len(it.Regions) > 0:
 			what = ", only in " + strings.Join(it.Regions, ", ")
 		}
+		if name, ok := blocked[it.KeyID]; ok {
+			what += " (blocked: " + name + ")"
+		}
 		fmt.Fprintf(stdout, "  %s  from %s, valid for %s%s\n", it.KeyID, it.SecretID, orDash(it.ValidFor, "no expiry"), what)
 	}
-	for _, k := range s.Stats.IneligibleKeys {
-		fmt.Fprintf(stdout, "  skipped (ineligible): %s\n", k)
-	}
+	printBlocked(stdout, views)
+	fmt.Fprintf(stdout, "\nEstimated duration: about %s at %g KMS requests per second: %d keys due, %d imports, %d import-related KMS requests (%s).\n",
+		est.Duration, est.KMSRate, est.KeysDue, est.ImportItems, est.KMSRequests, est.Note)
 	return exitOK
 }
 
-func replicaValidTos(e registry.Entry) []*time.Time {
-	var out []*time.Time
-	for _, r := range e.Replicas {
-		out = append(out, r.ValidTo)
+// tenths rounds a planner's days left (hundredths) down to a tenth, as
+// status shows them.
+func tenths(d *float64) *float64 {
+	if d == nil {
+		return nil
 	}
-	return out
+	v := math.Floor(*d*10) / 10
+	return &v
+}
+
+func writeJSON(stdout, stderr io.Writer, name string, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(stderr, "kms-reimport %s: %v\n", name, err)
+		return exitFailure
+	}
+	return exitOK
 }
 
 func daysLeft(t *time.Time, now time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f", float64(int(t.Sub(now).Hours()/24*10))/10)
+	d := days(*t, now)
+	return fmtDays(&d)
+}
+
+// fmtDays shows days left, or "expired".
+func fmtDays(d *float64) string {
+	switch {
+	case d == nil:
+		return "-"
+	case *d < 0: // rounded down: any time past ValidTo
+		return "expired"
+	}
+	return fmt.Sprintf("%.1f", *d)
 }
 
 func fmtTime(t *time.Time) string {

@@ -3,8 +3,8 @@
 //
 //	kms-reimport <subcommand> [flags]
 //
-// Each subcommand lives in its own file and registers itself in an init
-// function with register; main only dispatches.
+// Each subcommand lives in its own file; commands, below, is the one table
+// of them (no self-registration), and main only dispatches.
 //
 // Exit codes: 0 success, 1 failure while doing the work (writing the output,
 // the system's random source), 2 bad usage or bad input (unknown flag,
@@ -16,7 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -35,15 +35,22 @@ type command struct {
 	run     func(args []string, stdout, stderr io.Writer) int
 }
 
-var commands = map[string]command{}
+// commands is every subcommand, in the order usage lists them.
+var commands = []command{
+	{name: "wrap", summary: "encrypt key material with a KMS wrapping public key (offline; writes EncryptedKeyMaterial)", run: runWrap},
+	{name: "register", summary: "add a key to the registry the scheduled planner renews", run: runRegister},
+	{name: "deregister", summary: "remove a key from the registry (its records stay); the only way a key leaves it", run: runDeregister},
+	{name: "status", summary: "managed keys: state, ValidTo, days left, last import, why a key is blocked; expiry outlook", run: runStatus},
+	{name: "plan", summary: "what the next scheduled run would renew and how long it would take, changing nothing", run: runPlan},
+}
 
-// register adds a subcommand; call it from an init function in the
-// subcommand's file.
-func register(c command) {
-	if _, dup := commands[c.name]; dup {
-		panic("kms-reimport: subcommand registered twice: " + c.name)
+// lookup finds a subcommand by name.
+func lookup(name string) (command, bool) {
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == name })
+	if i < 0 {
+		return command{}, false
 	}
-	commands[c.name] = c
+	return commands[i], true
 }
 
 func main() {
@@ -61,14 +68,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 {
-			if c, ok := commands[args[1]]; ok {
+			if c, ok := lookup(args[1]); ok {
 				return c.run([]string{"-h"}, stdout, stderr)
 			}
 		}
 		usage(stdout)
 		return exitOK
 	}
-	c, ok := commands[args[0]]
+	c, ok := lookup(args[0])
 	if !ok {
 		fmt.Fprintf(stderr, "kms-reimport: unknown subcommand %q\n\n", args[0])
 		usage(stderr)
@@ -78,17 +85,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	names := make([]string, 0, len(commands))
 	width := 0
-	for n := range commands {
-		names = append(names, n)
-		width = max(width, len(n))
+	for _, c := range commands {
+		width = max(width, len(c.name))
 	}
-	sort.Strings(names)
 	var b strings.Builder
 	b.WriteString("Usage: kms-reimport <subcommand> [flags]\n\nImports key material into AWS KMS keys (BYOK).\n\nSubcommands:\n")
-	for _, n := range names {
-		fmt.Fprintf(&b, "  %-*s  %s\n", width, n, commands[n].summary)
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	b.WriteString("\nRun 'kms-reimport <subcommand> --help' for its flags.\nExit codes: 0 success, 1 failure, 2 bad usage or invalid input.\n")
 	io.WriteString(w, b.String())

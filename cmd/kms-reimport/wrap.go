@@ -20,14 +20,6 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
-func init() {
-	register(command{
-		name:    "wrap",
-		summary: "encrypt key material with a KMS wrapping public key (offline; writes EncryptedKeyMaterial)",
-		run:     runWrap,
-	})
-}
-
 const wrapUsage = `Usage: kms-reimport wrap --public-key FILE --key-spec SPEC --material FILE --out FILE [flags]
 
 Encrypts ("wraps") key material with the wrapping public key that

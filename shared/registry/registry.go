@@ -28,9 +28,15 @@ const PK = "REGISTRY"
 // Statuses of a managed key.
 const (
 	Active = "active"
-	// Ineligible: KMS reported the key missing, disabled, pending deletion
-	// or not EXTERNAL. The planner reports it and does not retry until the
-	// key is registered again.
+	// Blocked: the last rotation failed in a way only a change to the key
+	// fixes (BlockingFailure): KMS said the key is gone, disabled, pending
+	// deletion or not EXTERNAL. A blocked key stays in the registry, is
+	// planned again on every fleet run (renewed as soon as KMS allows) and
+	// still counts towards FewestDaysLeft; a verified import or
+	// registering it again makes it active. Only deregistering removes it.
+	Blocked = "blocked"
+	// Ineligible is what earlier versions wrote for a blocked key (and
+	// then never planned it again). It is read as Blocked.
 	Ineligible = "ineligible"
 )
 
@@ -229,10 +235,12 @@ func (e Entry) due() *time.Time {
 	return &d
 }
 
-// IsDue says whether the planner should renew e at now, and why.
+// IsDue says whether the planner should renew e at now, and why. A
+// blocked key is always due: every run tries it again, so it is renewed
+// on the first run after KMS allows it.
 func (e Entry) IsDue(now time.Time) (bool, string) {
-	if e.Status == Ineligible {
-		return false, "ineligible: " + e.StatusReason
+	if b := e.Block(); b != nil {
+		return true, "blocked: " + b.Error
 	}
 	switch {
 	case e.CurrentValidTo == nil && e.LastSuccess == nil:
@@ -342,9 +350,24 @@ func (s *Store) RecordOutcome(ctx context.Context, arn string, o Outcome) error 
 	return s.write(ctx, *e)
 }
 
-// RecordFailure notes a failed rotation; ineligible marks the key so the
-// planner stops retrying it.
-func (s *Store) RecordFailure(ctx context.Context, arn, execID string, at time.Time, errName, stage string, ineligible bool, reason string) error {
+// Failure is a failed rotation as record-failure recorded it.
+type Failure struct {
+	Execution string
+	At        time.Time
+	// Error is the failure's name (flow's error names, or Step Functions'
+	// States.* for an execution that ended without one); Cause is its
+	// sanitized message; Stage is the state it failed in.
+	Error, Cause, Stage string
+}
+
+// RecordFailure notes a failed rotation of a registered key (a key that is
+// not registered is left alone). The failure decides the key's status:
+// one that blocks it (BlockingFailure) marks it blocked with the error and
+// cause; one that says nothing about the key (InconclusiveFailure) leaves
+// the status as it was; any other shows the key is not blocked (it got
+// past KMS's checks, or KMS's refusal was passing) and makes it active.
+// A blocked key is not dropped: the planner tries it on every run.
+func (s *Store) RecordFailure(ctx context.Context, arn string, f Failure) error {
 	e, err := s.Get(ctx, arn)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -352,10 +375,14 @@ func (s *Store) RecordFailure(ctx context.Context, arn, execID string, at time.T
 	if err != nil {
 		return err
 	}
-	t := at.UTC()
-	e.LastFailure, e.LastError, e.LastErrorStage, e.LastExecution = &t, errName, stage, execID
-	if ineligible {
-		e.Status, e.StatusReason = Ineligible, reason
+	t := f.At.UTC()
+	e.LastFailure, e.LastError, e.LastErrorStage, e.LastExecution = &t, f.Error, f.Stage, f.Execution
+	switch {
+	case BlockingFailure(f.Error, f.Cause):
+		e.Status, e.StatusReason = Blocked, f.Error+": "+flow.Sanitize(f.Cause)
+	case InconclusiveFailure(f.Error):
+	default:
+		e.Status, e.StatusReason = Active, ""
 	}
 	return s.write(ctx, *e)
 }

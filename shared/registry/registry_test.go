@@ -24,7 +24,10 @@ func TestIsDue(t *testing.T) {
 		{"inside window", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(10 * 24 * time.Hour), NextDue: at(-4 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, true, "within renew-before window"},
 		{"not yet", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(20 * 24 * time.Hour), NextDue: at(6 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, false, "not due"},
 		{"no expiry", Entry{Status: Active, NoExpiry: true, RenewBefore: "336h", LastSuccess: at(-time.Hour)}, false, "no expiry"},
-		{"ineligible", Entry{Status: Ineligible, StatusReason: "KeyNotFound", RenewBefore: "336h"}, false, "ineligible: KeyNotFound"},
+		// Blocked keys are planned on every run, however far their expiry.
+		{"blocked, not due by date", Entry{Status: Blocked, StatusReason: "KeyNotEligible: key is in state Disabled", RenewBefore: "336h", CurrentValidTo: at(200 * 24 * time.Hour), NextDue: at(186 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, true, "blocked: KeyNotEligible"},
+		{"blocked, never imported", Entry{Status: Blocked, StatusReason: "KeyNotFound: KMS key not found", RenewBefore: "336h"}, true, "blocked: KeyNotFound"},
+		{"written ineligible by an earlier version", Entry{Status: Ineligible, StatusReason: "KeyNotFound: gone", RenewBefore: "336h"}, true, "blocked: KeyNotFound"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package fleet proves the scheduled fleet run on the local stack: a
 // registry of hundreds of keys renewed by one run of the fleet state
 // machine (planner, Distributed Map of rotation executions), and keys KMS
-// can no longer use reported instead of retried forever.
+// refuses blocked, reported and tried again on every run until renewed.
 package fleet
 
 import (
@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,8 +161,12 @@ func TestFleetOf200KeysRenewedByOneRun(t *testing.T) {
 	}
 }
 
-func TestKeysKMSCannotUseAreReportedNotRetried(t *testing.T) {
-	arns := managedKeys(t, 3, "gone")
+// TestBlockedKeysAreRetriedUntilKMSAllows: keys KMS refuses (pending
+// deletion, disabled) are blocked, not dropped: every fleet run plans them
+// again and reports them (stats.blocked, why), and the first run after the
+// keys are usable again renews them.
+func TestBlockedKeysAreRetriedUntilKMSAllows(t *testing.T) {
+	arns := managedKeys(t, 3, "blocked")
 	ctx := context.Background()
 	// One key scheduled for deletion, one disabled, one fine.
 	if _, err := kc.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: &arns[0], PendingWindowInDays: aws.Int32(7)}); err != nil {
@@ -171,37 +176,78 @@ func TestKeysKMSCannotUseAreReportedNotRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	fleetRun(t)
-	for i, arn := range arns[:2] {
-		e, err := reg.Get(ctx, arn)
+	for i, state := range []string{"PendingDeletion", "Disabled"} {
+		e, err := reg.Get(ctx, arns[i])
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("key %d left the registry: %v", i, err)
 		}
-		if e.Status != registry.Ineligible || e.LastError != "KeyNotEligible" {
-			t.Fatalf("key %d: registry %s %s, want ineligible KeyNotEligible", i, e.Status, e.LastError)
+		b := e.Block()
+		if e.Status != registry.Blocked || b == nil || b.Error != "KeyNotEligible" || !strings.Contains(b.Cause, state) {
+			t.Fatalf("key %d: registry %s %+v, want blocked by KeyNotEligible naming %s", i, e.Status, b, state)
 		}
-		if due, _ := e.IsDue(time.Now()); due {
-			t.Fatalf("key %d still planned", i)
+		if due, why := e.IsDue(time.Now()); !due {
+			t.Fatalf("key %d not planned: %s", i, why)
 		}
 	}
 	if md, _ := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arns[2]}); md.KeyMetadata.KeyState != kmstypes.KeyStateEnabled {
 		t.Fatalf("healthy key: %s", md.KeyMetadata.KeyState)
 	}
-	p := plan(t)
-	found := 0
-	for _, k := range p.Stats.IneligibleKeys {
-		if k == arns[0] || k == arns[1] {
-			found++
+	blockedIn := func(st planner.Stats) int {
+		n := 0
+		for _, b := range st.BlockedKeys {
+			if (b.KeyARN == arns[0] || b.KeyARN == arns[1]) && b.Error == "KeyNotEligible" && b.Cause != "" {
+				n++
+			}
 		}
+		return n
 	}
-	if found != 2 {
-		t.Fatalf("plan does not report the two unusable keys: %+v", p.Stats)
+	if p := plan(t); blockedIn(p.Stats) != 2 || p.Stats.Blocked < 2 {
+		t.Fatalf("plan does not report the two blocked keys: %+v", p.Stats)
 	}
-	// The next run does not try them again: still one failure record each.
-	fleetRun(t)
+
+	// The next run tries them again, and reports them.
+	ex := fleetRun(t)
+	var stats planner.Stats
+	if err := json.Unmarshal(ex.Output, &stats); err != nil {
+		t.Fatalf("fleet output: %v: %s", err, ex.Output)
+	}
+	if blockedIn(stats) != 2 {
+		t.Fatalf("fleet run does not report the two blocked keys: %+v", stats)
+	}
 	for _, arn := range arns[:2] {
 		recs, _ := aud.List(ctx, arn)
-		if len(recs) != 1 {
-			t.Fatalf("%s retried: %d records", arn, len(recs))
+		if len(recs) != 2 {
+			t.Fatalf("%s: %d import records, want a second failure (tried again)", arn, len(recs))
 		}
+	}
+
+	// Usable again: the next run renews both.
+	if _, err := kc.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: &arns[0]}); err != nil {
+		t.Fatal(err)
+	}
+	for _, arn := range arns[:2] {
+		if _, err := kc.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &arn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fleetRun(t)
+	for _, arn := range arns[:2] {
+		md, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.KeyMetadata.KeyState != kmstypes.KeyStateEnabled || md.KeyMetadata.ValidTo == nil {
+			t.Fatalf("%s not renewed: %s", arn, md.KeyMetadata.KeyState)
+		}
+		e, err := reg.Get(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Status != registry.Active || e.Block() != nil || e.LastSuccess == nil || e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*md.KeyMetadata.ValidTo) {
+			t.Fatalf("%s: registry %s, block %+v, last success %v", arn, e.Status, e.Block(), e.LastSuccess)
+		}
+	}
+	if p := plan(t); blockedIn(p.Stats) != 0 {
+		t.Fatalf("renewed keys still reported blocked: %+v", p.Stats.BlockedKeys)
 	}
 }

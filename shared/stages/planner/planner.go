@@ -8,7 +8,6 @@ package planner
 import (
 	"context"
 	"encoding/json"
-	"math"
 	"time"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
@@ -50,19 +49,50 @@ type Item struct {
 
 // Stats add up over the pages of one run.
 type Stats struct {
-	Pages      int `json:"pages"`
-	Scanned    int `json:"scanned"`
-	Due        int `json:"due"`
-	NotDue     int `json:"notDue"`
-	Ineligible int `json:"ineligible"`
-	// IneligibleKeys lists (up to 50) keys KMS reported unusable: they
-	// are reported, not retried, until registered again.
-	IneligibleKeys []string `json:"ineligibleKeys,omitempty"`
-	// FewestDaysLeft is the least remaining validity across the fleet.
-	FewestDaysLeft    *float64       `json:"fewestDaysLeft,omitempty"`
-	FewestDaysLeftKey string         `json:"fewestDaysLeftKey,omitempty"`
-	Reasons           map[string]int `json:"reasons,omitempty"`
+	Pages   int `json:"pages"`
+	Scanned int `json:"scanned"`
+	// Due counts the keys planned (blocked ones included); scanned = due
+	// + notDue.
+	Due    int `json:"due"`
+	NotDue int `json:"notDue"`
+	// Blocked counts the blocked keys (registry.Blocked): planned again
+	// like any due key, and reported (metric KeysIneligible).
+	Blocked int `json:"blocked"`
+	// BlockedKeys says why each blocked key is blocked and how long it has
+	// left: up to MaxBlockedKeys of them, causes clipped to MaxCauseLen,
+	// in a fleet run (Stage.Report: all, whole causes).
+	BlockedKeys []BlockedKey `json:"blockedKeys,omitempty"`
+	// FewestDaysLeft is the least remaining validity across the fleet
+	// (blocked keys and replicas included), FewestDaysLeftKey the KMS key
+	// (primary or replica) it belongs to.
+	FewestDaysLeft    *float64 `json:"fewestDaysLeft,omitempty"`
+	FewestDaysLeftKey string   `json:"fewestDaysLeftKey,omitempty"`
+	// ImportItems is how many imports renewing the keys due takes (see
+	// ImportItems): each is one GetParametersForImport and one
+	// ImportKeyMaterial request.
+	ImportItems int `json:"importItems"`
+	// Reasons counts the keys by why they are (not) due.
+	Reasons map[string]int `json:"reasons,omitempty"`
 }
+
+// BlockedKey is one blocked key in Stats.
+type BlockedKey struct {
+	KeyARN string `json:"keyArn"`
+	registry.Block
+	// ValidTo is the key's earliest ValidTo (primary or replica), DaysLeft
+	// the days until then (negative: expired); both absent for a key never
+	// imported.
+	ValidTo  *time.Time `json:"validTo,omitempty"`
+	DaysLeft *float64   `json:"daysLeft,omitempty"`
+}
+
+// Limits of BlockedKeys in a fleet run: its state passes between the
+// fleet's states, under Step Functions' 256 KiB payload limit, next to a
+// page of items.
+const (
+	MaxBlockedKeys = 50
+	MaxCauseLen    = 300
+)
 
 // Stage plans one page.
 type Stage struct {
@@ -70,6 +100,9 @@ type Stage struct {
 	PageSize       int32
 	MaxConcurrency int
 	Now            func() time.Time
+	// Report lists every blocked key with its whole cause (the operator's
+	// plan; not for the fleet run's state).
+	Report bool
 }
 
 // Run is the planner's handler: its event is a previous State (the next
@@ -108,43 +141,86 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	if st.Reasons == nil {
 		st.Reasons = map[string]int{}
 	}
+	log := telemetry.Logger(ctx)
 	for _, e := range page.Entries {
 		st.Scanned++
-		if e.CurrentValidTo != nil && e.Status != registry.Ineligible {
-			days := e.CurrentValidTo.Sub(now).Hours() / 24
+		first := e.Earliest()
+		if first != nil {
+			days := registry.DaysLeft(first.ValidTo, now)
 			if st.FewestDaysLeft == nil || days < *st.FewestDaysLeft {
-				d := math.Round(days*100) / 100
-				st.FewestDaysLeft, st.FewestDaysLeftKey = &d, e.KeyARN
+				st.FewestDaysLeft, st.FewestDaysLeftKey = &days, first.KeyARN
 			}
 		}
 		due, why := e.IsDue(now)
 		st.Reasons[why]++
-		switch {
-		case e.Status == registry.Ineligible:
-			st.Ineligible++
-			if len(st.IneligibleKeys) < 50 {
-				st.IneligibleKeys = append(st.IneligibleKeys, e.KeyARN)
-			}
-		case due:
-			st.Due++
-			out.Items = append(out.Items, ItemAt(e, now))
-		default:
+		if !due {
 			st.NotDue++
+			continue
+		}
+		st.Due++
+		it := ItemAt(e, now)
+		st.ImportItems += ImportItems(e, it)
+		out.Items = append(out.Items, it)
+		if b := e.Block(); b != nil {
+			st.Blocked++
+			bk := BlockedKey{KeyARN: e.KeyARN, Block: *b}
+			if first != nil {
+				v, d := first.ValidTo, registry.DaysLeft(first.ValidTo, now)
+				bk.ValidTo, bk.DaysLeft = &v, &d
+			}
+			log.Warn("blocked key planned again", "keyArn", e.KeyARN, "error", b.Error, "cause", b.Cause, "daysLeft", deref(bk.DaysLeft))
+			if !p.Report {
+				if len(st.BlockedKeys) >= MaxBlockedKeys {
+					continue
+				}
+				bk.Cause = clip(bk.Cause, MaxCauseLen)
+			}
+			st.BlockedKeys = append(st.BlockedKeys, bk)
 		}
 	}
-	log := telemetry.Logger(ctx)
 	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "more", out.Next != "")
 	if out.Next == "" {
-		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Ineligible, "fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey)
+		// "ineligible" is the blocked count: the dashboard's query reads
+		// that field.
+		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Blocked, "importItems", st.ImportItems,
+			"fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey)
 	}
 	return out, nil
+}
+
+// ImportItems is how many imports renewing e with it takes, counted as
+// fetchparameters' plan of imports counts them: every material of the key
+// (as many as the last success left, at least one) into every Region
+// renewed (it.Regions, or the primary and every replica), and for a
+// rotation the new material into every Region. Each import is one
+// GetParametersForImport and one ImportKeyMaterial request (more when an
+// import token has to be fetched again).
+func ImportItems(e registry.Entry, it Item) int {
+	regions := 1 + len(e.Replicas)
+	if len(it.Regions) > 0 {
+		regions = len(it.Regions)
+	}
+	n := max(e.Materials, 1) * regions
+	if it.Rotate {
+		n += 1 + len(e.Replicas)
+	}
+	return n
+}
+
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
 }
 
 // EmitMetrics writes the fleet's metrics (EMF) at the end of a run.
 func (st Stats) EmitMetrics() {
 	ms := []telemetry.Metric{
 		{Name: "KeysDue", Value: float64(st.Due), Unit: telemetry.Count},
-		{Name: "KeysIneligible", Value: float64(st.Ineligible), Unit: telemetry.Count},
+		// Blocked keys; the name is older than blocking (an alarm and the
+		// dashboard use it).
+		{Name: "KeysIneligible", Value: float64(st.Blocked), Unit: telemetry.Count},
 		{Name: "KeysManaged", Value: float64(st.Scanned), Unit: telemetry.Count},
 		// Heartbeat: FleetRunMissingAlarm fires when a day passes without.
 		{Name: "FleetRuns", Value: 1, Unit: telemetry.Count},

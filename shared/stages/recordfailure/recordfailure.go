@@ -216,8 +216,11 @@ func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.S
 		return s, nil
 	}
 	if arn := registryKey(s); arn != "" && st.Registry != nil {
-		ineligible := name == flow.KeyNotFound || name == flow.KeyNotEligible
-		if err := st.Registry.RecordFailure(ctx, arn, s.Execution.ID, rec.RecordedAt, name, s.FailedStage, ineligible, name+": "+cause); err != nil {
+		// The registry decides from the error and cause whether the key is
+		// blocked (registry.BlockingFailure); a blocked key is still
+		// planned on every run.
+		f := registry.Failure{Execution: s.Execution.ID, At: rec.RecordedAt, Error: name, Cause: cause, Stage: s.FailedStage}
+		if err := st.Registry.RecordFailure(ctx, arn, f); err != nil {
 			return s, flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
 		}
 	}
