@@ -23,6 +23,10 @@ const (
 	// KeyNotEligible: the key cannot take an import (origin, state, spec,
 	// custom key store). Not retried.
 	KeyNotEligible = "KeyNotEligible"
+	// KeyNotReady: the key is in a passing state (Creating, Updating,
+	// Unavailable) or KMS refused with a passing KMSInvalidStateException.
+	// Retried with backoff; a fleet run tries it again next time.
+	KeyNotReady = "KeyNotReady"
 	// SecretNotFound: the secret or the pinned version does not exist.
 	SecretNotFound = "SecretNotFound"
 	// InvalidSecret: the secret's material has the wrong shape for the key.

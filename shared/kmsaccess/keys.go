@@ -97,6 +97,10 @@ func Describe(ctx context.Context, api Describer, keyID string) (*types.KeyMetad
 	return out.KeyMetadata, nil
 }
 
+// PassingStates are key states KMS leaves by itself: a key in one is
+// tried again, never blocked.
+var PassingStates = []types.KeyState{types.KeyStateCreating, types.KeyStateUpdating, types.KeyStateUnavailable}
+
 // ImportableStates are the key states this product imports into: a key
 // waiting for its first (or expired) material, or a live key being renewed.
 var ImportableStates = []types.KeyState{types.KeyStatePendingImport, types.KeyStateEnabled}
@@ -109,6 +113,9 @@ func CheckImportable(md *types.KeyMetadata) error {
 	}
 	if md.CustomKeyStoreId != nil {
 		return flow.Errorf(flow.KeyNotEligible, "key %s is in custom key store %s; KMS cannot import material into a custom key store", arn, *md.CustomKeyStoreId)
+	}
+	if slices.Contains(PassingStates, md.KeyState) {
+		return flow.Errorf(flow.KeyNotReady, "key %s is in state %s, which passes; an import is done in states %s", arn, md.KeyState, joinStates(ImportableStates))
 	}
 	if !slices.Contains(ImportableStates, md.KeyState) {
 		return flow.Errorf(flow.KeyNotEligible, "key %s is in state %s; an import is done only in states %s (enable a Disabled key, cancel a pending deletion first)", arn, md.KeyState, joinStates(ImportableStates))

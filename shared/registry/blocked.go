@@ -8,13 +8,20 @@ import (
 	"time"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 )
 
 // PassingKeyStates are the KMS key states a key leaves by itself: a key
 // being created, a multi-Region key being updated, a key whose custom key
 // store is disconnected. A rotation refused for one of them is retried by
 // the next run, and the key is not blocked.
-var PassingKeyStates = []string{"Creating", "Updating", "Unavailable"}
+var PassingKeyStates = func() []string {
+	out := make([]string, len(kmsaccess.PassingStates))
+	for i, st := range kmsaccess.PassingStates {
+		out[i] = string(st)
+	}
+	return out
+}()
 
 var (
 	// What kmsaccess.CheckImportable and the fetch stage's replica check

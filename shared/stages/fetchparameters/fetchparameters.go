@@ -228,6 +228,9 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 				return err
 			}
 			// A replica has its primary's key spec; origin and state are its own.
+			if slices.Contains(kmsaccess.PassingStates, rmd.KeyState) {
+				return flow.Errorf(flow.KeyNotReady, "replica %s of %s is in state %s, which passes", rarn, arn, rmd.KeyState)
+			}
 			if rmd.Origin != types.OriginTypeExternal || !slices.Contains(kmsaccess.ImportableStates, rmd.KeyState) {
 				return flow.Errorf(flow.KeyNotEligible, "replica %s of %s has origin %s and state %s; an import needs origin EXTERNAL and state PendingImport or Enabled", rarn, arn, rmd.Origin, rmd.KeyState)
 			}
