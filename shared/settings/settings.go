@@ -85,6 +85,9 @@ func FromEnv() (Settings, error) {
 	if s.DefaultValidFor, err = duration("DEFAULT_VALID_FOR", 720*time.Hour); err != nil {
 		return s, err
 	}
+	if s.DefaultValidFor < flow.MinValidity {
+		return s, fmt.Errorf("environment variable DEFAULT_VALID_FOR is %q; want at least %s, the shortest validity an import can be given", os.Getenv("DEFAULT_VALID_FOR"), flow.MinValidity)
+	}
 	if s.DefaultRenewBefore, err = duration("DEFAULT_RENEW_BEFORE", 336*time.Hour); err != nil {
 		return s, err
 	}

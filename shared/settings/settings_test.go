@@ -1,6 +1,7 @@
 package settings
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -27,13 +28,22 @@ func TestFromEnvErrors(t *testing.T) {
 		{"MAX_TOKEN_FETCHES", "0", "MAX_TOKEN_FETCHES"},
 		{"MAX_TOKEN_FETCHES", "x", "MAX_TOKEN_FETCHES"},
 		{"DEFAULT_VALID_FOR", "-1h", "DEFAULT_VALID_FOR"},
+		{"DEFAULT_VALID_FOR", "30m", "at least 1h"},
+		{"LEASE_DURATION", "0s", "at least 30m"},
+		{"LEASE_DURATION", "29m", "at least 30m"},
+		{"MIN_TOKEN_VALIDITY", "24h", "less than 24h"},
+		{"MIN_TOKEN_VALIDITY", "0s", "MIN_TOKEN_VALIDITY"},
+		{"PLANNER_PAGE_SIZE", "many", "PLANNER_PAGE_SIZE"},
+		{"PLANNER_PAGE_SIZE", "0", "from 1 to 1000"},
+		{"MAX_CONCURRENCY", "-2", "MAX_CONCURRENCY"},
+		{"VERIFY_MAX_CHECKS", "0", "VERIFY_MAX_CHECKS"},
 	}
 	for _, c := range cases {
 		t.Run(c.k+"="+c.v, func(t *testing.T) {
 			t.Setenv("TABLE_NAME", "t")
 			t.Setenv(c.k, c.v)
 			_, err := FromEnv()
-			if err == nil || !strings.Contains(err.Error(), c.want) {
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.k) || (c.v != "" && !strings.Contains(err.Error(), fmt.Sprintf("%q", c.v))) {
 				t.Fatalf("got %v", err)
 			}
 		})

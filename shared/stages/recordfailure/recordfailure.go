@@ -106,7 +106,9 @@ func (st *Stage) fromStatusChange(ctx context.Context, ev Event) (flow.State, er
 		s.Error.Error = "States." + map[string]string{"TIMED_OUT": "Timeout", "ABORTED": "Aborted", "FAILED": "Failed"}[d.Status]
 		s.Error.Cause = "the execution ended " + d.Status
 	}
-	if id := keyOf(s); id != UnknownKey && st.KMS != nil {
+	if id := keyOf(s); isKeyARN(id) {
+		s.Key = &flow.Key{ARN: id}
+	} else if id != UnknownKey && st.KMS != nil {
 		md, err := kmsaccess.Describe(ctx, st.KMS.In(kmsaccess.RegionOf(id)), id)
 		if err == nil {
 			s.Key = &flow.Key{ARN: *md.Arn}
@@ -257,7 +259,7 @@ func registryKey(s flow.State) string {
 		return s.Key.ARN
 	}
 	// A failure in the first stage leaves only the raw input.
-	if id := keyOf(s); strings.HasPrefix(id, "arn:") && strings.Contains(id, ":key/") {
+	if id := keyOf(s); isKeyARN(id) {
 		return id
 	}
 	return ""
@@ -287,4 +289,9 @@ func short(v any) string {
 		return flow.Sanitize(s)
 	}
 	return ""
+}
+
+// isKeyARN says whether id is a KMS key ARN (not an alias or a bare id).
+func isKeyARN(id string) bool {
+	return strings.HasPrefix(id, "arn:") && strings.Contains(id, ":key/")
 }
