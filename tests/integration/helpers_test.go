@@ -66,7 +66,10 @@ func randomBytes(t *testing.T, n int) []byte {
 // secrets made by the tests: no log line, output or record may contain them.
 var secretsSeen [][]byte
 
-func remember(b []byte) { secretsSeen = append(secretsSeen, append([]byte(nil), b...)) }
+func remember(b []byte) {
+	secretsSeen = append(secretsSeen, append([]byte(nil), b...))
+	S.Secret(b) // and the suite checks every log for it at the end
+}
 
 // encodings of b that a leak would most likely take.
 func encodings(b []byte) []string {

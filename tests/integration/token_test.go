@@ -45,6 +45,7 @@ func ageingProxy(t *testing.T, times int32) (*httptest.Server, *atomic.Int32) {
 			rec, err := toks.Get(r.Context(), s.Key.ARN, s.Token.ID)
 			if err == nil {
 				tokensSeen = append(tokensSeen, rec.ImportToken)
+				S.Secret(rec.ImportToken) // checked in every log when the suite ends
 			}
 			soon := time.Now().UTC().Add(time.Minute).Format(time.RFC3339Nano)
 			_, err = db.UpdateItem(r.Context(), &dynamodb.UpdateItemInput{

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -40,6 +39,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmswait"
+	"github.com/kms-reimport/kms-reimport/tests/support/suite"
 )
 
 var (
@@ -50,83 +50,19 @@ var (
 	db   *dynamodb.Client
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	var err error
-	root, err = findRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests/keytypes:", err)
-		return 1
-	}
-	tools := stack.Tools(root)
-	for _, p := range []string{"bin/aws-lambda-rie", "dynamodb/DynamoDBLocal.jar", "node22/bin/node"} {
-		if _, err := os.Stat(filepath.Join(tools, p)); err != nil {
-			fmt.Fprintf(os.Stderr, "tests/keytypes: %s is missing: run `make tools` (infra/local/install.sh) first; these tests need the local stack and are never skipped\n", filepath.Join(tools, p))
-			return 1
-		}
-	}
-	if _, err := os.Stat(filepath.Join(root, "infra/local/sfn/node_modules/aws-local-stepfunctions")); err != nil {
-		fmt.Fprintln(os.Stderr, "tests/keytypes: infra/local/sfn/node_modules is missing: run `make tools` first")
-		return 1
-	}
-	for _, c := range []string{"moto_server", "java", "go"} {
-		if _, err := exec.LookPath(c); err != nil {
-			fmt.Fprintf(os.Stderr, "tests/keytypes: %s is not on PATH: run `make tools` first (infra/local/install.sh says how to get it)\n", c)
-			return 1
-		}
-	}
-	dir, err := os.MkdirTemp("", "kms-reimport-keytypes-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests/keytypes:", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+func TestMain(m *testing.M) {
 	// Short but real AWS asynchrony: this suite is about key types;
 	// tests/rotation proves the asynchrony itself.
-	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, KMS: stack.KMSStandIn,
-		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=150ms", "KMS_STANDIN_ROTATION_DELAY=300ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=200ms"},
-		Log:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "keytypes: "+f+"\n", a...) }})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tests/keytypes: starting the local stack with the KMS stand-in: %v (logs in %s)\n", err, filepath.Join(dir, "logs"))
-		return 1
-	}
-	cfg, err := st.AWSConfig(context.Background())
-	if err != nil {
-		_ = st.Down()
-		fmt.Fprintln(os.Stderr, "tests/keytypes:", err)
-		return 1
-	}
-	kc, sm, db = kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
-	code := m.Run()
-	_ = st.Down()
-	if code == 0 {
-		_ = os.RemoveAll(dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "tests/keytypes: stack logs kept in %s\n", filepath.Join(dir, "logs"))
-	}
-	return code
+	o := stack.Options{KMS: stack.KMSStandIn,
+		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=150ms", "KMS_STANDIN_ROTATION_DELAY=300ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=200ms"}}
+	os.Exit(suite.Run(m, "keytypes", o, func(s *suite.Suite) error {
+		S, root, st, kc, sm, db = s, s.Root, s.Stack, s.KMS, s.SM, s.DB
+		return nil
+	}))
 }
 
-func findRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				return d, nil
-			}
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", fmt.Errorf("no repository root (go.mod and template.yaml) above the working directory")
-		}
-		d = p
-	}
-}
+// S is the running suite; its leak check covers every material made.
+var S *suite.Suite
 
 // ---- material and secrets ----
 
@@ -249,6 +185,11 @@ func createSecret(t *testing.T, s secret) string {
 	}
 	if _, err := sm.CreateSecret(context.Background(), in); err != nil {
 		t.Fatalf("CreateSecret: %v", err)
+	}
+	if s.binary != nil {
+		S.Secret(s.binary)
+	} else {
+		S.Secret([]byte(s.str))
 	}
 	return name
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -32,6 +31,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmswait"
+	"github.com/kms-reimport/kms-reimport/tests/support/suite"
 )
 
 var (
@@ -42,87 +42,23 @@ var (
 	db   *dynamodb.Client
 	// replica Regions, each a local-kms
 	replicaRegions = []string{"eu-west-1", "eu-west-3"}
-	secretsMade    [][]byte
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+// S is the running suite; its leak check covers every material made.
+var S *suite.Suite
 
-func run(m *testing.M) int {
-	d, _ := os.Getwd()
-	for ; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
-			break
-		}
-	}
-	root = d
-	tools := stack.Tools(root)
-	for _, p := range []string{"bin/aws-lambda-rie", "bin/local-kms", "dynamodb/DynamoDBLocal.jar", "node22/bin/node"} {
-		if _, err := os.Stat(filepath.Join(tools, p)); err != nil {
-			fmt.Fprintf(os.Stderr, "tests/rotation: %s is missing: run `make tools` first; these tests are never skipped\n", filepath.Join(tools, p))
-			return 1
-		}
-	}
-	for _, c := range []string{"moto_server", "java", "go"} {
-		if _, err := exec.LookPath(c); err != nil {
-			fmt.Fprintf(os.Stderr, "tests/rotation: %s is not on PATH: run `make tools` first\n", c)
-			return 1
-		}
-	}
-	dir, err := os.MkdirTemp("", "kms-reimport-rotation-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+func TestMain(m *testing.M) {
 	// AWS's asynchrony, shortened but never off: this suite proves the
 	// product copes with it. The local runner scales Retry intervals to
 	// fixed ones (no backoff): the multi-Region tests run at WaitScale
 	// 0.04, 80 ms between ReplicaNotSynced's 8 retries, longer in all than
 	// a replica takes to learn a new material.
-	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, KMS: stack.KMSStandIn, ReplicaRegions: replicaRegions,
-		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=300ms", "KMS_STANDIN_ROTATION_DELAY=600ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=250ms"},
-		Log:        func(f string, a ...any) { fmt.Fprintf(os.Stderr, "rotation: "+f+"\n", a...) }})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tests/rotation: starting the local stack: %v (logs in %s)\n", err, filepath.Join(dir, "logs"))
-		return 1
-	}
-	cfg, err := st.AWSConfig(context.Background())
-	if err != nil {
-		_ = st.Down()
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	kc, sm, db = kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), dynamodb.NewFromConfig(cfg)
-	code := m.Run()
-	if code == 0 {
-		code = leakCheck(dir)
-	}
-	_ = st.Down()
-	if code == 0 {
-		_ = os.RemoveAll(dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "tests/rotation: stack logs kept in %s\n", filepath.Join(dir, "logs"))
-	}
-	return code
-}
-
-// leakCheck looks for every material the tests made (hex and base64) in
-// every log of the stack.
-func leakCheck(dir string) int {
-	logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
-	for _, f := range logs {
-		b, _ := os.ReadFile(f)
-		for _, m := range secretsMade {
-			for _, enc := range encodings(m) {
-				if strings.Contains(string(b), enc) {
-					fmt.Fprintf(os.Stderr, "tests/rotation: key material leaked into %s\n", f)
-					return 1
-				}
-			}
-		}
-	}
-	return 0
+	o := stack.Options{KMS: stack.KMSStandIn, ReplicaRegions: replicaRegions,
+		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=300ms", "KMS_STANDIN_ROTATION_DELAY=600ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=250ms"}}
+	os.Exit(suite.Run(m, "rotation", o, func(s *suite.Suite) error {
+		S, root, st, kc, sm, db = s, s.Root, s.Stack, s.KMS, s.SM, s.DB
+		return nil
+	}))
 }
 
 var seq atomic.Int64
@@ -229,7 +165,7 @@ func randomMaterial(t *testing.T) []byte {
 	if _, err := (cryptoRand{}).Read(b); err != nil {
 		t.Fatal(err)
 	}
-	secretsMade = append(secretsMade, b)
+	S.Secret(b)
 	return b
 }
 

@@ -79,7 +79,7 @@ func TestRotationGenerated(t *testing.T) {
 	if err != nil || len(gen.SecretBinary) != 32 || *gen.VersionId == v1 {
 		t.Fatalf("generated version: %v %v", err, gen)
 	}
-	secretsMade = append(secretsMade, gen.SecretBinary)
+	S.Secret(gen.SecretBinary)
 	// KMS: two materials, the new one current.
 	rots := rotations(t, arn)
 	var id2 string
