@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	var err error
-	root, err = repoRoot()
+	root, err = stack.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -79,23 +79,6 @@ func run(m *testing.M) int {
 	}
 	keyARN = st.Sample.KeyARN
 	return m.Run()
-}
-
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", fmt.Errorf("template.yaml not found above the working directory")
-		}
-		d = p
-	}
 }
 
 type invocation struct {

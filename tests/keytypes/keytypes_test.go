@@ -15,8 +15,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -38,6 +36,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/tests/support/keybuild"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmswait"
 	"github.com/kms-reimport/kms-reimport/tests/support/suite"
@@ -109,33 +108,6 @@ func pkcs8(t *testing.T, k any) []byte {
 func sec1(t *testing.T, k *ecdsa.PrivateKey) []byte {
 	t.Helper()
 	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
-// k1PKCS8 is a secp256k1 private key as PKCS#8 without its public point
-// (the product derives it).
-func k1PKCS8(t *testing.T) []byte {
-	t.Helper()
-	d := make([]byte, 32)
-	_, _ = rand.Read(d)
-	d[0] &= 0x7f // below the group order
-	d[31] |= 1
-	inner, err := asn1.Marshal(struct {
-		V int
-		D []byte
-	}{1, d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 132, 0, 10})
-	der, err := asn1.Marshal(struct {
-		V    int
-		Algo pkix.AlgorithmIdentifier
-		Key  []byte
-	}{0, pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}, Parameters: asn1.RawValue{FullBytes: params}}, inner})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,10 +327,10 @@ func successCases() []success {
 			},
 			wantAlg: "RSA_AES_KEY_WRAP_SHA_256", wantSpec: "RSA_4096", proof: "Sign (ECDSA_SHA_512)", verify: signVerify},
 		{name: "ECC_SECG_P256K1", spec: types.KeySpecEccSecgP256k1, usage: types.KeyUsageTypeSignVerify,
-			secret:  func(t *testing.T) secret { return derS("DER PKCS#8", k1PKCS8(t)) },
+			secret:  func(t *testing.T) secret { return derS("DER PKCS#8", keybuild.Secp256k1PKCS8(t)) },
 			wantAlg: "RSA_AES_KEY_WRAP_SHA_256", wantSpec: "RSA_4096", proof: "Sign (ECDSA_SHA_256)", verify: signVerify},
 		{name: "ECC_SECG_P256K1", spec: types.KeySpecEccSecgP256k1, usage: types.KeyUsageTypeSignVerify,
-			secret: func(t *testing.T) secret { return pemS("PRIVATE KEY", k1PKCS8(t)) },
+			secret: func(t *testing.T) secret { return pemS("PRIVATE KEY", keybuild.Secp256k1PKCS8(t)) },
 			alg:    "RSAES_OAEP_SHA_1", wspec: "RSA_2048", proof: "Sign (ECDSA_SHA_256)", verify: signVerify},
 	}
 }
@@ -447,7 +419,7 @@ func TestRefusals(t *testing.T) {
 		{name: "wrong curve", spec: types.KeySpecEccNistP256, usage: types.KeyUsageTypeSignVerify,
 			secret: derS("DER PKCS#8 P-384", pkcs8(t, ecKey(t, elliptic.P384()))), wantErr: "InvalidSecret", wantOps: []string{"DescribeKey"}},
 		{name: "secp256k1 material for a P-256 key", spec: types.KeySpecEccNistP256, usage: types.KeyUsageTypeSignVerify,
-			secret: derS("DER PKCS#8 secp256k1", k1PKCS8(t)), wantErr: "InvalidSecret", wantOps: []string{"DescribeKey"}},
+			secret: derS("DER PKCS#8 secp256k1", keybuild.Secp256k1PKCS8(t)), wantErr: "InvalidSecret", wantOps: []string{"DescribeKey"}},
 		{name: "wrong modulus", spec: types.KeySpecRsa3072, usage: types.KeyUsageTypeSignVerify,
 			secret: derS("DER PKCS#8 RSA 2048", pkcs8(t, rsaKey(t, 2048, "a"))), wantErr: "InvalidSecret", wantOps: []string{"DescribeKey"}},
 		{name: "HMAC material too short", spec: types.KeySpecHmac256, usage: types.KeyUsageTypeGenerateVerifyMac,

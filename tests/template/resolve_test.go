@@ -12,6 +12,7 @@ import (
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/cloudformation"
 	"github.com/awslabs/goformation/v7/intrinsics"
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 )
 
 // Pseudo parameters the resolver uses: ARNs in assertions are built from them.
@@ -21,25 +22,6 @@ const (
 	account   = "111122223333"
 	stackName = "kms-reimport"
 )
-
-// repoRoot is the directory holding template.yaml, from the package upwards.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	d, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			t.Fatal("template.yaml not found above the test's directory")
-		}
-		d = p
-	}
-}
 
 // resolver resolves Ref, Fn::GetAtt and Fn::Sub the way CloudFormation would
 // for one set of parameter values: pseudo parameters from the constants
@@ -445,3 +427,13 @@ func (p *parsed) environment(id string) map[string]any {
 // arnOf is what !Ref gives for a resource of the template (a state
 // machine's or topic's ARN, else the logical id).
 func (p *parsed) arnOf(id string) string { return fmt.Sprint(p.r.ref(id)) }
+
+// repoRoot is stack.RepoRoot, fatal when not found.
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	d, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

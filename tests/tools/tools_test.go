@@ -25,24 +25,6 @@ import (
 // The Python tools install.sh looks for; hidden from the PATH here.
 var hidden = map[string]bool{"moto_server": true, "moto_proxy": true, "cfn-lint": true, "aws": true, "aws_completer": true}
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	d, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
-			return d
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			t.Fatal("template.yaml not found above the working directory")
-		}
-		d = p
-	}
-}
-
 // seedTools makes a fresh tools directory holding (as links) what `make
 // tools` already installed in the usual one, but no Python virtual
 // environment, so only the Python tools are missing.
@@ -258,4 +240,14 @@ func TestMakeToolsWithoutPythonTools(t *testing.T) {
 			}
 		}
 	})
+}
+
+// repoRoot is stack.RepoRoot, fatal when not found.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	d, err := stack.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

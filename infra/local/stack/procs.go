@@ -131,3 +131,22 @@ func processTree() (map[int][]int, map[int]string) {
 	}
 	return children, comm
 }
+
+// RepoRoot is the directory holding template.yaml, from the working
+// directory upwards: where the stack, the Makefile and the tests start.
+func RepoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", fmt.Errorf("template.yaml not found above the working directory")
+		}
+		d = p
+	}
+}

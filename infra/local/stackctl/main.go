@@ -43,7 +43,7 @@ func main() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	root, err := repoRoot()
+	root, err := stack.RepoRoot()
 	if err != nil {
 		fail(2, err)
 	}
@@ -130,25 +130,6 @@ func logf(format string, args ...any) { fmt.Printf("• "+format+"\n", args...) 
 func fail(code int, err error) {
 	fmt.Fprintln(os.Stderr, "stackctl:", err)
 	os.Exit(code)
-}
-
-// repoRoot finds the directory holding template.yaml, from the working
-// directory upwards.
-func repoRoot() (string, error) {
-	d, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(d, "template.yaml")); err == nil {
-			return d, nil
-		}
-		p := filepath.Dir(d)
-		if p == d {
-			return "", fmt.Errorf("template.yaml not found above the working directory")
-		}
-		d = p
-	}
 }
 
 func printJSON(v any) {

@@ -24,8 +24,8 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
-	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
+	"github.com/kms-reimport/kms-reimport/tests/support/keybuild"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
 
@@ -71,28 +71,6 @@ func ecKey(t *testing.T, c elliptic.Curve) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// importInto binds material to a stand-in key through the API (wrapped with
-// the product's wrap package; the stand-in unwraps on its own).
-func importInto(t *testing.T, c *kms.Client, arn string, spec types.KeySpec, m []byte) {
-	t.Helper()
-	alg, ws := wrapping.Defaults(spec)
-	p, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &arn, WrappingAlgorithm: alg, WrappingKeySpec: ws})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := wrapping.ParsePublicKey(p.PublicKey, ws)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := wrapping.Wrap(pub, alg, m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &arn, ImportToken: p.ImportToken, EncryptedKeyMaterial: enc, ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestFetchPerKeyType(t *testing.T) {
@@ -156,7 +134,7 @@ func TestFetchPerKeyType(t *testing.T) {
 			}
 			arn := *ck.KeyMetadata.Arn
 			if c.bound != nil {
-				importInto(t, client, arn, c.spec, c.bound)
+				keybuild.ImportInto(t, client, arn, c.spec, c.bound)
 			}
 			srv.Advance(2 * time.Second) // past the stand-in's stale-read window (a key just created reads as missing)
 			srv.ResetRequests()

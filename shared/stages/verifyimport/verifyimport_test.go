@@ -7,8 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +20,8 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
+	"github.com/kms-reimport/kms-reimport/tests/support/keybuild"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
 
@@ -52,54 +50,6 @@ func ec(t *testing.T, c elliptic.Curve) []byte {
 	return pkcs8(t, k)
 }
 
-// k1 is a secp256k1 PKCS#8 key without its public point (the product
-// derives it).
-func k1(t *testing.T) []byte {
-	d := make([]byte, 32)
-	_, _ = rand.Read(d)
-	d[0] &= 0x7f
-	inner, err := asn1.Marshal(struct {
-		V int
-		D []byte
-	}{1, d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 132, 0, 10})
-	der, err := asn1.Marshal(struct {
-		V    int
-		Algo pkix.AlgorithmIdentifier
-		Key  []byte
-	}{0, pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}, Parameters: asn1.RawValue{FullBytes: params}}, inner})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
-func random(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b
-}
-
-func importInto(t *testing.T, c *kms.Client, arn string, spec types.KeySpec, m []byte) {
-	t.Helper()
-	alg, ws := wrapping.Defaults(spec)
-	p, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &arn, WrappingAlgorithm: alg, WrappingKeySpec: ws})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := wrapping.ParsePublicKey(p.PublicKey, ws)
-	enc, err := wrapping.Wrap(pub, alg, m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.ImportKeyMaterial(ctx, &kms.ImportKeyMaterialInput{KeyId: &arn, ImportToken: p.ImportToken, EncryptedKeyMaterial: enc, ExpirationModel: types.ExpirationModelTypeKeyMaterialDoesNotExpire}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestProofPerKeyType(t *testing.T) {
 	srv, client := kmsstandin.Serve(t, kmsstandin.Options{})
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -107,7 +57,7 @@ func TestProofPerKeyType(t *testing.T) {
 		t.Fatal(err)
 	}
 	rsaDER := pkcs8(t, rsaKey)
-	hmacBytes := random(64)
+	hmacBytes := keybuild.Random(64)
 	p256 := ec(t, elliptic.P256())
 	cases := []struct {
 		name     string
@@ -119,15 +69,15 @@ func TestProofPerKeyType(t *testing.T) {
 		proof    string
 		ops      string
 	}{
-		{"symmetric", types.KeySpecSymmetricDefault, types.KeyUsageTypeEncryptDecrypt, random(32), nil, "", "Encrypt/Decrypt round trip", "DescribeKey,ListKeyRotations,Encrypt,Decrypt"},
+		{"symmetric", types.KeySpecSymmetricDefault, types.KeyUsageTypeEncryptDecrypt, keybuild.Random(32), nil, "", "Encrypt/Decrypt round trip", "DescribeKey,ListKeyRotations,Encrypt,Decrypt"},
 		{"HMAC_512", types.KeySpecHmac512, types.KeyUsageTypeGenerateVerifyMac, hmacBytes, hmacBytes, "", "GenerateMac (HMAC_SHA_512) of a 32-byte random message equals a local HMAC", "DescribeKey,GenerateMac"},
-		{"HMAC_224 other material", types.KeySpecHmac224, types.KeyUsageTypeGenerateVerifyMac, random(28), random(28), flow.VerificationFailed, "", "DescribeKey,GenerateMac"},
+		{"HMAC_224 other material", types.KeySpecHmac224, types.KeyUsageTypeGenerateVerifyMac, keybuild.Random(28), keybuild.Random(28), flow.VerificationFailed, "", "DescribeKey,GenerateMac"},
 		{"RSA_2048 sign", types.KeySpecRsa2048, types.KeyUsageTypeSignVerify, rsaDER, rsaDER, "", "GetPublicKey equals the public key of the material of secret version v1; Sign (RSASSA_PSS_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
 		{"RSA_2048 encrypt", types.KeySpecRsa2048, types.KeyUsageTypeEncryptDecrypt, rsaDER, rsaDER, "", "encrypted locally (RSAES_OAEP_SHA_256) decrypts in KMS", "DescribeKey,GetPublicKey,Decrypt"},
 		{"ECC_NIST_P256", types.KeySpecEccNistP256, types.KeyUsageTypeSignVerify, p256, p256, "", "Sign (ECDSA_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
 		{"ECC_NIST_P384", types.KeySpecEccNistP384, types.KeyUsageTypeSignVerify, ec(t, elliptic.P384()), nil, "", "Sign (ECDSA_SHA_384)", "DescribeKey,GetPublicKey,Sign"},
 		{"ECC_NIST_P521", types.KeySpecEccNistP521, types.KeyUsageTypeSignVerify, ec(t, elliptic.P521()), nil, "", "Sign (ECDSA_SHA_512)", "DescribeKey,GetPublicKey,Sign"},
-		{"ECC_SECG_P256K1", types.KeySpecEccSecgP256k1, types.KeyUsageTypeSignVerify, k1(t), nil, "", "Sign (ECDSA_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
+		{"ECC_SECG_P256K1", types.KeySpecEccSecgP256k1, types.KeyUsageTypeSignVerify, keybuild.Secp256k1PKCS8(t), nil, "", "Sign (ECDSA_SHA_256)", "DescribeKey,GetPublicKey,Sign"},
 		{"ECC_NIST_P256 other public key", types.KeySpecEccNistP256, types.KeyUsageTypeSignVerify, p256, ec(t, elliptic.P256()), flow.VerificationFailed, "", "DescribeKey,GetPublicKey"},
 	}
 	for _, c := range cases {
@@ -137,7 +87,7 @@ func TestProofPerKeyType(t *testing.T) {
 				t.Fatal(err)
 			}
 			arn := *ck.KeyMetadata.Arn
-			importInto(t, client, arn, c.spec, c.imported)
+			keybuild.ImportInto(t, client, arn, c.spec, c.imported)
 			srv.Advance(2 * time.Second) // past the stand-in's stale-read window: this test is about proofs
 			srv.ResetRequests()
 			secret := c.secret
@@ -196,8 +146,8 @@ func TestStaleReadsAreCheckedAgain(t *testing.T) {
 	}
 	arn := *ck.KeyMetadata.Arn
 	srv.Advance(time.Second)
-	material := random(32)
-	importInto(t, client, arn, types.KeySpecHmac256, material)
+	material := keybuild.Random(32)
+	keybuild.ImportInto(t, client, arn, types.KeySpecHmac256, material)
 	db, table := ddblocal.Table(t)
 	imports := &records.Imports{DB: db, Table: table}
 	newStage := func(max int) *Stage {

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 )
 
 var (
@@ -33,25 +34,6 @@ var (
 	endpoint string
 	startErr error
 )
-
-// RepoRoot is the directory holding go.mod, found from the working
-// directory of the test.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
 
 // Endpoint returns the URL of a running DynamoDB Local, starting one if
 // needed. A missing DynamoDB Local fails the test: it is never skipped.
@@ -70,7 +52,7 @@ func start() (string, error) {
 			return ep, nil
 		}
 	}
-	root, err := RepoRoot()
+	root, err := stack.RepoRoot()
 	if err != nil {
 		return "", err
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
-	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
 )
 
 // Suite is a running stack and its clients.
@@ -56,7 +55,7 @@ func Run(m *testing.M, name string, o stack.Options, ready func(*Suite) error) i
 		fmt.Fprintf(os.Stderr, "tests/"+name+": "+format+"\n", a...)
 		return 1
 	}
-	root, err := ddblocal.RepoRoot()
+	root, err := stack.RepoRoot()
 	if err != nil {
 		return fail("%v", err)
 	}
