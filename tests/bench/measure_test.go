@@ -96,6 +96,9 @@ type usage struct {
 	// ChildMs are the durations of the Map's child executions (RotateKey:
 	// a rotation from its start to the Map seeing it end).
 	ChildMs []float64
+	// FleetMs adds up the durations of the fleet state machine's own
+	// states (PlanPage, RenewDueKeys, MorePages, ...), by state.
+	FleetMs map[string]float64
 }
 
 func (u *usage) kmsCalls() (n int64) {
@@ -252,6 +255,14 @@ func fleetRun(ctx context.Context, st *stack.Stack, root string, px *proxies, sc
 			}
 		default:
 			u.TransitionsByMachine["fleet"]++
+			if f := strings.Fields(line[len(t[1])+len(label):]); len(f) > 1 {
+				if ms, err := strconv.ParseFloat(f[1], 64); err == nil {
+					if u.FleetMs == nil {
+						u.FleetMs = map[string]float64{}
+					}
+					u.FleetMs[label] += ms
+				}
+			}
 		}
 	}
 	if ex.Status != "SUCCEEDED" {
