@@ -77,10 +77,11 @@ bench: tools $(STACKCTL) ## benchmarks: wrap cost; fleet throughput, per-functio
 	# with calls per renewal and the cost of 1,000 renewals. Then make
 	# execute's overhead over the execution itself.
 	$(GO) test -run '^$$' -bench 'FleetRun|MakeExecuteOverhead' -benchtime 2x -timeout 30m ./tests/bench/
-	# Pacing: 200 keys under a 4 requests/s KMS quota (PACING_RATE,
+	# KMS calls per key type and path (KMS stand-in); pacing: 200 keys
+	# under a 4 requests/s KMS quota (PACING_RATE,
 	# PACING_KEYS), on a second, paced stack; then the planner's pages at
 	# 500, 1,000 and 2,000 registered keys. Once each.
-	$(GO) test -run '^$$' -bench 'Pacing|Scale' -benchtime 1x -timeout 30m ./tests/bench/
+	$(GO) test -run '^$$' -bench 'CallsPerKeyType|Pacing|Scale' -benchtime 1x -timeout 30m ./tests/bench/
 
 build: $(addprefix build-,$(FUNCTIONS)) ## every function's bootstrap for linux/arm64 under build/<LogicalId>/
 

@@ -320,3 +320,5 @@ func say(format string, args ...any) {
 	}
 	fmt.Print(msg)
 }
+
+func faultproxyOps(m map[string]faultproxy.OpCount) []string { return faultproxy.Ops(m) }
