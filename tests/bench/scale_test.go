@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ import (
 const payloadLimit = 256 * 1024
 
 // scaleSizes are the registry sizes BenchmarkScale measures.
-var scaleSizes = []int{500, 1000, 2000}
+var scaleSizes = []int{500, 1000, 2000, 4000}
 
 // BenchmarkScale measures the fleet run's paging at 500, 1,000 and 2,000
 // registered keys. The keys added for it are not due (fleetkit.NotDueKeys),
@@ -45,6 +46,7 @@ func BenchmarkScale(b *testing.B) {
 		maxPage, maxDueItem int
 		u                   *usage
 		peakMB              float64
+		planCode            time.Duration
 	}
 	var rows []row
 	for i := 0; i < b.N; i++ {
@@ -64,12 +66,26 @@ func BenchmarkScale(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.StartTimer()
-			u, err := fleetRun(ctx, st, root, px, "")
-			b.StopTimer()
-			if err != nil {
-				b.Fatal(err)
+			if len(rows) == 0 {
+				// Warm the planner (a cold start would count for the first size only).
+				if _, err := fleetRun(ctx, st, root, px, ""); err != nil {
+					b.Fatal(err)
+				}
 			}
+			// Three runs; the one with the median paging time is reported
+			// (tens of milliseconds a page: noise on a shared machine).
+			var runs []*usage
+			b.StartTimer()
+			for j := 0; j < 3; j++ {
+				u, err := fleetRun(ctx, st, root, px, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				runs = append(runs, u)
+			}
+			b.StopTimer()
+			sort.Slice(runs, func(i, j int) bool { return paging(runs[i]) < paging(runs[j]) })
+			u := runs[1]
 			var stats struct {
 				Pages   int `json:"pages"`
 				Scanned int `json:"scanned"`
@@ -79,21 +95,23 @@ func BenchmarkScale(b *testing.B) {
 			if stats.Scanned != n || stats.Due != 0 {
 				b.Fatalf("fleet run over %d keys: scanned %d, due %d (want %d, 0): %s", n, stats.Scanned, stats.Due, n, u.Output)
 			}
+			t0 := time.Now()
 			maxRun, _, err := pageSizes(ctx, reg, time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}
+			planCode := time.Since(t0)
 			if maxDue >= payloadLimit || maxRun >= payloadLimit {
 				b.Errorf("%d keys: largest page payload %d bytes (every entry due: %d), limit %d", n, maxRun, maxDue, payloadLimit)
 			}
 			rows = append(rows, row{n: n, pages: stats.Pages, wall: u.Wall, maxPage: maxRun, maxDueItem: maxDue, u: u,
-				peakMB: float64(peakKB("PlannerFunction")) / 1024})
+				peakMB: float64(peakKB("PlannerFunction")) / 1024, planCode: planCode})
 			_ = dueItems
 		}
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "scale: fleet runs over registries of not-due keys (planner pages of 400, no rotation runs)\n")
-	fmt.Fprintf(&sb, "  %6s %5s %8s %10s %10s %10s %15s %11s %11s %8s %7s %11s %8s\n", "keys", "pages", "wall-s", "paging-ms", "PlanPage", "Map-ms", "page-bytes(due)", "transitions", "planner-ms", "GB-s", "RRU", "cost-$/run", "peak-MB")
+	fmt.Fprintf(&sb, "  %6s %5s %8s %10s %10s %10s %15s %11s %11s %8s %7s %11s %8s\n", "keys", "pages", "wall-s", "paging-ms", "PlanPage", "plan-code", "page-bytes(due)", "transitions", "planner-ms", "GB-s", "RRU", "cost-$/run", "peak-MB")
 	base := rows[0]
 	for _, r := range rows {
 		rr, _ := r.u.ddbUnits()
@@ -102,15 +120,15 @@ func BenchmarkScale(b *testing.B) {
 			cost += t.cost()
 		}
 		fmt.Fprintf(&sb, "  %6d %5d %8.2f %10.0f %10.0f %10.0f %7d(%6d) %11d %11.0f %8.4f %7.1f %11.7f %8.1f\n", r.n, r.pages, r.wall.Seconds(), paging(r.u),
-			r.u.FleetMs["PlanPage"], r.u.FleetMs["RenewDueKeys"], r.maxPage, r.maxDueItem,
+			r.u.FleetMs["PlanPage"], float64(r.planCode.Microseconds())/1000, r.maxPage, r.maxDueItem,
 			r.u.Transitions, r.u.GBSeconds["PlannerFunction"]*1024/128*1000, r.u.gbSeconds(), rr, cost, r.peakMB)
 		b.ReportMetric(r.wall.Seconds(), fmt.Sprintf("wall-s-%d", r.n))
 		b.ReportMetric(float64(r.maxDueItem), fmt.Sprintf("page-bytes-due-%d", r.n))
 		_ = base
 	}
 	last := rows[len(rows)-1]
-	fmt.Fprintf(&sb, "  growth %d -> %d keys (x%.0f): pages x%.2f, paging time x%.2f, transitions x%.2f, cost x%.2f; planner peak memory %.1f -> %.1f MB\n",
-		base.n, last.n, float64(last.n)/float64(base.n), float64(last.pages)/float64(base.pages), paging(last.u)/paging(base.u),
+	fmt.Fprintf(&sb, "  growth %d -> %d keys (x%.0f): pages x%.2f, paging time x%.2f, planner code x%.2f, transitions x%.2f, cost x%.2f; planner peak memory %.1f -> %.1f MB\n",
+		base.n, last.n, float64(last.n)/float64(base.n), float64(last.pages)/float64(base.pages), paging(last.u)/paging(base.u), last.planCode.Seconds()/base.planCode.Seconds(),
 		float64(last.u.Transitions)/float64(base.u.Transitions), runCost(last.u)/runCost(base.u), base.peakMB, last.peakMB)
 	fmt.Fprintf(&sb, "  largest page payload: %d bytes when every entry is due (limit %d: %.0f%%)\n", last.maxDueItem, payloadLimit, 100*float64(last.maxDueItem)/payloadLimit)
 	say("%s", sb.String())
