@@ -25,8 +25,8 @@ const payloadLimit = 256 * 1024
 // scaleSizes are the registry sizes BenchmarkScale measures.
 var scaleSizes = []int{500, 1000, 2000, 4000}
 
-// BenchmarkScale measures the fleet run's paging at 500, 1,000 and 2,000
-// registered keys. The keys added for it are not due (fleetkit.NotDueKeys),
+// BenchmarkScale measures the fleet run's paging at 500, 1,000, 2,000 and
+// 4,000 registered keys. The keys added for it are not due (fleetkit.NotDueKeys),
 // so no rotation runs: what is measured is the planner (its pages, each
 // page's payload, its peak memory) and the fleet state machine around it
 // (one Map per page), with its time and cost. Each page's payload is
