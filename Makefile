@@ -71,11 +71,17 @@ test-node:
 lint: ## cfn-lint on template.yaml (with the SAM transform)
 	cfn-lint template.yaml
 
-bench: tools $(STACKCTL) ## benchmarks: wrap cost; fleet throughput, per-function p50/p99, init, peak memory, bootstrap size; make execute's overhead
+bench: tools $(STACKCTL) ## benchmarks: wrap cost; fleet throughput, per-function p50/p99, init, peak memory, bootstrap size, calls per renewal, cost of 1,000 renewals; make execute's overhead; calls per key type; pacing under a KMS quota; scale (500-4,000 keys)
 	$(GO) test -run '^$$' -bench . -benchmem ./shared/... ./cmd/...
-	# The fleet benchmark runs on its own local stack; 2 runs of 50 keys.
-	# Then make execute's overhead over the execution itself.
-	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 30m ./tests/bench/
+	# The fleet benchmark runs on its own local stack; 2 runs of 50 keys,
+	# with calls per renewal and the cost of 1,000 renewals. Then make
+	# execute's overhead over the execution itself.
+	$(GO) test -run '^$$' -bench 'FleetRun|MakeExecuteOverhead' -benchtime 2x -timeout 30m ./tests/bench/
+	# KMS calls per key type and path (KMS stand-in); pacing: 200 keys
+	# under a 4 requests/s KMS quota (PACING_RATE,
+	# PACING_KEYS), on a second, paced stack; then the planner's pages at
+	# 500, 1,000, 2,000 and 4,000 registered keys. Once each.
+	$(GO) test -run '^$$' -bench 'CallsPerKeyType|Pacing|Scale' -benchtime 1x -timeout 30m ./tests/bench/
 
 build: $(addprefix build-,$(FUNCTIONS)) ## every function's bootstrap for linux/arm64 under build/<LogicalId>/
 

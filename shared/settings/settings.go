@@ -3,14 +3,10 @@
 package settings
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 )
@@ -42,8 +38,15 @@ type Settings struct {
 	AlertTopic string
 	// PlannerPageSize is how many registry entries one planner call reads.
 	PlannerPageSize int
-	// MaxConcurrency bounds the rotations a fleet run starts at once.
+	// MaxConcurrency bounds the rotations a fleet run starts at once:
+	// MAX_CONCURRENCY, lowered to what KMSRequestRate allows (pacing.go).
 	MaxConcurrency int
+	// KMSRequestRate is the rate (requests per second) of import calls
+	// (GetParametersForImport + ImportKeyMaterial) a fleet run may use.
+	KMSRequestRate float64
+	// RotationDuration is the estimated duration of one rotation, with
+	// which KMSRequestRate becomes a number of rotations at once.
+	RotationDuration time.Duration
 	// VerifyMaxChecks bounds the verify passes of one execution (a
 	// rotation completing in the background, eventually consistent reads).
 	VerifyMaxChecks int
@@ -110,6 +113,9 @@ func FromEnv() (Settings, error) {
 	if s.MaxConcurrency, err = integer("MAX_CONCURRENCY", 5, 1, 1000); err != nil {
 		return s, err
 	}
+	if err = pacing(&s); err != nil {
+		return s, err
+	}
 	if s.VerifyMaxChecks, err = integer("VERIFY_MAX_CHECKS", 60, 1, 1000); err != nil {
 		return s, err
 	}
@@ -139,15 +145,4 @@ func duration(name string, def time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("environment variable %s is %q; want a duration such as 10m, 720h or 30d", name, v)
 	}
 	return d, nil
-}
-
-// AWS loads the SDK configuration the standard way: region, credentials
-// and endpoints (AWS_ENDPOINT_URL_KMS and friends) come from the
-// environment, so the same binary talks to AWS or to local emulators.
-func AWS(ctx context.Context) (aws.Config, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return cfg, fmt.Errorf("loading AWS configuration: %w", err)
-	}
-	return cfg, nil
 }

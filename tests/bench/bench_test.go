@@ -2,7 +2,11 @@
 // throughput in keys per second, p50 and p99 duration of each function
 // (from the runtime emulator's REPORT lines), each function's init
 // duration and peak memory (VmHWM of its process), and each bootstrap's
-// size as built for Lambda (linux/arm64).
+// size as built for Lambda (linux/arm64); KMS, DynamoDB and Secrets
+// Manager calls per renewal counted at proxies and the estimated AWS cost
+// of 1,000 renewals (measure_test.go, cost_test.go); pacing under a KMS
+// request quota (pacing_test.go); the planner's pages at 500 to 2,000
+// registered keys (scale_test.go).
 package bench
 
 import (
@@ -31,6 +35,7 @@ import (
 var (
 	root string
 	st   *stack.Stack
+	px   *proxies
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -49,13 +54,21 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if px, err = startProxies(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer px.close()
+	// This stack is not paced (the emulators have no quota): 8 rotations at
+	// once. BenchmarkPacing starts its own, paced.
 	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Concurrency: 2,
-		FunctionEnv: map[string]map[string]string{"PlannerFunction": {"MAX_CONCURRENCY": "8"}}})
+		FunctionEnv: map[string]map[string]string{"Parameters": px.env(), "PlannerFunction": {"MAX_CONCURRENCY": "8", "KMS_REQUEST_RATE": "1000"}}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools`)\n", err)
 		return 1
 	}
 	defer st.Down()
+	px.target(st)
 	return m.Run()
 }
 
@@ -81,25 +94,61 @@ func register(b *testing.B, n int) {
 	}
 }
 
-// BenchmarkFleetRun renews 50 newly registered keys per iteration with
-// one run of the fleet state machine.
+// BenchmarkFleetRun renews 50 newly registered keys (symmetric, local-kms)
+// per iteration with one run of the fleet state machine, and reports the
+// calls each renewal made (counted at the proxies) and the estimated AWS
+// cost of 1,000 renewals.
 func BenchmarkFleetRun(b *testing.B) {
 	const keys = 50
 	var total time.Duration
+	var last *usage
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		register(b, keys)
 		b.StartTimer()
-		start := time.Now()
-		ex, err := st.Execute(context.Background(), root, []byte(`{}`), stack.ExecuteOptions{StateMachine: "FleetStateMachine"})
-		if err != nil || ex.Status != "SUCCEEDED" || ex.ChildExecutions["SUCCEEDED"] != keys {
-			b.Fatalf("fleet run: %v %+v", err, ex)
+		u, err := fleetRun(context.Background(), st, root, px, "")
+		if err != nil || u.Renewals != keys || u.Failed != 0 {
+			b.Fatalf("fleet run: %v; renewed %v of %d", err, u, keys)
 		}
-		total += time.Since(start)
+		total += u.Wall
+		last = u
+		measuredRotation = time.Duration(median(u.ChildMs) * float64(time.Millisecond))
 	}
 	b.ReportMetric(float64(keys*b.N)/total.Seconds(), "keys/s")
 	b.StopTimer()
 	reportFunctions(b)
+	reportUsage(b, "fleet run of 50 symmetric keys (local-kms), one material each, renewal path", last)
+}
+
+// reportUsage prints calls per renewal and the cost of 1,000 renewals.
+func reportUsage(b *testing.B, what string, u *usage) {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s: %d renewals, %d failed, wall %.1fs\n", what, u.Renewals, u.Failed, u.Wall.Seconds())
+	sb.WriteString(callTable("KMS calls per renewal", u.KMS, u.Renewals))
+	sb.WriteString(callTable("Secrets Manager calls per renewal", u.SM, u.Renewals))
+	sb.WriteString(callTable("DynamoDB requests per renewal", u.DDB, u.Renewals))
+	r, w := u.ddbUnits()
+	fmt.Fprintf(&sb, "  DynamoDB capacity per renewal: %s RRU, %s WRU (ConsumedCapacity from DynamoDB Local)\n", perRenewal(r, u.Renewals), perRenewal(w, u.Renewals))
+	fmt.Fprintf(&sb, "  Lambda per renewal: %s invocations, %s GB-s billed (%v); init %.0f ms in all\n", perRenewal(float64(u.invocations()), u.Renewals), perRenewal(u.gbSeconds(), u.Renewals), fmtMap(u.Invocations), u.InitMs)
+	fmt.Fprintf(&sb, "  Step Functions per renewal: %s state transitions (%v)\n", perRenewal(float64(u.Transitions), u.Renewals), fmtMap(u.TransitionsByMachine))
+	c, total := costReport(u, 1000)
+	sb.WriteString(c)
+	say("%s", sb.String())
+	b.ReportMetric(total, "$/1000-renewals")
+	b.ReportMetric(float64(u.kmsCalls())/float64(max(u.Renewals, 1)), "kms-calls/renewal")
+}
+
+func fmtMap[V int | float64](m map[string]V) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %v", strings.TrimSuffix(k, "Function"), m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 var (

@@ -274,7 +274,7 @@ var documented = map[string]struct {
 
 // checkPlan: the planner's documented response to a fresh run ({} or any
 // event that is not a page cursor): one page read, the keys due as
-// rotation inputs, MaxConcurrency from the template (default 5), and no
+// rotation inputs, the concurrency the template's defaults allow (1), and no
 // cursor (the registry fits in one page here).
 func checkPlan(t *testing.T, inv *invocation) {
 	t.Helper()
@@ -288,8 +288,10 @@ func checkPlan(t *testing.T, inv *invocation) {
 	if _, ok := inv.Response["next"]; ok {
 		t.Errorf("planner: a cursor after one small page: %s", inv.Raw)
 	}
-	if get(inv.Response, "maxConcurrency") != 5.0 {
-		t.Errorf("planner: maxConcurrency %v, want the template's MaxConcurrency default 5", get(inv.Response, "maxConcurrency"))
+	// The template's defaults: KmsRequestRate 1/s over 3 s rotations of 2
+	// import calls allows one rotation at a time (under MaxConcurrency 5).
+	if get(inv.Response, "maxConcurrency") != 1.0 {
+		t.Errorf("planner: maxConcurrency %v, want 1 (the template's KmsRequestRate default 1, shared/settings/pacing.go)", get(inv.Response, "maxConcurrency"))
 	}
 	num := func(k string) float64 { n, _ := get(inv.Response, "stats", k).(float64); return n }
 	if num("pages") != 1 || num("scanned") != num("due")+num("notDue")+num("ineligible") || num("due") != float64(len(items)) {

@@ -20,9 +20,7 @@ var productDims = map[string]string{"Service": "kms-reimport"}
 // pendingMetrics are product metrics the template already shows while the
 // code does not emit them yet. Once emitted, a pending metric is checked
 // like any other (and can leave this list).
-var pendingMetrics = map[string]string{
-	"KmsThrottled": "KMS calls answered with ThrottlingException (Count), emitted by the stages",
-}
+var pendingMetrics = map[string]string{}
 
 // metricUse is one metric an alarm or a widget names.
 type metricUse struct {

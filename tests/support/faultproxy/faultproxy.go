@@ -1,7 +1,10 @@
 // Package faultproxy is test support: a reverse proxy placed between the
 // functions and an emulator, that injects the faults AWS services really
 // produce: KMS's ThrottlingException (AWS JSON protocol, HTTP 400) for a
-// share of calls, or an outage during which connections are refused.
+// share of calls or past a request rate (a token bucket, as a request
+// quota), or an outage during which connections are refused. It counts
+// what passes per operation (X-Amz-Target), and for DynamoDB the capacity
+// units each request consumed (ratelimit.go, counts.go).
 package faultproxy
 
 import (
@@ -12,9 +15,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Proxy forwards to Target unless a fault applies.
@@ -49,6 +54,12 @@ type Proxy struct {
 	Throttled atomic.Int64
 	Dropped   atomic.Int64
 	seen      atomic.Int64
+
+	limit  *limiter // RateLimit
+	counts counts   // per operation (Counts)
+	// ConsumedCapacity asks DynamoDB for ReturnConsumedCapacity TOTAL on
+	// every data request and adds up what it answers (Capacity).
+	ConsumedCapacity atomic.Bool
 }
 
 // Start listens on a free loopback port, forwarding to target.
@@ -82,6 +93,9 @@ func (p *Proxy) SetTarget(target string) error {
 		w.WriteHeader(http.StatusBadGateway)
 	}
 	p.rp.ModifyResponse = func(resp *http.Response) error {
+		if op, ok := resp.Request.Context().Value(capacityKey{}).(string); ok {
+			p.readCapacity(op, resp)
+		}
 		if f := p.AfterForward; f != nil {
 			body, _ := resp.Request.Context().Value(bodyKey{}).([]byte)
 			f(resp.Request.Header.Get("X-Amz-Target"), body)
@@ -125,22 +139,42 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if n := p.ThrottleEvery.Load(); n > 0 && match && op != "" {
 		if p.seen.Add(1)%n == 0 {
-			p.Throttled.Add(1)
-			// As KMS answers (AWS JSON 1.1): the SDK maps it to a
-			// retryable ThrottlingException.
-			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-			w.Header().Set("X-Amzn-Requestid", "fault-proxy")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"__type":"ThrottlingException","message":"Rate exceeded"}`))
+			p.throttle(w, op, "Rate exceeded")
 			return
 		}
 	}
-	if p.AfterForward != nil && r.Body != nil {
+	if l := p.limiter(); l != nil && l.applies(op) && !l.take(time.Now()) {
+		p.throttle(w, op, "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.")
+		return
+	}
+	p.counts.forwarded(op, time.Now())
+	capacity := p.ConsumedCapacity.Load() && isDynamoDBData(op)
+	if (p.AfterForward != nil || capacity) && r.Body != nil {
 		b, _ := io.ReadAll(r.Body)
+		if capacity {
+			b = withConsumedCapacity(b)
+			r.ContentLength = int64(len(b))
+			r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		}
 		r.Body = io.NopCloser(bytes.NewReader(b))
 		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
 	}
+	if capacity {
+		r = r.WithContext(context.WithValue(r.Context(), capacityKey{}, op))
+	}
 	rp.ServeHTTP(w, r)
+}
+
+// throttle answers as KMS does when a request quota is exceeded (AWS JSON
+// 1.1, HTTP 400, __type ThrottlingException): the SDK maps it to a
+// retryable throttling error.
+func (p *Proxy) throttle(w http.ResponseWriter, op, msg string) {
+	p.Throttled.Add(1)
+	p.counts.throttled(op)
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.Header().Set("X-Amzn-Requestid", "fault-proxy")
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write([]byte(`{"__type":"ThrottlingException","message":"` + msg + `"}`))
 }
 
 type bodyKey struct{}

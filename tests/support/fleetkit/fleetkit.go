@@ -110,3 +110,35 @@ func (k *Kit) FleetRun(ctx context.Context, scale string) (*stack.Execution, err
 	}
 	return ex, nil
 }
+
+// NotDueKeys registers n entries that are not due (imported, valid for
+// another 60 days, renewed 14 days before expiry) under key ARNs that name
+// no KMS key: a fleet run pages through them and renews none, which is how
+// the scale benchmark measures the planner and the Map's pages without
+// n rotations. first numbers the ARNs, so calls can add to a registry.
+func NotDueKeys(ctx context.Context, reg *registry.Store, region, account string, first, n int) error {
+	validTo := time.Now().Add(60 * 24 * time.Hour).UTC().Truncate(time.Second)
+	done := time.Now().Add(-30 * 24 * time.Hour).UTC().Truncate(time.Second)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := first; i < first+n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			arn := fmt.Sprintf("arn:aws:kms:%s:%s:key/%08x-5ca1-4e00-8000-%012x", region, account, i, i)
+			errs <- reg.Put(ctx, registry.Entry{KeyARN: arn, SecretID: fmt.Sprintf("kms-reimport/scale-%05d", i), ValidFor: "2160h", RenewBefore: "336h",
+				WrappingKeySpec: "RSA_2048", CurrentValidTo: &validTo, LastSuccess: &done})
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
