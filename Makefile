@@ -24,7 +24,7 @@ fn_dir = ./functions/$(shell echo '$(1)' | sed -E 's/Function$$//; s/([a-z0-9])(
 STACKCTL := .local/bin/stackctl
 STACKCTL_SRCS := $(shell find . \( -path ./.git -o -path ./.local -o -path ./build -o -path ./tests -o -name node_modules \) -prune -o -name '*.go' ! -name '*_test.go' -print) go.mod go.sum
 
-.PHONY: help tools run stack-up stack-down execute invoke pipeline test test-go test-node lint bench build clean
+.PHONY: help tools run stack-up stack-down execute invoke pipeline test test-go test-node lint bench soak build clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
@@ -82,6 +82,9 @@ bench: tools $(STACKCTL) ## benchmarks: wrap cost; fleet throughput, per-functio
 	# PACING_KEYS), on a second, paced stack; then the planner's pages at
 	# 500, 1,000, 2,000 and 4,000 registered keys. Once each.
 	$(GO) test -run '^$$' -bench 'CallsPerKeyType|Pacing|Scale' -benchtime 1x -timeout 30m ./tests/bench/
+
+soak: tools ## soak: a fleet (SOAK_KEYS=200) renewed over SOAK_RUNS=3 fleet runs with random faults, then every invariant checked (long; not in make test)
+	$(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 60m ./tests/faults/
 
 build: $(addprefix build-,$(FUNCTIONS)) ## every function's bootstrap for linux/arm64 under build/<LogicalId>/
 

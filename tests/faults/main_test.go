@@ -95,7 +95,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func managedKeys(t *testing.T, n int, prefix string) []string {
+func managedKeys(t testing.TB, n int, prefix string) []string {
 	t.Helper()
 	arns, err := fleetkit.ManagedKeys(context.Background(), kit.Clients, n, prefix)
 	if err != nil {
@@ -104,14 +104,14 @@ func managedKeys(t *testing.T, n int, prefix string) []string {
 	return arns
 }
 
-func fleetRun(t *testing.T) *stack.Execution {
+func fleetRun(t testing.TB) *stack.Execution {
 	t.Helper()
 	return fleetRunScaled(t, "0.05")
 }
 
 // fleetRunScaled runs with Retry intervals scaled by scale ("1": the real
 // backoff of the definition).
-func fleetRunScaled(t *testing.T, scale string) *stack.Execution {
+func fleetRunScaled(t testing.TB, scale string) *stack.Execution {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -127,58 +127,74 @@ func fleetRunScaled(t *testing.T, scale string) *stack.Execution {
 // record per successful import and a named failure for every other record;
 // no token left holding its token bytes; no lease item left (read with
 // GetItem, so a lapsed lease counts too); the registry agreeing with KMS.
-func settled(t *testing.T, arns []string, wantSuccesses int) {
+func settled(t testing.TB, arns []string, wantSuccesses int) {
 	t.Helper()
+	v, err := violations(arns, wantSuccesses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range v {
+		t.Error(e)
+	}
+}
+
+// violations lists every broken invariant (see settled).
+func violations(arns []string, wantSuccesses int) ([]string, error) {
+	var out []string
 	ctx := context.Background()
 	for _, arn := range arns {
 		md, err := kc.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if md.KeyMetadata.KeyState != kmstypes.KeyStateEnabled || md.KeyMetadata.ValidTo == nil || time.Until(*md.KeyMetadata.ValidTo) < 2000*time.Hour {
-			t.Errorf("%s lost: %s ValidTo %v", arn, md.KeyMetadata.KeyState, md.KeyMetadata.ValidTo)
+			out = append(out, fmt.Sprintf("%s lost: %s ValidTo %v", arn, md.KeyMetadata.KeyState, md.KeyMetadata.ValidTo))
 			continue
 		}
 		recs, err := aud.List(ctx, arn)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ok := 0
+		perExecution := map[string]int{}
 		for _, r := range recs {
+			if perExecution[r.ExecutionID]++; perExecution[r.ExecutionID] == 2 {
+				out = append(out, fmt.Sprintf("%s: more than one import record for execution %s", arn, r.ExecutionID))
+			}
 			switch r.Outcome {
 			case records.ImportSucceeded:
 				ok++
 				if r.ValidTo == nil || r.Verification == "" {
-					t.Errorf("%s: success record without ValidTo or proof: %+v", arn, r)
+					out = append(out, fmt.Sprintf("%s: success record without ValidTo or proof: %+v", arn, r))
 				}
 			case records.ImportFailed:
 				if r.ErrorName == "" || r.Stage == "" {
-					t.Errorf("%s: failure record without error or stage: %+v", arn, r)
+					out = append(out, fmt.Sprintf("%s: failure record without error or stage: %+v", arn, r))
 				}
 			}
 		}
 		if wantSuccesses > 0 && ok != wantSuccesses {
-			t.Errorf("%s: %d success records, want %d (%+v)", arn, ok, wantSuccesses, recs)
+			out = append(out, fmt.Sprintf("%s: %d success records, want %d (%+v)", arn, ok, wantSuccesses, recs))
 		}
 		last := recs[len(recs)-1]
 		if last.Outcome != records.ImportSucceeded || !last.ValidTo.Equal(*md.KeyMetadata.ValidTo) {
-			t.Errorf("%s: latest import record does not match KMS: %+v vs %v", arn, last, md.KeyMetadata.ValidTo)
+			out = append(out, fmt.Sprintf("%s: latest import record does not match KMS: %+v vs %v", arn, last, md.KeyMetadata.ValidTo))
 		}
 		trs, err := toks.List(ctx, arn)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		for _, tr := range trs {
 			if tr.Status == records.TokenIssued || tr.Status == records.TokenWrapped || len(tr.ImportToken) > 0 || len(tr.EncryptedKeyMaterial) > 0 {
-				t.Errorf("%s: token %s left %s (token bytes: %d)", arn, tr.SK, tr.Status, len(tr.ImportToken))
+				out = append(out, fmt.Sprintf("%s: token %s left %s (token bytes: %d)", arn, tr.SK, tr.Status, len(tr.ImportToken)))
 			}
 		}
 		e, err := reg.Get(ctx, arn)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*md.KeyMetadata.ValidTo) {
-			t.Errorf("%s: registry ValidTo %v, KMS %v", arn, e.CurrentValidTo, md.KeyMetadata.ValidTo)
+			out = append(out, fmt.Sprintf("%s: registry ValidTo %v, KMS %v", arn, e.CurrentValidTo, md.KeyMetadata.ValidTo))
 		}
 		// No lease item at all (held or lapsed): read, not acquired.
 		got, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.Table, ConsistentRead: aws.Bool(true),
@@ -187,7 +203,7 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 				"sk": &ddbtypes.AttributeValueMemberS{Value: records.LeaseSK},
 			}})
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if len(got.Item) > 0 {
 			var owner, until string
@@ -197,14 +213,15 @@ func settled(t *testing.T, arns []string, wantSuccesses int) {
 			if v, ok := got.Item["leaseUntil"].(*ddbtypes.AttributeValueMemberN); ok {
 				until = v.Value
 			}
-			t.Errorf("%s: lease left behind, owner %s, leaseUntil %s (unix)", arn, owner, until)
+			out = append(out, fmt.Sprintf("%s: lease left behind, owner %s, leaseUntil %s (unix)", arn, owner, until))
 		}
 	}
+	return out, nil
 }
 
 var killMu sync.Mutex
 
-func kill(t *testing.T, logicalID string) int {
+func kill(t testing.TB, logicalID string) int {
 	killMu.Lock()
 	defer killMu.Unlock()
 	n := 0

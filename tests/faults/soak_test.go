@@ -1,0 +1,158 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+)
+
+// BenchmarkSoak renews a fleet over several fleet runs while faults are
+// injected at random: KMS throttling, import functions killed right after
+// ImportKeyMaterial, local-kms restarted mid-run, DynamoDB unavailable for
+// a moment, keys Disabled for a run and enabled again. A last run goes
+// without faults; then every invariant is checked against KMS and
+// DynamoDB. Long, so not in `make test`: run it with `make soak`
+// (SOAK_KEYS, default 200; SOAK_RUNS, default 3 runs with faults; SOAK_SEED).
+func BenchmarkSoak(b *testing.B) {
+	keys, runs := envInt("SOAK_KEYS", 200), envInt("SOAK_RUNS", 3)
+	seed := uint64(envInt("SOAK_SEED", int(time.Now().UnixNano()%1e9)))
+	rng := rand.New(rand.NewPCG(seed, 1))
+	ctx := context.Background()
+	b.Logf("soak: %d keys, %d runs with faults, seed %d", keys, runs, seed)
+	arns := managedKeys(b, keys, "soak")
+	var (
+		throttled, kills, restarts, dropped, disabled int64
+		killArmed                                      atomic.Int32
+		killed                                         atomic.Int64
+	)
+	kmsProxy.AfterForward = func(op string, _ []byte) {
+		if strings.HasSuffix(op, ".ImportKeyMaterial") && killArmed.Add(-1) >= 0 {
+			killed.Add(int64(kill(b, "ImportMaterialFunction")))
+		}
+	}
+	defer func() {
+		kmsProxy.AfterForward = nil
+		kmsProxy.ThrottleEvery.Store(0)
+		dbProx.Down.Store(false)
+	}()
+	start := time.Now()
+	for run := 1; run <= runs+1; run++ {
+		faulty := run <= runs
+		makeDue(b, arns)
+		var off []string
+		if faulty {
+			// A few keys Disabled for this run (blocked, then renewed once
+			// enabled again).
+			for i := 0; i < 1+keys/50; i++ {
+				a := arns[rng.IntN(len(arns))]
+				if _, err := kc.DisableKey(ctx, &kms.DisableKeyInput{KeyId: &a}); err == nil {
+					off = append(off, a)
+				}
+			}
+			disabled += int64(len(off))
+			kmsProxy.ThrottleEvery.Store(int64(3 + rng.IntN(8)))
+			killArmed.Store(int32(1 + rng.IntN(3)))
+		}
+		before := kmsProxy.Throttled.Load()
+		droppedBefore := dbProx.Dropped.Load()
+		done := make(chan struct{})
+		if faulty {
+			go func(restart bool, at, blip time.Duration) {
+				defer close(done)
+				time.Sleep(at)
+				if restart {
+					if err := st.Restart(stack.KMSLocal); err == nil {
+						atomic.AddInt64(&restarts, 1)
+					}
+				}
+				time.Sleep(blip)
+				dbProx.Down.Store(true)
+				time.Sleep(time.Second)
+				dbProx.Down.Store(false)
+			}(rng.IntN(2) == 0, time.Duration(500+rng.IntN(3000))*time.Millisecond, time.Duration(rng.IntN(3000))*time.Millisecond)
+		} else {
+			close(done)
+			kmsProxy.ThrottleEvery.Store(0)
+			killArmed.Store(0)
+		}
+		ex := fleetRun(b)
+		<-done
+		throttled += kmsProxy.Throttled.Load() - before
+		dropped += dbProx.Dropped.Load() - droppedBefore
+		b.Logf("run %d (%s): child executions %v", run, map[bool]string{true: "faults", false: "clean"}[faulty], ex.ChildExecutions)
+		for _, a := range off {
+			if _, err := kc.EnableKey(ctx, &kms.EnableKeyInput{KeyId: &a}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	kills = killed.Load()
+	failures := 0
+	for _, a := range arns {
+		recs, err := aud.List(ctx, a)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Outcome == records.ImportFailed {
+				failures++
+			}
+		}
+	}
+	v, err := violations(arns, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("soak: %d keys, %d fleet runs (+1 clean) in %s, seed %d\n", keys, runs, time.Since(start).Round(time.Second), seed)
+	fmt.Printf("soak: faults injected: %d throttled KMS answers, %d function processes killed, %d local-kms restarts, %d DynamoDB requests dropped, %d keys disabled for a run\n",
+		throttled, kills, restarts, dropped, disabled)
+	fmt.Printf("soak: failures recorded: %d; invariant violations: %d\n", failures, len(v))
+	for _, e := range v {
+		b.Error(e)
+	}
+	b.ReportMetric(float64(len(v)), "violations")
+	b.ReportMetric(float64(failures), "failures-recorded")
+}
+
+// makeDue marks every key due, as time passing would: its registry entry's
+// current ValidTo is moved to now (the planner renews what expires within
+// its renewBefore).
+func makeDue(b *testing.B, arns []string) {
+	b.Helper()
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for _, a := range arns {
+		_, err := db.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{TableName: &st.Table,
+			Key: map[string]ddbtypes.AttributeValue{
+				"pk": &ddbtypes.AttributeValueMemberS{Value: registry.PK},
+				"sk": &ddbtypes.AttributeValueMemberS{Value: "KEY#" + a},
+			},
+			UpdateExpression:          aws.String("SET currentValidTo = :now"),
+			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":now": &ddbtypes.AttributeValueMemberS{Value: now}},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
