@@ -23,9 +23,9 @@ const (
 	// KeyNotEligible: the key cannot take an import (origin, state, spec,
 	// custom key store). Not retried.
 	KeyNotEligible = "KeyNotEligible"
-	// KeyNotReady: the key is in a passing state (Creating, Updating,
-	// Unavailable) or KMS refused with a passing KMSInvalidStateException.
-	// Retried with backoff; a fleet run tries it again next time.
+	// KeyNotReady: the key (or a replica) is in a passing state
+	// (Creating, Updating, Unavailable). Retried with backoff; a fleet run
+	// tries it again next time, and the key is never blocked for it.
 	KeyNotReady = "KeyNotReady"
 	// SecretNotFound: the secret or the pinned version does not exist.
 	SecretNotFound = "SecretNotFound"

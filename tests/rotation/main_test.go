@@ -4,9 +4,10 @@
 // end to end through the state machine on a local stack: the KMS stand-in
 // (tests/support/kmsstandin) answers for the primary Region, which is
 // where ImportType/KeyMaterialId, ListKeyRotations, RotateKeyOnDemand and
-// multi-Region topology live; one local-kms per replica Region
-// (eu-west-1, eu-west-3) holds each replica key and takes the imports
-// fanned out to it. See docs/rotation.md.
+// multi-Region topology live; the stand-in also serves each replica Region
+// (eu-west-1, eu-west-3) on an endpoint of its own, where ReplicateKey
+// makes the replica keys that take the imports fanned out to them. See
+// docs/rotation.md.
 package rotation
 
 import (
@@ -40,7 +41,7 @@ var (
 	kc   *kms.Client
 	sm   *secretsmanager.Client
 	db   *dynamodb.Client
-	// replica Regions, each a local-kms
+	// replica Regions, each served by the stand-in on its own endpoint
 	replicaRegions = []string{"eu-west-1", "eu-west-3"}
 )
 

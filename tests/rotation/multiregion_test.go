@@ -151,8 +151,8 @@ func replicaState(t *testing.T, region, arn string) *types.KeyMetadata {
 
 // TestMultiRegionFanOutAndReplicaDueAlone: the first import of a
 // multi-Region key goes to the primary (stand-in, eu-west-2) and the same
-// material to each replica (a local-kms in eu-west-1 and one in
-// eu-west-3), each through the client of its Region. Then one replica is
+// material to each replica (eu-west-1 and eu-west-3, on the stand-in's
+// endpoints for those Regions), each through the client of its Region. Then one replica is
 // due before the primary: the planner renews it alone.
 func TestMultiRegionFanOutAndReplicaDueAlone(t *testing.T) {
 	primary, replicas := mrk(t)

@@ -93,7 +93,7 @@ type Stack struct {
 	DynamoDB  string            `json:"dynamodb"`
 	Secrets   string            `json:"secretsmanager"`
 	Functions map[string]string `json:"functions"` // logical id -> invoke URL
-	// RegionKMS is the local-kms of each replica Region (Options.ReplicaRegions).
+	// RegionKMS is the KMS endpoint of each replica Region (Options.ReplicaRegions).
 	RegionKMS map[string]string `json:"regionKms,omitempty"`
 	// Pools lists every emulator of a function (Options.Concurrency).
 	Pools map[string][]string `json:"pools,omitempty"`
