@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -33,6 +34,10 @@ func firstImport(t *testing.T, arn, name string) string {
 	return *rots[0].KeyMaterialId
 }
 
+// polls matches the verify stage's reads while it waits for KMS: how many
+// passes a rotation takes depends on timing, not on the product.
+const polls = "(?:(?:GetKeyRotationStatus|ListKeyRotations|DescribeKey),)+"
+
 func imports(reqs []kmsstandin.Request) []map[string]any {
 	var out []map[string]any
 	for _, r := range reqs {
@@ -54,13 +59,13 @@ func TestRotationGenerated(t *testing.T) {
 
 	r := execute(t, arn, map[string]any{"keyId": arn, "secretId": name, "validTo": valid.Format(time.RFC3339), "rotate": true, "generateMaterial": true})
 	mustSucceed(t, r)
-	want := "DescribeKey,ListKeyRotations," +
+	want := "^DescribeKey,ListKeyRotations," +
 		"GetParametersForImport,ImportKeyMaterial," + // the existing material, renewed
 		"GetParametersForImport,ImportKeyMaterial," + // the new one
 		"GetKeyRotationStatus,ListKeyRotations,RotateKeyOnDemand," + // started, not finished:
-		"GetKeyRotationStatus,ListKeyRotations," + // polled (after Waits) until KMS finishes it
-		"DescribeKey,ListKeyRotations,Encrypt,Decrypt"
-	if got := ops(r.reqs); got != want {
+		"GetKeyRotationStatus," + polls + // polled (after Waits) until KMS finishes it and reads show it
+		"Encrypt,Decrypt$"
+	if got := ops(r.reqs); !regexp.MustCompile(want).MatchString(got) {
 		t.Fatalf("KMS requests\n %s\nwant\n %s", got, want)
 	}
 	imp := imports(r.reqs)
@@ -241,8 +246,8 @@ func TestResumeAfterFailureBeforeRotate(t *testing.T) {
 
 	r = execute(t, arn, map[string]any{"keyId": arn, "secretId": name, "validFor": "720h", "rotate": true, "generateMaterial": true})
 	mustSucceed(t, r)
-	want := "DescribeKey,ListKeyRotations,GetKeyRotationStatus,ListKeyRotations,RotateKeyOnDemand,GetKeyRotationStatus,ListKeyRotations,DescribeKey,ListKeyRotations,Encrypt,Decrypt"
-	if got := ops(r.reqs); got != want {
+	want := "^DescribeKey,ListKeyRotations,GetKeyRotationStatus,ListKeyRotations,RotateKeyOnDemand,GetKeyRotationStatus," + polls + "Encrypt,Decrypt$"
+	if got := ops(r.reqs); !regexp.MustCompile(want).MatchString(got) {
 		t.Fatalf("resumed run: KMS requests\n %s\nwant\n %s", got, want)
 	}
 	if v := versionIDs(t, name); len(v) != len(versions) {

@@ -160,7 +160,10 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 	api := st.home(k.ARN)
 	var o observed
 	if p.Rotate && !p.Rotated {
-		if waiting, err := st.rotate(ctx, api, k.ARN, s.Execution.ID, p); err != nil || waiting != "" {
+		// The list that shows the rotation done is the one checked below:
+		// no second ListKeyRotations on that pass.
+		waiting, err := st.rotate(ctx, api, k.ARN, s.Execution.ID, p, &o.rots)
+		if err != nil || waiting != "" {
 			return o, waiting, err
 		}
 	}
@@ -169,7 +172,7 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 		return o, "", err
 	}
 	o.md = md
-	if p.Listed || kmsaccess.ListsMaterials(md) {
+	if o.rots == nil && (p.Listed || kmsaccess.ListsMaterials(md)) {
 		if o.rots, err = kmsaccess.ListMaterials(ctx, api, k.ARN); err != nil {
 			return o, "", err
 		}
@@ -211,7 +214,7 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 // rotate makes the plan's new material current: RotateKeyOnDemand once
 // (unless an earlier execution started it), then, on each pass, whether
 // KMS has finished: RotateKeyOnDemand only starts a rotation.
-func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn, execID string, p *flow.Plan) (string, error) {
+func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn, execID string, p *flow.Plan, listed *[]types.RotationsListEntry) (string, error) {
 	log := telemetry.Logger(ctx)
 	if p.NewMaterialID == "" {
 		return "", flow.Errorf(flow.VerificationFailed, "no new key material was imported into %s, nothing to rotate to", arn)
@@ -244,7 +247,7 @@ func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn, execID stri
 			p.RotationStartedAt = &t
 			log.Info("new material already current: rotated by an earlier execution", "keyMaterialId", flow.ShortID(p.NewMaterialID))
 		}
-		p.Rotated = true
+		p.Rotated, *listed = true, rots
 		return "", nil
 	case p.RotationStartedAt != nil:
 		// Started, not running, not yet listed as current: a stale read.
