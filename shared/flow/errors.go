@@ -4,12 +4,19 @@
 package flow
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"regexp"
 	"strings"
+	"syscall"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Error names the state machine branches on. They are part of the public
@@ -167,14 +174,22 @@ func FromAWS(err error, fallback, format string, args ...any) error {
 	return Wrap(fallback, err, format, args...)
 }
 
+// isNetwork recognises, by type, failures of the network or of the SDK's
+// retrying that trying again later can fix: the request never got an
+// answer, the connection broke, a deadline passed, or the SDK gave up
+// after its attempts or its retry quota.
 func isNetwork(err error) bool {
-	s := err.Error()
-	for _, m := range []string{"connection refused", "connection reset", "i/o timeout", "EOF", "deadline exceeded", "no such host", "retry quota exceeded", "exceeded maximum number of attempts"} {
-		if strings.Contains(s, m) {
-			return true
-		}
-	}
-	return false
+	var (
+		op       *net.OpError
+		dns      *net.DNSError
+		send     *smithyhttp.RequestSendError
+		attempts *retry.MaxAttemptsError
+		quota    ratelimit.QuotaExceededError
+	)
+	return errors.As(err, &op) || errors.As(err, &dns) || errors.As(err, &send) ||
+		errors.As(err, &attempts) || errors.As(err, &quota) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // longOpaque matches runs that look like encoded binary (base64 or hex):

@@ -1,12 +1,19 @@
 package flow
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 func TestNameOf(t *testing.T) {
@@ -22,7 +29,13 @@ func TestNameOf(t *testing.T) {
 		{FromAWS(&smithy.GenericAPIError{Code: "KMSInternalException"}, KeyNotEligible, "x"), AWSTransient},
 		{FromAWS(&smithy.GenericAPIError{Code: "ProvisionedThroughputExceededException"}, Internal, "x"), AWSTransient},
 		{FromAWS(&smithy.GenericAPIError{Code: "AccessDeniedException"}, KeyNotEligible, "x"), KeyNotEligible},
-		{FromAWS(errors.New("dial tcp: connection refused"), Internal, "x"), AWSTransient},
+		{FromAWS(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, Internal, "x"), AWSTransient},
+		{FromAWS(fmt.Errorf("operation error KMS: %w", &smithyhttp.RequestSendError{Err: io.ErrUnexpectedEOF}), Internal, "x"), AWSTransient},
+		{FromAWS(&retry.MaxAttemptsError{Attempt: 3, Err: errors.New("x")}, Internal, "x"), AWSTransient},
+		{FromAWS(ratelimit.QuotaExceededError{Available: 0, Requested: 5}, Internal, "x"), AWSTransient},
+		{FromAWS(fmt.Errorf("waiting: %w", context.DeadlineExceeded), Internal, "x"), AWSTransient},
+		// A message that merely mentions a network word is not a network error.
+		{FromAWS(errors.New("secret says: connection refused"), Internal, "x"), Internal},
 	}
 	for _, c := range cases {
 		if got := NameOf(c.err); got != c.want {
