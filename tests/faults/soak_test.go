@@ -37,8 +37,8 @@ func BenchmarkSoak(b *testing.B) {
 	arns := managedKeys(b, keys, "soak")
 	var (
 		throttled, kills, restarts, dropped, disabled int64
-		killArmed                                      atomic.Int32
-		killed                                         atomic.Int64
+		killArmed                                     atomic.Int32
+		killed                                        atomic.Int64
 	)
 	kmsProxy.AfterForward = func(op string, _ []byte) {
 		if strings.HasSuffix(op, ".ImportKeyMaterial") && killArmed.Add(-1) >= 0 {
