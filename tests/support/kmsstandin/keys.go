@@ -213,6 +213,21 @@ func (s *Server) resolve(id string) (*key, *apiError) {
 	return k, nil
 }
 
+// keyOf decodes a request that names only a key (KeyId), resolves it and
+// logs its ARN.
+func (s *Server) keyOf(body []byte, e *Request) (*key, *apiError) {
+	var in keyIDIn
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolveKeyOnly(in.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	e.KeyARN = k.arn
+	return k, nil
+}
+
 // resolveKeyOnly is resolve for operations that take no alias.
 func (s *Server) resolveKeyOnly(id string) (*key, *apiError) {
 	if strings.HasPrefix(id, "alias/") || strings.Contains(id, ":alias/") {
@@ -570,15 +585,10 @@ func (s *Server) disableKey(body []byte, e *Request) (any, *apiError) {
 }
 
 func (s *Server) setEnabled(body []byte, e *Request, on bool) (any, *apiError) {
-	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.keyOf(body, e)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	switch st := s.state(k); st {
 	case "Enabled", "Disabled":
 	default:
@@ -619,15 +629,10 @@ func (s *Server) scheduleKeyDeletion(body []byte, e *Request) (any, *apiError) {
 }
 
 func (s *Server) cancelKeyDeletion(body []byte, e *Request) (any, *apiError) {
-	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.keyOf(body, e)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if k.deletion == nil {
 		return nil, errf(codeInvalidState, "%s is not pending deletion.", k.arn)
 	}

@@ -82,15 +82,10 @@ func (s *Server) listKeyRotations(body []byte, e *Request) (any, *apiError) {
 // in PENDING_ROTATION, including material still
 // PENDING_MULTI_REGION_IMPORT_AND_ROTATION).
 func (s *Server) rotateKeyOnDemand(body []byte, e *Request) (any, *apiError) {
-	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.keyOf(body, e)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if k.info().class != "symmetric" {
 		return nil, errf(codeUnsupported, "%s is %s: on-demand rotation is supported only on symmetric encryption keys.", k.arn, k.spec)
 	}
@@ -175,15 +170,10 @@ func (s *Server) completeRotation(k *key, at time.Time) {
 // is there while an on-demand rotation is in progress (on a replica: its
 // primary's).
 func (s *Server) getKeyRotationStatus(body []byte, e *Request) (any, *apiError) {
-	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.keyOf(body, e)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if k.info().class != "symmetric" {
 		return nil, errf(codeUnsupported, "%s is %s: key rotation is supported only on symmetric encryption keys.", k.arn, k.spec)
 	}
