@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -36,9 +37,9 @@ func BenchmarkSoak(b *testing.B) {
 	b.Logf("soak: %d keys, %d runs with faults, seed %d", keys, runs, seed)
 	arns := managedKeys(b, keys, "soak")
 	var (
-		throttled, kills, restarts, dropped, disabled int64
-		killArmed                                     atomic.Int32
-		killed                                        atomic.Int64
+		throttled, kills, restarts, dropped, disabled, aborted int64
+		killArmed                                              atomic.Int32
+		killed                                                 atomic.Int64
 	)
 	kmsProxy.AfterForward = func(op string, _ []byte) {
 		if strings.HasSuffix(op, ".ImportKeyMaterial") && killArmed.Add(-1) >= 0 {
@@ -90,6 +91,9 @@ func BenchmarkSoak(b *testing.B) {
 			kmsProxy.ThrottleEvery.Store(0)
 			killArmed.Store(0)
 		}
+		if faulty && abortOne(b, arns[rng.IntN(len(arns))], run, time.Duration(200+rng.IntN(600))*time.Millisecond) {
+			aborted++
+		}
 		ex := fleetRun(b)
 		<-done
 		throttled += kmsProxy.Throttled.Load() - before
@@ -102,7 +106,7 @@ func BenchmarkSoak(b *testing.B) {
 		}
 	}
 	kills = killed.Load()
-	failures := 0
+	failures, abortsRecorded := 0, int64(0)
 	for _, a := range arns {
 		recs, err := aud.List(ctx, a)
 		if err != nil {
@@ -111,6 +115,9 @@ func BenchmarkSoak(b *testing.B) {
 		for _, r := range recs {
 			if r.Outcome == records.ImportFailed {
 				failures++
+				if r.ErrorName == "States.Aborted" {
+					abortsRecorded++
+				}
 			}
 		}
 	}
@@ -118,15 +125,56 @@ func BenchmarkSoak(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if abortsRecorded != aborted {
+		v = append(v, fmt.Sprintf("%d executions aborted, %d recorded as States.Aborted", aborted, abortsRecorded))
+	}
 	fmt.Printf("soak: %d keys, %d fleet runs (+1 clean) in %s, seed %d\n", keys, runs, time.Since(start).Round(time.Second), seed)
-	fmt.Printf("soak: faults injected: %d throttled KMS answers, %d function processes killed, %d local-kms restarts, %d DynamoDB requests dropped, %d keys disabled for a run\n",
-		throttled, kills, restarts, dropped, disabled)
+	fmt.Printf("soak: faults injected: %d throttled KMS answers, %d function processes killed, %d local-kms restarts, %d DynamoDB requests dropped, %d keys disabled for a run, %d executions aborted\n",
+		throttled, kills, restarts, dropped, disabled, aborted)
 	fmt.Printf("soak: failures recorded: %d; invariant violations: %d\n", failures, len(v))
 	for _, e := range v {
 		b.Error(e)
 	}
 	b.ReportMetric(float64(len(v)), "violations")
 	b.ReportMetric(float64(failures), "failures-recorded")
+}
+
+// abortOne starts a rotation of arn and stops it after d, as StopExecution
+// would (the local runner is killed; a Lambda already invoked runs to its
+// end, as in AWS); then EventBridge's status change for the ABORTED
+// execution reaches RecordFailureFunction, as template.yaml's rule routes
+// it. It reports whether the execution was still running when stopped.
+func abortOne(b *testing.B, arn string, run int, d time.Duration) bool {
+	b.Helper()
+	e, err := reg.Get(context.Background(), arn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	input, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": e.SecretID, "validFor": "2160h", "register": false})
+	name := fmt.Sprintf("soak-abort-%d-%d", run, time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	start := time.Now()
+	_, err = st.Execute(ctx, root, input, stack.ExecuteOptions{Name: name, WaitScale: "0.05"})
+	cancel()
+	if err == nil {
+		return false // it finished first: nothing to abort
+	}
+	time.Sleep(2 * time.Second) // the Lambda invoked before the stop ends
+	ev, _ := json.Marshal(map[string]any{
+		"version": "0", "id": name, "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+		"account": stack.Account, "region": stack.Region, "time": time.Now().UTC().Format(time.RFC3339),
+		"detail": map[string]any{
+			"executionArn":    fmt.Sprintf("arn:aws:states:%s:%s:execution:RotationStateMachine:%s", stack.Region, stack.Account, name),
+			"stateMachineArn": fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:RotationStateMachine", stack.Region, stack.Account),
+			"name":            name, "status": "ABORTED", "startDate": start.UnixMilli(), "stopDate": time.Now().UnixMilli(),
+			"input": string(input), "inputDetails": map[string]any{"included": true},
+		},
+	})
+	out, fnErr, err := st.Invoke(context.Background(), "RecordFailureFunction", ev)
+	if err != nil || fnErr {
+		b.Fatalf("record-failure on the ABORTED execution %s: %v %s", name, err, out)
+	}
+	return true
 }
 
 // makeDue marks every key due, as time passing would: its registry entry's
