@@ -75,7 +75,7 @@ type Entry struct {
 	GenerateMaterial bool       `dynamodbav:"generateMaterial,omitempty"`
 	LastRotation     *time.Time `dynamodbav:"lastRotation,omitempty"`
 	// Materials is how many key materials the key held after the last
-	// success (0: not known, the single-material path).
+	// success (0: not known: KMS names no materials for the key, say an HMAC or asymmetric key).
 	Materials int `dynamodbav:"materials,omitempty"`
 	// Replicas of a multi-Region primary, with their own ValidTo: each
 	// expires independently and is renewed when due.

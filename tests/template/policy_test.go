@@ -239,7 +239,7 @@ var (
 	rsaKeySpecs        = []string{"RSA_2048", "RSA_3072", "RSA_4096"}
 )
 
-// The encryption context the verify stage sends (shared/verification).
+// The encryption context the verify stage sends (shared/stages/verifyimport).
 const (
 	verificationPurpose = "kms-reimport verification"
 	executionPattern    = "arn:aws:states:" + region + ":" + account + ":execution:*"
