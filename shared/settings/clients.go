@@ -2,7 +2,6 @@ package settings
 
 import (
 	"context"
-	"log/slog"
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -12,6 +11,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
 // Clients are the SDK clients and stores a function uses, built once at
@@ -34,7 +34,10 @@ type Clients struct {
 func MustInit(fn string) *Clients {
 	c, err := Init(context.Background())
 	if err != nil {
-		slog.Error("configuration", "function", fn, "error", err.Error())
+		// A JSON line with level and timestamp, as Lambda's log-level
+		// filtering reads it (the default slog handler writes plain text,
+		// which Lambda reads as INFO).
+		telemetry.NewLogger(fn).Error("configuration", "error", err.Error())
 		os.Exit(1)
 	}
 	return c

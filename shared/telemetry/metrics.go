@@ -88,8 +88,8 @@ func Emit(dims map[string]string, ms ...Metric) {
 	// Lambda uses a line's level only with a valid RFC 3339 timestamp
 	// ("If you don't supply a valid timestamp, Lambda will assign the log
 	// the level INFO"): "timestamp" as in the guide's example.
-	doc["level"] = MetricLevel
-	doc["timestamp"] = now.UTC().Format(time.RFC3339Nano)
+	doc[LevelKey] = MetricLevel
+	doc[TimestampKey] = now.UTC().Format(time.RFC3339Nano)
 	doc["msg"] = MetricMessage
 	doc["_aws"] = map[string]any{
 		"Timestamp": now.UnixMilli(),

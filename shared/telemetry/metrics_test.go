@@ -6,35 +6,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/kms-reimport/kms-reimport/tests/support/lambdalog"
 )
-
-// lambdaLevel is the level Lambda's log-level filtering gives a JSON line
-// (Lambda developer guide, "Log-level filtering"): its "level", matched
-// without regard to case; INFO when the level is missing or invalid, or the
-// timestamp is not valid RFC 3339.
-func lambdaLevel(line []byte) string {
-	var doc map[string]any
-	if json.Unmarshal(line, &doc) != nil {
-		return "INFO"
-	}
-	lvl, _ := doc["level"].(string)
-	ts, _ := doc["timestamp"].(string)
-	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
-		return "INFO"
-	}
-	if !slices.Contains(LambdaLogLevels, strings.ToUpper(lvl)) {
-		return "INFO"
-	}
-	return strings.ToUpper(lvl)
-}
-
-// lambdaKeeps: a function set to applicationLevel sends the line on.
-func lambdaKeeps(line []byte, applicationLevel string) bool {
-	return slices.Index(LambdaLogLevels, lambdaLevel(line)) >= slices.Index(LambdaLogLevels, applicationLevel)
-}
 
 // checkEMF validates one line against the embedded metric format
 // specification: a JSON object whose _aws holds an integer Timestamp (ms)
@@ -132,7 +108,7 @@ func TestEmitIsLevelledEMF(t *testing.T) {
 		if ms != ts.UnixMilli() {
 			t.Fatalf("_aws.Timestamp %d and timestamp %s differ", ms, ts)
 		}
-		if got := lambdaLevel(line); got != MetricLevel {
+		if got := lambdalog.Level(line); got != MetricLevel {
 			t.Fatalf("Lambda reads level %s, want %s", got, MetricLevel)
 		}
 	}
@@ -170,10 +146,10 @@ func TestMetricLevelSurvivesFiltering(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.level, func(t *testing.T) {
-			if got := lambdaKeeps(line, c.level); got != c.keeps {
+			if got := lambdalog.Keeps(line, c.level); got != c.keeps {
 				t.Errorf("ApplicationLogLevel %s: metric line kept %v, want %v (%s)", c.level, got, c.keeps, line)
 			}
-			if got := lambdaKeeps(unlevelled, c.level); got != c.keepsNoLevel {
+			if got := lambdalog.Keeps(unlevelled, c.level); got != c.keepsNoLevel {
 				t.Errorf("ApplicationLogLevel %s: a line without level kept %v, want %v", c.level, got, c.keepsNoLevel)
 			}
 		})
