@@ -106,7 +106,8 @@ type alarmSpec struct {
 var alarmSpecs = map[string]alarmSpec{
 	"RotationFailuresAlarm":           {productNamespace, "RotationFailures", "Sum", "", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 	"KeyNearExpiryAlarm":              {productNamespace, "FewestDaysLeft", "Minimum", "", 86400, 7, "LessThanThreshold", "notBreaching"},
-	"FleetRunMissingAlarm":            {productNamespace, "FleetRuns", "Sum", "", 86400, 1, "LessThanThreshold", "breaching"},
+	// Metric math over hourly points (alarm_test.go: fleetRunMissing).
+	"FleetRunMissingAlarm":            {productNamespace, "FleetRuns", "Sum", "", 3600, 1, "LessThanThreshold", "breaching"},
 	"FleetRunFailedAlarm":             {"AWS/States", "ExecutionsFailed", "Sum", "FleetStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 	"RotationExecutionsFailedAlarm":   {"AWS/States", "ExecutionsFailed", "Sum", "RotationStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 	"RotationExecutionsTimedOutAlarm": {"AWS/States", "ExecutionsTimedOut", "Sum", "RotationStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
@@ -184,15 +185,16 @@ func TestNotifications(t *testing.T) {
 				if fmt.Sprint(ap["AlarmActions"]) != "["+topic+"]" {
 					t.Errorf("%s: AlarmActions %v, want [%s]", id, ap["AlarmActions"], topic)
 				}
-				dims := dimsOf(ap["Dimensions"])
-				mc.check(t, metricUse{where: "alarm " + id, namespace: fmt.Sprint(ap["Namespace"]), name: fmt.Sprint(ap["MetricName"]), dims: dims})
+				am := alarmMetricOf(ap)
+				dims := am.dims
+				mc.check(t, metricUse{where: "alarm " + id, namespace: am.namespace, name: am.name, dims: dims})
 				spec, ok := alarmSpecs[id]
 				if !ok {
 					t.Errorf("alarm %s has no expectation in alarmSpecs: add it (metric, statistic, threshold, missing data)", id)
 					continue
 				}
-				got := alarmSpec{fmt.Sprint(ap["Namespace"]), fmt.Sprint(ap["MetricName"]), fmt.Sprint(ap["Statistic"]), "",
-					num(ap["Period"]), num(ap["Threshold"]), fmt.Sprint(ap["ComparisonOperator"]), fmt.Sprint(ap["TreatMissingData"])}
+				got := alarmSpec{am.namespace, am.name, am.stat, "",
+					am.period, num(ap["Threshold"]), fmt.Sprint(ap["ComparisonOperator"]), fmt.Sprint(ap["TreatMissingData"])}
 				switch spec.namespace {
 				case "AWS/States":
 					got.target = mc.stateMachines[dims["StateMachineArn"]]
@@ -202,8 +204,8 @@ func TestNotifications(t *testing.T) {
 				if got != spec {
 					t.Errorf("%s:\n  %+v\nwant\n  %+v", id, got, spec)
 				}
-				if num(ap["EvaluationPeriods"]) != 1 {
-					t.Errorf("%s: EvaluationPeriods %v, want 1", id, ap["EvaluationPeriods"])
+				if want := evaluationPeriods(id); num(ap["EvaluationPeriods"]) != want {
+					t.Errorf("%s: EvaluationPeriods %v, want %v", id, ap["EvaluationPeriods"], want)
 				}
 				if !strings.Contains(string(doc), "`"+id+"`") {
 					t.Errorf("alarm %s is not described in docs/deploy.md", id)
