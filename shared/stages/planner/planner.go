@@ -94,6 +94,21 @@ const (
 	MaxCauseLen    = 300
 )
 
+// MaxPageBytes bounds a page (the State the planner returns, JSON), half
+// of Step Functions' 256 KiB payload limit for a state's input or output
+// (SFN guide, "Service quotas"): a page over the limit fails the fleet run
+// with States.DataLimitExceeded, which no Catch can catch ("States.ALL ...
+// cannot catch States.DataLimitExceeded", SFN guide, "Handling errors").
+// A page stops before the entry that would take it past MaxPageBytes and
+// the next page starts at that entry; the half left over is headroom for
+// what Step Functions adds (the Map's input is the page itself).
+// statsSlack is room kept for the stats a page adds to (counts, reasons,
+// the fewest-days key).
+const (
+	MaxPageBytes = 128 << 10
+	statsSlack   = 4 << 10
+)
+
 // Stage plans one page.
 type Stage struct {
 	Registry       *registry.Store
@@ -142,7 +157,13 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 		st.Reasons = map[string]int{}
 	}
 	log := telemetry.Logger(ctx)
-	for _, e := range page.Entries {
+	budget := newPageBudget(out)
+	for i, e := range page.Entries {
+		if i > 0 && !budget.fits(entryBytes(e, now, p.Report, len(st.BlockedKeys))) {
+			// The rest of the registry page goes to the next page.
+			out.Next = page.Entries[i-1].SK
+			break
+		}
 		st.Scanned++
 		first := e.Earliest()
 		if first != nil {
@@ -163,19 +184,14 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 		out.Items = append(out.Items, it)
 		if b := e.Block(); b != nil {
 			st.Blocked++
-			bk := BlockedKey{KeyARN: e.KeyARN, Block: *b}
-			if first != nil {
-				v, d := first.ValidTo, registry.DaysLeft(first.ValidTo, now)
-				bk.ValidTo, bk.DaysLeft = &v, &d
-			}
+			bk := blockedKey(e, *b, now)
 			log.Warn("blocked key planned again", "keyArn", e.KeyARN, "error", b.Error, "cause", b.Cause, "daysLeft", deref(bk.DaysLeft))
-			if !p.Report {
-				if len(st.BlockedKeys) >= MaxBlockedKeys {
-					continue
+			if listed(p.Report, len(st.BlockedKeys)) {
+				if !p.Report {
+					bk.Cause = clip(bk.Cause, MaxCauseLen)
 				}
-				bk.Cause = clip(bk.Cause, MaxCauseLen)
+				st.BlockedKeys = append(st.BlockedKeys, bk)
 			}
-			st.BlockedKeys = append(st.BlockedKeys, bk)
 		}
 	}
 	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "more", out.Next != "")
@@ -186,6 +202,59 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 			"fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey)
 	}
 	return out, nil
+}
+
+// blockedKey is how Stats lists blocked key e.
+func blockedKey(e registry.Entry, b registry.Block, now time.Time) BlockedKey {
+	bk := BlockedKey{KeyARN: e.KeyARN, Block: b}
+	if first := e.Earliest(); first != nil {
+		v, d := first.ValidTo, registry.DaysLeft(first.ValidTo, now)
+		bk.ValidTo, bk.DaysLeft = &v, &d
+	}
+	return bk
+}
+
+// listed: a blocked key is listed in Stats.BlockedKeys (all of them in a
+// report, up to MaxBlockedKeys in a fleet run).
+func listed(report bool, already int) bool {
+	return report || already < MaxBlockedKeys
+}
+
+// pageBudget counts the bytes of a page as it is built.
+type pageBudget struct{ used int }
+
+func newPageBudget(s State) *pageBudget {
+	b, _ := json.Marshal(s)
+	return &pageBudget{used: len(b) + statsSlack}
+}
+
+// fits adds n bytes unless they would take the page past MaxPageBytes.
+func (b *pageBudget) fits(n int) bool {
+	if b.used+n > MaxPageBytes {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+// entryBytes is what planning e adds to a page, encoded: its item (and
+// the comma before it) when it is due, and its entry in the blocked-key
+// list when it is listed there.
+func entryBytes(e registry.Entry, now time.Time, report bool, blockedListed int) int {
+	if due, _ := e.IsDue(now); !due {
+		return 0
+	}
+	it, _ := json.Marshal(ItemAt(e, now))
+	n := len(it) + 1
+	if b := e.Block(); b != nil && listed(report, blockedListed) {
+		bk := blockedKey(e, *b, now)
+		if !report {
+			bk.Cause = clip(bk.Cause, MaxCauseLen)
+		}
+		j, _ := json.Marshal(bk)
+		n += len(j) + 1
+	}
+	return n
 }
 
 // ImportItems is how many imports renewing e with it takes, counted as
