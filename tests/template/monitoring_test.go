@@ -104,8 +104,8 @@ type alarmSpec struct {
 }
 
 var alarmSpecs = map[string]alarmSpec{
-	"RotationFailuresAlarm":           {productNamespace, "RotationFailures", "Sum", "", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
-	"KeyNearExpiryAlarm":              {productNamespace, "FewestDaysLeft", "Minimum", "", 86400, 7, "LessThanThreshold", "notBreaching"},
+	"RotationFailuresAlarm": {productNamespace, "RotationFailures", "Sum", "", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
+	"KeyNearExpiryAlarm":    {productNamespace, "FewestDaysLeft", "Minimum", "", 86400, 7, "LessThanThreshold", "notBreaching"},
 	// Metric math over hourly points (alarm_test.go: fleetRunMissing).
 	"FleetRunMissingAlarm":            {productNamespace, "FleetRuns", "Sum", "", 3600, 1, "LessThanThreshold", "breaching"},
 	"FleetRunFailedAlarm":             {"AWS/States", "ExecutionsFailed", "Sum", "FleetStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
