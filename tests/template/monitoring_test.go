@@ -104,10 +104,9 @@ type alarmSpec struct {
 }
 
 var alarmSpecs = map[string]alarmSpec{
-	"RotationFailuresAlarm": {productNamespace, "RotationFailures", "Sum", "", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
-	"KeyNearExpiryAlarm":    {productNamespace, "FewestDaysLeft", "Minimum", "", 86400, 7, "LessThanThreshold", "notBreaching"},
-	// Metric math over hourly points (alarm_test.go: fleetRunMissing).
-	"FleetRunMissingAlarm":            {productNamespace, "FleetRuns", "Sum", "", 3600, 1, "LessThanThreshold", "breaching"},
+	"RotationFailuresAlarm":           {productNamespace, "RotationFailures", "Sum", "", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
+	"KeyNearExpiryAlarm":              {productNamespace, "FewestDaysLeft", "Minimum", "", 86400, 7, "LessThanThreshold", "notBreaching"},
+	"FleetRunMissingAlarm":            {productNamespace, "FleetRuns", "Sum", "", 3600, 1, "LessThanThreshold", "breaching"}, // metric math: missingrun_test.go
 	"FleetRunFailedAlarm":             {"AWS/States", "ExecutionsFailed", "Sum", "FleetStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 	"RotationExecutionsFailedAlarm":   {"AWS/States", "ExecutionsFailed", "Sum", "RotationStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 	"RotationExecutionsTimedOutAlarm": {"AWS/States", "ExecutionsTimedOut", "Sum", "RotationStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
