@@ -159,8 +159,9 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	log := telemetry.Logger(ctx)
 	budget := newPageBudget(out)
 	for i, e := range page.Entries {
-		if i > 0 && !budget.fits(entryBytes(e, now, p.Report, len(st.BlockedKeys))) {
-			// The rest of the registry page goes to the next page.
+		if i > 0 && !p.Report && !budget.fits(entryBytes(e, now, p.Report, len(st.BlockedKeys))) {
+			// The rest of the registry page goes to the next page (a
+			// report is no state: it lists every blocked key whole).
 			out.Next = page.Entries[i-1].SK
 			break
 		}
