@@ -21,7 +21,7 @@ BIN="$TOOLS/bin"
 STAMPS="$TOOLS/stamps"
 SFN_DIR="$ROOT/infra/local/sfn"
 
-# Pinned versions (see shared/kms-import-facts.md).
+# Pinned versions (the README lists them: "What the first run installs").
 LOCAL_KMS_MOD="github.com/nsmithuk/local-kms"
 LOCAL_KMS_VER="v0.0.0-20260228092603-2a5e92d09ab6"
 RIE_MOD="github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
