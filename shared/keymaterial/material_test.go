@@ -425,6 +425,10 @@ func TestFromFileEncodings(t *testing.T) {
 				if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err = %v, want %q", err, c.err)
 				}
+				// Only the ambiguous file is ErrAmbiguous: callers branch on it.
+				if got, want := errors.Is(err, ErrAmbiguous), c.err == "ambiguous"; got != want {
+					t.Errorf("errors.Is(err, ErrAmbiguous) = %v, want %v (err = %v)", got, want, err)
+				}
 				assertNoLeak(t, err, c.data, key, hmac, p8)
 				return
 			}

@@ -80,8 +80,7 @@ func TestValidate(t *testing.T) {
 // is read, changed and written back.
 func TestReadableCoversTheRegistry(t *testing.T) {
 	typ := reflect.TypeOf(Entry{})
-	var walk func(reflect.Type)
-	walk = func(t2 reflect.Type) {
+	walk := func(t2 reflect.Type) {
 		for t2.Kind() == reflect.Pointer || t2.Kind() == reflect.Slice || t2.Kind() == reflect.Map {
 			t2 = t2.Elem()
 		}

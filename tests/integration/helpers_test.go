@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -183,19 +182,6 @@ func mustFail(t *testing.T, ex *stack.Execution, errName string) {
 	if ex.Error != errName {
 		t.Fatalf("execution failed with %s (%s), want %s", ex.Error, ex.Cause, errName)
 	}
-}
-
-func readLogs(t *testing.T) string {
-	t.Helper()
-	var sb strings.Builder
-	for _, name := range []string{"FetchParametersFunction", "WrapMaterialFunction", "ImportMaterialFunction", "VerifyImportFunction", "RecordFailureFunction"} {
-		b, err := os.ReadFile(st.LogPath(name))
-		if err != nil {
-			t.Fatalf("log of %s: %v", name, err)
-		}
-		sb.Write(b)
-	}
-	return sb.String()
 }
 
 func materialSecretString(t *testing.T, material []byte) string {

@@ -17,7 +17,7 @@ import (
 )
 
 // local-kms supports RSA_2048 wrapping keys only; other specs are proven in
-// shared/wrap against OpenSSL and end to end on the KMS stand-in.
+// shared/wrapping against OpenSSL and end to end on the KMS stand-in.
 const spec = "RSA_2048"
 
 func TestFirstImportThenRenewal(t *testing.T) {

@@ -37,7 +37,7 @@ func seedTools(t *testing.T, root string) string {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range []string{"bin/local-kms", "bin/aws-lambda-rie", "dynamodb", "node22"} {
+	for _, p := range []string{"bin/local-kms", "bin/aws-lambda-rie", "bin/staticcheck", "dynamodb", "node22"} {
 		if _, err := os.Stat(filepath.Join(real, p)); err != nil {
 			t.Fatalf("%s is not installed: run `make tools` first (%v)", filepath.Join(real, p), err)
 		}
@@ -179,7 +179,7 @@ func oneFailure(t *testing.T, r result) string {
 		t.Errorf("make tools took %s to fail: pip should give up at once (PIP_RETRIES=0)", r.took)
 	}
 	// Nothing else failed: the seeded tools were found.
-	for _, ok := range []string{"local-kms: cached", "aws-lambda-rie: cached", "dynamodb-local: cached", "node22: cached"} {
+	for _, ok := range []string{"local-kms: cached", "aws-lambda-rie: cached", "staticcheck: cached", "dynamodb-local: cached", "node22: cached"} {
 		if !strings.Contains(r.stdout, ok) {
 			t.Errorf("stdout lacks %q: the seeded tools directory was not used", ok)
 		}

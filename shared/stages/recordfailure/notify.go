@@ -23,7 +23,7 @@ type Publisher interface {
 var advice = map[string]string{
 	flow.InvalidInput:              "Fix the execution input (or the registry entry) named in the cause and start the rotation again.",
 	flow.KeyNotFound:               "The key no longer exists or the alias is wrong. Deregister it (kms-reimport deregister) or correct the registry entry.",
-	flow.KeyNotEligible:            "The key cannot take an import in its current state (disabled, pending deletion, not EXTERNAL). Enable it or cancel its deletion, then register it again; the planner skips it until then.",
+	flow.KeyNotEligible:            "The key cannot take an import in its current state (disabled, pending deletion, not EXTERNAL). Enable it or cancel its deletion: the key stays registered, every fleet run tries it again, and the first run after the fix renews it; or deregister it (kms-reimport deregister).",
 	flow.SecretNotFound:            "The secret or its version is missing. Restore it in Secrets Manager: without the same material the key cannot be renewed.",
 	flow.InvalidSecret:             "The secret does not hold usable material for this key. Put the original key material back in the secret.",
 	flow.UnsupportedWrapping:       "Choose a wrapping algorithm and spec KMS accepts for this key type (see the README).",

@@ -109,7 +109,8 @@ func unwrapLocally(t *testing.T, priv *rsa.PrivateKey, alg string, enc []byte) [
 	}
 	switch {
 	case alg == "RSAES_PKCS1_V1_5":
-		out, err := rsa.DecryptPKCS1v15(nil, priv, enc) //nolint:staticcheck // checking the legacy opt-in
+		//lint:ignore SA1019 checking the legacy opt-in's output
+		out, err := rsa.DecryptPKCS1v15(nil, priv, enc)
 		if err != nil {
 			t.Fatal(err)
 		}

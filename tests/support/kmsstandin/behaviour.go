@@ -34,9 +34,10 @@ const (
 // (The zero value picks the default.)
 const Off time.Duration = -1
 
-// Environment variables the command (cmd/kms-standin) reads with
-// EnvOptions. Durations are Go durations ("1.5s", "200ms"); "0" turns the
-// behaviour off; unset or empty keeps the default.
+// Environment variables the command
+// (tests/support/kmsstandin/cmd/kms-standin) reads with EnvOptions.
+// Durations are Go durations ("1.5s", "200ms"); "0" turns the behaviour
+// off; unset or empty keeps the default.
 const (
 	EnvRotationDelay        = "KMS_STANDIN_ROTATION_DELAY"
 	EnvStaleReadWindow      = "KMS_STANDIN_STALE_READ_WINDOW"

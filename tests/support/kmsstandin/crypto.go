@@ -365,8 +365,8 @@ func (s *Server) decrypt(body []byte, e *Request) (any, *apiError) {
 	if len(b) < 1+n+32+12+16 {
 		return nil, bad
 	}
-	blobKey, mid, nonce, ct := string(b[1:1+n]), hex.EncodeToString(b[1+n:1+n+32]), b[1+n+32:1+n+32+12], b[1+n+32+12:]
-	owner, ok := s.keys[blobKey]
+	mid, nonce, ct := hex.EncodeToString(b[1+n:1+n+32]), b[1+n+32:1+n+32+12], b[1+n+32+12:]
+	owner, ok := s.keys[string(b[1:1+n])]
 	if !ok {
 		return nil, bad
 	}
