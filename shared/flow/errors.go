@@ -97,11 +97,13 @@ const (
 
 // Error is an error with a stable name. Its message is safe to log and to
 // put in a state payload: callers never build one from key material or an
-// import token.
+// import token. Facts, when set, are what a check established about the
+// key (facts.go): decisions read them, never the message.
 type Error struct {
-	Name string
-	Msg  string
-	Err  error
+	Name  string
+	Msg   string
+	Err   error
+	Facts *Facts
 }
 
 func (e *Error) Error() string {
