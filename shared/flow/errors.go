@@ -25,10 +25,12 @@ import (
 const (
 	// InvalidInput: the execution input or event is malformed. Not retried.
 	InvalidInput = "InvalidInput"
-	// KeyNotFound: KMS has no such key (or alias). Not retried.
+	// KeyNotFound: KMS has no such key (or alias). Facts: notFound. Not
+	// retried.
 	KeyNotFound = "KeyNotFound"
 	// KeyNotEligible: the key cannot take an import (origin, state, spec,
-	// custom key store). Not retried.
+	// custom key store, a replica), or KMS refused an import call. Always
+	// with facts (facts.go) naming the check. Not retried.
 	KeyNotEligible = "KeyNotEligible"
 	// KeyNotReady: the key (or a replica) is in a passing state
 	// (Creating, Updating, Unavailable). Retried with backoff; a fleet run

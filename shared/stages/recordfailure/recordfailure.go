@@ -1,6 +1,8 @@
-// Package recordfailure is the stage every Catch leads to: it writes the failed
-// import record (error name, sanitized cause, stage, execution), abandons
-// an unused token, and passes the error on to the Fail state.
+// Package recordfailure is the stage every Catch leads to: it reads the
+// failure's facts from the cause (flow.ParseCause), gives the failure to
+// the registry (which decides whether the key is blocked), writes the
+// failed import record (error name, sanitized message, stage, execution),
+// abandons unused tokens, and passes the error on to the Fail state.
 package recordfailure
 
 import (
