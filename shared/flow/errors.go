@@ -25,10 +25,12 @@ import (
 const (
 	// InvalidInput: the execution input or event is malformed. Not retried.
 	InvalidInput = "InvalidInput"
-	// KeyNotFound: KMS has no such key (or alias). Not retried.
+	// KeyNotFound: KMS has no such key (or alias). Facts: notFound. Not
+	// retried.
 	KeyNotFound = "KeyNotFound"
 	// KeyNotEligible: the key cannot take an import (origin, state, spec,
-	// custom key store). Not retried.
+	// custom key store, a replica), or KMS refused an import call. Always
+	// with facts (facts.go) naming the check. Not retried.
 	KeyNotEligible = "KeyNotEligible"
 	// KeyNotReady: the key (or a replica) is in a passing state
 	// (Creating, Updating, Unavailable). Retried with backoff; a fleet run
@@ -97,11 +99,13 @@ const (
 
 // Error is an error with a stable name. Its message is safe to log and to
 // put in a state payload: callers never build one from key material or an
-// import token.
+// import token. Facts, when set, are what a check established about the
+// key (facts.go): decisions read them, never the message.
 type Error struct {
-	Name string
-	Msg  string
-	Err  error
+	Name  string
+	Msg   string
+	Err   error
+	Facts *Facts
 }
 
 func (e *Error) Error() string {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
@@ -87,7 +88,8 @@ func Describe(ctx context.Context, api Describer, keyID string) (*types.KeyMetad
 	if err != nil {
 		var nf *types.NotFoundException
 		if errors.As(err, &nf) {
-			return nil, flow.Wrap(flow.KeyNotFound, err, "KMS key %q not found", keyID)
+			f := flow.Facts{Check: flow.CheckNotFound, KeyARN: keyID, Region: RegionOf(keyID)}
+			return nil, f.Wrap(flow.KeyNotFound, err, "KMS key %q not found", keyID)
 		}
 		return nil, flow.FromAWS(err, flow.Internal, "DescribeKey %q", keyID)
 	}
@@ -95,6 +97,16 @@ func Describe(ctx context.Context, api Describer, keyID string) (*types.KeyMetad
 		return nil, flow.Errorf(flow.Internal, "DescribeKey %q returned no metadata", keyID)
 	}
 	return out.KeyMetadata, nil
+}
+
+// Describing describes keys through the per-Region clients of a Regional:
+// the form a stage that only reads a key's metadata declares.
+type Describing struct{ Regional }
+
+// Describe is Describe through the client of region ("" is the
+// function's own).
+func (d Describing) Describe(ctx context.Context, region, keyID string) (*types.KeyMetadata, error) {
+	return Describe(ctx, d.In(region), keyID)
 }
 
 // PassingStates are key states KMS leaves by itself: a key in one is
@@ -105,25 +117,94 @@ var PassingStates = []types.KeyState{types.KeyStateCreating, types.KeyStateUpdat
 // waiting for its first (or expired) material, or a live key being renewed.
 var ImportableStates = []types.KeyState{types.KeyStatePendingImport, types.KeyStateEnabled}
 
-// CheckImportable refuses keys that cannot take an import, naming why.
+// CheckImportable refuses keys that cannot take an import, naming why in
+// words and in facts (flow.Facts: the check that failed and DescribeKey's
+// values), which decide whether the key is blocked.
 func CheckImportable(md *types.KeyMetadata) error {
 	arn := *md.Arn
-	if md.Origin != types.OriginTypeExternal {
-		return flow.Errorf(flow.KeyNotEligible, "key %s has origin %s; only keys with origin EXTERNAL take imported key material", arn, md.Origin)
-	}
-	if md.CustomKeyStoreId != nil {
-		return flow.Errorf(flow.KeyNotEligible, "key %s is in custom key store %s; KMS cannot import material into a custom key store", arn, *md.CustomKeyStoreId)
-	}
-	if slices.Contains(PassingStates, md.KeyState) {
-		return flow.Errorf(flow.KeyNotReady, "key %s is in state %s, which passes; an import is done in states %s", arn, md.KeyState, joinStates(ImportableStates))
-	}
-	if !slices.Contains(ImportableStates, md.KeyState) {
-		return flow.Errorf(flow.KeyNotEligible, "key %s is in state %s; an import is done only in states %s (enable a Disabled key, cancel a pending deletion first)", arn, md.KeyState, joinStates(ImportableStates))
+	f := factsOf(md)
+	switch {
+	case md.Origin != types.OriginTypeExternal:
+		f.Check = flow.CheckOrigin
+		return f.Errorf(flow.KeyNotEligible, "key %s has origin %s; only keys with origin EXTERNAL take imported key material", arn, md.Origin)
+	case md.CustomKeyStoreId != nil:
+		f.Check = flow.CheckCustomKeyStore
+		return f.Errorf(flow.KeyNotEligible, "key %s is in custom key store %s; KMS cannot import material into a custom key store", arn, *md.CustomKeyStoreId)
+	case slices.Contains(PassingStates, md.KeyState):
+		f.Check = flow.CheckKeyState
+		return f.Errorf(flow.KeyNotReady, "key %s is in state %s, which passes; an import is done in states %s", arn, md.KeyState, joinStates(ImportableStates))
+	case !slices.Contains(ImportableStates, md.KeyState):
+		f.Check = flow.CheckKeyState
+		return f.Errorf(flow.KeyNotEligible, "key %s is in state %s; an import is done only in states %s (enable a Disabled key, cancel a pending deletion first)", arn, md.KeyState, joinStates(ImportableStates))
 	}
 	if supported := keymaterial.SupportedKeySpecs(); !slices.Contains(supported, md.KeySpec) {
-		return flow.Errorf(flow.KeyNotEligible, "key %s has key spec %s; supported: %s", arn, md.KeySpec, joinSpecs(supported))
+		f.Check = flow.CheckKeySpec
+		return f.Errorf(flow.KeyNotEligible, "key %s has key spec %s; supported: %s", arn, md.KeySpec, joinSpecs(supported))
 	}
 	return nil
+}
+
+// CheckReplica refuses a replica of primary that cannot take an import: a
+// passing state is KeyNotReady; another origin than EXTERNAL or a state
+// outside ImportableStates is KeyNotEligible. A replica has its primary's
+// key spec; origin and state are its own.
+func CheckReplica(md *types.KeyMetadata, primary string) error {
+	arn := *md.Arn
+	f := factsOf(md)
+	f.PrimaryKeyARN = primary
+	switch {
+	case md.Origin != types.OriginTypeExternal:
+		f.Check = flow.CheckOrigin
+	case slices.Contains(PassingStates, md.KeyState):
+		f.Check = flow.CheckKeyState
+		return f.Errorf(flow.KeyNotReady, "replica %s of %s is in state %s, which passes", arn, primary, md.KeyState)
+	case !slices.Contains(ImportableStates, md.KeyState):
+		f.Check = flow.CheckKeyState
+	default:
+		return nil
+	}
+	return f.Errorf(flow.KeyNotEligible, "replica %s of %s has origin %s and state %s; an import needs origin EXTERNAL and state %s", arn, primary, md.Origin, md.KeyState, joinStates(ImportableStates))
+}
+
+// NotPrimary refuses a key that is a multi-Region replica: the product
+// renews a primary, and its replicas with it.
+func NotPrimary(md *types.KeyMetadata, primary string) error {
+	f := factsOf(md)
+	f.Check, f.PrimaryKeyARN = flow.CheckReplicaNotPrimary, primary
+	return f.Errorf(flow.KeyNotEligible, "key %s is a multi-Region replica: run kms-reimport on its primary key %s, which imports into every replica", *md.Arn, primary)
+}
+
+// Refused names KMS's refusal of an import call (op) on the key arn, by
+// the type of KMS's exception: NotFoundException is the check notFound;
+// KMSInvalidStateException and UnsupportedOperationException are
+// kmsRefused with the exception's code (record-failure then asks
+// DescribeKey for the key's state). All are KeyNotEligible. Any other
+// error is nil: the caller names it.
+func Refused(op, arn string, err error) error {
+	var (
+		nf *types.NotFoundException
+		is *types.KMSInvalidStateException
+		uo *types.UnsupportedOperationException
+	)
+	f := flow.Facts{Check: flow.CheckKMSRefused, KeyARN: arn, Region: RegionOf(arn), Operation: op}
+	switch {
+	case errors.As(err, &nf):
+		f.Check, f.KMSError = flow.CheckNotFound, nf.ErrorCode()
+	case errors.As(err, &is):
+		f.KMSError = is.ErrorCode()
+	case errors.As(err, &uo):
+		f.KMSError = uo.ErrorCode()
+	default:
+		return nil
+	}
+	return f.Wrap(flow.KeyNotEligible, err, "%s for %s", op, arn)
+}
+
+// factsOf is what DescribeKey's metadata says about the key.
+func factsOf(md *types.KeyMetadata) flow.Facts {
+	arn := aws.ToString(md.Arn)
+	return flow.Facts{KeyARN: arn, Region: RegionOf(arn), KeyState: string(md.KeyState), Origin: string(md.Origin),
+		KeySpec: string(md.KeySpec), CustomKeyStoreID: aws.ToString(md.CustomKeyStoreId)}
 }
 
 func joinStates(s []types.KeyState) string {

@@ -41,7 +41,7 @@ func Handler[In, Out any](fn string, stage func(context.Context, In) (Out, error
 		ctx = telemetry.WithLogger(ctx, log)
 		out, err := stage(ctx, in)
 		if err != nil {
-			log.Error("stage failed", "error", flow.NameOf(err), "cause", flow.Sanitize(err.Error()))
+			log.Error("stage failed", "error", flow.NameOf(err), "cause", flow.Sanitize(err.Error()), "facts", flow.FactsOf(err))
 			return out, toLambda(err)
 		}
 		log.Info("stage done")
@@ -57,9 +57,12 @@ func describeJSONError(err error) string {
 	return "malformed JSON"
 }
 
-// toLambda makes the runtime report errorType = the stable error name.
+// toLambda makes the runtime report errorType = the stable error name and
+// errorMessage = the sanitized message, followed by the error's facts as
+// JSON (flow.EncodeCause): Step Functions passes both on as the Catch's
+// Error and Cause, and record-failure decodes the facts.
 func toLambda(err error) error {
-	return messages.InvokeResponse_Error{Type: flow.NameOf(err), Message: flow.Sanitize(err.Error())}
+	return messages.InvokeResponse_Error{Type: flow.NameOf(err), Message: flow.EncodeCause(flow.Sanitize(err.Error()), flow.FactsOf(err))}
 }
 
 // Start runs stage as this process's Lambda handler.

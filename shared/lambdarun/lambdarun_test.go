@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -53,6 +54,37 @@ func TestHandler(t *testing.T) {
 		}
 		if c.wantNot != "" && strings.Contains(ie.Message, c.wantNot) {
 			t.Errorf("%s: the error message %q carries %q", c.event, ie.Message, c.wantNot)
+		}
+	}
+}
+
+// TestFactsInErrorMessage: an error's facts follow its sanitized message
+// in errorMessage (flow.EncodeCause), whole even when the message is cut
+// to its limit; an error without facts has the message alone.
+func TestFactsInErrorMessage(t *testing.T) {
+	facts := flow.Facts{Check: flow.CheckKeyState, KeyARN: "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", KeyState: "PendingDeletion"}
+	for name, c := range map[string]struct {
+		err   error
+		facts *flow.Facts
+	}{
+		"facts":             {facts.Errorf(flow.KeyNotEligible, "key is in state PendingDeletion"), &facts},
+		"long message":      {facts.Errorf(flow.KeyNotEligible, "%s", strings.Repeat("word ", 400)), &facts},
+		"wrapped by %w":     {fmt.Errorf("outer: %w", facts.Errorf(flow.KeyNotEligible, "inner")), &facts},
+		"no facts":          {flow.Errorf(flow.IncorrectKeyMaterial, "wrong material"), nil},
+		"not a named error": {errors.New("plain"), nil},
+	} {
+		h := Handler("test", func(context.Context, flow.State) (flow.State, error) { return flow.State{}, c.err })
+		_, err := h(context.Background(), json.RawMessage(`{}`))
+		var ie messages.InvokeResponse_Error
+		if !errors.As(err, &ie) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		msg, got := flow.ParseCause(ie.Message)
+		if (got == nil) != (c.facts == nil) || (got != nil && *got != *c.facts) {
+			t.Errorf("%s: facts %+v, want %+v", name, got, c.facts)
+		}
+		if msg != flow.Sanitize(c.err.Error()) {
+			t.Errorf("%s: message %q, want the sanitized error", name, msg)
 		}
 	}
 }

@@ -2,82 +2,104 @@ package registry
 
 import (
 	"math"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 )
 
-// PassingKeyStates are the KMS key states a key leaves by itself: a key
-// being created, a multi-Region key being updated, a key whose custom key
-// store is disconnected. A rotation refused for one of them is retried by
-// the next run, and the key is not blocked.
-var PassingKeyStates = func() []string {
-	out := make([]string, len(kmsaccess.PassingStates))
-	for i, st := range kmsaccess.PassingStates {
-		out[i] = string(st)
-	}
-	return out
-}()
+// Effect is what a failed rotation does to the key's status.
+type Effect int
 
-var (
-	// What kmsaccess.CheckImportable and the fetch stage's replica check
-	// say about the key: "key … has origin AWS_KMS; …", "key … is in
-	// state Disabled; …", "replica … has origin EXTERNAL and state
-	// Creating; …".
-	originRe = regexp.MustCompile(`\bhas origin ([A-Za-z_]+)`)
-	stateRe  = regexp.MustCompile(`\b(?:is in|and) state ([A-Za-z]+)`)
-	// KMS's own words for a state no retry fixes, in a
-	// KMSInvalidStateException ("… is pending deletion.", "… is
-	// disabled."; the stand-in says "… is PendingDeletion and …").
-	blockingStateRe = regexp.MustCompile(`(?i)pending\s*(?:replica\s*)?deletion|disabled`)
+const (
+	// Keeps: the failure tells nothing about the key (AWS throttled or
+	// failed, a bug, a Lambda or an execution that timed out or was
+	// stopped, a refusal whose key state is not known); the status stays
+	// as it was, a blocked key stays blocked.
+	Keeps Effect = iota
+	// Clears: the key is not blocked: the failure got past KMS's checks,
+	// or the key is in a state KMS leaves by itself; the key is active.
+	Clears
+	// Blocks: only a change to the key (or to its registration) fixes
+	// it; the key is reported blocked until it is renewed.
+	Blocks
 )
 
-const invalidState = "KMSInvalidStateException"
-
-// BlockingFailure says whether a rotation failure with this error name and
-// cause blocks the key: only a change to the key (or to its registration)
-// fixes it, so the key is reported as blocked until it is renewed.
-//
-//   - KeyNotFound: the key is gone (the rotation retried it first, for
-//     KMS's eventual consistency after CreateKey).
-//   - KeyNotEligible: the key has the wrong origin, is in a custom key
-//     store, has an unsupported spec, is a replica rather than a primary,
-//     or is in a state an import can't be done in (Disabled,
-//     PendingDeletion, PendingReplicaDeletion) — unless the state is a
-//     passing one (PassingKeyStates), or KMS refused with a
-//     KMSInvalidStateException that names no blocking state: the stage
-//     had just found the key importable, so that refusal is passing (KMS
-//     is eventually consistent).
-//
-// Every other failure leaves the key unblocked.
-func BlockingFailure(errName, cause string) bool {
-	switch errName {
-	case flow.KeyNotFound:
-		return true
-	case flow.KeyNotEligible:
-	default:
-		return false
-	}
-	if i := strings.LastIndex(cause, invalidState); i >= 0 {
-		return blockingStateRe.MatchString(cause[i+len(invalidState):])
-	}
-	if m := originRe.FindStringSubmatch(cause); m != nil && m[1] != "EXTERNAL" {
-		return true
-	}
-	if m := stateRe.FindStringSubmatch(cause); m != nil && slices.Contains(PassingKeyStates, m[1]) {
-		return false
-	}
-	return true
+func (e Effect) String() string {
+	return [...]string{"keeps", "clears", "blocks"}[e]
 }
 
-// InconclusiveFailure says whether a failure tells nothing about the key
-// itself: AWS throttled or failed, a bug, a Lambda or execution that timed
-// out or was stopped. It leaves a blocked key blocked.
-func InconclusiveFailure(errName string) bool {
+// FailureEffect decides, from the failure's error name and its facts
+// (flow.Facts, decoded from the cause), what a failed rotation does to the
+// key's status. It reads no message.
+//
+//   - Inconclusive names (AWSTransient, Internal, none, States.*,
+//     Lambda.*, Sandbox.*, Runtime.*): Keeps.
+//   - KeyNotFound: Blocks (the fetch stage retried it first, for KMS's
+//     eventual consistency after CreateKey).
+//   - KeyNotEligible with facts: Blocks for the checks notFound, origin,
+//     customKeyStore, keySpec, replicaNotPrimary and any check this
+//     version does not know; for keyState, Blocks unless the state is
+//     importable or passing (kmsaccess.ImportableStates, PassingStates:
+//     Clears); for kmsRefused, by the exception: KMSInvalidStateException
+//     decides by the state DescribeKey showed afterwards as keyState does,
+//     and Keeps when that state is not known; any other exception
+//     (UnsupportedOperationException) Blocks.
+//   - KeyNotEligible without facts (a function of a version before facts,
+//     in flight during a deployment): Blocks. KeyNotEligible always meant
+//     "only a change to the key fixes it", and a wrongly blocked key
+//     loses nothing: it is planned on every run like any blocked key and
+//     made active by its next success.
+//   - Any other name (KeyNotReady, IncorrectKeyMaterial, ...): Clears.
+func FailureEffect(errName string, f *flow.Facts) Effect {
+	switch {
+	case inconclusive(errName):
+		return Keeps
+	case errName == flow.KeyNotFound:
+		return Blocks
+	case errName != flow.KeyNotEligible:
+		return Clears
+	case f == nil:
+		return Blocks
+	}
+	switch f.Check {
+	case flow.CheckKeyState:
+		return stateEffect(f.KeyState)
+	case flow.CheckKMSRefused:
+		switch {
+		case f.KMSError != invalidState:
+			return Blocks
+		case f.KeyState == "":
+			return Keeps
+		}
+		return stateEffect(f.KeyState)
+	}
+	return Blocks
+}
+
+// invalidState is the code of KMS's KMSInvalidStateException.
+var invalidState = (&types.KMSInvalidStateException{}).ErrorCode()
+
+// stateEffect is what a refusal for a key in state does: a state an
+// import is done in, or one KMS leaves by itself, is no block; any other
+// (Disabled, PendingDeletion, PendingReplicaDeletion, a state this
+// version does not know) is.
+func stateEffect(state string) Effect {
+	st := types.KeyState(state)
+	if slices.Contains(kmsaccess.ImportableStates, st) || slices.Contains(kmsaccess.PassingStates, st) {
+		return Clears
+	}
+	return Blocks
+}
+
+// inconclusive says whether a failure named errName tells nothing about
+// the key itself: AWS throttled or failed, a bug, a Lambda or execution
+// that timed out or was stopped.
+func inconclusive(errName string) bool {
 	if errName == flow.AWSTransient || errName == flow.Internal || errName == "" {
 		return true
 	}

@@ -29,7 +29,7 @@ const PK = "REGISTRY"
 const (
 	Active = "active"
 	// Blocked: the last rotation failed in a way only a change to the key
-	// fixes (BlockingFailure): KMS said the key is gone, disabled, pending
+	// fixes (FailureEffect, blocked.go): KMS said the key is gone, disabled, pending
 	// deletion or not EXTERNAL. A blocked key stays in the registry, is
 	// planned again on every fleet run (renewed as soon as KMS allows) and
 	// still counts towards FewestDaysLeft; a verified import or
@@ -358,14 +358,15 @@ type Failure struct {
 	// States.* for an execution that ended without one); Cause is its
 	// sanitized message; Stage is the state it failed in.
 	Error, Cause, Stage string
+	// Facts are what the failed check established about the key (nil for
+	// a failure that carries none).
+	Facts *flow.Facts
 }
 
 // RecordFailure notes a failed rotation of a registered key (a key that is
-// not registered is left alone). The failure decides the key's status:
-// one that blocks it (BlockingFailure) marks it blocked with the error and
-// cause; one that says nothing about the key (InconclusiveFailure) leaves
-// the status as it was; any other shows the key is not blocked (it got
-// past KMS's checks, or KMS's refusal was passing) and makes it active.
+// not registered is left alone). FailureEffect decides the key's status
+// from the error name and facts: Blocks marks it blocked with the error
+// and cause; Keeps leaves the status as it was; Clears makes it active.
 // A blocked key is not dropped: the planner tries it on every run.
 func (s *Store) RecordFailure(ctx context.Context, arn string, f Failure) error {
 	e, err := s.Get(ctx, arn)
@@ -377,12 +378,12 @@ func (s *Store) RecordFailure(ctx context.Context, arn string, f Failure) error 
 	}
 	t := f.At.UTC()
 	e.LastFailure, e.LastError, e.LastErrorStage, e.LastExecution = &t, f.Error, f.Stage, f.Execution
-	switch {
-	case BlockingFailure(f.Error, f.Cause):
+	switch FailureEffect(f.Error, f.Facts) {
+	case Blocks:
 		e.Status, e.StatusReason = Blocked, f.Error+": "+flow.Sanitize(f.Cause)
-	case InconclusiveFailure(f.Error):
-	default:
+	case Clears:
 		e.Status, e.StatusReason = Active, ""
+	case Keeps:
 	}
 	return s.write(ctx, *e)
 }

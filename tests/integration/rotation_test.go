@@ -156,6 +156,11 @@ func TestKeyNotExternal(t *testing.T) {
 	if !strings.Contains(ex.Cause, "origin AWS_KMS") || !strings.Contains(ex.Cause, "EXTERNAL") {
 		t.Errorf("cause does not explain: %s", ex.Cause)
 	}
+	// The facts crossed Lambda, the Catch, record-failure and the
+	// execution's Cause, as JSON.
+	if _, f := flow.ParseCause(ex.Cause); f == nil || f.Check != flow.CheckOrigin || f.Origin != "AWS_KMS" || f.KeyARN != arn {
+		t.Errorf("facts %+v in the execution's cause, want check origin, AWS_KMS, %s", f, arn)
+	}
 	if md := describe(t, arn); md.KeyState != kmstypes.KeyStateEnabled || md.Origin != kmstypes.OriginTypeAwsKms {
 		t.Fatalf("key changed: %+v", md)
 	}
@@ -178,6 +183,12 @@ func TestKeyInWrongState(t *testing.T) {
 	mustFail(t, ex, flow.KeyNotEligible)
 	if !strings.Contains(ex.Cause, "Disabled") || !strings.Contains(ex.Cause, "PendingImport, Enabled") {
 		t.Errorf("cause does not explain: %s", ex.Cause)
+	}
+	if _, f := flow.ParseCause(ex.Cause); f == nil || f.Check != flow.CheckKeyState || f.KeyState != "Disabled" || f.KeyARN != arn {
+		t.Errorf("facts %+v in the execution's cause, want check keyState, Disabled, %s", f, arn)
+	}
+	if irs := importRecords(t, arn); len(irs) != 1 || strings.Contains(irs[0].Cause, "facts") {
+		t.Errorf("import records %+v: want one, its cause the message alone", irs)
 	}
 	if trs := tokenRecords(t, arn); len(trs) != 0 {
 		t.Fatalf("token fetched: %+v", trs)

@@ -26,7 +26,6 @@ var oversized = map[string]bool{
 	"shared/flow/request.go:rotation":                             true, // to be removed when split
 	"shared/stages/fetchparameters/fetchparameters.go:Stage.plan": true, // to be removed when split
 	"shared/stages/importmaterial/importmaterial.go:Stage.Run":    true, // to be removed when split
-	"shared/stages/recordfailure/recordfailure.go:Stage.record":   true, // to be removed when split
 }
 
 type funcSize struct {

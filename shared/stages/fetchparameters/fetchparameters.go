@@ -154,7 +154,7 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 		if mc.PrimaryKey != nil {
 			p = aws.ToString(mc.PrimaryKey.Arn)
 		}
-		return flow.Errorf(flow.KeyNotEligible, "key %s is a multi-Region replica: run kms-reimport on its primary key %s, which imports into every replica", arn, p)
+		return kmsaccess.NotPrimary(md, p)
 	}
 	p := &flow.Plan{Rotate: r.Rotate, Listed: listsMaterials(r, md)}
 	var rots []types.RotationsListEntry
@@ -227,12 +227,8 @@ func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata)
 			if err != nil {
 				return err
 			}
-			// A replica has its primary's key spec; origin and state are its own.
-			if slices.Contains(kmsaccess.PassingStates, rmd.KeyState) {
-				return flow.Errorf(flow.KeyNotReady, "replica %s of %s is in state %s, which passes", rarn, arn, rmd.KeyState)
-			}
-			if rmd.Origin != types.OriginTypeExternal || !slices.Contains(kmsaccess.ImportableStates, rmd.KeyState) {
-				return flow.Errorf(flow.KeyNotEligible, "replica %s of %s has origin %s and state %s; an import needs origin EXTERNAL and state PendingImport or Enabled", rarn, arn, rmd.Origin, rmd.KeyState)
+			if err := kmsaccess.CheckReplica(rmd, arn); err != nil {
+				return err
 			}
 			p.Targets = append(p.Targets, flow.Target{Region: region, KeyARN: rarn, Replica: true, StateBefore: string(rmd.KeyState), ValidToBefore: rmd.ValidTo})
 		}
@@ -515,7 +511,7 @@ func gpiErr(err error, arn string, r *flow.Request) error {
 	var uo *types.UnsupportedOperationException
 	switch {
 	case errors.As(err, &is), errors.As(err, &uo):
-		return flow.Wrap(flow.KeyNotEligible, err, "GetParametersForImport for %s", arn)
+		return kmsaccess.Refused("GetParametersForImport", arn, err)
 	case flow.AWSCode(err) == "ValidationException":
 		return flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, r.WrappingAlgorithm, r.WrappingKeySpec)
 	}

@@ -103,7 +103,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 			return s, flow.Wrap(flow.ReplicaNotSynced, err, "ImportKeyMaterial for replica %s: material %s is not associated with it yet", it.KeyARN, flow.ShortID(it.KeyMaterialID))
 		}
 		if err != nil {
-			return s, st.importFailed(ctx, k.ARN, rec.SK, err)
+			return s, st.importFailed(ctx, k.ARN, it.KeyARN, rec.SK, err)
 		}
 		if out.KeyMaterialId != nil && *out.KeyMaterialId != "" {
 			id = *out.KeyMaterialId
@@ -189,8 +189,9 @@ func tokenErr(err error) error {
 	return flow.FromAWS(err, flow.Internal, "token record")
 }
 
-// importFailed names a KMS refusal and settles the token record.
-func (st *Stage) importFailed(ctx context.Context, arn, sk string, err error) error {
+// importFailed names a KMS refusal of the import into target (the key or
+// a replica) and settles the token record of arn.
+func (st *Stage) importFailed(ctx context.Context, arn, target, sk string, err error) error {
 	var (
 		expired *types.ExpiredImportTokenException
 		invalid *types.InvalidImportTokenException
@@ -214,7 +215,7 @@ func (st *Stage) importFailed(ctx context.Context, arn, sk string, err error) er
 	case errors.As(err, &cipher):
 		named = flow.Wrap(flow.InvalidCiphertext, err, "ImportKeyMaterial for %s: KMS could not unwrap the material", arn)
 	case errors.As(err, &state), errors.As(err, &nf):
-		named = flow.Wrap(flow.KeyNotEligible, err, "ImportKeyMaterial for %s", arn)
+		named = kmsaccess.Refused("ImportKeyMaterial", target, err)
 	default:
 		// Transient errors leave the token as it is: the retried import
 		// uses it again.

@@ -109,7 +109,7 @@ func TestBlockedKeysArePlannedAndCounted(t *testing.T) {
 	f.key(arn(5), f.days(200)) // blocked, not due by date: planned anyway
 	f.fail(arn(5), flow.KeyNotEligible, disabled(arn(5)))
 	f.key(arn(6), f.days(30)) // passing state: not blocked, not due
-	f.fail(arn(6), flow.KeyNotEligible, "key "+arn(6)+" is in state Updating; an import is done only in states PendingImport, Enabled")
+	f.fail(arn(6), flow.KeyNotReady, "key "+arn(6)+" is in state Updating, which passes; an import is done in states PendingImport, Enabled")
 
 	for _, size := range []int32{1, 2, 1000} {
 		t.Run(fmt.Sprintf("page size %d", size), func(t *testing.T) {

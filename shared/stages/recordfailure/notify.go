@@ -2,6 +2,7 @@ package recordfailure
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode"
@@ -22,8 +23,9 @@ type Publisher interface {
 // advice tells the person paged what to do, by error name.
 var advice = map[string]string{
 	flow.InvalidInput:              "Fix the execution input (or the registry entry) named in the cause and start the rotation again.",
-	flow.KeyNotFound:               "The key no longer exists or the alias is wrong. Deregister it (kms-reimport deregister) or correct the registry entry.",
-	flow.KeyNotEligible:            "The key cannot take an import in its current state (disabled, pending deletion, not EXTERNAL). Enable it or cancel its deletion: the key stays registered, every fleet run tries it again, and the first run after the fix renews it; or deregister it (kms-reimport deregister).",
+	flow.KeyNotFound:               "The key no longer exists or the alias is wrong. It stays registered and blocked, and every fleet run tries it again: deregister it (kms-reimport deregister) or correct the registry entry.",
+	flow.KeyNotEligible:            "The key cannot take an import as it is (the facts say which check failed: disabled, pending deletion, not EXTERNAL, a custom key store, a replica, an unsupported spec). If the registry blocked it, it stays registered and every fleet run tries it again: enable it or cancel its deletion, and the next run renews it. Deregister it (kms-reimport deregister) if it should no longer be renewed.",
+	flow.KeyNotReady:               "The key or a replica is in a state KMS leaves by itself (Creating, Updating). Nothing to do unless it persists: the next fleet run tries again.",
 	flow.SecretNotFound:            "The secret or its version is missing. Restore it in Secrets Manager: without the same material the key cannot be renewed.",
 	flow.InvalidSecret:             "The secret does not hold usable material for this key. Put the original key material back in the secret.",
 	flow.UnsupportedWrapping:       "Choose a wrapping algorithm and spec KMS accepts for this key type (see the README).",
@@ -43,9 +45,10 @@ func Advice(errName string) string {
 	return "Read the cause and the function logs of this execution; start the rotation again once fixed."
 }
 
-// message is the notification's subject and body. It holds identifiers and
-// the sanitized cause only: never material or a token.
-func message(r records.Import) (string, string) {
+// message is the notification's subject and body. It holds identifiers,
+// the sanitized cause and the failure's facts only: never material or a
+// token.
+func message(r records.Import, facts *flow.Facts) (string, string) {
 	subject := snsSubject(fmt.Sprintf("kms-reimport: rotation failed (%s) for %s", r.ErrorName, shortKey(r.KeyARN)))
 	var b strings.Builder
 	fmt.Fprintf(&b, "A rotation of imported key material failed.\n\n")
@@ -53,6 +56,11 @@ func message(r records.Import) (string, string) {
 	fmt.Fprintf(&b, "Stage:      %s\n", r.Stage)
 	fmt.Fprintf(&b, "Error:      %s\n", r.ErrorName)
 	fmt.Fprintf(&b, "Cause:      %s\n", r.Cause)
+	if facts != nil {
+		if j, err := json.Marshal(facts); err == nil {
+			fmt.Fprintf(&b, "Facts:      %s\n", j)
+		}
+	}
 	if r.ValidToBefore != nil {
 		fmt.Fprintf(&b, "Current ValidTo: %s (the key stops working then unless renewed)\n", r.ValidToBefore.UTC().Format("2006-01-02T15:04:05Z"))
 	}

@@ -80,7 +80,7 @@ func TestMessageSubject(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			subject, body := message(records.Import{KeyARN: arn, ErrorName: c.errName, Stage: "import"})
+			subject, body := message(records.Import{KeyARN: arn, ErrorName: c.errName, Stage: "import"}, nil)
 			validSubject(t, subject)
 			if !strings.HasPrefix(subject, c.prefix) {
 				t.Errorf("subject %q does not start with %q", subject, c.prefix)

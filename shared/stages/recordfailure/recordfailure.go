@@ -1,6 +1,8 @@
-// Package recordfailure is the stage every Catch leads to: it writes the failed
-// import record (error name, sanitized cause, stage, execution), abandons
-// an unused token, and passes the error on to the Fail state.
+// Package recordfailure is the stage every Catch leads to: it reads the
+// failure's facts from the cause (flow.ParseCause), gives the failure to
+// the registry (which decides whether the key is blocked), writes the
+// failed import record (error name, sanitized message, stage, execution),
+// abandons unused tokens, and passes the error on to the Fail state.
 package recordfailure
 
 import (
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
@@ -19,19 +23,54 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
-// Stage records a failure.
+// Stage records a failure. Its stores are the small interfaces below;
+// functions/record-failure wires the real ones, the unit tests in-memory
+// fakes.
 type Stage struct {
 	// KMS resolves the key an ended execution named (an alias, a key id)
-	// to its ARN, under which its records are kept.
-	KMS      kmsaccess.Regional
-	Audit    *records.Imports
-	Tokens   *records.Tokens
-	Registry *registry.Store
-	Leases   *records.Leases
+	// to its ARN, under which its records are kept, and reads the state
+	// of a key KMS refused (flow.CheckKMSRefused).
+	KMS      Keys
+	Audit    Audit
+	Tokens   Tokens
+	Registry Registry
+	Leases   Leases
 	// Notify, when set, publishes the failure to Topic.
 	Notify Publisher
 	Topic  string
 	Now    func() time.Time
+}
+
+// Keys describes a key in its Region (kmsaccess.Describing); a missing
+// key is KeyNotFound, a throttled read AWSTransient (kmsaccess.Describe).
+type Keys interface {
+	Describe(ctx context.Context, region, keyID string) (*types.KeyMetadata, error)
+}
+
+// Audit holds the import records (records.Imports): Put writes one once
+// (records.ErrRecorded when the execution has one already).
+type Audit interface {
+	Put(ctx context.Context, r records.Import) error
+	List(ctx context.Context, keyARN string) ([]records.Import, error)
+}
+
+// Tokens settles the execution's token records (records.Tokens):
+// MarkFailed is records.ErrConflict for a record already final.
+type Tokens interface {
+	MarkFailed(ctx context.Context, keyARN, sk, reason string) error
+	AbandonExecution(ctx context.Context, keyARN, executionID, reason string) (int, error)
+}
+
+// Leases releases the key's lease if the execution still holds it
+// (records.Leases).
+type Leases interface {
+	Release(ctx context.Context, arn, owner string) error
+}
+
+// Registry is told of the failure and decides the key's status
+// (registry.Store, registry.FailureEffect).
+type Registry interface {
+	RecordFailure(ctx context.Context, arn string, f registry.Failure) error
 }
 
 // UnknownKey is recorded as the key when the input named none usable.
@@ -109,7 +148,7 @@ func (st *Stage) fromStatusChange(ctx context.Context, ev Event) (flow.State, er
 	if id := keyOf(s); isKeyARN(id) {
 		s.Key = &flow.Key{ARN: id}
 	} else if id != UnknownKey && st.KMS != nil {
-		md, err := kmsaccess.Describe(ctx, st.KMS.In(kmsaccess.RegionOf(id)), id)
+		md, err := st.KMS.Describe(ctx, kmsaccess.RegionOf(id), id)
 		if err == nil {
 			s.Key = &flow.Key{ARN: *md.Arn}
 		} else if flow.NameOf(err) == flow.AWSTransient {
@@ -140,35 +179,113 @@ func clip(s string) string {
 	return s
 }
 
-// record writes the failure (unless already recorded), settles the
-// execution's tokens, releases its lease and notifies.
+func (st *Stage) now() time.Time {
+	if st.Now != nil {
+		return st.Now()
+	}
+	return time.Now()
+}
+
+// record settles the execution's tokens and, unless the failure is
+// recorded already, gives it to the registry and writes the import record
+// (once: a retried invocation finds it); then releases the lease and, for
+// a first record, notifies. The cause keeps its facts (flow.EncodeCause):
+// the execution's Cause, which RotationFailed takes from the state this
+// returns, still carries them.
 func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.State, error) {
 	if s.Error == nil {
 		return s, flow.Errorf(flow.InvalidInput, "field \"error\" is missing; this stage runs from a Catch with ResultPath $.error")
 	}
-	name := s.Error.Error
-	cause := flow.Sanitize(causeMessage(s.Error.Cause))
-	s.Error.Cause = cause
-	now := time.Now
-	if st.Now != nil {
-		now = st.Now
+	msg, facts := flow.ParseCause(causeMessage(s.Error.Cause))
+	msg = flow.Sanitize(msg)
+	if !already {
+		facts = st.describeRefused(ctx, facts) // complete before anything is written
 	}
+	s.Error.Cause = flow.EncodeCause(msg, facts)
+	rec := importRecord(s, msg, st.now().UTC())
+	if err := st.settleTokens(ctx, s); err != nil {
+		return s, err
+	}
+	if !already {
+		// The registry first: were it written after the import record, a
+		// retried invocation would find the record and never reach it.
+		if err := st.tellRegistry(ctx, s, rec, facts); err != nil {
+			return s, err
+		}
+		var err error
+		if already, err = st.put(ctx, rec); err != nil {
+			return s, err
+		}
+	}
+	if s.Key != nil {
+		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
+			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
+		}
+	}
+	if already {
+		telemetry.Logger(ctx).Info("failure recorded already; tokens and lease settled", "keyArn", rec.KeyARN, "auditId", rec.SK)
+		return s, nil
+	}
+	st.alert(ctx, rec, facts)
+	telemetry.Logger(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", s.FailedStage, "error", rec.ErrorName, "cause", msg, "facts", facts, "auditId", rec.SK)
+	return s, nil
+}
+
+// tellRegistry gives the failure to the registry, which decides from the
+// error name and the facts (registry.FailureEffect) whether the key is
+// blocked; a blocked key is still planned on every run. A key not
+// registered (or named by no ARN) is left alone.
+func (st *Stage) tellRegistry(ctx context.Context, s flow.State, rec records.Import, facts *flow.Facts) error {
+	arn := registryKey(s)
+	if arn == "" || st.Registry == nil {
+		return nil
+	}
+	f := registry.Failure{Execution: s.Execution.ID, At: rec.RecordedAt, Error: rec.ErrorName, Cause: rec.Cause, Stage: s.FailedStage, Facts: facts}
+	if err := st.Registry.RecordFailure(ctx, arn, f); err != nil {
+		return flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
+	}
+	return nil
+}
+
+// describeRefused completes the facts of a refusal by KMS (an import call
+// answered KMSInvalidStateException or UnsupportedOperationException)
+// with what DescribeKey shows now: the key state the registry decides by.
+// The refusing stage names the exception by its type; this stage reads
+// the state. When DescribeKey can't tell, the state stays unknown (the
+// registry then keeps the key's status).
+func (st *Stage) describeRefused(ctx context.Context, f *flow.Facts) *flow.Facts {
+	if f == nil || f.Check != flow.CheckKMSRefused || f.KeyState != "" || f.KeyARN == "" || st.KMS == nil {
+		return f
+	}
+	md, err := st.KMS.Describe(ctx, f.Region, f.KeyARN)
+	if err != nil {
+		telemetry.Logger(ctx).Warn("the state of the key KMS refused is not known", "keyArn", f.KeyARN, "region", f.Region,
+			"error", flow.NameOf(err), "cause", flow.Sanitize(err.Error()))
+		return f
+	}
+	g := *f
+	g.KeyState, g.Origin, g.KeySpec = string(md.KeyState), string(md.Origin), string(md.KeySpec)
+	g.CustomKeyStoreID = aws.ToString(md.CustomKeyStoreId)
+	return &g
+}
+
+// importRecord is the failed import record of s, with its sanitized cause.
+func importRecord(s flow.State, cause string, at time.Time) records.Import {
 	rec := records.Import{
 		SK:          records.ImportSK(s.Execution.StartTime, s.Execution.ID),
 		KeyARN:      keyOf(s),
-		RecordedAt:  now().UTC(),
+		RecordedAt:  at,
 		Outcome:     records.ImportFailed,
 		ExecutionID: s.Execution.ID,
 		Stage:       s.FailedStage,
-		ErrorName:   name,
+		ErrorName:   s.Error.Error,
 		Cause:       cause,
 	}
 	if r := s.Request; r != nil {
 		rec.KeyID, rec.SecretID, rec.SecretVersionID = r.KeyID, r.SecretID, r.SecretVersionID
 		rec.ExpirationModel, rec.ValidTo = r.ExpirationModel, r.ValidTo
 		rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = r.WrappingAlgorithm, r.WrappingKeySpec, r.WrappingDefaulted
-	}
-	if s.Request == nil {
+	} else {
 		// Failed in the first stage: record what the raw input named, if
 		// it named it plainly.
 		var in struct {
@@ -184,60 +301,60 @@ func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.S
 	}
 	if t := s.Token; t != nil && s.Key != nil {
 		rec.TokenID, rec.TokenFetches = t.ID, t.Fetches
-		// An issued or wrapped token will never be used now: drop it.
-		err := st.Tokens.MarkFailed(ctx, s.Key.ARN, t.ID, "execution failed at "+s.FailedStage+": "+name)
-		if err != nil && !errors.Is(err, records.ErrConflict) {
-			return s, flow.FromAWS(err, flow.Internal, "abandoning token record %s", t.ID)
-		}
-	}
-	if s.Key != nil {
-		// Every token of this execution still open is abandoned: none will
-		// be used now (a retried stage may have left more than one).
-		if _, err := st.Tokens.AbandonExecution(ctx, s.Key.ARN, s.Execution.ID, "execution failed at "+s.FailedStage+": "+name); err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "abandoning the token records of %s", s.Key.ARN)
-		}
 	}
 	if s.Import != nil {
 		rec.ImportedAt = &s.Import.ImportedAt
 	}
-	if !already {
-		err := st.Audit.Put(ctx, rec)
-		if errors.Is(err, records.ErrRecorded) {
-			already = true // a retried attempt wrote it
-		} else if err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "recording the failure")
+	return rec
+}
+
+// settleTokens abandons the execution's token records: none will be used
+// now.
+func (st *Stage) settleTokens(ctx context.Context, s flow.State) error {
+	if s.Key == nil {
+		return nil
+	}
+	reason := "execution failed at " + s.FailedStage + ": " + s.Error.Error
+	if t := s.Token; t != nil {
+		// An issued or wrapped token will never be used now: drop it.
+		err := st.Tokens.MarkFailed(ctx, s.Key.ARN, t.ID, reason)
+		if err != nil && !errors.Is(err, records.ErrConflict) {
+			return flow.FromAWS(err, flow.Internal, "abandoning token record %s", t.ID)
 		}
 	}
-	if s.Key != nil {
-		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
-		}
+	// Every token of this execution still open is abandoned (a retried
+	// stage may have left more than one).
+	if _, err := st.Tokens.AbandonExecution(ctx, s.Key.ARN, s.Execution.ID, reason); err != nil {
+		return flow.FromAWS(err, flow.Internal, "abandoning the token records of %s", s.Key.ARN)
 	}
-	if already {
-		telemetry.Logger(ctx).Info("failure recorded already; tokens and lease settled", "keyArn", rec.KeyARN, "auditId", rec.SK)
-		return s, nil
+	return nil
+}
+
+// put writes the import record once; true when a retried attempt wrote it
+// already.
+func (st *Stage) put(ctx context.Context, rec records.Import) (bool, error) {
+	err := st.Audit.Put(ctx, rec)
+	switch {
+	case errors.Is(err, records.ErrRecorded):
+		return true, nil
+	case err != nil:
+		return false, flow.FromAWS(err, flow.Internal, "recording the failure")
 	}
-	if arn := registryKey(s); arn != "" && st.Registry != nil {
-		// The registry decides from the error and cause whether the key is
-		// blocked (registry.BlockingFailure); a blocked key is still
-		// planned on every run.
-		f := registry.Failure{Execution: s.Execution.ID, At: rec.RecordedAt, Error: name, Cause: cause, Stage: s.FailedStage}
-		if err := st.Registry.RecordFailure(ctx, arn, f); err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "recording the failure in the registry")
-		}
-	}
-	// The alarm's metric comes before the notification: a topic that can't
-	// be reached must not silence the alarm or keep the key locked.
+	return false, nil
+}
+
+// alert emits the alarm's metric, then the notification: a topic that
+// can't be reached must not silence the alarm or keep the key locked.
+func (st *Stage) alert(ctx context.Context, rec records.Import, facts *flow.Facts) {
 	telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "RotationFailures", Value: 1, Unit: telemetry.Count})
-	if st.Notify != nil && st.Topic != "" {
-		subject, body := message(rec)
-		if _, err := st.Notify.Publish(ctx, &sns.PublishInput{TopicArn: &st.Topic, Subject: &subject, Message: &body}); err != nil {
-			telemetry.Logger(ctx).Error("failure notification not sent", "topic", st.Topic, "error", flow.Sanitize(err.Error()))
-			telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "NotificationFailures", Value: 1, Unit: telemetry.Count})
-		}
+	if st.Notify == nil || st.Topic == "" {
+		return
 	}
-	telemetry.Logger(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", s.FailedStage, "error", name, "cause", cause, "auditId", rec.SK)
-	return s, nil
+	subject, body := message(rec, facts)
+	if _, err := st.Notify.Publish(ctx, &sns.PublishInput{TopicArn: &st.Topic, Subject: &subject, Message: &body}); err != nil {
+		telemetry.Logger(ctx).Error("failure notification not sent", "topic", st.Topic, "error", flow.Sanitize(err.Error()))
+		telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "NotificationFailures", Value: 1, Unit: telemetry.Count})
+	}
 }
 
 // causeMessage extracts errorMessage from a Lambda error Cause.

@@ -3,59 +3,54 @@ package recordfailure
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-lambda-go/lambda/messages"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
+	"github.com/kms-reimport/kms-reimport/shared/lambdarun"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
 )
 
-// topic counts what was published.
-type topic struct{ subjects []string }
-
-func (p *topic) Publish(_ context.Context, in *sns.PublishInput, _ ...func(*sns.Options)) (*sns.PublishOutput, error) {
-	p.subjects = append(p.subjects, *in.Subject)
-	return &sns.PublishOutput{}, nil
-}
-
-const keyARN = "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+const (
+	keyARN     = "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	replicaARN = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+)
 
 type fixture struct {
-	st      *Stage
-	imports *records.Imports
-	tokens  *records.Tokens
-	leases  *records.Leases
-	topic   *topic
+	st     *Stage
+	audit  *audit
+	tokens *tokens
+	leases *leases
+	reg    *reg
+	keys   *keys
+	topic  *topic
 }
 
-func newFixture(t *testing.T) fixture {
-	db, table := ddblocal.Table(t)
-	f := fixture{imports: &records.Imports{DB: db, Table: table}, tokens: &records.Tokens{DB: db, Table: table},
-		leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, topic: &topic{}}
-	f.st = &Stage{Audit: f.imports, Tokens: f.tokens, Leases: f.leases, Registry: &registry.Store{DB: db, Table: table}, Notify: f.topic, Topic: "arn:aws:sns:eu-west-2:111122223333:t"}
+func newFixture() fixture {
+	f := fixture{audit: &audit{}, tokens: &tokens{}, leases: &leases{}, reg: &reg{}, keys: &keys{md: map[string]*types.KeyMetadata{}}, topic: &topic{}}
+	f.st = &Stage{KMS: f.keys, Audit: f.audit, Tokens: f.tokens, Leases: f.leases, Registry: f.reg, Notify: f.topic, Topic: "arn:aws:sns:eu-west-2:111122223333:t"}
 	return f
 }
 
 // openExecution leaves what a running execution holds: its lease and an
 // open token record with its bytes.
-func (f fixture) openExecution(t *testing.T, exec string) records.Token {
-	t.Helper()
-	ctx := context.Background()
-	if err := f.leases.Acquire(ctx, keyARN, exec, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+func (f fixture) openExecution(exec string) records.Token {
+	f.leases.acquire(keyARN, exec)
 	now := time.Now().UTC()
 	tok := records.Token{KeyARN: keyARN, TokenID: "t1", IssuedAt: now, ParametersValidTo: now.Add(24 * time.Hour), ExecutionID: exec,
 		Status: records.TokenWrapped, ImportToken: []byte("token"), EncryptedKeyMaterial: []byte("wrapped")}
 	tok.SK = records.TokenSK(now, tok.TokenID)
-	if err := f.tokens.Put(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
+	f.tokens.put(tok)
 	return tok
 }
 
@@ -63,13 +58,8 @@ func (f fixture) openExecution(t *testing.T, exec string) records.Token {
 // without bytes; no lease left.
 func (f fixture) settled(t *testing.T, exec, errName string, tok records.Token) {
 	t.Helper()
-	ctx := context.Background()
-	recs, err := f.imports.List(ctx, keyARN)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, r := range recs {
+	for _, r := range f.audit.recs {
 		if r.ExecutionID == exec {
 			n++
 			if r.Outcome != records.ImportFailed || r.ErrorName != errName {
@@ -80,19 +70,18 @@ func (f fixture) settled(t *testing.T, exec, errName string, tok records.Token) 
 	if n != 1 {
 		t.Errorf("%d import records for %s, want exactly 1", n, exec)
 	}
-	got, err := f.tokens.GetWithToken(ctx, keyARN, tok.SK)
-	if err != nil || len(got.ImportToken) != 0 || len(got.EncryptedKeyMaterial) != 0 || got.Status == records.TokenWrapped {
-		t.Errorf("token record %+v (%v): want settled, without its bytes", got, err)
+	if got := f.tokens.get(tok.SK); len(got.ImportToken) != 0 || len(got.EncryptedKeyMaterial) != 0 || got.Status == records.TokenWrapped {
+		t.Errorf("token record %+v: want settled, without its bytes", got)
 	}
-	if err := f.leases.Acquire(ctx, keyARN, "someone-else", time.Now()); err != nil {
-		t.Errorf("lease still held: %v", err)
+	if h := f.leases.held(keyARN); h != "" {
+		t.Errorf("lease still held by %s", h)
 	}
 }
 
-func statusChange(exec, status, errName string) Event {
+func statusChange(exec, status, errName, cause string) Event {
 	in, _ := json.Marshal(map[string]any{"keyId": keyARN, "secretId": "s", "validFor": "720h"})
 	return Event{DetailType: StatusChangeType, Detail: &StatusChange{ExecutionArn: exec, Name: "n", Status: status,
-		StartDate: time.Now().Add(-time.Minute).UnixMilli(), Input: string(in), Error: errName}}
+		StartDate: time.Now().Add(-time.Minute).UnixMilli(), Input: string(in), Error: errName, Cause: cause}}
 }
 
 // TestEndedExecutionsRecordedOnce: an execution that timed out or was
@@ -105,55 +94,238 @@ func TestEndedExecutionsRecordedOnce(t *testing.T) {
 		status, wantErr string
 	}{{"TIMED_OUT", "States.Timeout"}, {"ABORTED", "States.Aborted"}, {"FAILED", "States.Failed"}} {
 		t.Run(c.status, func(t *testing.T) {
-			f := newFixture(t)
+			f := newFixture()
 			exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:" + c.status
-			tok := f.openExecution(t, exec)
-			if _, err := f.st.Run(ctx, statusChange(exec, c.status, "")); err != nil {
-				t.Fatal(err)
+			tok := f.openExecution(exec)
+			for delivery := 1; delivery <= 2; delivery++ { // EventBridge delivers at least once
+				if _, err := f.st.Run(ctx, statusChange(exec, c.status, "", "")); err != nil {
+					t.Fatal(err)
+				}
+				f.settled(t, exec, c.wantErr, tok)
+				if len(f.topic.subjects) != 1 || len(f.reg.failures[keyARN]) != 1 {
+					t.Fatalf("delivery %d: %d notifications, %d registry updates; want 1 each", delivery, len(f.topic.subjects), len(f.reg.failures[keyARN]))
+				}
 			}
-			f.settled(t, exec, c.wantErr, tok)
-			if len(f.topic.subjects) != 1 {
-				t.Fatalf("%d notifications, want 1", len(f.topic.subjects))
-			}
-			// EventBridge delivers at least once.
-			if _, err := f.st.Run(ctx, statusChange(exec, c.status, "")); err != nil {
-				t.Fatal(err)
-			}
-			f.settled(t, exec, c.wantErr, tok)
-			if len(f.topic.subjects) != 1 {
-				t.Fatalf("%d notifications after a second delivery, want 1", len(f.topic.subjects))
+			if got := f.reg.failures[keyARN][0]; got.Error != c.wantErr || registry.FailureEffect(got.Error, got.Facts) != registry.Keeps {
+				t.Errorf("registry told %+v: want %s, which keeps the key's status", got, c.wantErr)
 			}
 		})
 	}
 
 	t.Run("recorded by its Catch first", func(t *testing.T) {
-		f := newFixture(t)
+		f := newFixture()
 		exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:caught"
-		tok := f.openExecution(t, exec)
+		tok := f.openExecution(exec)
 		s := flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"}, Key: &flow.Key{ARN: keyARN},
 			Error: &flow.StateError{Error: flow.IncorrectKeyMaterial, Cause: "{}"}, FailedStage: "import-material"}
 		if _, err := f.st.Run(ctx, Event{State: s}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.st.Run(ctx, statusChange(exec, "FAILED", flow.IncorrectKeyMaterial)); err != nil {
+		f.leases.acquire(keyARN, exec) // as if the Catch had not released it
+		if _, err := f.st.Run(ctx, statusChange(exec, "FAILED", flow.IncorrectKeyMaterial, "")); err != nil {
 			t.Fatal(err)
 		}
 		f.settled(t, exec, flow.IncorrectKeyMaterial, tok)
-		if len(f.topic.subjects) != 1 {
-			t.Fatalf("%d notifications, want 1", len(f.topic.subjects))
+		if len(f.topic.subjects) != 1 || len(f.reg.failures[keyARN]) != 1 {
+			t.Fatalf("%d notifications, %d registry updates; want 1 each", len(f.topic.subjects), len(f.reg.failures[keyARN]))
 		}
 	})
 }
 
 func TestStatusChangeRefused(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture()
 	for _, ev := range []Event{
 		{DetailType: "Something Else", Detail: &StatusChange{ExecutionArn: "e", Status: "FAILED"}},
 		{DetailType: StatusChangeType, Detail: &StatusChange{ExecutionArn: "e", Status: "SUCCEEDED"}},
 		{DetailType: StatusChangeType},
+		{}, // no error at $.error
 	} {
 		if _, err := f.st.Run(context.Background(), ev); flow.NameOf(err) != flow.InvalidInput {
 			t.Errorf("%s: %v, want InvalidInput", fmt.Sprint(ev.DetailType, ev.Detail), err)
 		}
+	}
+	if len(f.audit.recs) != 0 || len(f.topic.subjects) != 0 {
+		t.Fatalf("a refused event wrote %d records, %d notifications", len(f.audit.recs), len(f.topic.subjects))
+	}
+}
+
+// lambdaCause is the Cause Step Functions gives a Catch for err returned
+// by a stage: the function's error payload as lambdarun writes it.
+func lambdaCause(t *testing.T, err error) string {
+	t.Helper()
+	h := lambdarun.Handler("test", func(context.Context, flow.State) (flow.State, error) { return flow.State{}, err })
+	_, herr := h(context.Background(), json.RawMessage(`{}`))
+	var ie messages.InvokeResponse_Error
+	if !errors.As(herr, &ie) {
+		t.Fatalf("handler error %v is not a Lambda error", herr)
+	}
+	b, _ := json.Marshal(ie)
+	return string(b)
+}
+
+func metadata(arn string, state types.KeyState) *types.KeyMetadata {
+	return &types.KeyMetadata{Arn: aws.String(arn), Origin: types.OriginTypeExternal, KeySpec: types.KeySpecSymmetricDefault, KeyState: state}
+}
+
+func invalidState(op, arn string) error {
+	// KMS's own words are arbitrary here: nothing reads them.
+	return kmsaccess.Refused(op, arn, &smithy.OperationError{ServiceID: "KMS", OperationName: op,
+		Err: &types.KMSInvalidStateException{Message: aws.String("whatever KMS says")}})
+}
+
+// TestFactsReachTheRegistry: a stage's facts cross Lambda (errorMessage)
+// and Step Functions (the Catch's Cause; the execution's Cause, which
+// EventBridge's status change carries) to the registry's decision; a
+// refusal by KMS is completed with the state DescribeKey shows, in the
+// refused key's Region. The record keeps the message only.
+func TestFactsReachTheRegistry(t *testing.T) {
+	cases := []struct {
+		name      string
+		err       error
+		kms       map[string]types.KeyState // what DescribeKey shows
+		kmsErr    error
+		wantCheck flow.Check // "" = no facts
+		wantState string
+		wantCall  string // the DescribeKey made, "" = none
+		effect    registry.Effect
+	}{
+		{name: "disabled key at fetch", err: kmsaccess.CheckImportable(metadata(keyARN, types.KeyStateDisabled)),
+			wantCheck: flow.CheckKeyState, wantState: "Disabled", effect: registry.Blocks},
+		{name: "origin AWS_KMS", err: kmsaccess.CheckImportable(&types.KeyMetadata{Arn: aws.String(keyARN), Origin: types.OriginTypeAwsKms, KeyState: types.KeyStateEnabled}),
+			wantCheck: flow.CheckOrigin, wantState: "Enabled", effect: registry.Blocks},
+		{name: "GetParametersForImport refused, key pending deletion", err: invalidState("GetParametersForImport", keyARN), kms: map[string]types.KeyState{keyARN: types.KeyStatePendingDeletion},
+			wantCheck: flow.CheckKMSRefused, wantState: "PendingDeletion", wantCall: "eu-west-2 " + keyARN, effect: registry.Blocks},
+		{name: "ImportKeyMaterial refused, key reads Enabled", err: invalidState("ImportKeyMaterial", keyARN), kms: map[string]types.KeyState{keyARN: types.KeyStateEnabled},
+			wantCheck: flow.CheckKMSRefused, wantState: "Enabled", wantCall: "eu-west-2 " + keyARN, effect: registry.Clears},
+		{name: "replica refused, described in its Region", err: invalidState("ImportKeyMaterial", replicaARN), kms: map[string]types.KeyState{replicaARN: types.KeyStateDisabled},
+			wantCheck: flow.CheckKMSRefused, wantState: "Disabled", wantCall: "us-east-1 " + replicaARN, effect: registry.Blocks},
+		{name: "refused, DescribeKey throttled", err: invalidState("ImportKeyMaterial", keyARN), kmsErr: flow.Errorf(flow.AWSTransient, "DescribeKey: throttled"),
+			wantCheck: flow.CheckKMSRefused, wantCall: "eu-west-2 " + keyARN, effect: registry.Keeps},
+		{name: "an older function's error, no facts", err: flow.Errorf(flow.KeyNotEligible, "key %s is in state Creating", keyARN), effect: registry.Blocks},
+		{name: "past KMS's checks", err: flow.Errorf(flow.IncorrectKeyMaterial, "ImportKeyMaterial for %s", keyARN), effect: registry.Clears},
+	}
+	ctx := context.Background()
+	for _, c := range cases {
+		for _, path := range []string{"Catch", "EventBridge"} {
+			t.Run(c.name+" via "+path, func(t *testing.T) {
+				f := newFixture()
+				for arn, st := range c.kms {
+					f.keys.md[arn] = metadata(arn, st)
+				}
+				f.keys.err = c.kmsErr
+				exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:" + strings.ReplaceAll(c.name, " ", "-")
+				cause := lambdaCause(t, c.err)
+				ev := statusChange(exec, "FAILED", flow.NameOf(c.err), cause) // RecordFailure failed: the Catch's error as it was
+				if path == "Catch" {
+					ev = Event{State: flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"}, Key: &flow.Key{ARN: keyARN},
+						Error: &flow.StateError{Error: flow.NameOf(c.err), Cause: cause}, FailedStage: "fetch-parameters"}}
+				}
+				out, err := f.st.Run(ctx, ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fs := f.reg.failures[keyARN]
+				if len(fs) != 1 {
+					t.Fatalf("%d registry updates, want 1", len(fs))
+				}
+				got := fs[0]
+				checkFacts(t, got.Facts, c.wantCheck, c.wantState)
+				if e := registry.FailureEffect(got.Error, got.Facts); e != c.effect {
+					t.Errorf("FailureEffect(%s, %+v) = %s, want %s", got.Error, got.Facts, e, c.effect)
+				}
+				if strings.Join(f.keys.calls, ",") != c.wantCall {
+					t.Errorf("DescribeKey calls %v, want %q", f.keys.calls, c.wantCall)
+				}
+				// The record and the registry keep the message alone.
+				msg := f.audit.recs[0].Cause
+				if strings.Contains(msg, "facts") || got.Cause != msg || !strings.Contains(msg, keyARN[len(keyARN)-12:]) && !strings.Contains(msg, "mrk-") {
+					t.Errorf("recorded cause %q, registry's %q: want the message alone", msg, got.Cause)
+				}
+				if c.wantCheck != "" && !strings.Contains(f.topic.bodies[0], `"check":"`+string(c.wantCheck)+`"`) {
+					t.Errorf("notification without the facts:\n%s", f.topic.bodies[0])
+				}
+
+				// What RecordFailure returns becomes the execution's Cause
+				// (RotationFailed); its status change, recorded afresh,
+				// gives the registry the same facts, without asking KMS
+				// again.
+				g := newFixture()
+				if _, err := g.st.Run(ctx, statusChange(exec, "FAILED", out.Error.Error, out.Error.Cause)); err != nil {
+					t.Fatal(err)
+				}
+				checkFacts(t, g.reg.failures[keyARN][0].Facts, c.wantCheck, c.wantState)
+				if g.audit.recs[0].Cause != msg {
+					t.Errorf("second cause %q, want %q", g.audit.recs[0].Cause, msg)
+				}
+				if c.wantState != "" && len(g.keys.calls) != 0 {
+					t.Errorf("facts with a state asked KMS again: %v", g.keys.calls)
+				}
+			})
+		}
+	}
+}
+
+func checkFacts(t *testing.T, f *flow.Facts, check flow.Check, state string) {
+	t.Helper()
+	switch {
+	case check == "" && f != nil:
+		t.Errorf("facts %+v, want none", f)
+	case check == "":
+	case f == nil:
+		t.Errorf("no facts, want check %s", check)
+	case f.Check != check || f.KeyState != state:
+		t.Errorf("facts %+v, want check %s, key state %q", f, check, state)
+	}
+}
+
+// TestRegistryFailureRetried: a registry that can't be written fails the
+// invocation before the import record is written, so the retried
+// invocation updates the registry (it is not skipped as recorded already)
+// and notifies once.
+func TestRegistryFailureRetried(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture()
+	exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:retried"
+	tok := f.openExecution(exec)
+	disabled := kmsaccess.CheckImportable(metadata(keyARN, types.KeyStateDisabled))
+	ev := Event{State: flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"}, Key: &flow.Key{ARN: keyARN},
+		Error: &flow.StateError{Error: flow.KeyNotEligible, Cause: lambdaCause(t, disabled)}, FailedStage: "fetch-parameters"}}
+	f.reg.fail = &smithy.GenericAPIError{Code: "ThrottlingException"}
+	if _, err := f.st.Run(ctx, ev); flow.NameOf(err) != flow.AWSTransient {
+		t.Fatalf("with the registry throttled: %v, want AWSTransient (retried)", err)
+	}
+	if len(f.audit.recs) != 0 || len(f.topic.subjects) != 0 {
+		t.Fatalf("recorded (%d) or notified (%d) before the registry was updated", len(f.audit.recs), len(f.topic.subjects))
+	}
+	f.reg.fail = nil
+	ev.Error.Cause = lambdaCause(t, disabled) // the retry gets the Catch's state again
+	if _, err := f.st.Run(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	f.settled(t, exec, flow.KeyNotEligible, tok)
+	if len(f.reg.failures[keyARN]) != 1 || len(f.topic.subjects) != 1 {
+		t.Fatalf("%d registry updates, %d notifications; want 1 each", len(f.reg.failures[keyARN]), len(f.topic.subjects))
+	}
+}
+
+// TestNotificationFailureDoesNotFail: a topic that can't be reached does
+// not fail the stage: the failure is recorded, the registry told, the
+// lease released.
+func TestNotificationFailureDoesNotFail(t *testing.T) {
+	f := newFixture()
+	f.topic.err = errors.New("topic gone")
+	exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:no-topic"
+	tok := f.openExecution(exec)
+	s := flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"}, Key: &flow.Key{ARN: keyARN},
+		Error: &flow.StateError{Error: flow.InvalidSecret, Cause: "x"}, FailedStage: "wrap-material", Token: &flow.TokenRef{ID: tok.SK, Fetches: 1}}
+	if _, err := f.st.Run(context.Background(), Event{State: s}); err != nil {
+		t.Fatal(err)
+	}
+	f.settled(t, exec, flow.InvalidSecret, tok)
+	if got := f.tokens.get(tok.SK); got.Status != records.TokenFailed {
+		t.Errorf("the execution's current token is %s, want failed", got.Status)
+	}
+	if len(f.reg.failures[keyARN]) != 1 {
+		t.Fatal("registry not told")
 	}
 }
