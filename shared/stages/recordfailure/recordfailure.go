@@ -166,7 +166,11 @@ func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.S
 	if r := s.Request; r != nil {
 		rec.KeyID, rec.SecretID, rec.SecretVersionID = r.KeyID, r.SecretID, r.SecretVersionID
 		rec.ExpirationModel, rec.ValidTo = r.ExpirationModel, r.ValidTo
-		rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = r.WrappingAlgorithm, r.WrappingKeySpec, r.WrappingDefaulted
+		rec.WrappingAlgorithm, rec.WrappingKeySpec = r.WrappingAlgorithm, r.WrappingKeySpec
+	}
+	if p := s.Plan; p != nil {
+		rec.SecretVersionID, rec.WrappingDefaulted = p.SecretVersionID, p.Wrapping.Defaulted
+		rec.WrappingAlgorithm, rec.WrappingKeySpec = p.Wrapping.Algorithm, p.Wrapping.KeySpec
 	}
 	if s.Request == nil {
 		// Failed in the first stage: record what the raw input named, if
@@ -182,7 +186,7 @@ func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.S
 	if k := s.Key; k != nil {
 		rec.KeyStateBefore, rec.ValidToBefore = k.StateBefore, k.ValidToBefore
 	}
-	if t := s.Token; t != nil && s.Key != nil {
+	if t := s.LastToken(); t != nil && s.Key != nil {
 		rec.TokenID, rec.TokenFetches = t.ID, t.Fetches
 		// An issued or wrapped token will never be used now: drop it.
 		err := st.Tokens.MarkFailed(ctx, s.Key.ARN, t.ID, "execution failed at "+s.FailedStage+": "+name)
