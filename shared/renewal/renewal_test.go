@@ -149,11 +149,11 @@ func TestDecide(t *testing.T) {
 			}},
 		{name: "renewal of many materials", f: Facts{Request: request(nil), Key: key(types.KeyStateEnabled, true),
 			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateNonCurrent, ""), material("m2", types.KeyMaterialStateCurrent, types.RotationTypeOnDemand)},
-			Map: mapped("m1", "m2"), Secrets: reads(ver("m1"), ver("m2"))},
+			Map:       mapped("m1", "m2"), Secrets: reads(ver("m1"), ver("m2"))},
 			want: []string{"eu-west-2 EXISTING_KEY_MATERIAL m1 ver-m1", "eu-west-2 EXISTING_KEY_MATERIAL m2 ver-m2"}, wantVer: "ver-m2"},
 		{name: "material the map does not know", f: Facts{Request: request(nil), Key: key(types.KeyStateEnabled, true),
 			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateNonCurrent, ""), material("m2", types.KeyMaterialStateCurrent, "")},
-			Map: mapped("m1"), Secrets: reads(ver("m1"))},
+			Map:       mapped("m1"), Secrets: reads(ver("m1"))},
 			wantErr: flow.MaterialSecretMissing, wantMsg: "material map does not know"},
 		{name: "mapped version that cannot be read", f: Facts{Request: request(nil), Key: key(types.KeyStateEnabled, true),
 			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateCurrent, "")}, Map: mapped("m1"),
@@ -187,7 +187,7 @@ func TestDecide(t *testing.T) {
 			wantErr: flow.InvalidInput, wantMsg: "no key material yet"},
 		{name: "resumed rotation: new material pending rotation", f: Facts{Request: request(rotate), Key: key(types.KeyStateEnabled, true),
 			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateCurrent, ""), material("m2", types.KeyMaterialStatePendingRotation, "")},
-			Map: pendingMap, Secrets: reads(ver("m1"), ver("m2"))},
+			Map:       pendingMap, Secrets: reads(ver("m1"), ver("m2"))},
 			want: []string{}, wantVer: "ver-m2", // every material imported already: only rotated
 			check: func(t *testing.T, d Decision) {
 				if p := d.Plan; !p.Resumed || p.Rotated || p.NewMaterialID != "m2" || d.Generate {
@@ -196,7 +196,7 @@ func TestDecide(t *testing.T) {
 			}},
 		{name: "resumed rotation: already current", f: Facts{Request: request(rotate), Now: now, Key: key(types.KeyStateEnabled, true),
 			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateNonCurrent, ""), material("m2", types.KeyMaterialStateCurrent, types.RotationTypeOnDemand)},
-			Map: pendingMap, Secrets: reads(ver("m1"), ver("m2"))},
+			Map:       pendingMap, Secrets: reads(ver("m1"), ver("m2"))},
 			want: []string{}, wantVer: "ver-m2", // every material imported already: only rotated
 			check: func(t *testing.T, d Decision) {
 				if p := d.Plan; !p.Resumed || !p.Rotated || p.NewMaterialID != "m2" || p.RotationStartedAt == nil || !p.RotationStartedAt.Equal(now) {
