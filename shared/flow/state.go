@@ -264,6 +264,18 @@ func (s *State) Advance() {
 	s.Progress.Pending = s.Progress.Item < len(s.Plan.Items)
 }
 
+// Resolved is the secret version and wrapping the renewal uses: the
+// plan's once the fetch stage made it, else what the request asked for.
+func (s State) Resolved() (string, Wrapping) {
+	if p := s.Plan; p != nil {
+		return p.SecretVersionID, p.Wrapping
+	}
+	if r := s.Request; r != nil {
+		return r.SecretVersionID, Wrapping{Algorithm: r.WrappingAlgorithm, KeySpec: r.WrappingKeySpec}
+	}
+	return "", Wrapping{}
+}
+
 // LastToken is the token being worked with, or else the one that imported
 // the last item imported; nil when no token was fetched.
 func (s State) LastToken() *TokenRef {

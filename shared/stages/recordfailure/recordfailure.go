@@ -164,13 +164,9 @@ func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.S
 		Cause:       cause,
 	}
 	if r := s.Request; r != nil {
-		rec.KeyID, rec.SecretID, rec.SecretVersionID = r.KeyID, r.SecretID, r.SecretVersionID
-		rec.ExpirationModel, rec.ValidTo = r.ExpirationModel, r.ValidTo
-		rec.WrappingAlgorithm, rec.WrappingKeySpec = r.WrappingAlgorithm, r.WrappingKeySpec
-	}
-	if p := s.Plan; p != nil {
-		rec.SecretVersionID, rec.WrappingDefaulted = p.SecretVersionID, p.Wrapping.Defaulted
-		rec.WrappingAlgorithm, rec.WrappingKeySpec = p.Wrapping.Algorithm, p.Wrapping.KeySpec
+		rec.KeyID, rec.SecretID, rec.ExpirationModel, rec.ValidTo = r.KeyID, r.SecretID, r.ExpirationModel, r.ValidTo
+		v, w := s.Resolved()
+		rec.SecretVersionID, rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = v, w.Algorithm, w.KeySpec, w.Defaulted
 	}
 	if s.Request == nil {
 		// Failed in the first stage: record what the raw input named, if
