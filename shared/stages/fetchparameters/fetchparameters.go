@@ -194,11 +194,7 @@ func (st *Stage) gather(ctx context.Context, s *flow.State, md *types.KeyMetadat
 		if f.Map, err = st.Materials.List(ctx, arn); err != nil {
 			return f, flow.FromAWS(err, flow.Internal, "material map of %s", arn)
 		}
-		for _, e := range f.Materials {
-			if _, ok := f.Map[aws.ToString(e.KeyMaterialId)]; !ok {
-				telemetry.Logger(ctx).Warn("key material not in the material map", "keyMaterialId", flow.ShortID(aws.ToString(e.KeyMaterialId)), "keyMaterialState", e.KeyMaterialState)
-			}
-		}
+		logUnmapped(ctx, f.Materials, f.Map)
 	}
 	var err error
 	if f.Replicas, err = st.replicas(ctx, md); err != nil {
@@ -206,6 +202,20 @@ func (st *Stage) gather(ctx context.Context, s *flow.State, md *types.KeyMetadat
 	}
 	f.Secrets, err = st.readSecrets(ctx, md, renewal.SecretsToRead(r, f.Materials, f.Map))
 	return f, err
+}
+
+// logUnmapped logs the full id of each material the map does not know
+// (Decide's MaterialSecretMissing names only its first 16 hex digits); a
+// key with one material and an empty map is bootstrapped, not missing.
+func logUnmapped(ctx context.Context, rots []types.RotationsListEntry, mm map[string]records.Material) {
+	if len(mm) == 0 && len(rots) == 1 {
+		return
+	}
+	for _, e := range rots {
+		if id := aws.ToString(e.KeyMaterialId); mm[id].KeyMaterialID == "" {
+			telemetry.Logger(ctx).Error("key material without a secret version", "keyMaterialId", id, "keyMaterialState", e.KeyMaterialState)
+		}
+	}
 }
 
 // replicas describes every replica of a multi-Region primary in its Region.
