@@ -13,13 +13,15 @@ type State struct {
 	Execution Execution       `json:"execution"`
 	Request   *Request        `json:"request,omitempty"`
 	Key       *Key            `json:"key,omitempty"`
-	Token     *TokenRef       `json:"token,omitempty"`
 	Import    *ImportResult   `json:"import,omitempty"`
 	Verified  *Verification   `json:"verification,omitempty"`
 	// Plan is the renewal as a list of imports (see docs/rotation.md): one
 	// item for a key with one material in one Region, more for keys with
 	// several materials, rotations and multi-Region keys.
 	Plan *Plan `json:"plan,omitempty"`
+	// Progress is where the execution is in the plan: the item being
+	// worked on and the one import token it holds for it.
+	Progress *Progress `json:"progress,omitempty"`
 	// LastError is where the state machine puts an error it recovered from
 	// (ImportTokenExpiring before a fresh fetch).
 	LastError *StateError `json:"lastError,omitempty"`
@@ -47,21 +49,23 @@ const (
 	DoesNotExpire = "KEY_MATERIAL_DOES_NOT_EXPIRE"
 )
 
-// Request is the validated, normalized execution input.
+// Request is the validated, normalized execution input. Nothing writes to
+// it after ParseRequest: what the product resolves (secret versions, the
+// wrapping chosen) is on the Plan.
 type Request struct {
 	KeyID           string `json:"keyId"`
 	SecretID        string `json:"secretId"`
 	SecretVersionID string `json:"secretVersionId,omitempty"`
 	// SecretVersionStage is the staging label read when no version is
-	// pinned; the first stage resolves it to SecretVersionID.
+	// pinned; the plan holds the version it resolved to.
 	SecretVersionStage string     `json:"secretVersionStage,omitempty"`
 	ExpirationModel    string     `json:"expirationModel"`
 	ValidTo            *time.Time `json:"validTo,omitempty"`
-	WrappingAlgorithm  string     `json:"wrappingAlgorithm,omitempty"`
-	WrappingKeySpec    string     `json:"wrappingKeySpec,omitempty"`
-	// WrappingDefaulted says the product chose the algorithm and spec.
-	WrappingDefaulted   bool `json:"wrappingDefaulted,omitempty"`
-	AllowLegacyWrapping bool `json:"allowLegacyWrapping,omitempty"`
+	// WrappingAlgorithm and WrappingKeySpec as asked (empty: the product
+	// chooses; Plan.Wrapping is what is used).
+	WrappingAlgorithm   string `json:"wrappingAlgorithm,omitempty"`
+	WrappingKeySpec     string `json:"wrappingKeySpec,omitempty"`
+	AllowLegacyWrapping bool   `json:"allowLegacyWrapping,omitempty"`
 	// Register keeps the key in the registry with ValidFor and
 	// RenewBefore as its renewal policy.
 	Register    bool   `json:"register"`
@@ -93,10 +97,34 @@ type Key struct {
 // TokenRef points at a token record in DynamoDB.
 type TokenRef struct {
 	ID                string    `json:"id"`
-	ParametersValidTo time.Time `json:"parametersValidTo"`
-	// Fetches counts GetParametersForImport calls in this execution.
+	ParametersValidTo time.Time `json:"parametersValidTo,omitempty"`
+	// Fetches counts the GetParametersForImport calls for the item in this
+	// execution, this token's included.
 	Fetches int  `json:"fetches"`
 	Wrapped bool `json:"wrapped,omitempty"`
+}
+
+// Progress is where an execution is in its plan. The current import token
+// is referenced here only, while its item is worked on; once the item is
+// imported, the item keeps which token imported it (PlanItem.TokenID).
+type Progress struct {
+	// Item is the index of the plan's item being worked on.
+	Item int `json:"item"`
+	// Pending says Items[Item] exists: the state machine's Choice states
+	// loop back to the fetch stage while it is true ($.progress.pending).
+	Pending bool `json:"pending"`
+	// Token is the current item's token record, with the item's fetch
+	// count; nil before the first fetch of the item.
+	Token *TokenRef `json:"token,omitempty"`
+}
+
+// Wrapping is the algorithm and wrapping key spec every import of the plan
+// uses: the request's, or the product's choice for the key spec.
+type Wrapping struct {
+	Algorithm string `json:"algorithm"`
+	KeySpec   string `json:"keySpec"`
+	// Defaulted says the product chose both (the request named neither).
+	Defaulted bool `json:"defaulted,omitempty"`
 }
 
 // ImportResult records a successful ImportKeyMaterial.
@@ -127,18 +155,20 @@ const (
 	ExistingKeyMaterial = "EXISTING_KEY_MATERIAL"
 )
 
-// Plan is the per-key plan of imports, for every key: computed once by the fetch
-// stage from DescribeKey, ListKeyRotations (primary and replicas) and the
-// material map in DynamoDB, then worked through one item at a time (fetch,
-// wrap, import), followed by RotateKeyOnDemand when Rotate is set. It holds
+// Plan is the per-key plan of imports, for every key: decided once by
+// renewal.Decide from what the fetch stage gathered (DescribeKey of the key
+// and its replicas, ListKeyRotations, the material map, the secret versions
+// read), then worked through one item at a time (fetch, wrap, import; see
+// Progress), followed by RotateKeyOnDemand when Rotate is set. It holds
 // references only: ARNs, KeyMaterialIds, secret version ids.
 type Plan struct {
 	Items []PlanItem `json:"items"`
-	// Next is the index of the item being worked on.
-	Next int `json:"next"`
-	// Pending says Items[Next] exists: the state machine's Choice states
-	// loop back to the fetch stage while it is true.
-	Pending bool `json:"pending"`
+	// Wrapping is what every GetParametersForImport of the plan asks for.
+	Wrapping Wrapping `json:"wrapping"`
+	// SecretVersionID is the secret version of the material the key
+	// encrypts with once the renewal is done (the new material of a
+	// rotation): what the proofs and the import record name.
+	SecretVersionID string `json:"secretVersionId,omitempty"`
 	// Rotate: RotateKeyOnDemand on the primary after the imports.
 	Rotate bool `json:"rotate,omitempty"`
 	// Listed: the plan was made from KMS's list of the key's materials
@@ -188,7 +218,8 @@ type PlanItem struct {
 	// New: this item carries the new material (on the primary: NEW_KEY_
 	// MATERIAL; on a replica: the same material as EXISTING_KEY_MATERIAL).
 	New bool `json:"new,omitempty"`
-	// Filled in as the item is worked on.
+	// Filled in by the import stage once imported: the token record that
+	// imported it and how many fetches it took.
 	TokenID    string     `json:"tokenId,omitempty"`
 	Fetches    int        `json:"fetches,omitempty"`
 	ImportedAt *time.Time `json:"importedAt,omitempty"`
@@ -209,18 +240,57 @@ type Target struct {
 	ValidTo    *time.Time `json:"validTo,omitempty"`
 }
 
-// Current is the item being worked on, or nil.
-func (p *Plan) Current() *PlanItem {
-	if p == nil || p.Next < 0 || p.Next >= len(p.Items) {
-		return nil
-	}
-	return &p.Items[p.Next]
+// Start is the progress of a plan not yet worked on.
+func (p *Plan) Start() *Progress {
+	return &Progress{Pending: len(p.Items) > 0}
 }
 
-// Advance moves to the next item.
-func (p *Plan) Advance() {
-	p.Next++
-	p.Pending = p.Next < len(p.Items)
+// Current is the item being worked on, or nil.
+func (s State) Current() *PlanItem {
+	if s.Plan == nil || s.Progress == nil || s.Progress.Item < 0 || s.Progress.Item >= len(s.Plan.Items) {
+		return nil
+	}
+	return &s.Plan.Items[s.Progress.Item]
+}
+
+// Advance records the current item imported with the progress's token and
+// moves to the next item, with no token yet.
+func (s *State) Advance() {
+	if it, t := s.Current(), s.Progress.Token; it != nil && t != nil {
+		it.TokenID, it.Fetches = t.ID, t.Fetches
+	}
+	s.Progress.Item++
+	s.Progress.Token = nil
+	s.Progress.Pending = s.Progress.Item < len(s.Plan.Items)
+}
+
+// Resolved is the secret version and wrapping the renewal uses: the
+// plan's once the fetch stage made it, else what the request asked for.
+func (s State) Resolved() (string, Wrapping) {
+	if p := s.Plan; p != nil {
+		return p.SecretVersionID, p.Wrapping
+	}
+	if r := s.Request; r != nil {
+		return r.SecretVersionID, Wrapping{Algorithm: r.WrappingAlgorithm, KeySpec: r.WrappingKeySpec}
+	}
+	return "", Wrapping{}
+}
+
+// LastToken is the token being worked with, or else the one that imported
+// the last item imported; nil when no token was fetched.
+func (s State) LastToken() *TokenRef {
+	if s.Progress != nil && s.Progress.Token != nil {
+		return s.Progress.Token
+	}
+	if s.Plan == nil {
+		return nil
+	}
+	for i := len(s.Plan.Items) - 1; i >= 0; i-- {
+		if it := s.Plan.Items[i]; it.TokenID != "" {
+			return &TokenRef{ID: it.TokenID, Fetches: it.Fetches}
+		}
+	}
+	return nil
 }
 
 // ShortID is a loggable prefix of a KeyMaterialId (the full id is 64 hex
@@ -244,6 +314,8 @@ func (s State) CheckFetched() error {
 		return Errorf(InvalidInput, "field \"key.arn\" is missing; this stage runs after the fetch stage")
 	case s.Plan == nil:
 		return Errorf(InvalidInput, "field \"plan\" is missing; this stage runs after the fetch stage")
+	case s.Progress == nil:
+		return Errorf(InvalidInput, "field \"progress\" is missing; this stage runs after the fetch stage")
 	}
 	return nil
 }
@@ -254,12 +326,12 @@ func (s State) CheckToken() error {
 		return err
 	}
 	switch {
-	case s.Plan.Current() == nil:
-		return Errorf(InvalidInput, "field \"plan.next\" is %d, past the plan's %d imports", s.Plan.Next, len(s.Plan.Items))
-	case s.Token == nil || s.Token.ID == "":
-		return Errorf(InvalidInput, "field \"token.id\" is missing; this stage runs after the fetch stage")
-	case s.Plan.Current().SecretVersionID == "":
-		return Errorf(InvalidInput, "field \"plan.items[%d].secretVersionId\" is empty; the fetch stage pins it", s.Plan.Next)
+	case s.Current() == nil:
+		return Errorf(InvalidInput, "field \"progress.item\" is %d, past the plan's %d imports", s.Progress.Item, len(s.Plan.Items))
+	case s.Progress.Token == nil || s.Progress.Token.ID == "":
+		return Errorf(InvalidInput, "field \"progress.token.id\" is missing; this stage runs after the fetch stage")
+	case s.Current().SecretVersionID == "":
+		return Errorf(InvalidInput, "field \"plan.items[%d].secretVersionId\" is empty; the fetch stage pins it", s.Progress.Item)
 	}
 	return nil
 }
@@ -287,25 +359,31 @@ func (s State) LogFields() []any {
 }
 
 // Summary is what a renewal leaves as the execution's output: bounded in
-// size whatever the plan, and a subset of State's JSON.
+// size whatever the plan. Its fields have the JSON names State's have,
+// except Token (the last import's token, State.LastToken) and Wrapping
+// and SecretVersionID (the plan's).
 type Summary struct {
-	Outcome   string        `json:"outcome"`
-	Execution Execution     `json:"execution"`
-	Request   *Request      `json:"request,omitempty"`
-	Key       *Key          `json:"key,omitempty"`
-	Token     *TokenRef     `json:"token,omitempty"`
-	LastError *StateError   `json:"lastError,omitempty"`
-	Verified  *Verification `json:"verification,omitempty"`
-	Imports   int           `json:"imports"`
-	Rotated   bool          `json:"rotated"`
-	Checks    int           `json:"checks"`
+	Outcome         string        `json:"outcome"`
+	Execution       Execution     `json:"execution"`
+	Request         *Request      `json:"request,omitempty"`
+	Key             *Key          `json:"key,omitempty"`
+	Wrapping        *Wrapping     `json:"wrapping,omitempty"`
+	SecretVersionID string        `json:"secretVersionId,omitempty"`
+	Token           *TokenRef     `json:"token,omitempty"`
+	LastError       *StateError   `json:"lastError,omitempty"`
+	Verified        *Verification `json:"verification,omitempty"`
+	Imports         int           `json:"imports"`
+	Rotated         bool          `json:"rotated"`
+	Checks          int           `json:"checks"`
 }
 
 // Summarize fills s.Summary once the renewal is verified.
 func (s *State) Summarize() {
-	sum := &Summary{Outcome: "RENEWED", Execution: s.Execution, Request: s.Request, Key: s.Key, Token: s.Token, LastError: s.LastError, Verified: s.Verified}
-	if s.Plan != nil {
-		sum.Imports, sum.Rotated, sum.Checks = len(s.Plan.Items), s.Plan.Rotated, s.Plan.Checks
+	sum := &Summary{Outcome: "RENEWED", Execution: s.Execution, Request: s.Request, Key: s.Key, Token: s.LastToken(), LastError: s.LastError, Verified: s.Verified}
+	if p := s.Plan; p != nil {
+		w := p.Wrapping
+		sum.Wrapping, sum.SecretVersionID = &w, p.SecretVersionID
+		sum.Imports, sum.Rotated, sum.Checks = len(p.Items), p.Rotated, p.Checks
 	}
 	s.Summary = sum
 }

@@ -203,14 +203,14 @@ func TestPipeline(t *testing.T) {
 	if !fetch.ExitOK {
 		t.Fatalf("fetch-parameters.json: %s", fetch.Raw)
 	}
-	if get(fetch.Response, "key", "arn") != keyARN || get(fetch.Response, "request", "secretVersionId") != sampleVersion ||
-		!strings.HasPrefix(fmt.Sprint(get(fetch.Response, "token", "id")), "TOKEN#") || get(fetch.Response, "token", "fetches") != 1.0 {
+	if get(fetch.Response, "key", "arn") != keyARN || get(fetch.Response, "plan", "secretVersionId") != sampleVersion ||
+		!strings.HasPrefix(fmt.Sprint(get(fetch.Response, "progress", "token", "id")), "TOKEN#") || get(fetch.Response, "progress", "token", "fetches") != 1.0 {
 		t.Errorf("fetch-parameters.json: unexpected response %s", fetch.Raw)
 	}
 	sameShape(t, "the fetch stage", fetch.Response, "wrap-material.json")
 
 	wrap := invoke(t, "WrapMaterialFunction", writeJSON(t, fetch.Response))
-	if !wrap.ExitOK || get(wrap.Response, "token", "wrapped") != true {
+	if !wrap.ExitOK || get(wrap.Response, "progress", "token", "wrapped") != true {
 		t.Fatalf("wrap on the fetch stage's output: %s", wrap.Raw)
 	}
 	sameShape(t, "the wrap stage", wrap.Response, "import-material.json")

@@ -15,8 +15,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -29,9 +27,9 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/renewal"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
-	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
 // Secrets is the part of Secrets Manager this stage calls: it reads every
@@ -41,13 +39,30 @@ type Secrets interface {
 	PutSecretValue(context.Context, *secretsmanager.PutSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.PutSecretValueOutput, error)
 }
 
+// Tokens is the part of the token store this stage calls.
+type Tokens interface {
+	SettleOthers(ctx context.Context, keyARN, executionID string, now time.Time) (int, error)
+	Put(ctx context.Context, r records.Token) error
+}
+
+// Leases is the part of the lease store this stage calls.
+type Leases interface {
+	Acquire(ctx context.Context, arn, owner string, now time.Time) error
+	Release(ctx context.Context, arn, owner string) error
+}
+
+// Materials is the part of the material map this stage reads.
+type Materials interface {
+	List(ctx context.Context, keyARN string) (map[string]records.Material, error)
+}
+
 // Stage fetches import parameters.
 type Stage struct {
 	KMS       kmsaccess.Regional
 	Secrets   Secrets
-	Tokens    *records.Tokens
-	Leases    *records.Leases
-	Materials *records.Materials
+	Tokens    Tokens
+	Leases    Leases
+	Materials Materials
 	Settings  settings.Settings
 	Now       func() time.Time
 }
@@ -85,7 +100,7 @@ func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 		s.Request = r
 	}
 	s.Input = nil
-	if s.Plan != nil {
+	if s.Plan != nil && s.Progress != nil {
 		// Back for the plan's next item (or fresh parameters for this one).
 		if err := st.takeLease(ctx, s.Key.ARN, s.Execution.ID); err != nil {
 			return s, err
@@ -130,221 +145,116 @@ func (st *Stage) takeLease(ctx context.Context, arn, execID string) error {
 	return nil
 }
 
-// listsMaterials says whether the plan is built from KMS's list of the
-// key's materials: a symmetric key that reports them (or must, to be
-// rotated or renewed Region by Region).
-func listsMaterials(r *flow.Request, md *types.KeyMetadata) bool {
-	return md.KeySpec == types.KeySpecSymmetricDefault &&
-		(kmsaccess.ListsMaterials(md) || r.Rotate || aws.ToBool(md.MultiRegion) || len(r.Regions) > 0)
-}
-
-// plan computes s.Plan for the key md describes (first pass only). Every
-// material must have a readable secret version of the right shape before
-// any import token is asked for, so a wrong secret costs nothing and
-// changes nothing.
+// plan gathers the facts, lets renewal.Decide make the plan and writes it
+// (first pass only). Nothing is requested from KMS for an import, and no
+// material generated, before the plan exists.
 func (st *Stage) plan(ctx context.Context, s *flow.State, md *types.KeyMetadata) error {
-	r, arn := s.Request, *md.Arn
-	home := kmsaccess.RegionOf(arn)
-	log := telemetry.Logger(ctx).With("keyArn", arn)
-	if md.KeySpec != types.KeySpecSymmetricDefault && (r.Rotate || r.RotateEvery != "") {
-		return flow.Errorf(flow.RotationNotSupported, "key %s has key spec %s: HMAC and asymmetric keys hold one key material for life, so they cannot rotate to new material; renew without \"rotate\"/\"rotateEvery\"", arn, md.KeySpec)
-	}
-	if mc := md.MultiRegionConfiguration; aws.ToBool(md.MultiRegion) && mc != nil && mc.MultiRegionKeyType == types.MultiRegionKeyTypeReplica {
-		p := ""
-		if mc.PrimaryKey != nil {
-			p = aws.ToString(mc.PrimaryKey.Arn)
-		}
-		return kmsaccess.NotPrimary(md, p)
-	}
-	p := &flow.Plan{Rotate: r.Rotate, Listed: listsMaterials(r, md)}
-	var rots []types.RotationsListEntry
-	mm := map[string]records.Material{}
-	if p.Listed {
-		var err error
-		if rots, err = kmsaccess.ListMaterials(ctx, st.KMS.In(home), arn); err != nil {
-			return err
-		}
-		if mm, err = st.Materials.List(ctx, arn); err != nil {
-			return flow.FromAWS(err, flow.Internal, "material map of %s", arn)
-		}
-	}
-	idOf := func(e types.RotationsListEntry) string { return aws.ToString(e.KeyMaterialId) }
-
-	// Bootstrap: a key with one material the product never mapped takes
-	// the request's secret.
-	if len(mm) == 0 && len(rots) == 1 {
-		version, _, err := st.readMaterial(ctx, arn, md, r.SecretID, r.SecretVersionID, r.SecretVersionStage)
-		if err != nil {
-			return err
-		}
-		mm[idOf(rots[0])] = records.Material{KeyARN: arn, KeyMaterialID: idOf(rots[0]), SecretID: r.SecretID, SecretVersionID: version, State: records.MaterialCurrent}
-		log.Info("material map bootstrapped from the request's secret", "keyMaterialId", flow.ShortID(idOf(rots[0])), "secretVersionId", version)
-	}
-	versionOf := map[string]string{}
-	for _, e := range rots {
-		id := idOf(e)
-		rec, ok := mm[id]
-		if !ok {
-			log.Error("key material without a secret version", "keyMaterialId", flow.ShortID(id), "keyMaterialState", e.KeyMaterialState)
-			return flow.Errorf(flow.MaterialSecretMissing, "key %s has key material %s (state %s) that the material map does not know: no secret version holds it, so it cannot be reimported and the key will become unusable at its ValidTo %s; record which version of secret %q holds it (docs/rotation.md)", arn, flow.ShortID(id), e.KeyMaterialState, fmtTime(e.ValidTo), r.SecretID)
-		}
-		secretID := rec.SecretID
-		if secretID == "" {
-			secretID = r.SecretID
-		}
-		if _, _, err := st.readMaterial(ctx, arn, md, secretID, rec.SecretVersionID, ""); err != nil {
-			if flow.NameOf(err) == flow.SecretNotFound {
-				log.Error("key material's secret version cannot be read", "keyMaterialId", flow.ShortID(id), "secretVersionId", rec.SecretVersionID)
-				return flow.Wrap(flow.MaterialSecretMissing, err, "key material %s of key %s is held by version %s of secret %q, which cannot be read", flow.ShortID(id), arn, rec.SecretVersionID, secretID)
-			}
-			return err
-		}
-		versionOf[id] = rec.SecretVersionID
-		if e.KeyMaterialState == types.KeyMaterialStateCurrent {
-			r.SecretVersionID = rec.SecretVersionID
-		}
-	}
-
-	if r.Rotate && len(rots) == 0 {
-		return flow.Errorf(flow.InvalidInput, "key %s has no key material yet: import its first material without \"rotate\"", arn)
-	}
-	if r.Rotate {
-		if err := st.resumeOrNew(ctx, s, p, rots, mm, versionOf); err != nil {
-			return err
-		}
-		r.SecretVersionID = p.NewSecretVersionID
-	}
-
-	// Targets: the primary and every replica.
-	p.Targets = []flow.Target{{Region: home, KeyARN: arn, StateBefore: string(md.KeyState), ValidToBefore: md.ValidTo}}
-	if mc := md.MultiRegionConfiguration; mc != nil {
-		for _, rk := range mc.ReplicaKeys {
-			rarn, region := aws.ToString(rk.Arn), aws.ToString(rk.Region)
-			if region == "" {
-				region = kmsaccess.RegionOf(rarn)
-			}
-			rmd, err := kmsaccess.Describe(ctx, st.KMS.In(region), rarn)
-			if err != nil {
-				return err
-			}
-			if err := kmsaccess.CheckReplica(rmd, arn); err != nil {
-				return err
-			}
-			p.Targets = append(p.Targets, flow.Target{Region: region, KeyARN: rarn, Replica: true, StateBefore: string(rmd.KeyState), ValidToBefore: rmd.ValidTo})
-		}
-	}
-	for _, g := range r.Regions {
-		if !slices.ContainsFunc(p.Targets, func(t flow.Target) bool { return t.Region == g }) {
-			return flow.Errorf(flow.InvalidInput, "field \"regions\" names %s, but key %s has no primary or replica there", g, arn)
-		}
-	}
-	if len(r.Regions) > 0 {
-		for i := range p.Targets {
-			p.Targets[i].Skipped = !slices.Contains(r.Regions, p.Targets[i].Region)
-		}
-	}
-
-	// Items: every listed material of every target renewed, then the new one.
-	for _, e := range rots {
-		if p.Resumed && (idOf(e) == p.NewMaterialID || e.ImportState == types.ImportStateImported) {
-			continue // imported by the earlier execution; only rotate
-		}
-		for _, t := range p.Targets {
-			if t.Skipped || (t.Replica && p.Resumed) {
-				continue
-			}
-			p.Items = append(p.Items, flow.PlanItem{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, KeyMaterialID: idOf(e),
-				SecretVersionID: versionOf[idOf(e)], ImportType: flow.ExistingKeyMaterial})
-		}
-	}
-	materialLen := 32
-	if len(rots) == 0 {
-		// No material KMS names: the key's one material (a first import, an
-		// HMAC or asymmetric key, or a KMS that lists none) from the
-		// request's secret, into the primary with ImportType omitted (as
-		// for any first import, and as KMS requires for HMAC and asymmetric
-		// keys), then the same material into each replica.
-		version, n, err := st.readMaterial(ctx, arn, md, r.SecretID, r.SecretVersionID, r.SecretVersionStage)
-		if err != nil {
-			return err
-		}
-		r.SecretVersionID, p.NewSecretVersionID, materialLen = version, version, n
-		for _, t := range p.Targets {
-			if t.Skipped {
-				continue
-			}
-			it := flow.PlanItem{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, SecretVersionID: version, New: true}
-			if t.Replica && md.KeySpec == types.KeySpecSymmetricDefault {
-				it.ImportType = flow.ExistingKeyMaterial
-			}
-			p.Items = append(p.Items, it)
-		}
-	}
-	if r.Rotate && !p.Rotated {
-		for _, t := range p.Targets {
-			it := flow.PlanItem{Region: t.Region, KeyARN: t.KeyARN, Replica: t.Replica, SecretVersionID: p.NewSecretVersionID, New: true, ImportType: flow.ExistingKeyMaterial}
-			switch {
-			case !t.Replica && p.Resumed:
-				continue
-			case !t.Replica:
-				it.ImportType = flow.NewKeyMaterial
-			default:
-				it.KeyMaterialID = p.NewMaterialID // filled after the primary's import otherwise
-			}
-			p.Items = append(p.Items, it)
-		}
-	}
-	p.Pending = len(p.Items) > 0
-	s.Plan = p
-	if err := chooseWrapping(r, md.KeySpec, materialLen); err != nil {
-		return err
-	}
-	log.Info("plan of imports", "materials", len(rots), "targets", len(p.Targets), "imports", len(p.Items), "rotate", p.Rotate, "resumed", p.Resumed)
-	return nil
-}
-
-// resumeOrNew finds the rotation's new material. An earlier execution's
-// new material (recorded pending rotation in the material map) is resumed:
-// imported again into every replica (harmless where it is already, needed
-// where it is not) and rotated to; if KMS already
-// made it current, the rotation is done and nothing is rotated twice. Else
-// the new material is the user's or generated, and the key must still have
-// an on-demand rotation left.
-func (st *Stage) resumeOrNew(ctx context.Context, s *flow.State, p *flow.Plan, rots []types.RotationsListEntry, mm map[string]records.Material, versionOf map[string]string) error {
-	log := telemetry.Logger(ctx)
-	onDemand := 0
-	for _, e := range rots {
-		id := aws.ToString(e.KeyMaterialId)
-		if e.RotationType == types.RotationTypeOnDemand {
-			onDemand++
-		}
-		switch {
-		case e.ImportState != types.ImportStateImported:
-		case e.KeyMaterialState == types.KeyMaterialStatePendingRotation,
-			e.KeyMaterialState == types.KeyMaterialStatePendingMultiRegionImportAndRotation:
-			p.Resumed, p.NewMaterialID, p.NewSecretVersionID = true, id, versionOf[id]
-			log.Info("new material already imported by an earlier execution; only rotating", "keyMaterialId", flow.ShortID(id), "keyMaterialState", e.KeyMaterialState)
-			return nil
-		case e.KeyMaterialState == types.KeyMaterialStateCurrent && mm[id].State == records.MaterialPendingRotation:
-			// The earlier execution's rotation finished after it stopped.
-			t := st.now().UTC()
-			if at := mm[id].RotatedAt; at != nil {
-				t = *at
-			}
-			p.Resumed, p.Rotated, p.RotationStartedAt, p.NewMaterialID, p.NewSecretVersionID = true, true, &t, id, versionOf[id]
-			log.Info("new material of an earlier execution is current already; recording its rotation", "keyMaterialId", flow.ShortID(id))
-			return nil
-		}
-	}
-	if onDemand >= flow.MaxOnDemandRotations {
-		return flow.Errorf(flow.RotationLimitExceeded, "key %s has had %d on-demand rotations, the most KMS allows over a key's life (RotateKeyOnDemand quota %d); nothing was changed: renew without \"rotate\", or move to a new key", s.Key.ARN, onDemand, flow.MaxOnDemandRotations)
-	}
-	v, generated, err := st.newMaterial(ctx, s, mm)
+	f, err := st.gather(ctx, s, md)
 	if err != nil {
 		return err
 	}
-	p.NewSecretVersionID, p.Generated = v, generated
+	d, err := renewal.Decide(f)
+	if err != nil {
+		return err
+	}
+	log := telemetry.Logger(ctx).With("keyArn", s.Key.ARN)
+	if d.Bootstrapped != "" {
+		log.Info("material map bootstrapped from the request's secret", "keyMaterialId", flow.ShortID(d.Bootstrapped), "secretVersionId", d.Plan.SecretVersionID)
+	}
+	p := d.Plan
+	if p.Resumed {
+		log.Info("new material of an earlier execution resumed; only rotating", "keyMaterialId", flow.ShortID(p.NewMaterialID), "rotated", p.Rotated)
+	}
+	if d.Generate {
+		if err := st.storeGenerated(ctx, s.Request, p.NewSecretVersionID); err != nil {
+			return err
+		}
+	}
+	s.Plan, s.Progress = p, p.Start()
+	log.Info("plan of imports", "materials", len(f.Materials), "targets", len(p.Targets), "imports", len(p.Items), "rotate", p.Rotate, "resumed", p.Resumed,
+		"wrappingAlgorithm", p.Wrapping.Algorithm, "wrappingKeySpec", p.Wrapping.KeySpec)
 	return nil
+}
+
+// gather collects what renewal.Decide needs: the key's materials and the
+// material map (when it lists them), each replica's DescribeKey, and every
+// secret read it will look up. A key Decide refuses on its own is refused
+// before anything else is read.
+func (st *Stage) gather(ctx context.Context, s *flow.State, md *types.KeyMetadata) (renewal.Facts, error) {
+	r, arn := s.Request, *md.Arn
+	f := renewal.Facts{Request: r, ExecutionID: s.Execution.ID, Now: st.now(), Key: md}
+	if err := renewal.Refuse(r, md); err != nil {
+		return f, err
+	}
+	if renewal.ListsMaterials(r, md) {
+		var err error
+		if f.Materials, err = kmsaccess.ListMaterials(ctx, st.KMS.In(kmsaccess.RegionOf(arn)), arn); err != nil {
+			return f, err
+		}
+		if f.Map, err = st.Materials.List(ctx, arn); err != nil {
+			return f, flow.FromAWS(err, flow.Internal, "material map of %s", arn)
+		}
+		logUnmapped(ctx, f.Materials, f.Map)
+	}
+	var err error
+	if f.Replicas, err = st.replicas(ctx, md); err != nil {
+		return f, err
+	}
+	f.Secrets, err = st.readSecrets(ctx, md, renewal.SecretsToRead(r, f.Materials, f.Map))
+	return f, err
+}
+
+// logUnmapped logs the full id of each material the map does not know
+// (Decide's MaterialSecretMissing names only its first 16 hex digits); a
+// key with one material and an empty map is bootstrapped, not missing.
+func logUnmapped(ctx context.Context, rots []types.RotationsListEntry, mm map[string]records.Material) {
+	if len(mm) == 0 && len(rots) == 1 {
+		return
+	}
+	for _, e := range rots {
+		if id := aws.ToString(e.KeyMaterialId); mm[id].KeyMaterialID == "" {
+			telemetry.Logger(ctx).Error("key material without a secret version", "keyMaterialId", id, "keyMaterialState", e.KeyMaterialState)
+		}
+	}
+}
+
+// replicas describes every replica of a multi-Region primary in its Region.
+func (st *Stage) replicas(ctx context.Context, md *types.KeyMetadata) ([]renewal.Replica, error) {
+	mc := md.MultiRegionConfiguration
+	if mc == nil {
+		return nil, nil
+	}
+	var out []renewal.Replica
+	for _, rk := range mc.ReplicaKeys {
+		rarn, region := aws.ToString(rk.Arn), aws.ToString(rk.Region)
+		if region == "" {
+			region = kmsaccess.RegionOf(rarn)
+		}
+		rmd, err := kmsaccess.Describe(ctx, st.KMS.In(region), rarn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, renewal.Replica{Region: region, ARN: rarn, Meta: rmd})
+	}
+	return out, nil
+}
+
+// readSecrets reads each secret version once. What a read finds wrong
+// with the material (missing, wrong shape) is a fact for Decide; an error
+// of Secrets Manager or KMS itself ends the stage.
+func (st *Stage) readSecrets(ctx context.Context, md *types.KeyMetadata, refs []renewal.SecretRef) (map[renewal.SecretRef]renewal.SecretRead, error) {
+	out := map[renewal.SecretRef]renewal.SecretRead{}
+	for _, ref := range refs {
+		if _, done := out[ref]; done {
+			continue
+		}
+		version, n, err := st.readMaterial(ctx, md, ref)
+		if err != nil && flow.NameOf(err) != flow.SecretNotFound && flow.NameOf(err) != flow.InvalidSecret {
+			return nil, err
+		}
+		out[ref] = renewal.SecretRead{VersionID: version, Length: n, Err: err}
+	}
+	return out, nil
 }
 
 // readMaterial reads one secret version and checks its material fits the
@@ -353,21 +263,22 @@ func (st *Stage) resumeOrNew(ctx context.Context, s *flow.State, p *flow.Plan, r
 // with IncorrectKeyMaterial; the refusal is cheaper before a token is
 // fetched). It returns the version read and the material's length; the
 // plaintext is zeroed before it returns.
-func (st *Stage) readMaterial(ctx context.Context, arn string, md *types.KeyMetadata, secretID, versionID, stage string) (string, int, error) {
-	m, version, err := keymaterial.ReadSecret(ctx, st.Secrets, secretID, versionID, stage, md.KeySpec)
+func (st *Stage) readMaterial(ctx context.Context, md *types.KeyMetadata, ref renewal.SecretRef) (string, int, error) {
+	arn, spec := *md.Arn, md.KeySpec
+	m, version, err := keymaterial.ReadSecret(ctx, st.Secrets, ref.SecretID, ref.VersionID, ref.Stage, spec)
 	if err != nil {
 		return "", 0, err
 	}
 	n := len(m)
 	var pub []byte
-	if keymaterial.IsAsymmetric(md.KeySpec) {
+	if keymaterial.IsAsymmetric(spec) {
 		// Derives the public key (for secp256k1 too), which also proves the
 		// private key is whole.
-		pub, err = keymaterial.PublicKeyDER(md.KeySpec, m)
+		pub, err = keymaterial.PublicKeyDER(spec, m)
 	}
 	keymaterial.Zero(m)
 	if err != nil {
-		return "", 0, flow.Wrap(flow.InvalidSecret, err, "secret %q version %s does not hold a usable %s private key", secretID, version, md.KeySpec)
+		return "", 0, flow.Wrap(flow.InvalidSecret, err, "secret %q version %s does not hold a usable %s private key", ref.SecretID, version, spec)
 	}
 	if pub != nil && md.KeyState == types.KeyStateEnabled {
 		out, err := st.KMS.In(kmsaccess.RegionOf(arn)).GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
@@ -376,7 +287,7 @@ func (st *Stage) readMaterial(ctx context.Context, arn string, md *types.KeyMeta
 		}
 		if !bytes.Equal(out.PublicKey, pub) {
 			return "", 0, flow.Errorf(flow.InvalidSecret, "secret %q version %s holds a private key whose public key (SHA-256 %s) differs from the public key of %s (SHA-256 %s): it is not the material already bound to the key",
-				secretID, version, Fingerprint(pub), arn, Fingerprint(out.PublicKey))
+				ref.SecretID, version, Fingerprint(pub), arn, Fingerprint(out.PublicKey))
 		}
 	}
 	return version, n, nil
@@ -388,98 +299,50 @@ func Fingerprint(pub []byte) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// chooseWrapping fills in the defaults for the key type and checks the
-// combination before any token is requested.
-func chooseWrapping(r *flow.Request, spec types.KeySpec, materialLen int) error {
-	alg, ks := wrapping.Defaults(spec)
-	if r.WrappingAlgorithm == "" && r.WrappingKeySpec == "" {
-		r.WrappingDefaulted = true
-	}
-	if r.WrappingAlgorithm == "" {
-		r.WrappingAlgorithm = string(alg)
-	}
-	if r.WrappingKeySpec == "" {
-		r.WrappingKeySpec = string(ks)
-	}
-	if err := wrapping.Check(spec, types.AlgorithmSpec(r.WrappingAlgorithm), types.WrappingKeySpec(r.WrappingKeySpec), materialLen, r.AllowLegacyWrapping); err != nil {
-		return flow.Wrap(flow.UnsupportedWrapping, err, "wrapping %s material", spec)
-	}
-	return nil
-}
-
-// newMaterial returns the secret version with the rotation's new
-// material: the user's (newMaterialStage) or one generated and stored
-// first, so it is never lost if a later step fails.
-func (st *Stage) newMaterial(ctx context.Context, s *flow.State, mm map[string]records.Material) (string, bool, error) {
-	r := s.Request
-	m, version, err := keymaterial.ReadSecret(ctx, st.Secrets, r.SecretID, "", r.NewMaterialStage, types.KeySpecSymmetricDefault)
-	if err == nil {
-		keymaterial.Zero(m)
-		if rec, mapped := records.MaterialByVersion(mm, version); !mapped {
-			return version, r.GenerateMaterial, nil
-		} else if !r.GenerateMaterial {
-			return "", false, flow.Errorf(flow.NewMaterialInvalid, "the version at stage %s of secret %q (%s) already holds key material %s of the key: put the new material in a new version with that label first", r.NewMaterialStage, r.SecretID, version, flow.ShortID(rec.KeyMaterialID))
-		}
-	} else if flow.NameOf(err) != flow.SecretNotFound || !r.GenerateMaterial {
-		if flow.NameOf(err) == flow.SecretNotFound {
-			return "", false, flow.Wrap(flow.NewMaterialInvalid, err, "no new key material at stage %s of secret %q", r.NewMaterialStage, r.SecretID)
-		}
-		return "", false, err
-	}
-	// Generate 32 random bytes (SYMMETRIC_DEFAULT) and store them as a new
-	// version; the request token is derived from the execution, so a
-	// retried stage finds the version it already wrote.
-	token := requestToken(s.Execution.ID)
-	buf := make([]byte, 32)
+// storeGenerated generates 32 random bytes (SYMMETRIC_DEFAULT) and stores
+// them as version `version` of the secret, labelled newMaterialStage; the
+// version id is derived from the execution, so a retried stage finds the
+// version it already wrote.
+func (st *Stage) storeGenerated(ctx context.Context, r *flow.Request, version string) error {
+	buf := make([]byte, renewal.SymmetricLength)
 	defer clear(buf)
 	if _, err := rand.Read(buf); err != nil {
-		return "", false, flow.Wrap(flow.Internal, err, "generating key material")
+		return flow.Wrap(flow.Internal, err, "generating key material")
 	}
-	_, err = st.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
-		SecretId: &r.SecretID, SecretBinary: buf, ClientRequestToken: &token, VersionStages: []string{r.NewMaterialStage},
+	_, err := st.Secrets.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{
+		SecretId: &r.SecretID, SecretBinary: buf, ClientRequestToken: &version, VersionStages: []string{r.NewMaterialStage},
 	})
 	var exists *smtypes.ResourceExistsException
 	if errors.As(err, &exists) {
 		err = nil // this execution stored it already
 	}
 	if err != nil {
-		return "", false, flow.FromAWS(err, flow.Internal, "storing generated key material in secret %q", r.SecretID)
+		return flow.FromAWS(err, flow.Internal, "storing generated key material in secret %q", r.SecretID)
 	}
-	telemetry.Logger(ctx).Info("new key material generated and stored", "secretId", r.SecretID, "secretVersionId", token, "stage", r.NewMaterialStage)
-	return token, true, nil
-}
-
-// requestToken is a version id (UUID form) derived from the execution.
-func requestToken(execID string) string {
-	h := sha256.Sum256([]byte("kms-reimport generated material\x00" + execID))
-	h[6] = h[6]&0x0f | 0x40
-	h[8] = h[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
-}
-
-func fmtTime(t *time.Time) string {
-	if t == nil {
-		return "(none)"
-	}
-	return t.UTC().Format(time.RFC3339)
+	telemetry.Logger(ctx).Info("new key material generated and stored", "secretId", r.SecretID, "secretVersionId", version, "stage", r.NewMaterialStage)
+	return nil
 }
 
 // fetchItem asks for import parameters for the plan's current item.
 func (st *Stage) fetchItem(ctx context.Context, s flow.State) (flow.State, error) {
-	p, r := s.Plan, s.Request
-	it := p.Current()
+	w, pr := s.Plan.Wrapping, s.Progress
+	it := s.Current()
 	if it == nil {
-		p.Pending = false
+		pr.Pending = false
 		return s, nil
 	}
-	if it.Fetches >= st.Settings.MaxTokenFetches {
-		return s, flow.Errorf(flow.TokenRefreshLimitExceeded, "import parameters for %s (material %s) were fetched %d times in this execution (limit %d); each token was too close to expiry when the import stage got it", it.KeyARN, flow.ShortID(it.KeyMaterialID), it.Fetches, st.Settings.MaxTokenFetches)
+	fetches := 0
+	if pr.Token != nil {
+		fetches = pr.Token.Fetches
+	}
+	if fetches >= st.Settings.MaxTokenFetches {
+		return s, flow.Errorf(flow.TokenRefreshLimitExceeded, "import parameters for %s (material %s) were fetched %d times in this execution (limit %d); each token was too close to expiry when the import stage got it", it.KeyARN, flow.ShortID(it.KeyMaterialID), fetches, st.Settings.MaxTokenFetches)
 	}
 	out, err := st.KMS.In(it.Region).GetParametersForImport(ctx, &kms.GetParametersForImportInput{
-		KeyId: &it.KeyARN, WrappingAlgorithm: types.AlgorithmSpec(r.WrappingAlgorithm), WrappingKeySpec: types.WrappingKeySpec(r.WrappingKeySpec),
+		KeyId: &it.KeyARN, WrappingAlgorithm: types.AlgorithmSpec(w.Algorithm), WrappingKeySpec: types.WrappingKeySpec(w.KeySpec),
 	})
 	if err != nil {
-		return s, gpiErr(err, it.KeyARN, r)
+		return s, gpiErr(err, it.KeyARN, w)
 	}
 	defer clear(out.ImportToken)
 	if out.ParametersValidTo == nil || len(out.ImportToken) == 0 || len(out.PublicKey) == 0 {
@@ -487,7 +350,7 @@ func (st *Stage) fetchItem(ctx context.Context, s flow.State) (flow.State, error
 	}
 	issued := st.now().UTC()
 	rec := records.Token{
-		KeyARN: s.Key.ARN, TokenID: newID(), WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec,
+		KeyARN: s.Key.ARN, TokenID: newID(), WrappingAlgorithm: w.Algorithm, WrappingKeySpec: w.KeySpec,
 		IssuedAt: issued, ParametersValidTo: out.ParametersValidTo.UTC(), ExecutionID: s.Execution.ID, Status: records.TokenIssued,
 		SecretVersionID: it.SecretVersionID, PublicKey: out.PublicKey, ImportToken: out.ImportToken,
 		TargetKeyARN: it.KeyARN, Region: it.Region, ImportType: it.ImportType, KeyMaterialID: it.KeyMaterialID,
@@ -496,24 +359,22 @@ func (st *Stage) fetchItem(ctx context.Context, s flow.State) (flow.State, error
 	if err := st.Tokens.Put(ctx, rec); err != nil {
 		return s, flow.FromAWS(err, flow.Internal, "recording import parameters for %s", it.KeyARN)
 	}
-	it.Fetches++
-	it.TokenID = rec.SK
-	s.Token = &flow.TokenRef{ID: rec.SK, ParametersValidTo: rec.ParametersValidTo, Fetches: it.Fetches}
-	telemetry.Logger(ctx).Info("import parameters fetched", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo, "item", p.Next,
+	pr.Token = &flow.TokenRef{ID: rec.SK, ParametersValidTo: rec.ParametersValidTo, Fetches: fetches + 1}
+	telemetry.Logger(ctx).Info("import parameters fetched", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo, "item", pr.Item,
 		"targetKeyArn", it.KeyARN, "region", it.Region, "importType", it.ImportType, "keyMaterialId", flow.ShortID(it.KeyMaterialID),
-		"wrappingAlgorithm", r.WrappingAlgorithm, "wrappingKeySpec", r.WrappingKeySpec, "secretVersionId", it.SecretVersionID, "fetch", it.Fetches)
+		"wrappingAlgorithm", w.Algorithm, "wrappingKeySpec", w.KeySpec, "secretVersionId", it.SecretVersionID, "fetch", pr.Token.Fetches)
 	return s, nil
 }
 
 // gpiErr names a GetParametersForImport error.
-func gpiErr(err error, arn string, r *flow.Request) error {
+func gpiErr(err error, arn string, w flow.Wrapping) error {
 	var is *types.KMSInvalidStateException
 	var uo *types.UnsupportedOperationException
 	switch {
 	case errors.As(err, &is), errors.As(err, &uo):
 		return kmsaccess.Refused("GetParametersForImport", arn, err)
 	case flow.AWSCode(err) == "ValidationException":
-		return flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, r.WrappingAlgorithm, r.WrappingKeySpec)
+		return flow.Wrap(flow.UnsupportedWrapping, err, "GetParametersForImport for %s with %s/%s", arn, w.Algorithm, w.KeySpec)
 	}
 	return flow.FromAWS(err, flow.Internal, "GetParametersForImport for %s", arn)
 }

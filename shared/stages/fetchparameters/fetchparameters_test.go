@@ -22,9 +22,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
-	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/settings"
-	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
 	"github.com/kms-reimport/kms-reimport/tests/support/keybuild"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
@@ -143,10 +141,9 @@ func TestFetchPerKeyType(t *testing.T) {
 				in[k] = v
 			}
 			raw, _ := json.Marshal(in)
-			db, table := ddblocal.Table(t)
-			tokens := &records.Tokens{DB: db, Table: table}
+			tokens := &memTokens{}
 			st := &Stage{KMS: kmsaccess.Single{API: client}, Secrets: fakeSecrets{"s": c.secret}, Tokens: tokens,
-				Leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, Materials: &records.Materials{DB: db, Table: table},
+				Leases: &memLeases{}, Materials: memMaterials{},
 				Settings: settings.Settings{MaxTokenFetches: 3, DefaultValidFor: 720 * time.Hour}}
 			out, err := st.Run(ctx, flow.State{Input: raw, Execution: flow.Execution{ID: "exec-1"}})
 			if got := flow.NameOf(err); (err == nil) != (c.wantErr == "") || (err != nil && got != c.wantErr) {
@@ -158,22 +155,21 @@ func TestFetchPerKeyType(t *testing.T) {
 			if ops := strings.Join(srv.OperationsFor(arn), ","); ops != c.wantOps {
 				t.Fatalf("KMS requests %s, want %s", ops, c.wantOps)
 			}
-			recs, lerr := tokens.List(ctx, arn)
-			if lerr != nil {
-				t.Fatal(lerr)
-			}
+			recs := tokens.list(arn)
 			if c.wantErr != "" {
 				if len(recs) != 0 {
 					t.Fatal("a token record was written for a refused request")
 				}
 				return
 			}
-			r := out.Request
-			if r.WrappingAlgorithm != c.wantAlg || r.WrappingKeySpec != c.wantSpec || r.WrappingDefaulted != c.wantDefault || r.SecretVersionID != "v1" {
-				t.Fatalf("request after fetch: %+v", r)
+			if w := out.Plan.Wrapping; w.Algorithm != c.wantAlg || w.KeySpec != c.wantSpec || w.Defaulted != c.wantDefault || out.Plan.SecretVersionID != "v1" {
+				t.Fatalf("plan after fetch: wrapping %+v, secret version %q", w, out.Plan.SecretVersionID)
 			}
-			if out.Token == nil || out.Token.Fetches != 1 || len(recs) != 1 {
-				t.Fatalf("token ref %+v, token records %d", out.Token, len(recs))
+			if r := out.Request; r.SecretVersionID != "" || r.WrappingAlgorithm != c.input["wrappingAlgorithm"] && r.WrappingAlgorithm != "" {
+				t.Fatalf("request changed by the stage: %+v", r)
+			}
+			if tok := out.Progress.Token; tok == nil || tok.Fetches != 1 || len(recs) != 1 || recs[0].SK != tok.ID || recs[0].WrappingAlgorithm != c.wantAlg {
+				t.Fatalf("progress %+v, token records %+v", out.Progress, recs)
 			}
 		})
 	}
@@ -183,4 +179,43 @@ func make32() []byte {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return b
+}
+
+// TestFetchPasses: the first pass plans and fetches; a later pass (fresh
+// parameters for the same item) counts its fetches, up to the limit; a
+// key whose lease another execution holds is RotationInProgress.
+func TestFetchPasses(t *testing.T) {
+	srv, client := kmsstandin.Serve(t, kmsstandin.Options{})
+	ck, err := client.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := *ck.KeyMetadata.Arn
+	srv.Advance(2 * time.Second)
+	tokens, leases := &memTokens{}, &memLeases{}
+	st := &Stage{KMS: kmsaccess.Single{API: client}, Secrets: fakeSecrets{"s": binSecret(make32())}, Tokens: tokens, Leases: leases,
+		Materials: memMaterials{}, Settings: settings.Settings{MaxTokenFetches: 2, DefaultValidFor: 720 * time.Hour}}
+	raw, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": "s", "validFor": "720h", "register": false})
+	if err := leases.Acquire(ctx, arn, "other", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Run(ctx, flow.State{Input: raw, Execution: flow.Execution{ID: "exec-1"}}); flow.NameOf(err) != flow.RotationInProgress {
+		t.Fatalf("lease held by another execution: %v", err)
+	}
+	_ = leases.Release(ctx, arn, "other")
+	s, err := st.Run(ctx, flow.State{Input: raw, Execution: flow.Execution{ID: "exec-1"}})
+	if err != nil || s.Plan == nil || len(s.Plan.Items) != 1 || s.Progress.Token == nil || !s.Progress.Pending {
+		t.Fatalf("first pass: %v %+v", err, s.Progress)
+	}
+	first := s.Progress.Token.ID
+	s, err = st.Run(ctx, s)
+	if err != nil || s.Progress.Token.Fetches != 2 || s.Progress.Token.ID == first || len(tokens.list(arn)) != 2 || s.Plan.Items[0].TokenID != "" {
+		t.Fatalf("second fetch: %v, progress %+v, item %+v", err, s.Progress.Token, s.Plan.Items[0])
+	}
+	if _, err := st.Run(ctx, s); flow.NameOf(err) != flow.TokenRefreshLimitExceeded {
+		t.Fatalf("third fetch with a limit of 2: %v", err)
+	}
+	if leases.owners[arn] != "" {
+		t.Fatalf("a failed fetch kept the lease: %q", leases.owners[arn])
+	}
 }

@@ -19,12 +19,32 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
+// Tokens is the part of the token store this stage calls: the one read
+// of the token bytes, and the record's final statuses.
+type Tokens interface {
+	GetWithToken(ctx context.Context, keyARN, sk string) (*records.Token, error)
+	MarkUsedWith(ctx context.Context, keyARN, sk, keyMaterialID string) error
+	MarkExpired(ctx context.Context, keyARN, sk, reason string) error
+	MarkFailed(ctx context.Context, keyARN, sk, reason string) error
+}
+
+// Materials is the part of the material map this stage writes.
+type Materials interface {
+	Put(ctx context.Context, r records.Material) error
+	Merge(ctx context.Context, r records.Material) error
+}
+
+// Leases is the part of the lease store this stage calls.
+type Leases interface {
+	Fence(ctx context.Context, arn, owner string, now time.Time) error
+}
+
 // Stage imports key material.
 type Stage struct {
 	KMS              kmsaccess.Regional
-	Tokens           *records.Tokens
-	Materials        *records.Materials
-	Leases           *records.Leases
+	Tokens           Tokens
+	Materials        Materials
+	Leases           Leases
 	MinTokenValidity time.Duration
 	Now              func() time.Time
 }
@@ -41,10 +61,9 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := s.CheckToken(); err != nil {
 		return s, err
 	}
-	r, k, p := s.Request, s.Key, s.Plan
-	it := p.Current()
-	log := telemetry.Logger(ctx).With("targetKeyArn", it.KeyARN, "region", it.Region, "item", p.Next)
-	rec, err := st.Tokens.GetWithToken(ctx, k.ARN, s.Token.ID)
+	r, k, it := s.Request, s.Key, s.Current()
+	log := telemetry.Logger(ctx).With("targetKeyArn", it.KeyARN, "region", it.Region, "item", s.Progress.Item)
+	rec, err := st.Tokens.GetWithToken(ctx, k.ARN, s.Progress.Token.ID)
 	if err != nil {
 		return s, tokenErr(err)
 	}
@@ -52,13 +71,8 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if rec.TargetKeyARN != "" && rec.TargetKeyARN != it.KeyARN {
 		return s, flow.Errorf(flow.TokenStateConflict, "token record %s is for %s, not for the plan's item %s", rec.SK, rec.TargetKeyARN, it.KeyARN)
 	}
-	now := st.now()
-	var validTo *time.Time
-	if r.ExpirationModel == flow.Expires {
-		v := r.ValidTo.UTC().Truncate(time.Second) // KMS wants whole seconds
-		validTo = &v
-	}
-	id := it.KeyMaterialID
+	validTo := requestedValidTo(r)
+	id, at := it.KeyMaterialID, st.now()
 	switch {
 	case rec.Status == records.TokenUsed:
 		// A retry after a success whose answer was lost: KMS already has
@@ -67,61 +81,83 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		if rec.KeyMaterialID != "" {
 			id = rec.KeyMaterialID
 		}
-		now = rec.UpdatedAt
+		at = rec.UpdatedAt
 	case rec.Status != records.TokenWrapped:
 		return s, flow.Errorf(flow.TokenStateConflict, "token record %s is %s; the import needs a wrapped token", rec.SK, rec.Status)
 	default:
-		if left := rec.ParametersValidTo.Sub(now); left < st.MinTokenValidity {
-			if err := st.Tokens.MarkExpired(ctx, k.ARN, rec.SK, fmt.Sprintf("remaining validity %s is below the required %s", left.Truncate(time.Second), st.MinTokenValidity)); err != nil {
-				return s, tokenErr(err)
-			}
-			log.Warn("import token too close to expiry; fresh parameters needed", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo, "remaining", left.String())
-			return s, flow.Errorf(flow.ImportTokenExpiring, "import token %s (valid to %s) has %s left, less than the required %s", rec.SK, rec.ParametersValidTo.Format(time.RFC3339), left.Truncate(time.Second), st.MinTokenValidity)
-		}
-		in := &kms.ImportKeyMaterialInput{
-			KeyId:                &it.KeyARN,
-			ImportToken:          rec.ImportToken,
-			EncryptedKeyMaterial: rec.EncryptedKeyMaterial,
-			ExpirationModel:      types.ExpirationModelType(r.ExpirationModel),
-			ValidTo:              validTo,
-			// Empty for a first import and for HMAC and asymmetric keys:
-			// the SDK then omits it, as KMS requires for those keys.
-			ImportType: types.ImportType(it.ImportType),
-		}
-		if it.ImportType == flow.ExistingKeyMaterial && it.KeyMaterialID != "" {
-			in.KeyMaterialId = &it.KeyMaterialID
-		}
-		if err := fence(ctx, st.Leases, k.ARN, s.Execution.ID, now); err != nil {
+		if id, err = st.importItem(ctx, s, rec, validTo, at); err != nil {
 			return s, err
 		}
-		out, err := st.KMS.In(it.Region).ImportKeyMaterial(ctx, in)
-		var wrong *types.IncorrectKeyMaterialException
-		if err != nil && it.Replica && it.New && errors.As(err, &wrong) {
-			// The replica may not know the primary's new material yet:
-			// multi-Region properties reach replicas asynchronously. The
-			// token stays usable; the state machine retries with backoff.
-			return s, flow.Wrap(flow.ReplicaNotSynced, err, "ImportKeyMaterial for replica %s: material %s is not associated with it yet", it.KeyARN, flow.ShortID(it.KeyMaterialID))
-		}
-		if err != nil {
-			return s, st.importFailed(ctx, k.ARN, it.KeyARN, rec.SK, err)
-		}
-		if out.KeyMaterialId != nil && *out.KeyMaterialId != "" {
-			id = *out.KeyMaterialId
-		}
-		if err := st.Tokens.MarkUsedWith(ctx, k.ARN, rec.SK, id); err != nil {
-			return s, tokenErr(err)
-		}
 	}
-	if err := st.recordMaterial(ctx, s, it, id, now.UTC(), validTo); err != nil {
+	if err := st.recordMaterial(ctx, s, it, id, at.UTC(), validTo); err != nil {
 		return s, err
 	}
-	t := now.UTC()
+	t := at.UTC()
 	it.KeyMaterialID, it.ImportedAt, it.ValidTo = id, &t, validTo
 	s.Import = &flow.ImportResult{ImportedAt: t, ExpirationModel: r.ExpirationModel, ValidTo: validTo}
 	log.Info("key material imported", "tokenId", rec.SK, "importType", it.ImportType, "keyMaterialId", flow.ShortID(id),
 		"secretVersionId", it.SecretVersionID, "expirationModel", r.ExpirationModel, "validTo", validTo)
-	p.Advance()
+	s.Advance()
 	return s, nil
+}
+
+// requestedValidTo is the expiry asked for, in whole seconds as KMS wants
+// it; nil for material that does not expire.
+func requestedValidTo(r *flow.Request) *time.Time {
+	if r.ExpirationModel != flow.Expires || r.ValidTo == nil {
+		return nil
+	}
+	v := r.ValidTo.UTC().Truncate(time.Second)
+	return &v
+}
+
+// importItem refuses a token too close to its expiry, fences the lease,
+// calls ImportKeyMaterial for the current item and marks the token used.
+// It returns the KeyMaterialId KMS named (else the item's).
+func (st *Stage) importItem(ctx context.Context, s flow.State, rec *records.Token, validTo *time.Time, now time.Time) (string, error) {
+	k, it := s.Key, s.Current()
+	if left := rec.ParametersValidTo.Sub(now); left < st.MinTokenValidity {
+		if err := st.Tokens.MarkExpired(ctx, k.ARN, rec.SK, fmt.Sprintf("remaining validity %s is below the required %s", left.Truncate(time.Second), st.MinTokenValidity)); err != nil {
+			return "", tokenErr(err)
+		}
+		telemetry.Logger(ctx).Warn("import token too close to expiry; fresh parameters needed", "tokenId", rec.SK, "parametersValidTo", rec.ParametersValidTo, "remaining", left.String())
+		return "", flow.Errorf(flow.ImportTokenExpiring, "import token %s (valid to %s) has %s left, less than the required %s", rec.SK, rec.ParametersValidTo.Format(time.RFC3339), left.Truncate(time.Second), st.MinTokenValidity)
+	}
+	in := &kms.ImportKeyMaterialInput{
+		KeyId:                &it.KeyARN,
+		ImportToken:          rec.ImportToken,
+		EncryptedKeyMaterial: rec.EncryptedKeyMaterial,
+		ExpirationModel:      types.ExpirationModelType(s.Request.ExpirationModel),
+		ValidTo:              validTo,
+		// Empty for a first import and for HMAC and asymmetric keys:
+		// the SDK then omits it, as KMS requires for those keys.
+		ImportType: types.ImportType(it.ImportType),
+	}
+	if it.ImportType == flow.ExistingKeyMaterial && it.KeyMaterialID != "" {
+		in.KeyMaterialId = &it.KeyMaterialID
+	}
+	if err := fence(ctx, st.Leases, k.ARN, s.Execution.ID, now); err != nil {
+		return "", err
+	}
+	out, err := st.KMS.In(it.Region).ImportKeyMaterial(ctx, in)
+	var wrong *types.IncorrectKeyMaterialException
+	if err != nil && it.Replica && it.New && errors.As(err, &wrong) {
+		// The replica may not know the primary's new material yet:
+		// multi-Region properties reach replicas asynchronously. The
+		// token stays usable; the state machine retries with backoff.
+		return "", flow.Wrap(flow.ReplicaNotSynced, err, "ImportKeyMaterial for replica %s: material %s is not associated with it yet", it.KeyARN, flow.ShortID(it.KeyMaterialID))
+	}
+	if err != nil {
+		return "", st.importFailed(ctx, k.ARN, it.KeyARN, rec.SK, err)
+	}
+	id := it.KeyMaterialID
+	if out.KeyMaterialId != nil && *out.KeyMaterialId != "" {
+		id = *out.KeyMaterialId
+	}
+	if err := st.Tokens.MarkUsedWith(ctx, k.ARN, rec.SK, id); err != nil {
+		return "", tokenErr(err)
+	}
+	return id, nil
 }
 
 // recordMaterial notes in the material map, at once, which secret version
@@ -171,7 +207,7 @@ func (st *Stage) recordMaterial(ctx context.Context, s flow.State, it *flow.Plan
 
 // fence proves the execution still holds the key's lease right before it
 // changes KMS.
-func fence(ctx context.Context, l *records.Leases, arn, execID string, now time.Time) error {
+func fence(ctx context.Context, l Leases, arn, execID string, now time.Time) error {
 	var lost *records.LeaseLost
 	if err := l.Fence(ctx, arn, execID, now); errors.As(err, &lost) {
 		return flow.Wrap(flow.LeaseLost, err, "not importing into %s", arn)

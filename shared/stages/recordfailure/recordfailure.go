@@ -282,9 +282,9 @@ func importRecord(s flow.State, cause string, at time.Time) records.Import {
 		Cause:       cause,
 	}
 	if r := s.Request; r != nil {
-		rec.KeyID, rec.SecretID, rec.SecretVersionID = r.KeyID, r.SecretID, r.SecretVersionID
-		rec.ExpirationModel, rec.ValidTo = r.ExpirationModel, r.ValidTo
-		rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = r.WrappingAlgorithm, r.WrappingKeySpec, r.WrappingDefaulted
+		rec.KeyID, rec.SecretID, rec.ExpirationModel, rec.ValidTo = r.KeyID, r.SecretID, r.ExpirationModel, r.ValidTo
+		v, w := s.Resolved()
+		rec.SecretVersionID, rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = v, w.Algorithm, w.KeySpec, w.Defaulted
 	} else {
 		// Failed in the first stage: record what the raw input named, if
 		// it named it plainly.
@@ -299,7 +299,7 @@ func importRecord(s flow.State, cause string, at time.Time) records.Import {
 	if k := s.Key; k != nil {
 		rec.KeyStateBefore, rec.ValidToBefore = k.StateBefore, k.ValidToBefore
 	}
-	if t := s.Token; t != nil && s.Key != nil {
+	if t := s.LastToken(); t != nil && s.Key != nil {
 		rec.TokenID, rec.TokenFetches = t.ID, t.Fetches
 	}
 	if s.Import != nil {
@@ -315,7 +315,7 @@ func (st *Stage) settleTokens(ctx context.Context, s flow.State) error {
 		return nil
 	}
 	reason := "execution failed at " + s.FailedStage + ": " + s.Error.Error
-	if t := s.Token; t != nil {
+	if t := s.LastToken(); t != nil {
 		// An issued or wrapped token will never be used now: drop it.
 		err := st.Tokens.MarkFailed(ctx, s.Key.ARN, t.ID, reason)
 		if err != nil && !errors.Is(err, records.ErrConflict) {

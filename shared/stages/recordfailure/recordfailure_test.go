@@ -317,7 +317,7 @@ func TestNotificationFailureDoesNotFail(t *testing.T) {
 	exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:no-topic"
 	tok := f.openExecution(exec)
 	s := flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"}, Key: &flow.Key{ARN: keyARN},
-		Error: &flow.StateError{Error: flow.InvalidSecret, Cause: "x"}, FailedStage: "wrap-material", Token: &flow.TokenRef{ID: tok.SK, Fetches: 1}}
+		Error: &flow.StateError{Error: flow.InvalidSecret, Cause: "x"}, FailedStage: "wrap-material", Progress: &flow.Progress{Token: &flow.TokenRef{ID: tok.SK, Fetches: 1}}}
 	if _, err := f.st.Run(context.Background(), Event{State: s}); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,10 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
 )
 
+// secretVersion is the secret version holding the key's current material
+// (the plan resolved it: flow.Plan.SecretVersionID).
+type secretVersion struct{ SecretID, SecretVersionID string }
+
 // prove shows the key works with the material of the pinned secret
 // version, in the way its key type allows:
 //
@@ -35,7 +39,7 @@ import (
 //
 // The material is read in this function only and zeroed before it returns.
 // The proof names what was shown, never a byte of the material.
-func (st *Stage) prove(ctx context.Context, md *types.KeyMetadata, r *flow.Request, execID string) (string, error) {
+func (st *Stage) prove(ctx context.Context, md *types.KeyMetadata, r secretVersion, execID string) (string, error) {
 	arn, spec := *md.Arn, md.KeySpec
 	switch {
 	case spec == types.KeySpecSymmetricDefault:
@@ -48,7 +52,7 @@ func (st *Stage) prove(ctx context.Context, md *types.KeyMetadata, r *flow.Reque
 	return "", flow.Errorf(flow.VerificationFailed, "key %s has key spec %s, which this stage cannot verify", arn, spec)
 }
 
-func (st *Stage) readMaterial(ctx context.Context, spec types.KeySpec, r *flow.Request) ([]byte, error) {
+func (st *Stage) readMaterial(ctx context.Context, spec types.KeySpec, r secretVersion) ([]byte, error) {
 	if st.Secrets == nil {
 		return nil, flow.Errorf(flow.Internal, "the verify stage has no Secrets Manager client; it needs one for %s keys", spec)
 	}
@@ -75,7 +79,7 @@ func randomProbe() ([]byte, error) {
 	return p, nil
 }
 
-func (st *Stage) macProof(ctx context.Context, arn string, spec types.KeySpec, r *flow.Request) (string, error) {
+func (st *Stage) macProof(ctx context.Context, arn string, spec types.KeySpec, r secretVersion) (string, error) {
 	ma, ok := macAlgorithms[spec]
 	if !ok {
 		return "", flow.Errorf(flow.VerificationFailed, "key %s: no MAC algorithm for %s", arn, spec)
@@ -114,7 +118,7 @@ func signingAlgorithm(spec types.KeySpec) (types.SigningAlgorithmSpec, crypto.Ha
 	return types.SigningAlgorithmSpecRsassaPssSha256, crypto.SHA256
 }
 
-func (st *Stage) asymmetricProof(ctx context.Context, md *types.KeyMetadata, r *flow.Request) (string, error) {
+func (st *Stage) asymmetricProof(ctx context.Context, md *types.KeyMetadata, r secretVersion) (string, error) {
 	arn, spec := *md.Arn, md.KeySpec
 	m, err := st.readMaterial(ctx, spec, r)
 	if err != nil {

@@ -58,8 +58,8 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		return s, err
 	}
 	r, k, p := s.Request, s.Key, s.Plan
-	if p.Pending {
-		return s, flow.Errorf(flow.InvalidInput, "the plan still has imports to do (item %d of %d)", p.Next, len(p.Items))
+	if pr := s.Progress; pr != nil && pr.Pending {
+		return s, flow.Errorf(flow.InvalidInput, "the plan still has imports to do (item %d of %d)", pr.Item, len(p.Items))
 	}
 	log := telemetry.Logger(ctx)
 	p.Recheck, p.Waiting = false, ""
@@ -85,7 +85,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	}
 	proof := "primary not renewed in this execution (replicas only)"
 	if md.KeyState == types.KeyStateEnabled {
-		if proof, err = st.prove(ctx, md, r, s.Execution.ID); err != nil {
+		if proof, err = st.prove(ctx, md, secretVersion{r.SecretID, p.SecretVersionID}, s.Execution.ID); err != nil {
 			return s, err
 		}
 	}
@@ -97,8 +97,8 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	rec := records.Import{
 		SK: records.ImportSK(s.Execution.StartTime, s.Execution.ID), KeyARN: k.ARN, KeyID: r.KeyID, RecordedAt: now,
 		Outcome: records.ImportSucceeded, ExpirationModel: r.ExpirationModel, ValidTo: md.ValidTo, ValidToBefore: k.ValidToBefore,
-		KeyStateBefore: k.StateBefore, KeyStateAfter: string(md.KeyState), SecretID: r.SecretID, SecretVersionID: r.SecretVersionID,
-		WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec, WrappingDefaulted: r.WrappingDefaulted,
+		KeyStateBefore: k.StateBefore, KeyStateAfter: string(md.KeyState), SecretID: r.SecretID, SecretVersionID: p.SecretVersionID,
+		WrappingAlgorithm: p.Wrapping.Algorithm, WrappingKeySpec: p.Wrapping.KeySpec, WrappingDefaulted: p.Wrapping.Defaulted,
 		ExecutionID: s.Execution.ID, Verification: proof, Rotated: p.Rotate && p.Rotated, Resumed: p.Resumed,
 	}
 	if p.Rotate {
@@ -107,8 +107,8 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if s.Import != nil {
 		rec.ImportedAt = &s.Import.ImportedAt
 	}
-	if s.Token != nil {
-		rec.TokenID, rec.TokenFetches = s.Token.ID, s.Token.Fetches
+	if t := s.LastToken(); t != nil {
+		rec.TokenID, rec.TokenFetches = t.ID, t.Fetches
 	}
 	for _, it := range p.Items {
 		rec.Materials = append(rec.Materials, records.ImportMaterial{Region: it.Region, KeyARN: it.KeyARN, KeyMaterialID: it.KeyMaterialID,
@@ -458,7 +458,7 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time,
 			e := registry.Entry{KeyARN: k.ARN, SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
 				NoExpiry: r.ExpirationModel == flow.DoesNotExpire, RenewBefore: r.RenewBefore,
 				WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec}
-			if r.WrappingDefaulted {
+			if s.Plan.Wrapping.Defaulted {
 				e.WrappingAlgorithm, e.WrappingKeySpec = "", "" // keep choosing the best
 			}
 			if !e.NoExpiry {

@@ -100,11 +100,12 @@ func TestProofPerKeyType(t *testing.T) {
 				Leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, Materials: &records.Materials{DB: db, Table: table}, Registry: &registry.Store{DB: db, Table: table}}
 			s := flow.State{
 				Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
-				Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire, WrappingAlgorithm: "A", WrappingKeySpec: "RSA_4096", WrappingDefaulted: true},
+				Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire},
 				Key:       &flow.Key{ARN: arn, KeySpec: string(c.spec), KeyUsage: string(c.usage), StateBefore: "PendingImport"},
-				Token:     &flow.TokenRef{ID: "tok"},
 				Import:    &flow.ImportResult{ImportedAt: time.Now(), ExpirationModel: flow.DoesNotExpire},
-				Plan:      &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true}}, Next: 1, Targets: []flow.Target{{KeyARN: arn, StateBefore: "PendingImport"}}},
+				Plan: &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true, TokenID: "tok", Fetches: 1}}, SecretVersionID: "v1",
+					Wrapping: flow.Wrapping{Algorithm: "A", KeySpec: "RSA_4096", Defaulted: true}, Targets: []flow.Target{{KeyARN: arn, StateBefore: "PendingImport"}}},
+				Progress: &flow.Progress{Item: 1},
 			}
 			out, err := st.Run(ctx, s)
 			recs, lerr := imports.List(ctx, arn)
@@ -160,7 +161,8 @@ func TestStaleReadsAreCheckedAgain(t *testing.T) {
 			Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
 			Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire},
 			Key:       &flow.Key{ARN: arn, KeySpec: "HMAC_256", StateBefore: "PendingImport"},
-			Plan:      &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true}}, Next: 1, Targets: []flow.Target{{KeyARN: arn}}},
+			Plan:      &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true}}, SecretVersionID: "v1", Targets: []flow.Target{{KeyARN: arn}}},
+			Progress:  &flow.Progress{Item: 1},
 		}
 	}
 	// Bounded: one pass allowed, the read is stale, so it fails.

@@ -18,10 +18,17 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
+// Tokens is the part of the token store this stage calls: the public key
+// read (projected: no token bytes), the wrapped bytes stored.
+type Tokens interface {
+	Get(ctx context.Context, keyARN, sk string) (*records.Token, error)
+	SetWrapped(ctx context.Context, keyARN, sk string, encrypted []byte, secretVersionID string) error
+}
+
 // Stage wraps key material.
 type Stage struct {
 	Secrets keymaterial.SecretReader
-	Tokens  *records.Tokens
+	Tokens  Tokens
 	Rand    io.Reader
 }
 
@@ -30,9 +37,9 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := s.CheckToken(); err != nil {
 		return s, err
 	}
-	r, k := s.Request, s.Key
-	version := s.Plan.Current().SecretVersionID // this item's material
-	rec, err := st.Tokens.Get(ctx, k.ARN, s.Token.ID)
+	r, k, tok := s.Request, s.Key, s.Progress.Token
+	version := s.Current().SecretVersionID // this item's material
+	rec, err := st.Tokens.Get(ctx, k.ARN, tok.ID)
 	if err != nil {
 		return s, tokenErr(err)
 	}
@@ -59,7 +66,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := st.Tokens.SetWrapped(ctx, k.ARN, rec.SK, enc, version); err != nil {
 		return s, tokenErr(err)
 	}
-	s.Token.Wrapped = true
+	tok.Wrapped = true
 	telemetry.Logger(ctx).Info("key material wrapped", "tokenId", rec.SK, "wrappingAlgorithm", rec.WrappingAlgorithm,
 		"wrappingKeySpec", rec.WrappingKeySpec, "secretVersionId", version, "wrappedBytes", len(enc))
 	return s, nil

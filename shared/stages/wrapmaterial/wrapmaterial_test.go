@@ -19,7 +19,6 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/records"
-	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
 )
 
 type oneSecret struct {
@@ -59,38 +58,36 @@ func TestWrapPerAlgorithm(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			db, table := ddblocal.Table(t)
-			store := &records.Tokens{DB: db, Table: table}
+			store := memTokens{}
 			arn := "arn:aws:kms:eu-west-2:111122223333:key/k"
 			now := time.Now().UTC()
 			rec := records.Token{KeyARN: arn, TokenID: "id", WrappingAlgorithm: c.alg, WrappingKeySpec: "RSA_2048", IssuedAt: now,
 				ParametersValidTo: now.Add(24 * time.Hour), ExecutionID: "e", Status: records.TokenIssued, SecretVersionID: "v1",
 				PublicKey: pubDER, ImportToken: []byte("token")}
 			rec.SK = records.TokenSK(now, "id")
-			if err := store.Put(ctx, rec); err != nil {
-				t.Fatal(err)
-			}
+			store[rec.SK] = &rec
 			st := &Stage{Secrets: oneSecret{secretsmanager.GetSecretValueOutput{SecretBinary: c.secret, VersionId: aws.String("v1")}}, Tokens: store}
-			s := flow.State{Execution: flow.Execution{ID: "e"}, Request: &flow.Request{SecretID: "s", SecretVersionID: "v1", AllowLegacyWrapping: c.legacy},
-				Key: &flow.Key{ARN: arn, KeySpec: c.spec}, Token: &flow.TokenRef{ID: rec.SK},
-				Plan: &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", TokenID: rec.SK}}, Pending: true}}
+			s := flow.State{Execution: flow.Execution{ID: "e"}, Request: &flow.Request{SecretID: "s", AllowLegacyWrapping: c.legacy},
+				Key:      &flow.Key{ARN: arn, KeySpec: c.spec},
+				Plan:     &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1"}}},
+				Progress: &flow.Progress{Pending: true, Token: &flow.TokenRef{ID: rec.SK, Fetches: 1}}}
 			out, err := st.Run(ctx, s)
 			if c.wantErr != "" {
-				got, gerr := store.GetWithToken(ctx, arn, rec.SK)
-				if flow.NameOf(err) != c.wantErr || gerr != nil || got.Status != records.TokenIssued || len(got.EncryptedKeyMaterial) != 0 {
-					t.Fatalf("got %v, want %s and the token record unchanged (%+v, %v)", err, c.wantErr, got, gerr)
+				got := store[rec.SK]
+				if flow.NameOf(err) != c.wantErr || got.Status != records.TokenIssued || len(got.EncryptedKeyMaterial) != 0 {
+					t.Fatalf("got %v, want %s and the token record unchanged (%+v)", err, c.wantErr, got)
 				}
 				if strings.Contains(err.Error(), string(c.secret)) {
 					t.Fatal("the error holds the material")
 				}
 				return
 			}
-			if err != nil || !out.Token.Wrapped {
+			if err != nil || !out.Progress.Token.Wrapped {
 				t.Fatalf("Run: %v", err)
 			}
-			got, err := store.GetWithToken(ctx, arn, rec.SK) // the wrapped bytes are not in a projected read
-			if err != nil || got.Status != records.TokenWrapped {
-				t.Fatalf("token record after the wrap: %+v, %v", got, err)
+			got := store[rec.SK]
+			if got.Status != records.TokenWrapped || got.SecretVersionID != "v1" {
+				t.Fatalf("token record after the wrap: %+v", got)
 			}
 			enc := got.EncryptedKeyMaterial
 			if got := unwrapLocally(t, priv, c.alg, enc); !bytes.Equal(got, c.secret) {
