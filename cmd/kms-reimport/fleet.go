@@ -28,6 +28,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
@@ -384,23 +385,18 @@ type planEstimate struct {
 	Note        string  `json:"note"`
 }
 
-// requestsPerImport: each import of a plan of imports is one
-// GetParametersForImport (fetchparameters) and one ImportKeyMaterial
-// (importmaterial).
-const requestsPerImport = 2
-
 const estimateNote = "an estimate: GetParametersForImport and ImportKeyMaterial once per import at the given rate; retries, import tokens fetched again and waits for rotations add to it"
 
 func estimate(st planner.Stats, rate float64) planEstimate {
-	e := planEstimate{KMSRate: rate, KeysDue: st.Due, ImportItems: st.ImportItems, KMSRequests: st.ImportItems * requestsPerImport, Note: estimateNote}
-	e.Seconds = math.Ceil(float64(e.KMSRequests) / rate)
-	e.Duration = (time.Duration(e.Seconds) * time.Second).String()
+	e := planEstimate{KMSRate: rate, KeysDue: st.Due, ImportItems: st.ImportItems, KMSRequests: rotation.Requests(st.ImportItems), Note: estimateNote}
+	d := rotation.Duration(e.KMSRequests, rate)
+	e.Seconds, e.Duration = d.Seconds(), d.String()
 	return e
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("plan", "plan [--json] [--kms-rate N]", stderr)
-	rate := fs.Float64("kms-rate", 1, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate (default 1, KMS's GetParametersForImport quota)")
+	rate := fs.Float64("kms-rate", rotation.DefaultRequestRate, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate (default 1, KMS's GetParametersForImport quota)")
 	store, asJSON, code, ok := reportFlags(fs, args, stderr)
 	if !ok {
 		return code

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
@@ -68,8 +69,7 @@ type Stats struct {
 	FewestDaysLeft    *float64 `json:"fewestDaysLeft,omitempty"`
 	FewestDaysLeftKey string   `json:"fewestDaysLeftKey,omitempty"`
 	// ImportItems is how many imports renewing the keys due takes (see
-	// ImportItems): each is one GetParametersForImport and one
-	// ImportKeyMaterial request.
+	// ImportItems): each is rotation.CallsPerImport KMS requests.
 	ImportItems int `json:"importItems"`
 	// Reasons counts the keys by why they are (not) due.
 	Reasons map[string]int `json:"reasons,omitempty"`
@@ -188,23 +188,13 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	return out, nil
 }
 
-// ImportItems is how many imports renewing e with it takes, counted as
-// fetchparameters' plan of imports counts them: every material of the key
-// (as many as the last success left, at least one) into every Region
-// renewed (it.Regions, or the primary and every replica), and for a
-// rotation the new material into every Region. Each import is one
-// GetParametersForImport and one ImportKeyMaterial request (more when an
-// import token has to be fetched again).
+// ImportItems is how many imports renewing e with it takes
+// (rotation.Imports): every material of the key (as many as the last
+// success left, at least one) into every Region renewed (it.Regions, or the
+// primary and every replica), and for a rotation the new material into
+// every Region.
 func ImportItems(e registry.Entry, it Item) int {
-	regions := 1 + len(e.Replicas)
-	if len(it.Regions) > 0 {
-		regions = len(it.Regions)
-	}
-	n := max(e.Materials, 1) * regions
-	if it.Rotate {
-		n += 1 + len(e.Replicas)
-	}
-	return n
+	return rotation.Imports(rotation.Shape{Materials: e.Materials, Replicas: len(e.Replicas), Regions: len(it.Regions), Rotate: it.Rotate})
 }
 
 func clip(s string, n int) string {

@@ -50,7 +50,7 @@ func (f *fleet) key(arn string, validTo *time.Time) {
 		f.t.Fatal(err)
 	}
 	if validTo != nil {
-		if err := f.s.RecordSuccess(ctx, arn, "exec-import", f.now.Add(-time.Hour), validTo); err != nil {
+		if _, err := f.s.RecordRenewal(ctx, registry.Renewal{KeyARN: arn, Execution: "exec-import", At: f.now.Add(-time.Hour), ValidTo: validTo}); err != nil {
 			f.t.Fatal(err)
 		}
 	}
@@ -170,7 +170,8 @@ func TestFewestDaysLeftCountsReplicas(t *testing.T) {
 	f := newFleet(t, now)
 	f.key(arn(1), f.days(40))
 	f.key(arn(2), f.days(50))
-	err := f.s.RecordOutcome(context.Background(), arn(2), registry.Outcome{Replicas: []registry.Replica{{Region: "us-east-1", KeyARN: replicaARN, ValidTo: f.days(20)}}})
+	_, err := f.s.RecordRenewal(context.Background(), registry.Renewal{KeyARN: arn(2), Execution: "exec-import", At: now, ValidTo: f.days(50),
+		Replicas: []registry.Replica{{Region: "us-east-1", KeyARN: replicaARN, ValidTo: f.days(20)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
