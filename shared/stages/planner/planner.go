@@ -94,9 +94,16 @@ const (
 	MaxCauseLen    = 300
 )
 
+// Registry is the part of the registry the planner reads: one page of
+// entries after a cursor (registry.Store in the function, an in-memory
+// fake in unit tests).
+type Registry interface {
+	List(ctx context.Context, next string, limit int32) (registry.Page, error)
+}
+
 // Stage plans one page.
 type Stage struct {
-	Registry       *registry.Store
+	Registry       Registry
 	PageSize       int32
 	MaxConcurrency int
 	Now            func() time.Time
