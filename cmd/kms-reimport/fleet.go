@@ -87,11 +87,15 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 	renewBefore := fs.String("renew-before", "336h", "renew this long before ValidTo")
 	alg := fs.String("wrapping-algorithm", "", "wrapping algorithm (default: the best for the key type)")
 	spec := fs.String("wrapping-key-spec", "", "RSA_2048, RSA_3072 or RSA_4096 (default RSA_4096)")
+	every := fs.String("rotate-every", "", "rotate to new key material this often, e.g. 90d (at least 90d; needs --new-material-stage or --generate-material)")
+	newStage := fs.String("new-material-stage", "", "staging label of the secret version holding a scheduled rotation's new material")
+	generate := fs.Bool("generate-material", false, "generate a scheduled rotation's new material (stored first as a new secret version)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	in := flow.RequestInput{KeyID: *keyID, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor,
-		WrappingAlgorithm: *alg, WrappingKeySpec: *spec, RenewBefore: *renewBefore}
+		WrappingAlgorithm: *alg, WrappingKeySpec: *spec, RenewBefore: *renewBefore,
+		RotateEvery: *every, NewMaterialStage: *newStage, GenerateMaterial: *generate}
 	if *noExpiry {
 		in.ExpirationModel = flow.DoesNotExpire
 	}
@@ -100,7 +104,8 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// The same validation as an execution input: a clear error naming the flag's field.
-	if _, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{}); err != nil {
+	r, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{})
+	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitUsage
 	}
@@ -120,7 +125,8 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	e := registry.Entry{KeyARN: *md.Arn, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor, NoExpiry: *noExpiry,
-		RenewBefore: *renewBefore, WrappingAlgorithm: *alg, WrappingKeySpec: *spec}
+		RenewBefore: *renewBefore, WrappingAlgorithm: *alg, WrappingKeySpec: *spec,
+		RotateEvery: r.RotateEvery, NewMaterialStage: r.NewMaterialStage, GenerateMaterial: r.GenerateMaterial}
 	if md.KeyState == "Enabled" && md.ValidTo != nil {
 		e.CurrentValidTo = md.ValidTo // renewal due from what KMS says today
 	}
@@ -128,7 +134,7 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before)\n", *md.Arn, *secret, orDash(*validFor, "no expiry"), *renewBefore)
+	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before, rotate every %s)\n", *md.Arn, *secret, orDash(*validFor, "no expiry"), *renewBefore, orDash(r.RotateEvery, "-"))
 	return exitOK
 }
 
