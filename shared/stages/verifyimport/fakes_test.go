@@ -51,7 +51,7 @@ func (m *memTokens) AbandonExecution(_ context.Context, keyARN, _, _ string) (in
 type memLeases struct{ fenced, released int }
 
 func (m *memLeases) Fence(context.Context, string, string, time.Time) error { m.fenced++; return nil }
-func (m *memLeases) Release(context.Context, string, string) error       { m.released++; return nil }
+func (m *memLeases) Release(context.Context, string, string) error          { m.released++; return nil }
 
 type memMaterials struct{ m map[string]records.Material }
 
