@@ -124,9 +124,8 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitUsage
 	}
-	e := registry.Entry{KeyARN: *md.Arn, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor, NoExpiry: *noExpiry,
-		RenewBefore: *renewBefore, WrappingAlgorithm: *alg, WrappingKeySpec: *spec,
-		RotateEvery: r.RotateEvery, NewMaterialStage: r.NewMaterialStage, GenerateMaterial: r.GenerateMaterial}
+	e := *registry.PolicyOf(r)
+	e.KeyARN = *md.Arn
 	if md.KeyState == "Enabled" && md.ValidTo != nil {
 		e.CurrentValidTo = md.ValidTo // renewal due from what KMS says today
 	}

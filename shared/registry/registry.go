@@ -313,6 +313,29 @@ type Renewal struct {
 	Register *Entry
 }
 
+// PolicyOf is the registry policy a validated request (an execution
+// input, or kms-reimport register's flags checked as one) asks the key to
+// be kept with, or nil when it asks not to be registered: the one
+// conversion from a request to an entry.
+func PolicyOf(r *flow.Request) *Entry {
+	if !r.Register {
+		return nil
+	}
+	e := &Entry{SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
+		NoExpiry: r.ExpirationModel == flow.DoesNotExpire, RenewBefore: r.RenewBefore,
+		WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec}
+	if r.WrappingDefaulted {
+		e.WrappingAlgorithm, e.WrappingKeySpec = "", "" // keep choosing the best
+	}
+	if !e.NoExpiry {
+		e.ValidFor = r.ValidFor
+	}
+	if r.RotateEvery != "" {
+		e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = r.RotateEvery, r.NewMaterialStage, r.GenerateMaterial
+	}
+	return e
+}
+
 // Renewed is what the entry old (nil: not registered) becomes after r.
 // ok is false when there is nothing to write: the key is not registered
 // and r does not register it.

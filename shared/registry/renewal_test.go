@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 )
 
 func TestRenewed(t *testing.T) {
@@ -163,5 +165,38 @@ func TestRecordRenewalConditions(t *testing.T) {
 			e, err := base.Get(ctx, arn)
 			c.after(t, e, err)
 		})
+	}
+}
+
+func TestPolicyOf(t *testing.T) {
+	in := flow.RequestInput{KeyID: "alias/k", SecretID: "s", ValidFor: "90d", RenewBefore: "14d", RotateEvery: "180d", GenerateMaterial: true, WrappingKeySpec: "RSA_3072"}
+	r, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := PolicyOf(r)
+	if e == nil || e.ValidFor != "90d" || e.RenewBefore != "14d" || e.RotateEvery != "180d" || !e.GenerateMaterial || e.NewMaterialStage != flow.DefaultGeneratedStage ||
+		e.WrappingKeySpec != "RSA_3072" || e.SecretVersionStage != "AWSCURRENT" || e.NoExpiry {
+		t.Fatalf("policy %+v", e)
+	}
+	e.KeyARN = "arn"
+	if err := e.Validate(); err != nil {
+		t.Fatalf("the policy of a valid request does not validate: %v", err)
+	}
+	r.WrappingDefaulted = true
+	if e := PolicyOf(r); e.WrappingKeySpec != "" {
+		t.Errorf("a wrapping the product chose is kept in the registry: %+v", e)
+	}
+	no := false
+	in.Register, in.RotateEvery, in.GenerateMaterial = &no, "", false
+	if r, err = flow.ValidateRequest(in, time.Now(), flow.RequestOptions{}); err != nil || PolicyOf(r) != nil {
+		t.Fatalf("register false: %v, %+v", err, PolicyOf(r))
+	}
+	in.Register, in.ValidFor, in.ExpirationModel = nil, "", flow.DoesNotExpire
+	if r, err = flow.ValidateRequest(in, time.Now(), flow.RequestOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if e := PolicyOf(r); e == nil || !e.NoExpiry || e.ValidFor != "" {
+		t.Fatalf("no expiry: %+v", e)
 	}
 }

@@ -487,7 +487,7 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, renewal registry.Re
 		}
 	}
 	if st.Registry != nil {
-		renewal.Register = policyOf(s.Request)
+		renewal.Register = registry.PolicyOf(s.Request)
 		written, err := st.Registry.RecordRenewal(ctx, renewal)
 		if err != nil {
 			return flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)
@@ -505,27 +505,6 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, renewal registry.Re
 	}
 	telemetry.Emit(telemetry.Service, ms...)
 	return nil
-}
-
-// policyOf is the registry policy the request asks the key to be kept
-// with, or nil (not registered by this execution).
-func policyOf(r *flow.Request) *registry.Entry {
-	if !r.Register {
-		return nil
-	}
-	e := &registry.Entry{SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
-		NoExpiry: r.ExpirationModel == flow.DoesNotExpire, RenewBefore: r.RenewBefore,
-		WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec}
-	if r.WrappingDefaulted {
-		e.WrappingAlgorithm, e.WrappingKeySpec = "", "" // keep choosing the best
-	}
-	if !e.NoExpiry {
-		e.ValidFor = r.ValidFor
-	}
-	if r.RotateEvery != "" {
-		e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = r.RotateEvery, r.NewMaterialStage, r.GenerateMaterial
-	}
-	return e
 }
 
 // keysOf lists the key ARNs an execution fetched tokens for: the key and,
