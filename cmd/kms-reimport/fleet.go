@@ -28,6 +28,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
@@ -86,11 +87,15 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 	renewBefore := fs.String("renew-before", "336h", "renew this long before ValidTo")
 	alg := fs.String("wrapping-algorithm", "", "wrapping algorithm (default: the best for the key type)")
 	spec := fs.String("wrapping-key-spec", "", "RSA_2048, RSA_3072 or RSA_4096 (default RSA_4096)")
+	every := fs.String("rotate-every", "", "rotate to new key material this often, e.g. 90d (at least 90d; needs --new-material-stage or --generate-material)")
+	newStage := fs.String("new-material-stage", "", "staging label of the secret version holding a scheduled rotation's new material")
+	generate := fs.Bool("generate-material", false, "generate a scheduled rotation's new material (stored first as a new secret version)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	in := flow.RequestInput{KeyID: *keyID, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor,
-		WrappingAlgorithm: *alg, WrappingKeySpec: *spec, RenewBefore: *renewBefore}
+		WrappingAlgorithm: *alg, WrappingKeySpec: *spec, RenewBefore: *renewBefore,
+		RotateEvery: *every, NewMaterialStage: *newStage, GenerateMaterial: *generate}
 	if *noExpiry {
 		in.ExpirationModel = flow.DoesNotExpire
 	}
@@ -99,7 +104,8 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	// The same validation as an execution input: a clear error naming the flag's field.
-	if _, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{}); err != nil {
+	r, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{})
+	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitUsage
 	}
@@ -118,8 +124,8 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitUsage
 	}
-	e := registry.Entry{KeyARN: *md.Arn, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor, NoExpiry: *noExpiry,
-		RenewBefore: *renewBefore, WrappingAlgorithm: *alg, WrappingKeySpec: *spec}
+	e := *registry.PolicyOf(r)
+	e.KeyARN = *md.Arn
 	if md.KeyState == "Enabled" && md.ValidTo != nil {
 		e.CurrentValidTo = md.ValidTo // renewal due from what KMS says today
 	}
@@ -127,7 +133,7 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kms-reimport register:", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before)\n", *md.Arn, *secret, orDash(*validFor, "no expiry"), *renewBefore)
+	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before, rotate every %s)\n", *md.Arn, *secret, orDash(*validFor, "no expiry"), *renewBefore, orDash(r.RotateEvery, "-"))
 	return exitOK
 }
 
@@ -384,23 +390,18 @@ type planEstimate struct {
 	Note        string  `json:"note"`
 }
 
-// requestsPerImport: each import of a plan of imports is one
-// GetParametersForImport (fetchparameters) and one ImportKeyMaterial
-// (importmaterial).
-const requestsPerImport = 2
-
 const estimateNote = "an estimate: GetParametersForImport and ImportKeyMaterial once per import at the given rate; retries, import tokens fetched again and waits for rotations add to it"
 
 func estimate(st planner.Stats, rate float64) planEstimate {
-	e := planEstimate{KMSRate: rate, KeysDue: st.Due, ImportItems: st.ImportItems, KMSRequests: st.ImportItems * requestsPerImport, Note: estimateNote}
-	e.Seconds = math.Ceil(float64(e.KMSRequests) / rate)
-	e.Duration = (time.Duration(e.Seconds) * time.Second).String()
+	e := planEstimate{KMSRate: rate, KeysDue: st.Due, ImportItems: st.ImportItems, KMSRequests: rotation.Requests(st.ImportItems), Note: estimateNote}
+	d := rotation.Duration(e.KMSRequests, rate)
+	e.Seconds, e.Duration = d.Seconds(), d.String()
 	return e
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("plan", "plan [--json] [--kms-rate N]", stderr)
-	rate := fs.Float64("kms-rate", 1, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate (default 1, KMS's GetParametersForImport quota)")
+	rate := fs.Float64("kms-rate", rotation.DefaultRequestRate, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate (default 1, KMS's GetParametersForImport quota)")
 	store, asJSON, code, ok := reportFlags(fs, args, stderr)
 	if !ok {
 		return code

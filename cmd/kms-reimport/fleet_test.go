@@ -184,7 +184,7 @@ func TestStatusAndPlanOnTheRegistry(t *testing.T) {
 		if err := store.Put(ctx, registry.Entry{KeyARN: k(i + 1), SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := store.RecordSuccess(ctx, k(i+1), "x", now.Add(-24*time.Hour), validTo); err != nil {
+		if _, err := store.RecordRenewal(ctx, registry.Renewal{KeyARN: k(i + 1), Execution: "x", At: now.Add(-24 * time.Hour), ValidTo: validTo}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -271,9 +271,23 @@ var regionRe = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$`)
 // the input names no newMaterialStage.
 const DefaultGeneratedStage = "KMSREIMPORT_NEW"
 
-// rotation checks the rotation fields.
+// rotation checks the rotation fields, then the Regions.
 func rotation(r *Request, in RequestInput) error {
 	r.Rotate, r.GenerateMaterial, r.NewMaterialStage = in.Rotate, in.GenerateMaterial, in.NewMaterialStage
+	if err := newMaterial(in); err != nil {
+		return err
+	}
+	if in.GenerateMaterial && r.NewMaterialStage == "" {
+		r.NewMaterialStage = DefaultGeneratedStage
+	}
+	if err := rotateEvery(r, in); err != nil {
+		return err
+	}
+	return regions(r, in)
+}
+
+// newMaterial checks where a rotation's new material comes from.
+func newMaterial(in RequestInput) error {
 	if in.NewMaterialStage != "" && !stageRe.MatchString(in.NewMaterialStage) {
 		return invalid("field \"newMaterialStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(in.NewMaterialStage))
 	}
@@ -286,23 +300,31 @@ func rotation(r *Request, in RequestInput) error {
 	if !in.Rotate && in.RotateEvery == "" && (in.NewMaterialStage != "" || in.GenerateMaterial) {
 		return invalid("fields \"newMaterialStage\"/\"generateMaterial\" apply to a rotation: add \"rotate\": true or a \"rotateEvery\" policy")
 	}
-	if in.GenerateMaterial && r.NewMaterialStage == "" {
-		r.NewMaterialStage = DefaultGeneratedStage
+	return nil
+}
+
+// rotateEvery checks the registry's rotation policy.
+func rotateEvery(r *Request, in RequestInput) error {
+	if in.RotateEvery == "" {
+		return nil
 	}
-	if in.RotateEvery != "" {
-		d, err := ParseDuration(in.RotateEvery)
-		if err != nil || d < MinRotateEvery || d > 10*MaxValidity {
-			return invalid("field \"rotateEvery\" is %q: want a duration from %s to %s such as \"90d\" (KMS allows %d on-demand rotations over a key's life; at the shortest interval they last %.1f years)",
-				clip(in.RotateEvery), fmtDays(MinRotateEvery), fmtDays(10*MaxValidity), MaxOnDemandRotations, float64(MaxOnDemandRotations)*MinRotateEvery.Hours()/24/365)
-		}
-		if !r.Register {
-			return invalid("field \"rotateEvery\" is a registry policy: it needs \"register\" (the default)")
-		}
-		if in.NewMaterialStage == "" && !in.GenerateMaterial {
-			return invalid("field \"rotateEvery\" needs \"newMaterialStage\" or \"generateMaterial\": true, where scheduled rotations get new material")
-		}
-		r.RotateEvery = in.RotateEvery
+	d, err := ParseDuration(in.RotateEvery)
+	if err != nil || d < MinRotateEvery || d > 10*MaxValidity {
+		return invalid("field \"rotateEvery\" is %q: want a duration from %s to %s such as \"90d\" (KMS allows %d on-demand rotations over a key's life; at the shortest interval they last %.1f years)",
+			clip(in.RotateEvery), fmtDays(MinRotateEvery), fmtDays(10*MaxValidity), MaxOnDemandRotations, float64(MaxOnDemandRotations)*MinRotateEvery.Hours()/24/365)
 	}
+	if !r.Register {
+		return invalid("field \"rotateEvery\" is a registry policy: it needs \"register\" (the default)")
+	}
+	if in.NewMaterialStage == "" && !in.GenerateMaterial {
+		return invalid("field \"rotateEvery\" needs \"newMaterialStage\" or \"generateMaterial\": true, where scheduled rotations get new material")
+	}
+	r.RotateEvery = in.RotateEvery
+	return nil
+}
+
+// regions checks the Regions a multi-Region key's renewal is limited to.
+func regions(r *Request, in RequestInput) error {
 	seen := map[string]bool{}
 	for _, g := range in.Regions {
 		if !regionRe.MatchString(g) {

@@ -20,8 +20,8 @@ import (
 // PK is the partition key of everything recorded about one KMS key.
 func PK(keyARN string) string { return "KEY#" + keyARN }
 
-// DB is the part of DynamoDB the records (and the registry) use;
-// *dynamodb.Client satisfies it.
+// DB is the part of DynamoDB the records use (the registry declares its
+// own, registry.DB); *dynamodb.Client satisfies it.
 type DB interface {
 	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -141,11 +142,11 @@ func (e Entry) RotationDue(now time.Time) bool {
 	return !from.Add(d).After(now)
 }
 
-// DB is the part of DynamoDB this package uses.
+// DB is the part of DynamoDB the registry uses (its own: records.DB is
+// the records'); *dynamodb.Client satisfies it.
 type DB interface {
 	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
-	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 }
@@ -293,61 +294,129 @@ func (s *Store) Delete(ctx context.Context, arn string) error {
 	return nil
 }
 
-// RecordSuccess notes a verified import. A key that is not registered is
-// left alone (a manual run that asked not to register).
-func (s *Store) RecordSuccess(ctx context.Context, arn, execID string, at time.Time, validTo *time.Time) error {
-	e, err := s.Get(ctx, arn)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	e.CurrentValidTo, e.LastExecution = validTo, execID
-	t := at.UTC()
-	e.LastSuccess = &t
-	e.Status, e.StatusReason = Active, ""
-	e.NextDue = e.due()
-	return s.write(ctx, *e)
-}
-
-// Outcome is what a plan-path success adds to RecordSuccess.
-type Outcome struct {
-	Replicas  []Replica
+// Renewal is a verified renewal, as the verify stage saw it.
+type Renewal struct {
+	KeyARN    string
+	Execution string
+	At        time.Time
+	// ValidTo is the primary's after the imports (nil: no expiry).
+	ValidTo *time.Time
+	// Replicas as KMS described them after the imports; replicas not
+	// listed keep what was known.
+	Replicas []Replica
+	// RotatedAt is when the rotation to new material started, if any.
 	RotatedAt *time.Time
+	// Materials is how many key materials the key holds (0: not known).
 	Materials int
+	// Register, when set, is the policy the execution asked the key to be
+	// kept with (its policy fields are taken; the rest is ignored).
+	Register *Entry
 }
 
-// RecordOutcome notes replicas' ValidTo, a rotation and the number of
-// materials after a verified plan-path execution. Replicas not in o keep
-// what was known.
-func (s *Store) RecordOutcome(ctx context.Context, arn string, o Outcome) error {
-	e, err := s.Get(ctx, arn)
-	if errors.Is(err, ErrNotFound) {
+// PolicyOf is the registry policy a validated request (an execution
+// input, or kms-reimport register's flags checked as one) asks the key to
+// be kept with, or nil when it asks not to be registered: the one
+// conversion from a request to an entry.
+// The request is as the user gave it: a wrapping it leaves out stays out
+// of the entry, so the product keeps choosing the best for the key spec.
+func PolicyOf(r *flow.Request) *Entry {
+	if !r.Register {
 		return nil
 	}
+	e := &Entry{SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
+		NoExpiry: r.ExpirationModel == flow.DoesNotExpire, RenewBefore: r.RenewBefore,
+		WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec}
+	if !e.NoExpiry {
+		e.ValidFor = r.ValidFor
+	}
+	if r.RotateEvery != "" {
+		e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = r.RotateEvery, r.NewMaterialStage, r.GenerateMaterial
+	}
+	return e
+}
+
+// Renewed is what the entry old (nil: not registered) becomes after r.
+// ok is false when there is nothing to write: the key is not registered
+// and r does not register it.
+func Renewed(old *Entry, r Renewal) (e Entry, ok bool, err error) {
+	switch {
+	case old != nil:
+		e = *old
+	case r.Register == nil:
+		return Entry{}, false, nil
+	default:
+		e = Entry{KeyARN: r.KeyARN, RegisteredAt: r.At.UTC()}
+	}
+	if p := r.Register; p != nil {
+		e.SecretID, e.SecretVersionStage, e.ValidFor, e.NoExpiry, e.RenewBefore = p.SecretID, p.SecretVersionStage, p.ValidFor, p.NoExpiry, p.RenewBefore
+		e.WrappingAlgorithm, e.WrappingKeySpec = p.WrappingAlgorithm, p.WrappingKeySpec
+		e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = p.RotateEvery, p.NewMaterialStage, p.GenerateMaterial
+		if err := e.Validate(); err != nil {
+			return Entry{}, false, err
+		}
+	}
+	t := r.At.UTC()
+	e.PK, e.SK, e.Type, e.KeyARN = PK, sk(r.KeyARN), "registry", r.KeyARN
+	e.CurrentValidTo, e.LastExecution, e.LastSuccess = r.ValidTo, r.Execution, &t
+	e.Status, e.StatusReason = Active, ""
+	for _, rep := range r.Replicas {
+		i := slices.IndexFunc(e.Replicas, func(x Replica) bool { return x.KeyARN == rep.KeyARN })
+		if i < 0 {
+			e.Replicas = append(e.Replicas, rep)
+		} else {
+			e.Replicas[i] = rep
+		}
+	}
+	if r.RotatedAt != nil {
+		rt := r.RotatedAt.UTC()
+		e.LastRotation = &rt
+	}
+	if r.Materials > 0 {
+		e.Materials = r.Materials
+	}
+	e.NextDue = e.due()
+	return e, true, nil
+}
+
+// RecordRenewal notes a verified renewal in one conditional write: the
+// entry read, then written back only if it is still the registration that
+// was read (same registeredAt: not deregistered, nor deregistered and
+// registered again, meanwhile), or, for a key not registered when read
+// and registered by r, only if nobody registered it meanwhile. A key that
+// is not registered is left alone unless r registers it. written says
+// whether the entry was written; a condition that no longer holds is not
+// an error (the registry changed under the execution: it is left as the
+// operator left it).
+func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (written bool, err error) {
+	old, err := s.Get(ctx, r.KeyARN)
+	if errors.Is(err, ErrNotFound) {
+		old, err = nil, nil
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	for _, r := range o.Replicas {
-		found := false
-		for i := range e.Replicas {
-			if e.Replicas[i].KeyARN == r.KeyARN {
-				e.Replicas[i], found = r, true
-			}
-		}
-		if !found {
-			e.Replicas = append(e.Replicas, r)
-		}
+	e, ok, err := Renewed(old, r)
+	if err != nil || !ok {
+		return false, err
 	}
-	if o.RotatedAt != nil {
-		t := o.RotatedAt.UTC()
-		e.LastRotation = &t
+	item, err := attributevalue.MarshalMap(e)
+	if err != nil {
+		return false, fmt.Errorf("encoding registry entry: %w", err)
 	}
-	if o.Materials > 0 {
-		e.Materials = o.Materials
+	in := &dynamodb.PutItemInput{TableName: &s.Table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}
+	if old != nil {
+		in.ConditionExpression = aws.String("attribute_exists(pk) AND registeredAt = :registeredAt")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":registeredAt": item["registeredAt"]}
 	}
-	return s.write(ctx, *e)
+	_, err = s.DB.PutItem(ctx, in)
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("noting the renewal of %s: %w", r.KeyARN, err)
+	}
+	return true, nil
 }
 
 // Failure is a failed rotation as record-failure recorded it.

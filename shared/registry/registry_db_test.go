@@ -60,7 +60,8 @@ func TestRecordFailureBlocksNeverRemoves(t *testing.T) {
 	}
 	succeed := func(s *Store, arn string) error {
 		v := now.Add(90 * 24 * time.Hour)
-		return s.RecordSuccess(ctx, arn, "exec-ok", now, &v)
+		_, err := s.RecordRenewal(ctx, Renewal{KeyARN: arn, Execution: "exec-ok", At: now, ValidTo: &v})
+		return err
 	}
 	reregister := func(s *Store, arn string) error { register(t, s, arn, nil); return nil }
 	type step = func(*Store, string) error

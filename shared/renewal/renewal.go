@@ -19,6 +19,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/wrapping"
 )
 
@@ -234,12 +235,8 @@ func (d *Decision) rotation(f Facts, versionOf map[string]string) error {
 	if len(f.Materials) == 0 {
 		return flow.Errorf(flow.InvalidInput, "key %s has no key material yet: import its first material without \"rotate\"", arn)
 	}
-	onDemand := 0
 	for _, e := range f.Materials {
 		id := aws.ToString(e.KeyMaterialId)
-		if e.RotationType == types.RotationTypeOnDemand {
-			onDemand++
-		}
 		switch {
 		case e.ImportState != types.ImportStateImported:
 		case e.KeyMaterialState == types.KeyMaterialStatePendingRotation,
@@ -256,8 +253,8 @@ func (d *Decision) rotation(f Facts, versionOf map[string]string) error {
 			return nil
 		}
 	}
-	if onDemand >= flow.MaxOnDemandRotations {
-		return flow.Errorf(flow.RotationLimitExceeded, "key %s has had %d on-demand rotations, the most KMS allows over a key's life (RotateKeyOnDemand quota %d); nothing was changed: renew without \"rotate\", or move to a new key", arn, onDemand, flow.MaxOnDemandRotations)
+	if err := rotation.CheckQuota(arn, f.Materials); err != nil {
+		return err
 	}
 	return d.newMaterial(f)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
@@ -185,7 +186,7 @@ func TestPacingFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.KMSRequestRate != DefaultKMSRequestRate || s.RotationDuration != DefaultRotationDuration || s.MaxConcurrency != 1 {
+	if s.KMSRequestRate != rotation.DefaultRequestRate || s.RotationDuration != DefaultRotationDuration || s.MaxConcurrency != 1 {
 		t.Fatalf("defaults: rate %v, duration %v, concurrency %d; want 1/s, 3s, 1", s.KMSRequestRate, s.RotationDuration, s.MaxConcurrency)
 	}
 	t.Setenv("KMS_REQUEST_RATE", "15")

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 )
 
 // Pacing a fleet run under the KMS request quota (docs/scale.md).
@@ -27,29 +29,26 @@ import (
 // whose extra calls come with extra duration) only lower the rate. Below
 // one rotation at a time the Map cannot go: when duration <
 // ImportCallsPerRotation / rate, a single rotation may still exceed the
-// rate briefly, and adaptive retries absorb it (aws.go).
-const (
-	// ImportCallsPerRotation: one GetParametersForImport and one
-	// ImportKeyMaterial per material and Region; a key with one material in
-	// one Region (the common case) makes exactly these two.
-	ImportCallsPerRotation = 2
-	// DefaultKMSRequestRate is 1 request per second: the GetParametersForImport
-	// quota in some Regions' documentation (docs/aws-behaviour.md row 16),
-	// so the default fits every documented quota without a check.
-	DefaultKMSRequestRate = 1.0
-	// DefaultRotationDuration is a low estimate of one rotation in AWS:
-	// four warm Lambda invocations of 100-300 ms, about ten state
-	// transitions and the child execution's start and completion. Measure
-	// yours (the rotation state machine's ExecutionTime metric) and set
-	// ROTATION_DURATION on the planner to use the rate more fully.
-	DefaultRotationDuration = 3 * time.Second
-)
+// rate briefly, and adaptive retries absorb it (aws.go). The default rate
+// is rotation.DefaultRequestRate.
+//
+// ImportCallsPerRotation counts the common case, a key with one material
+// in one Region: one import, rotation.CallsPerImport requests. The plan's
+// arithmetic is the rotation package's (rotation.Imports).
+var ImportCallsPerRotation = rotation.Requests(rotation.Imports(rotation.Shape{}))
+
+// DefaultRotationDuration is a low estimate of one rotation in AWS:
+// four warm Lambda invocations of 100-300 ms, about ten state
+// transitions and the child execution's start and completion. Measure
+// yours (the rotation state machine's ExecutionTime metric) and set
+// ROTATION_DURATION on the planner to use the rate more fully.
+const DefaultRotationDuration = 3 * time.Second
 
 // FleetConcurrency is the number of rotations a fleet run may run at once
 // for a request rate (import calls per second) and a rotation duration:
 // max(1, floor(rate × duration / ImportCallsPerRotation)).
-func FleetConcurrency(rate float64, rotation time.Duration) int {
-	n := math.Floor(rate*rotation.Seconds()/ImportCallsPerRotation + 1e-9)
+func FleetConcurrency(rate float64, duration time.Duration) int {
+	n := math.Floor(rate*duration.Seconds()/float64(ImportCallsPerRotation) + 1e-9)
 	if n < 1 || math.IsNaN(n) {
 		return 1
 	}
@@ -62,7 +61,7 @@ func FleetConcurrency(rate float64, rotation time.Duration) int {
 // pacing reads KMS_REQUEST_RATE and ROTATION_DURATION into s and bounds
 // s.MaxConcurrency by FleetConcurrency.
 func pacing(s *Settings) error {
-	s.KMSRequestRate = DefaultKMSRequestRate
+	s.KMSRequestRate = rotation.DefaultRequestRate
 	if v := os.Getenv("KMS_REQUEST_RATE"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
 		if err != nil || !(r > 0) || r > 10000 {

@@ -246,3 +246,65 @@ func TestMultiRegionFanOutAndReplicaDueAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestResumedMultiRegionRotationVerified: RotateKeyOnDemand fails (throttled
+// past every retry) after the new material was imported into the primary
+// and both replicas. The next run resumes: it imports the new material
+// into each replica again, with a later ValidTo than the earlier run gave
+// the replica's other material, and rotates. A replica's ValidTo is "the
+// earliest time at which any imported key material permanently associated
+// with this KMS key expires" (KeyMetadata.ValidTo, SDK kms v1.62.6), so
+// it is not the ValidTo just imported: verification must accept the
+// earliest of the replica's materials, and the run succeeds.
+func TestResumedMultiRegionRotationVerified(t *testing.T) {
+	primary, replicas := mrk(t)
+	name, _ := secret(t)
+	mustSucceed(t, executeScaled(t, primary, map[string]any{"keyId": primary, "secretId": name, "validFor": "720h", "wrappingKeySpec": "RSA_2048"}, "0.04"))
+	time.Sleep(500 * time.Millisecond) // the first import reached every replica
+	fault(t, "RotateKeyOnDemand", "ThrottlingException", 1000)
+	r := executeScaled(t, primary, map[string]any{"keyId": primary, "secretId": name, "validFor": "600h", "rotate": true, "generateMaterial": true, "wrappingKeySpec": "RSA_2048"}, "0.04")
+	fault(t, "", "", 0)
+	if r.ex.Status != "FAILED" || r.ex.Error != "AWSTransient" {
+		t.Fatalf("first rotation %s %s: %s; want FAILED with AWSTransient", r.ex.Status, r.ex.Error, r.ex.Cause)
+	}
+	r = executeScaled(t, primary, map[string]any{"keyId": primary, "secretId": name, "validFor": "720h", "rotate": true, "generateMaterial": true, "wrappingKeySpec": "RSA_2048"}, "0.04")
+	mustSucceed(t, r)
+	rec := lastAudit(t, primary)
+	if !rec.Resumed || !rec.Rotated {
+		t.Fatalf("audit record: resumed %v rotated %v; want a resumed rotation", rec.Resumed, rec.Rotated)
+	}
+	reimported := map[string]time.Time{}
+	for _, m := range rec.Materials {
+		if m.ValidTo != nil {
+			reimported[m.KeyARN] = *m.ValidTo
+		}
+	}
+	verified := map[string]*time.Time{}
+	for _, g := range rec.Regions {
+		verified[g.KeyARN] = g.ValidTo
+	}
+	for region, arn := range replicas {
+		md := replicaState(t, region, arn)
+		out, err := regionalKMS(t, region).ListKeyRotations(context.Background(), &kms.ListKeyRotationsInput{KeyId: &arn, IncludeKeyMaterial: types.IncludeKeyMaterialAllKeyMaterial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var earliest *time.Time
+		for _, e := range out.Rotations {
+			if e.ValidTo != nil && (earliest == nil || e.ValidTo.Before(*earliest)) {
+				earliest = e.ValidTo
+			}
+		}
+		last, ok := reimported[arn]
+		switch {
+		case !ok:
+			t.Errorf("replica %s: the resumed run did not import the new material into it: %+v", arn, rec.Materials)
+		case md.ValidTo == nil || earliest == nil || !md.ValidTo.Equal(*earliest):
+			t.Errorf("replica %s: KMS ValidTo %v, earliest of its materials %v", arn, md.ValidTo, earliest)
+		case !md.ValidTo.Before(last):
+			t.Errorf("replica %s: ValidTo %v is not earlier than the %v just imported: the case this test is about did not arise", arn, md.ValidTo, last)
+		case verified[arn] == nil || !verified[arn].Equal(*md.ValidTo):
+			t.Errorf("replica %s: the audit record says ValidTo %v after verification, KMS %v", arn, verified[arn], md.ValidTo)
+		}
+	}
+}

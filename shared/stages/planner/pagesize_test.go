@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
@@ -39,19 +36,12 @@ var awsRegions = []string{
 // that JSON escapes to 6 bytes each.
 func worstKey(t *testing.T, f *fleet, n int) string {
 	t.Helper()
-	ctx := context.Background()
 	name := fmt.Sprintf("%04d", n) + strings.Repeat("a/b_c-", 41)
 	arn := "arn:aws-iso-b:kms:us-isob-east-1:111122223333:alias/" + name[:250]
 	secret := "arn:aws-iso-b:secretsmanager:us-isob-east-1:111122223333:secret:" + strings.Repeat("s/+=.@-", 74)[:512] + "-AbCdEf"
 	stage := strings.Repeat("S_.@-", 52)[:256]
 	e := registry.Entry{KeyARN: arn, SecretID: secret, SecretVersionStage: stage, ValidFor: "8760h", RenewBefore: "240h",
 		WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: "RSA_4096", RotateEvery: "87600h", NewMaterialStage: stage}
-	if err := f.s.Put(ctx, e); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.s.RecordSuccess(ctx, arn, "exec-"+strings.Repeat("x", 80), f.now.Add(-time.Hour), f.days(300)); err != nil {
-		t.Fatal(err)
-	}
 	var reps []registry.Replica
 	for i, r := range awsRegions {
 		if r == "us-isob-east-1" {
@@ -63,10 +53,10 @@ func worstKey(t *testing.T, f *fleet, n int) string {
 		}
 		reps = append(reps, registry.Replica{Region: r, KeyARN: "arn:aws-iso-b:kms:" + r + ":111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab", ValidTo: validTo})
 	}
-	if err := f.s.RecordOutcome(ctx, arn, registry.Outcome{Replicas: reps, Materials: 10}); err != nil {
-		t.Fatal(err)
-	}
-	f.fail(arn, flow.KeyNotFound, "KMS key "+strings.Repeat("<", 2*MaxCauseLen))
+	// Registered and renewed as the verify stage does: one write.
+	f.renew(registry.Renewal{KeyARN: arn, Execution: "exec-" + strings.Repeat("x", 80), At: f.now.Add(-time.Hour),
+		ValidTo: f.days(300), Replicas: reps, Materials: 10, Register: &e})
+	f.fail(arn, flow.KeyNotFound, "KMS key "+strings.Repeat("<", 2*MaxCauseLen), true)
 	return arn
 }
 
@@ -88,23 +78,13 @@ func TestPagesBoundedInBytes(t *testing.T) {
 	// entries, DynamoDB at most 1 MB) is far over 256 KiB of items.
 	const n = 150
 	first := worstKey(t, f, 0)
-	// The other keys: copies of the first entry, written directly (the
-	// product's four writes per key would take minutes on DynamoDB Local).
-	e, err := f.s.Get(context.Background(), first)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The other keys: copies of the first entry.
+	e := f.s.entries["KEY#"+first]
 	for i := 1; i < n; i++ {
-		c := *e
+		c := e
 		c.KeyARN = strings.Replace(first, "/0000", fmt.Sprintf("/%04d", i), 1)
 		c.SK = strings.Replace(e.SK, "/0000", fmt.Sprintf("/%04d", i), 1)
-		item, err := attributevalue.MarshalMap(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.s.DB.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: &f.s.Table, Item: item}); err != nil {
-			t.Fatal(err)
-		}
+		f.s.entries[c.SK] = c
 	}
 	p := &Stage{Registry: f.s, PageSize: 400, Now: func() time.Time { return now }}
 	ctx := telemetry.WithLogger(context.Background(), slog.New(slog.NewJSONHandler(io.Discard, nil)))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
@@ -68,8 +69,7 @@ type Stats struct {
 	FewestDaysLeft    *float64 `json:"fewestDaysLeft,omitempty"`
 	FewestDaysLeftKey string   `json:"fewestDaysLeftKey,omitempty"`
 	// ImportItems is how many imports renewing the keys due takes (see
-	// ImportItems): each is one GetParametersForImport and one
-	// ImportKeyMaterial request.
+	// ImportItems): each is rotation.CallsPerImport KMS requests.
 	ImportItems int `json:"importItems"`
 	// Reasons counts the keys by why they are (not) due.
 	Reasons map[string]int `json:"reasons,omitempty"`
@@ -109,9 +109,16 @@ const (
 	statsSlack   = 4 << 10
 )
 
+// Registry is the part of the registry the planner reads: one page of
+// entries after a cursor (registry.Store in the function, an in-memory
+// fake in unit tests).
+type Registry interface {
+	List(ctx context.Context, next string, limit int32) (registry.Page, error)
+}
+
 // Stage plans one page.
 type Stage struct {
-	Registry       *registry.Store
+	Registry       Registry
 	PageSize       int32
 	MaxConcurrency int
 	Now            func() time.Time
@@ -265,16 +272,13 @@ func entryBytes(e registry.Entry, now time.Time, report bool, blockedListed int)
 // rotation the new material into every Region. Each import is one
 // GetParametersForImport and one ImportKeyMaterial request (more when an
 // import token has to be fetched again).
+// ImportItems is how many imports renewing e with it takes
+// (rotation.Imports): every material of the key (as many as the last
+// success left, at least one) into every Region renewed (it.Regions, or the
+// primary and every replica), and for a rotation the new material into
+// every Region.
 func ImportItems(e registry.Entry, it Item) int {
-	regions := 1 + len(e.Replicas)
-	if len(it.Regions) > 0 {
-		regions = len(it.Regions)
-	}
-	n := max(e.Materials, 1) * regions
-	if it.Rotate {
-		n += 1 + len(e.Replicas)
-	}
-	return n
+	return rotation.Imports(rotation.Shape{Materials: e.Materials, Replicas: len(e.Replicas), Regions: len(it.Regions), Rotate: it.Rotate})
 }
 
 func clip(s string, n int) string {

@@ -14,7 +14,6 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
-	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
 )
 
 func arn(n int) string {
@@ -23,18 +22,40 @@ func arn(n int) string {
 
 const replicaARN = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
 
-// fleet registers keys on DynamoDB Local the way the product does
-// (Put, then what record-failure and a success write) and returns the
-// store.
+// memRegistry is the registry in memory, paged by sort key as
+// registry.Store.List pages it.
+type memRegistry struct{ entries map[string]registry.Entry }
+
+func (m *memRegistry) List(_ context.Context, next string, limit int32) (registry.Page, error) {
+	var sks []string
+	for sk := range m.entries {
+		if sk > next {
+			sks = append(sks, sk)
+		}
+	}
+	slices.Sort(sks)
+	var p registry.Page
+	for i, sk := range sks {
+		if i == int(limit) {
+			p.Next = sks[i-1]
+			break
+		}
+		p.Entries = append(p.Entries, m.entries[sk])
+	}
+	return p, nil
+}
+
+// fleet registers keys the way the product does (registry.Renewed, as the
+// verify stage's registration and renewal) and notes failures as
+// record-failure leaves them.
 type fleet struct {
 	t   *testing.T
-	s   *registry.Store
+	s   *memRegistry
 	now time.Time
 }
 
 func newFleet(t *testing.T, now time.Time) *fleet {
-	db, table := ddblocal.Table(t)
-	return &fleet{t: t, s: &registry.Store{DB: db, Table: table}, now: now}
+	return &fleet{t: t, s: &memRegistry{entries: map[string]registry.Entry{}}, now: now}
 }
 
 func (f *fleet) days(d float64) *time.Time {
@@ -45,23 +66,39 @@ func (f *fleet) days(d float64) *time.Time {
 // key registers arn, imported until validTo (nil: never imported).
 func (f *fleet) key(arn string, validTo *time.Time) {
 	f.t.Helper()
-	ctx := context.Background()
-	if err := f.s.Put(ctx, registry.Entry{KeyARN: arn, SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}); err != nil {
-		f.t.Fatal(err)
-	}
-	if validTo != nil {
-		if err := f.s.RecordSuccess(ctx, arn, "exec-import", f.now.Add(-time.Hour), validTo); err != nil {
-			f.t.Fatal(err)
-		}
+	f.renew(registry.Renewal{KeyARN: arn, Execution: "exec-import", At: f.now.Add(-time.Hour), ValidTo: validTo,
+		Register: &registry.Entry{SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}})
+	if validTo == nil {
+		e := f.s.entries["KEY#"+arn]
+		e.LastSuccess, e.LastExecution, e.NextDue = nil, "", nil // registered, never imported
+		f.s.entries["KEY#"+arn] = e
 	}
 }
 
-func (f *fleet) fail(arn, name, cause string) {
+func (f *fleet) renew(r registry.Renewal) {
 	f.t.Helper()
-	err := f.s.RecordFailure(context.Background(), arn, registry.Failure{Execution: "exec-" + name, At: f.now.Add(-time.Minute), Error: name, Cause: cause, Stage: "FetchParameters"})
-	if err != nil {
-		f.t.Fatal(err)
+	var old *registry.Entry
+	if e, ok := f.s.entries["KEY#"+r.KeyARN]; ok {
+		old = &e
 	}
+	e, ok, err := registry.Renewed(old, r)
+	if err != nil || !ok {
+		f.t.Fatalf("Renewed: %v %v", ok, err)
+	}
+	f.s.entries[e.SK] = e
+}
+
+// fail notes a failed rotation; blocks says whether it blocked the key
+// (registry's decision, tested there).
+func (f *fleet) fail(arn, name, cause string, blocks bool) {
+	f.t.Helper()
+	e := f.s.entries["KEY#"+arn]
+	at := f.now.Add(-time.Minute)
+	e.LastFailure, e.LastError, e.LastErrorStage, e.LastExecution = &at, name, "FetchParameters", "exec-"+name
+	if blocks {
+		e.Status, e.StatusReason = registry.Blocked, name+": "+flow.Sanitize(cause)
+	}
+	f.s.entries["KEY#"+arn] = e
 }
 
 func disabled(arn string) string {
@@ -103,13 +140,13 @@ func TestBlockedKeysArePlannedAndCounted(t *testing.T) {
 	f.key(arn(1), f.days(60))  // active, not due
 	f.key(arn(2), f.days(10))  // active, due
 	f.key(arn(3), f.days(2.5)) // blocked (disabled), the fewest days left
-	f.fail(arn(3), flow.KeyNotEligible, disabled(arn(3)))
+	f.fail(arn(3), flow.KeyNotEligible, disabled(arn(3)), true)
 	f.key(arn(4), nil) // blocked (gone), never imported
-	f.fail(arn(4), flow.KeyNotFound, "KMS key \""+arn(4)+"\" not found")
+	f.fail(arn(4), flow.KeyNotFound, "KMS key \""+arn(4)+"\" not found", true)
 	f.key(arn(5), f.days(200)) // blocked, not due by date: planned anyway
-	f.fail(arn(5), flow.KeyNotEligible, disabled(arn(5)))
+	f.fail(arn(5), flow.KeyNotEligible, disabled(arn(5)), true)
 	f.key(arn(6), f.days(30)) // passing state: not blocked, not due
-	f.fail(arn(6), flow.KeyNotReady, "key "+arn(6)+" is in state Updating, which passes; an import is done in states PendingImport, Enabled")
+	f.fail(arn(6), flow.KeyNotReady, "key "+arn(6)+" is in state Updating, which passes; an import is done in states PendingImport, Enabled", false)
 
 	for _, size := range []int32{1, 2, 1000} {
 		t.Run(fmt.Sprintf("page size %d", size), func(t *testing.T) {
@@ -170,10 +207,8 @@ func TestFewestDaysLeftCountsReplicas(t *testing.T) {
 	f := newFleet(t, now)
 	f.key(arn(1), f.days(40))
 	f.key(arn(2), f.days(50))
-	err := f.s.RecordOutcome(context.Background(), arn(2), registry.Outcome{Replicas: []registry.Replica{{Region: "us-east-1", KeyARN: replicaARN, ValidTo: f.days(20)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.renew(registry.Renewal{KeyARN: arn(2), Execution: "exec-import", At: now, ValidTo: f.days(50),
+		Replicas: []registry.Replica{{Region: "us-east-1", KeyARN: replicaARN, ValidTo: f.days(20)}}})
 	out, _ := planAll(t, &Stage{Registry: f.s, Now: func() time.Time { return now }})
 	if st := out.Stats; st.FewestDaysLeft == nil || *st.FewestDaysLeft != 20 || st.FewestDaysLeftKey != replicaARN {
 		t.Fatalf("fewest days left %v on %s, want 20 on the replica", deref(st.FewestDaysLeft), st.FewestDaysLeftKey)
@@ -190,7 +225,7 @@ func TestBlockedKeysBounded(t *testing.T) {
 	long := disabled(arn(0)) + " " + strings.Repeat("and more words ", 40)
 	for i := range n {
 		f.key(arn(i), f.days(float64(i+1)))
-		f.fail(arn(i), flow.KeyNotEligible, long)
+		f.fail(arn(i), flow.KeyNotEligible, long, true)
 	}
 	cause := flow.Sanitize(long)
 	for _, c := range []struct {

@@ -20,7 +20,36 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
+)
+
+// The stores this stage uses, as small as it uses them: records.Imports,
+// records.Tokens, records.Leases, records.Materials and registry.Store
+// in the functions; in-memory fakes in unit tests.
+type (
+	// Audit writes the import record (once: records.ErrRecorded after).
+	Audit interface {
+		Put(context.Context, records.Import) error
+	}
+	// Tokens settles the token records an execution left open.
+	Tokens interface {
+		AbandonExecution(ctx context.Context, keyARN, executionID, reason string) (int, error)
+	}
+	// Leases fences a change of the key and gives the lease back.
+	Leases interface {
+		Fence(ctx context.Context, arn, owner string, now time.Time) error
+		Release(ctx context.Context, arn, owner string) error
+	}
+	// Materials is the material map.
+	Materials interface {
+		List(ctx context.Context, keyARN string) (map[string]records.Material, error)
+		Put(context.Context, records.Material) error
+	}
+	// Registry notes a verified renewal in one conditional write.
+	Registry interface {
+		RecordRenewal(context.Context, registry.Renewal) (bool, error)
+	}
 )
 
 // Stage verifies an import and records it.
@@ -29,13 +58,13 @@ type Stage struct {
 	// Secrets is read for HMAC and asymmetric keys, whose proof compares
 	// KMS's answer with one computed from the pinned secret version.
 	Secrets   keymaterial.SecretReader
-	Audit     *records.Imports
-	Tokens    *records.Tokens
-	Leases    *records.Leases
-	Materials *records.Materials
+	Audit     Audit
+	Tokens    Tokens
+	Leases    Leases
+	Materials Materials
 	// Registry keeps the key's renewal status (and registers it when the
 	// request asks to).
-	Registry *registry.Store
+	Registry Registry
 	// MaxChecks bounds the verify passes of one execution (0: the default).
 	MaxChecks int
 	Now       func() time.Time
@@ -122,11 +151,9 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 		// ErrRecorded: a retried attempt of this stage wrote it already.
 		return s, flow.FromAWS(err, flow.Internal, "recording the import of %s", k.ARN)
 	}
-	if err := st.bookkeep(ctx, s, md.ValidTo, now); err != nil {
+	renewal := registry.Renewal{KeyARN: k.ARN, Execution: s.Execution.ID, At: now, ValidTo: md.ValidTo, Replicas: replicas, RotatedAt: rotatedAt, Materials: len(rots)}
+	if err := st.bookkeep(ctx, s, renewal); err != nil {
 		return s, err
-	}
-	if err := st.Registry.RecordOutcome(ctx, k.ARN, registry.Outcome{Replicas: replicas, RotatedAt: rotatedAt, Materials: len(rots)}); err != nil {
-		return s, flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)
 	}
 	s.Verified = &flow.Verification{KeyState: string(md.KeyState), ValidTo: md.ValidTo, RoundTrip: proof, AuditID: rec.SK}
 	s.Summarize()
@@ -203,98 +230,103 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 		if !t.Skipped && rmd.KeyState != types.KeyStateEnabled {
 			return o, fmt.Sprintf("replica %s is %s after the imports, not Enabled", t.KeyARN, rmd.KeyState), nil
 		}
-		if want := importedValidTo(p, t.KeyARN); !t.Skipped && want != nil && (rmd.ValidTo == nil || !rmd.ValidTo.Equal(*want)) {
-			return o, fmt.Sprintf("replica %s has ValidTo %s after the imports, want %s", t.KeyARN, fmtTime(rmd.ValidTo), want.Format(time.RFC3339)), nil
+		if !t.Skipped {
+			if waiting, err := st.checkReplica(ctx, p, t, rmd); err != nil || waiting != "" {
+				return o, waiting, err
+			}
 		}
 		o.replicas = append(o.replicas, registry.Replica{Region: t.Region, KeyARN: t.KeyARN, ValidTo: rmd.ValidTo, State: string(rmd.KeyState)})
 	}
 	return o, "", nil
 }
 
-// rotate makes the plan's new material current: RotateKeyOnDemand once
-// (unless an earlier execution started it), then, on each pass, whether
-// KMS has finished: RotateKeyOnDemand only starts a rotation.
+// rotate makes the plan's new material current (shared/rotation): one
+// pass, which finds the rotation done, starts it (the lease fenced first),
+// or says what it waits for.
 func (st *Stage) rotate(ctx context.Context, api kmsaccess.API, arn, execID string, p *flow.Plan, listed *[]types.RotationsListEntry) (string, error) {
-	log := telemetry.Logger(ctx)
-	if p.NewMaterialID == "" {
-		return "", flow.Errorf(flow.VerificationFailed, "no new key material was imported into %s, nothing to rotate to", arn)
-	}
-	status, err := api.GetKeyRotationStatus(ctx, &kms.GetKeyRotationStatusInput{KeyId: &arn})
-	if err != nil {
-		return "", flow.FromAWS(err, flow.Internal, "GetKeyRotationStatus for %s", arn)
-	}
-	if status.OnDemandRotationStartDate != nil {
-		if p.RotationStartedAt == nil {
-			t := status.OnDemandRotationStartDate.UTC()
-			p.RotationStartedAt = &t // started by an earlier execution
+	fence := func() error {
+		var lost *records.LeaseLost
+		if err := st.Leases.Fence(ctx, arn, execID, st.now()); errors.As(err, &lost) {
+			return flow.Wrap(flow.LeaseLost, err, "not rotating %s", arn)
+		} else if err != nil {
+			return flow.FromAWS(err, flow.Internal, "lease of %s", arn)
 		}
-		return fmt.Sprintf("the rotation of %s to material %s, started %s, is still in progress", arn, flow.ShortID(p.NewMaterialID), status.OnDemandRotationStartDate.UTC().Format(time.RFC3339)), nil
+		return nil
 	}
-	rots, err := kmsaccess.ListMaterials(ctx, api, arn)
+	started := p.RotationStartedAt != nil
+	pr, err := rotation.Advance(ctx, api, arn, p.NewMaterialID, p.RotationStartedAt, st.now(), fence)
+	p.RotationStartedAt = pr.StartedAt
 	if err != nil {
 		return "", err
 	}
-	state := types.KeyMaterialState("")
-	for _, e := range rots {
-		if aws.ToString(e.KeyMaterialId) == p.NewMaterialID {
-			state = e.KeyMaterialState
-		}
+	if !started && pr.StartedAt != nil {
+		telemetry.Logger(ctx).Info("rotation to new key material started or found done", "keyMaterialId", flow.ShortID(p.NewMaterialID), "done", pr.Done)
 	}
-	switch {
-	case state == types.KeyMaterialStateCurrent:
-		if p.RotationStartedAt == nil {
-			t := st.now().UTC()
-			p.RotationStartedAt = &t
-			log.Info("new material already current: rotated by an earlier execution", "keyMaterialId", flow.ShortID(p.NewMaterialID))
-		}
-		p.Rotated, *listed = true, rots
-		return "", nil
-	case p.RotationStartedAt != nil:
-		// Started, not running, not yet listed as current: a stale read.
-		return fmt.Sprintf("new key material %s of %s is %q after its rotation, not yet CURRENT", flow.ShortID(p.NewMaterialID), arn, state), nil
-	case state == types.KeyMaterialStatePendingRotation:
-		var lost *records.LeaseLost
-		if err := st.Leases.Fence(ctx, arn, execID, st.now()); errors.As(err, &lost) {
-			return "", flow.Wrap(flow.LeaseLost, err, "not rotating %s", arn)
-		} else if err != nil {
-			return "", flow.FromAWS(err, flow.Internal, "lease of %s", arn)
-		}
-		if _, err := api.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: &arn}); err != nil {
-			return "", rotateErr(err, arn, p.NewMaterialID)
-		}
-		t := st.now().UTC()
-		p.RotationStartedAt = &t
-		log.Info("rotation to new key material started", "keyMaterialId", flow.ShortID(p.NewMaterialID))
-		return fmt.Sprintf("the rotation of %s to material %s has just started", arn, flow.ShortID(p.NewMaterialID)), nil
-	case state == types.KeyMaterialStatePendingMultiRegionImportAndRotation, state == "":
-		return fmt.Sprintf("new key material %s of %s is %q: not yet imported into every replica as KMS sees it", flow.ShortID(p.NewMaterialID), arn, state), nil
+	if pr.Done {
+		p.Rotated, *listed = true, pr.Listed
 	}
-	return "", flow.Errorf(flow.VerificationFailed, "new key material %s of %s is in state %q, not PENDING_ROTATION or CURRENT", flow.ShortID(p.NewMaterialID), arn, state)
+	return pr.Waiting, nil
 }
 
-// rotateErr names a RotateKeyOnDemand error.
-func rotateErr(err error, arn, id string) error {
-	var conflict *types.ConflictException
-	var limit *types.LimitExceededException
-	switch {
-	case errors.As(err, &conflict):
-		return flow.Wrap(flow.RotationConflict, err, "RotateKeyOnDemand for %s: a rotation is already in progress", arn)
-	case errors.As(err, &limit):
-		return flow.Wrap(flow.RotationLimitExceeded, err, "RotateKeyOnDemand for %s: the key has had the %d on-demand rotations KMS allows over its life; new material %s stays imported but pending, and the key keeps its current material", arn, flow.MaxOnDemandRotations, flow.ShortID(id))
+// checkReplica checks the ValidTo of a renewed replica. KMS reports a
+// key's ValidTo as "the earliest time at which any imported key material
+// permanently associated with this KMS key expires" (KeyMetadata.ValidTo,
+// SDK kms v1.62.6), not the ValidTo of the last import. A rotating key
+// (which ListKeyRotations answers for) is checked against its replica's
+// list of materials: each material imported here with its ValidTo, and
+// the key's ValidTo the earliest of them. Otherwise every material of the
+// replica was imported here, and the earliest of those imports is it.
+func (st *Stage) checkReplica(ctx context.Context, p *flow.Plan, t *flow.Target, rmd *types.KeyMetadata) (string, error) {
+	var listed []types.RotationsListEntry
+	if p.Rotate {
+		var err error
+		if listed, err = kmsaccess.ListMaterials(ctx, st.KMS.In(t.Region), t.KeyARN); err != nil {
+			return "", err
+		}
 	}
-	return flow.FromAWS(err, flow.Internal, "RotateKeyOnDemand for %s (to material %s)", arn, flow.ShortID(id))
+	want, waiting := replicaValidTo(p, t.KeyARN, listed)
+	if waiting != "" || want == nil || (rmd.ValidTo != nil && rmd.ValidTo.Equal(*want)) {
+		return waiting, nil
+	}
+	return fmt.Sprintf("replica %s has ValidTo %s after the imports, want %s (the earliest of its materials)", t.KeyARN, fmtTime(rmd.ValidTo), want.Format(time.RFC3339)), nil
 }
 
-// importedValidTo is the ValidTo this execution imported into arn (the
-// latest, when it imported several materials), or nil.
-func importedValidTo(p *flow.Plan, arn string) *time.Time {
-	var v *time.Time
+// replicaValidTo is the ValidTo replica arn should report after the
+// imports of p: the earliest ValidTo of its materials, from listed (its
+// materials as ListKeyRotations lists them) when given, else from this
+// execution's imports into it; nil when nothing says (no expiry, or
+// nothing imported). waiting is set when listed does not yet show an
+// import of p with its ValidTo.
+func replicaValidTo(p *flow.Plan, arn string, listed []types.RotationsListEntry) (want *time.Time, waiting string) {
+	earliest := func(v *time.Time) {
+		if v != nil && (want == nil || v.Before(*want)) {
+			want = v
+		}
+	}
+	byID := map[string]types.RotationsListEntry{}
+	for _, e := range listed {
+		byID[aws.ToString(e.KeyMaterialId)] = e
+		if e.ImportState == types.ImportStateImported && !pending(e.KeyMaterialState) {
+			earliest(e.ValidTo)
+		}
+	}
 	for _, it := range p.Items {
-		if it.KeyARN == arn && it.ImportedAt != nil && it.ValidTo != nil && (v == nil || it.ValidTo.After(*v)) {
-			v = it.ValidTo
+		if it.KeyARN != arn || it.ImportedAt == nil {
+			continue
+		}
+		if listed == nil {
+			earliest(it.ValidTo)
+			continue
+		}
+		if e, ok := byID[it.KeyMaterialID]; it.ValidTo != nil && (!ok || e.ValidTo == nil || !e.ValidTo.Equal(*it.ValidTo)) {
+			return nil, fmt.Sprintf("key material %s of replica %s does not yet list ValidTo %s after its import", flow.ShortID(it.KeyMaterialID), arn, it.ValidTo.Format(time.RFC3339))
 		}
 	}
-	return v
+	return want, ""
+}
+
+func pending(s types.KeyMaterialState) bool {
+	return s == types.KeyMaterialStatePendingRotation || s == types.KeyMaterialStatePendingMultiRegionImportAndRotation
 }
 
 func fmtTime(t *time.Time) string {
@@ -441,10 +473,11 @@ func (st *Stage) roundTrip(ctx context.Context, arn, execID string) (string, err
 	return fmt.Sprintf("Encrypt/Decrypt round trip of a %d-byte random probe: equal", len(probe)), nil
 }
 
-// bookkeep registers the key (when asked), notes the success in the
-// registry, gives the lease back and counts the renewal.
-func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time, at time.Time) error {
-	r, k := s.Request, s.Key
+// bookkeep settles leftover tokens, notes the renewal in the registry
+// (registering the key, when asked) in one conditional write, gives the
+// lease back and counts the renewal.
+func (st *Stage) bookkeep(ctx context.Context, s flow.State, renewal registry.Renewal) error {
+	k := s.Key
 	if st.Tokens != nil {
 		// Tokens a crashed and retried stage left behind are never used.
 		for _, arn := range keysOf(s) {
@@ -454,26 +487,12 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time,
 		}
 	}
 	if st.Registry != nil {
-		if r.Register {
-			e := registry.Entry{KeyARN: k.ARN, SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
-				NoExpiry: r.ExpirationModel == flow.DoesNotExpire, RenewBefore: r.RenewBefore,
-				WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec}
-			if s.Plan.Wrapping.Defaulted {
-				e.WrappingAlgorithm, e.WrappingKeySpec = "", "" // keep choosing the best
-			}
-			if !e.NoExpiry {
-				e.ValidFor = r.ValidFor
-			}
-			if r.RotateEvery != "" {
-				e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = r.RotateEvery, r.NewMaterialStage, r.GenerateMaterial
-			}
-			if err := st.Registry.Put(ctx, e); err != nil {
-				return flow.FromAWS(err, flow.Internal, "registering %s", k.ARN)
-			}
-		}
-		if err := st.Registry.RecordSuccess(ctx, k.ARN, s.Execution.ID, at, validTo); err != nil {
+		renewal.Register = registry.PolicyOf(s.Request)
+		written, err := st.Registry.RecordRenewal(ctx, renewal)
+		if err != nil {
 			return flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)
 		}
+		telemetry.Logger(ctx).Info("registry", "registered", renewal.Register != nil, "written", written)
 	}
 	if st.Leases != nil {
 		if err := st.Leases.Release(ctx, k.ARN, s.Execution.ID); err != nil {
@@ -481,8 +500,8 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, validTo *time.Time,
 		}
 	}
 	ms := []telemetry.Metric{{Name: "KeysRenewed", Value: 1, Unit: telemetry.Count}}
-	if validTo != nil {
-		ms = append(ms, telemetry.Metric{Name: "DaysUntilExpiry", Value: math.Round(time.Until(*validTo).Hours()/24*100) / 100, Unit: telemetry.None})
+	if v := renewal.ValidTo; v != nil {
+		ms = append(ms, telemetry.Metric{Name: "DaysUntilExpiry", Value: math.Round(time.Until(*v).Hours()/24*100) / 100, Unit: telemetry.None})
 	}
 	telemetry.Emit(telemetry.Service, ms...)
 	return nil

@@ -18,9 +18,6 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
-	"github.com/kms-reimport/kms-reimport/shared/records"
-	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/tests/support/ddblocal"
 	"github.com/kms-reimport/kms-reimport/tests/support/keybuild"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 )
@@ -94,10 +91,9 @@ func TestProofPerKeyType(t *testing.T) {
 			if secret == nil {
 				secret = c.imported
 			}
-			db, table := ddblocal.Table(t)
-			imports := &records.Imports{DB: db, Table: table}
-			st := &Stage{KMS: kmsaccess.Single{API: client}, Secrets: oneSecret(secret), Audit: imports, Tokens: &records.Tokens{DB: db, Table: table},
-				Leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, Materials: &records.Materials{DB: db, Table: table}, Registry: &registry.Store{DB: db, Table: table}}
+			imports, reg := &memAudit{}, &memRegistry{}
+			st := &Stage{KMS: kmsaccess.Single{API: client}, Secrets: oneSecret(secret), Audit: imports, Tokens: &memTokens{},
+				Leases: &memLeases{}, Materials: &memMaterials{}, Registry: reg}
 			s := flow.State{
 				Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
 				Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire},
@@ -130,6 +126,10 @@ func TestProofPerKeyType(t *testing.T) {
 			if r := recs[0]; !r.WrappingDefaulted || r.WrappingKeySpec != "RSA_4096" {
 				t.Fatalf("audit record %+v", r)
 			}
+			// Not registered by this execution: the registry is only told of the renewal.
+			if len(reg.renewals) != 1 || reg.renewals[0].KeyARN != arn || reg.renewals[0].Register != nil || reg.renewals[0].Execution != "exec" {
+				t.Fatalf("registry: %+v, want one renewal of %s that registers nothing", reg.renewals, arn)
+			}
 		})
 	}
 }
@@ -149,12 +149,10 @@ func TestStaleReadsAreCheckedAgain(t *testing.T) {
 	srv.Advance(time.Second)
 	material := keybuild.Random(32)
 	keybuild.ImportInto(t, client, arn, types.KeySpecHmac256, material)
-	db, table := ddblocal.Table(t)
-	imports := &records.Imports{DB: db, Table: table}
+	imports := &memAudit{}
 	newStage := func(max int) *Stage {
-		return &Stage{KMS: kmsaccess.Single{API: client}, Secrets: oneSecret(material), Audit: imports, Tokens: &records.Tokens{DB: db, Table: table},
-			Leases: &records.Leases{DB: db, Table: table, Duration: time.Hour}, Materials: &records.Materials{DB: db, Table: table},
-			Registry: &registry.Store{DB: db, Table: table}, MaxChecks: max}
+		return &Stage{KMS: kmsaccess.Single{API: client}, Secrets: oneSecret(material), Audit: imports, Tokens: &memTokens{},
+			Leases: &memLeases{}, Materials: &memMaterials{}, Registry: &memRegistry{}, MaxChecks: max}
 	}
 	state := func() flow.State {
 		return flow.State{
