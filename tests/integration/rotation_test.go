@@ -145,7 +145,7 @@ func TestDifferentMaterialIsRefusedAndRecorded(t *testing.T) {
 }
 
 func TestKeyNotExternal(t *testing.T) {
-	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String(t.Name())})
+	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Description: aws.String(t.Name())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/kms-reimport/kms-reimport/infra/local/iamgate"
 )
 
@@ -102,4 +104,12 @@ func (st *Stack) gatedEndpoints(m map[string]string, gate string) {
 		b, _ := json.Marshal(byRegion)
 		m["KMS_ENDPOINTS_BY_REGION"] = string(b)
 	}
+}
+
+// ManagedKeyTags are the tags that make a key one the functions may use
+// under the template's default ManagedKeyTagKey/ManagedKeyTagValue: every
+// key a local stack or its tests create carries them (the IAM gate denies
+// the others, as AWS would).
+func ManagedKeyTags() []kmstypes.Tag {
+	return []kmstypes.Tag{{TagKey: aws.String("kms-reimport:managed"), TagValue: aws.String("true")}}
 }

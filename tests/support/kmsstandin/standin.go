@@ -230,6 +230,7 @@ var operations = map[string]handler{
 	"DeleteAlias":               (*Server).deleteAlias,
 	"ListAliases":               (*Server).listAliases,
 	"DescribeKey":               (*Server).describeKey,
+	"ListResourceTags":          (*Server).listResourceTags,
 	"ListKeys":                  (*Server).listKeys,
 	"EnableKey":                 (*Server).enableKey,
 	"DisableKey":                (*Server).disableKey,
