@@ -11,6 +11,7 @@
 package iamgate
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -121,7 +122,11 @@ func parseKMS(c *Call, in map[string]any) {
 	c.Ref = str(in["KeyId"])
 	c.set("kms:WrappingAlgorithm", str(in["WrappingAlgorithm"]))
 	c.set("kms:WrappingKeySpec", str(in["WrappingKeySpec"]))
-	c.set("kms:ExpirationModel", str(in["ExpirationModel"]))
+	// A KMS condition on a request parameter applies to its default
+	// value too (KMS developer guide, "AWS KMS condition keys").
+	if m := str(in["ExpirationModel"]); m != "" || c.Operation == "ImportKeyMaterial" {
+		c.set("kms:ExpirationModel", cmp.Or(m, "KEY_MATERIAL_EXPIRES"))
+	}
 	if v, ok := in["ValidTo"].(float64); ok {
 		c.set("kms:ValidTo", strconv.FormatInt(int64(v), 10))
 	}

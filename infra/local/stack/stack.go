@@ -246,7 +246,9 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		"-jar", filepath.Join(ddb, "DynamoDBLocal.jar"), "-inMemory", "-port", fmt.Sprint(ports[1])); err != nil {
 		return st, err
 	}
-	if err := st.start("moto", nil, nil, moto, "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
+	// moto in the stack's account (its default is 123456789012): the ARNs
+	// it answers are the ones the IAM gate decides on.
+	if err := st.start("moto", nil, []string{"MOTO_ACCOUNT_ID=" + Account}, moto, "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
 		return st, err
 	}
 
