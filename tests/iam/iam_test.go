@@ -1,4 +1,4 @@
-// Package iam shows the local stack's IAM gate denying what AWS would
+// Package iam (local-kms, which wraps with RSA_2048 only) shows the local stack's IAM gate denying what AWS would
 // deny: one stack whose roles come from a copy of template.yaml with one
 // action removed (kms:ImportKeyMaterial from ImportMaterialRole), on which
 // a rotation fails with AccessDenied named in its failure record; and the
@@ -130,7 +130,7 @@ func failureRecord(t *testing.T, arn string) records.Import {
 // so.
 func TestRemovedActionFailsRotation(t *testing.T) {
 	arn := key(t, stack.ManagedKeyTags())
-	ex := run(t, map[string]any{"keyId": arn, "secretId": secret(t), "validFor": "24h"})
+	ex := run(t, map[string]any{"keyId": arn, "secretId": secret(t), "validFor": "24h", "wrappingKeySpec": "RSA_2048"})
 	if ex.Status != "FAILED" {
 		t.Fatalf("execution %s, want FAILED: the role lacks kms:ImportKeyMaterial", ex.Status)
 	}
@@ -153,7 +153,7 @@ func TestRemovedActionFailsRotation(t *testing.T) {
 // tag is refused at the first call, DescribeKey in the fetch stage.
 func TestUntaggedKeyDenied(t *testing.T) {
 	arn := key(t, nil)
-	ex := run(t, map[string]any{"keyId": arn, "secretId": secret(t), "validFor": "24h"})
+	ex := run(t, map[string]any{"keyId": arn, "secretId": secret(t), "validFor": "24h", "wrappingKeySpec": "RSA_2048"})
 	if ex.Status != "FAILED" {
 		t.Fatalf("execution %s, want FAILED: the key is not tagged kms-reimport:managed=true", ex.Status)
 	}
