@@ -57,7 +57,9 @@ func TestMain(m *testing.M) {
 		// Rotations to new material, generated or staged: the deployment
 		// grants what they need (template parameters; the IAM gate enforces
 		// the roles they give).
-		Parameters: map[string]string{"GeneratedMaterial": "true", "RotateOnDemand": "true"},
+		// AllowLegacyPkcs1: TestRefusals shows KMS itself refusing the
+		// opted-in RSAES_PKCS1_V1_5, past IAM.
+		Parameters: map[string]string{"GeneratedMaterial": "true", "RotateOnDemand": "true", "AllowLegacyPkcs1": "true"},
 		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=150ms", "KMS_STANDIN_ROTATION_DELAY=300ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=200ms"}}
 	os.Exit(suite.Run(m, "keytypes", o, func(s *suite.Suite) error {
 		S, root, st, kc, sm, db = s, s.Root, s.Stack, s.KMS, s.SM, s.DB
