@@ -20,6 +20,7 @@ TOOLS="${KMS_REIMPORT_TOOLS:-$ROOT/.local/tools}"
 BIN="$TOOLS/bin"
 STAMPS="$TOOLS/stamps"
 SFN_DIR="$ROOT/infra/local/sfn"
+IAM_DIR="$ROOT/infra/local/iam"
 
 # Pinned versions (the README lists them: "What the first run installs").
 LOCAL_KMS_MOD="github.com/nsmithuk/local-kms"
@@ -171,6 +172,27 @@ if [[ -f "$SFN_DIR/package-lock.json" ]]; then
   fi
 else
   fail sfn-node-modules "missing $SFN_DIR/package-lock.json"
+fi
+
+# --- IAM evaluator deps (npm ci with Node 22) --------------------------------
+# @cloud-copilot/iam-simulate (AGPL-3.0) and iam-data, pinned by the lock file:
+# the local stack's IAM gate asks it for every decision. A test tool only,
+# never part of a Lambda (docs/deploy.md, "IAM in the local stack").
+if [[ -f "$IAM_DIR/package-lock.json" ]]; then
+  IAM_STAMP="$(sha256sum "$IAM_DIR/package-lock.json" | cut -d' ' -f1) $NODE_PKG"
+  if stamp_ok iam-node-modules "$IAM_STAMP" && [[ -d "$IAM_DIR/node_modules/@cloud-copilot/iam-simulate" ]]; then
+    echo "iam-node-modules: cached"
+  elif [[ $HAVE_NPM == 0 || ! -x "$NODE22" ]]; then
+    fail iam-node-modules "needs npm and Node 22"
+  elif (cd "$IAM_DIR" && run_logged iam-node-modules env PATH="$TOOLS/node22/bin:$PATH" \
+    npm ci --no-audit --no-fund --loglevel=error); then
+    stamp_set iam-node-modules "$IAM_STAMP"
+    echo "iam-node-modules: installed"
+  else
+    fail iam-node-modules "npm ci in infra/local/iam failed (log: $LOGS/iam-node-modules.log); run: make tools"
+  fi
+else
+  fail iam-node-modules "missing $IAM_DIR/package-lock.json"
 fi
 
 # --- Java 17 (for DynamoDB Local) --------------------------------------------

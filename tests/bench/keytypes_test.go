@@ -97,7 +97,7 @@ func BenchmarkCallsPerKeyType(b *testing.B) {
 	sb.WriteString("KMS calls per rotation execution, by key type and path (KMS stand-in, counted at the proxy):\n")
 	for i := 0; i < b.N; i++ {
 		for _, kt := range keyTypes {
-			k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, KeySpec: kt.spec, KeyUsage: kt.usage})
+			k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: kmstypes.OriginTypeExternal, KeySpec: kt.spec, KeyUsage: kt.usage})
 			if err != nil {
 				b.Fatalf("CreateKey %s: %v", kt.name, err)
 			}

@@ -148,7 +148,7 @@ func competing(b *testing.B, ctx context.Context, ps *stack.Stack, pp *proxies, 
 		b.Fatal(err)
 	}
 	// The other workload's key: an EXTERNAL key it asks parameters for.
-	k, err := c.KMS.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal})
+	k, err := c.KMS.CreateKey(ctx, &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: kmstypes.OriginTypeExternal})
 	if err != nil {
 		b.Fatal(err)
 	}

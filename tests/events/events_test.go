@@ -476,7 +476,7 @@ func registerNewKey(ctx context.Context, t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := kms.NewFromConfig(cfg).CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, KeySpec: kmstypes.KeySpecSymmetricDefault})
+	k, err := kms.NewFromConfig(cfg).CreateKey(ctx, &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: kmstypes.OriginTypeExternal, KeySpec: kmstypes.KeySpecSymmetricDefault})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func uniq(prefix string) string {
 // externalKey creates a SYMMETRIC_DEFAULT key with origin EXTERNAL.
 func externalKey(t *testing.T) string {
 	t.Helper()
-	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String(t.Name())})
+	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: kmstypes.OriginTypeExternal, Description: aws.String(t.Name())})
 	if err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}

@@ -145,16 +145,19 @@ func TestDifferentMaterialIsRefusedAndRecorded(t *testing.T) {
 }
 
 func TestKeyNotExternal(t *testing.T) {
-	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Description: aws.String(t.Name())})
+	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Description: aws.String(t.Name())})
 	if err != nil {
 		t.Fatal(err)
 	}
 	arn := *out.KeyMetadata.Arn
 	secret := materialSecret(t, randomBytes(t, 32))
 	ex := execute(t, input{"keyId": arn, "secretId": secret, "validFor": "24h", "wrappingKeySpec": spec}, stack.ExecuteOptions{})
-	mustFail(t, ex, flow.KeyNotEligible)
-	if !strings.Contains(ex.Cause, "origin AWS_KMS") || !strings.Contains(ex.Cause, "EXTERNAL") {
-		t.Errorf("cause does not explain: %s", ex.Cause)
+	// The roles may describe only keys with origin EXTERNAL (kms:KeyOrigin):
+	// KMS, and the local stack's IAM gate, deny DescribeKey of any other
+	// key before the fetch stage can look at its origin.
+	mustFail(t, ex, flow.Internal)
+	if !strings.Contains(ex.Cause, "AccessDeniedException") || !strings.Contains(ex.Cause, "kms:DescribeKey") {
+		t.Errorf("cause does not name the denied DescribeKey: %s", ex.Cause)
 	}
 	// The facts crossed Lambda, the Catch, record-failure and the
 	// execution's Cause, as JSON.
@@ -168,7 +171,7 @@ func TestKeyNotExternal(t *testing.T) {
 		t.Fatalf("a token was fetched for a non-EXTERNAL key: %+v", trs)
 	}
 	irs := importRecords(t, arn)
-	if len(irs) != 1 || irs[0].Outcome != records.ImportFailed || irs[0].ErrorName != flow.KeyNotEligible || irs[0].Stage != "fetch-parameters" {
+	if len(irs) != 1 || irs[0].Outcome != records.ImportFailed || irs[0].ErrorName != flow.Internal || irs[0].Stage != "fetch-parameters" {
 		t.Fatalf("import records: %+v", irs)
 	}
 }

@@ -54,6 +54,12 @@ func TestMain(m *testing.M) {
 	// Short but real AWS asynchrony: this suite is about key types;
 	// tests/rotation proves the asynchrony itself.
 	o := stack.Options{KMS: stack.KMSStandIn,
+		// Rotations to new material, generated or staged: the deployment
+		// grants what they need (template parameters; the IAM gate enforces
+		// the roles they give).
+		// AllowLegacyPkcs1: TestRefusals shows KMS itself refusing the
+		// opted-in RSAES_PKCS1_V1_5, past IAM.
+		Parameters: map[string]string{"GeneratedMaterial": "true", "RotateOnDemand": "true", "AllowLegacyPkcs1": "true"},
 		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=150ms", "KMS_STANDIN_ROTATION_DELAY=300ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=200ms"}}
 	os.Exit(suite.Run(m, "keytypes", o, func(s *suite.Suite) error {
 		S, root, st, kc, sm, db = s, s.Root, s.Stack, s.KMS, s.SM, s.DB
@@ -170,7 +176,7 @@ func createSecret(t *testing.T, s secret) string {
 func createKey(t *testing.T, spec types.KeySpec, usage types.KeyUsageType) (arn, alias string) {
 	t.Helper()
 	ctx := context.Background()
-	out, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: spec, KeyUsage: usage, Description: aws.String("tests/keytypes")})
+	out, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: types.OriginTypeExternal, KeySpec: spec, KeyUsage: usage, Description: aws.String("tests/keytypes")})
 	if err != nil {
 		t.Fatalf("CreateKey %s/%s: %v", spec, usage, err)
 	}

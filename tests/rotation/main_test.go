@@ -55,6 +55,10 @@ func TestMain(m *testing.M) {
 	// 0.04, 80 ms between ReplicaNotSynced's 8 retries, longer in all than
 	// a replica takes to learn a new material.
 	o := stack.Options{KMS: stack.KMSStandIn, ReplicaRegions: replicaRegions,
+		// Rotations to new material, generated or staged: the deployment
+		// grants what they need (template parameters; the IAM gate enforces
+		// the roles they give).
+		Parameters: map[string]string{"GeneratedMaterial": "true", "RotateOnDemand": "true"},
 		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=300ms", "KMS_STANDIN_ROTATION_DELAY=600ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=250ms"}}
 	os.Exit(suite.Run(m, "rotation", o, func(s *suite.Suite) error {
 		S, root, st, kc, sm, db = s, s.Root, s.Stack, s.KMS, s.SM, s.DB
@@ -151,7 +155,7 @@ func mustSucceed(t *testing.T, r result) {
 
 func externalKey(t *testing.T, multiRegion bool) string {
 	t.Helper()
-	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Origin: types.OriginTypeExternal, MultiRegion: aws.Bool(multiRegion), Description: aws.String(t.Name())})
+	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: types.OriginTypeExternal, MultiRegion: aws.Bool(multiRegion), Description: aws.String(t.Name())})
 	if err != nil {
 		t.Fatal(err)
 	}

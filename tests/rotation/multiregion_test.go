@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
@@ -26,7 +27,7 @@ func mrk(t *testing.T) (primary string, replicas map[string]string) {
 	primary = externalKey(t, true)
 	replicas = map[string]string{}
 	for _, region := range replicaRegions {
-		out, err := kc.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &primary, ReplicaRegion: &region})
+		out, err := kc.ReplicateKey(ctx, &kms.ReplicateKeyInput{KeyId: &primary, ReplicaRegion: &region, Tags: stack.ManagedKeyTags()})
 		if err != nil {
 			t.Fatalf("ReplicateKey to %s: %v", region, err)
 		}

@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"regexp"
 	"slices"
 	"strings"
@@ -273,7 +274,7 @@ func TestResumeAfterFailureBeforeRotate(t *testing.T) {
 
 // TestRotationRefusedForHMAC: HMAC keys hold one material for life.
 func TestRotationRefusedForHMAC(t *testing.T) {
-	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Origin: types.OriginTypeExternal, KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac})
+	out, err := kc.CreateKey(context.Background(), &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: types.OriginTypeExternal, KeySpec: types.KeySpecHmac256, KeyUsage: types.KeyUsageTypeGenerateVerifyMac})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,12 +63,52 @@ import (
 
 // expectedActions: what each stage calls (shared/*), plus its logs.
 var expectedActions = map[string][]string{
-	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
+	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 	"WrapMaterialFunction":    {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:UpdateItem"},
 	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"},
-	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "kms:RotateKeyOnDemand", "kms:ListKeyRotations", "kms:GetKeyRotationStatus", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
+	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "kms:ListKeyRotations", "kms:GetKeyRotationStatus", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 	"RecordFailureFunction":   {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "sns:Publish", "sqs:SendMessage", "kms:DescribeKey"},
 	"PlannerFunction":         {"dynamodb:Query"},
+}
+
+// optionalActions: what a parameter adds to (true) or takes from (false) a
+// function's expectedActions, the defaults' set (least privilege: only the
+// deployments that use a permission get it).
+var optionalActions = map[string]map[string][]string{
+	"GeneratedMaterial": {"FetchParametersFunction": {"secretsmanager:PutSecretValue"}},
+	"RotateOnDemand":    {"VerifyImportFunction": {"kms:RotateKeyOnDemand"}},
+	"MaterialProofs":    {"VerifyImportFunction": {"secretsmanager:GetSecretValue"}},
+}
+
+// actionsFor is a function's expected actions under the parameter values
+// given (defaults: GeneratedMaterial and RotateOnDemand false,
+// MaterialProofs true).
+func actionsFor(fn string, overrides map[string]any) []string {
+	on := map[string]bool{"MaterialProofs": true}
+	for k, v := range overrides {
+		if _, ok := optionalActions[k]; ok {
+			on[k] = fmt.Sprint(v) == "true"
+		}
+	}
+	out := append([]string{}, expectedActions[fn]...)
+	for param, byFn := range optionalActions {
+		for _, a := range byFn[fn] {
+			has := contains(out, a)
+			switch {
+			case on[param] && !has:
+				out = append(out, a)
+			case !on[param] && has:
+				var kept []string
+				for _, x := range out {
+					if x != a {
+						kept = append(kept, x)
+					}
+				}
+				out = kept
+			}
+		}
+	}
+	return out
 }
 
 // Step Functions actions of a state machine that starts others.
@@ -287,7 +327,7 @@ func (c *policyChecker) check(role string, sts []statement, use roleUse) []strin
 			c.checkKMS(role, s, add)
 		case services["secretsmanager"]:
 			for _, a := range s.Actions {
-				if a != "secretsmanager:GetSecretValue" && !(a == "secretsmanager:PutSecretValue" && role == storesSecrets) {
+				if a != "secretsmanager:GetSecretValue" && !(a == "secretsmanager:PutSecretValue" && role == storesSecrets && s.Sid == "GeneratedMaterial") {
 					add(s, "Secrets Manager action %s: only GetSecretValue is needed (and PutSecretValue by %s)", a, storesSecrets)
 				}
 			}
@@ -382,8 +422,8 @@ func (c *policyChecker) checkKMS(role string, s statement, add func(statement, s
 		// The secrets' encryption key, used by Secrets Manager on the
 		// function's behalf.
 		want := "[kms:Decrypt]"
-		if role == storesSecrets {
-			want = "[kms:Decrypt kms:GenerateDataKey]"
+		if role == storesSecrets && s.Sid == "GeneratedSecretEncryption" {
+			want = "[kms:GenerateDataKey]"
 		}
 		if fmt.Sprint(s.Actions) != want {
 			add(s, "a kms:ViaService statement may only allow %s, has %v", want, s.Actions)
@@ -511,8 +551,9 @@ func (c *policyChecker) checkDynamoDB(role string, s statement, add func(stateme
 		if got := s.cond("ForAllValues:StringEquals", "dynamodb:LeadingKeys"); fmt.Sprint(got) != "["+registryPK+"]" {
 			add(s, "%s: Query only in the registry partition (ForAllValues:StringEquals dynamodb:LeadingKeys = [%s]), has %v", role, registryPK, got)
 		}
-	case subset(reads, readsTokenBytes[role]) && len(s.Condition) == 0:
-		// The token read of the import stage (documented exception).
+	case subset(reads, readsTokenBytes[role]) && len(s.Condition) == 1 && len(s.cond("ForAllValues:StringLike", "dynamodb:LeadingKeys")) > 0:
+		// The token read of the import stage (documented exception), in
+		// the keys' partitions only.
 	default:
 		got := s.cond("ForAllValues:StringEquals", "dynamodb:Attributes")
 		for _, b := range tokenBytes {
@@ -523,8 +564,15 @@ func (c *policyChecker) checkDynamoDB(role string, s statement, add func(stateme
 		if sorted(got) != sorted(c.readable) {
 			add(s, "reads %v: want ForAllValues:StringEquals dynamodb:Attributes = every readable record attribute\n  %s\nhas\n  %s", reads, sorted(c.readable), sorted(got))
 		}
-		if sel := s.condEquals("dynamodb:Select"); fmt.Sprint(sel) != "[SPECIFIC_ATTRIBUTES]" {
-			add(s, "reads %v: want StringEquals dynamodb:Select = SPECIFIC_ATTRIBUTES (a read without projection returns every attribute), has %v", reads, sel)
+		// IfExists, as in the IAM user guide's example ("Amazon DynamoDB:
+		// Allows access to specific attributes"): GetItem has no Select
+		// parameter and the stages never send one, so a plain StringEquals
+		// on it never matches and denies every read.
+		if sel := s.cond("StringEqualsIfExists", "dynamodb:Select"); fmt.Sprint(sel) != "[SPECIFIC_ATTRIBUTES]" {
+			add(s, "reads %v: want StringEqualsIfExists dynamodb:Select = SPECIFIC_ATTRIBUTES (a read that asks for more than the projection is refused), has %v", reads, sel)
+		}
+		if sel := s.condEquals("dynamodb:Select"); len(sel) > 0 {
+			add(s, "reads %v: StringEquals dynamodb:Select requires a parameter GetItem doesn't have and the stages never send: every read denied", reads)
 		}
 	}
 }
@@ -557,7 +605,7 @@ var (
 	}{
 		// Least privilege by default: keys tagged kms-reimport:managed=true.
 		{"defaults", nil, scope{keyTagKey: "kms-reimport:managed", keyTag: "true", secretPrefix: "kms-reimport/", topic: ownTopic}},
-		{"tags", map[string]any{"ManagedKeyTagKey": "team:crypto/owner", "ManagedKeyTagValue": "prod", "ManagedSecretTagValue": "prod", "AlarmEmail": "ops@example.com"},
+		{"tags", map[string]any{"ManagedKeyTagKey": "team:crypto/owner", "ManagedKeyTagValue": "prod", "ManagedSecretTagValue": "prod", "AlarmEmail": "ops@example.com", "MaterialProofs": "false"},
 			scope{keyTagKey: "team:crypto/owner", keyTag: "prod", secretPrefix: "kms-reimport/", secretTag: "prod", topic: ownTopic}},
 		// A key list alone (no tag condition), legacy wrapping allowed.
 		{"lists", map[string]any{
@@ -568,6 +616,8 @@ var (
 			"SecretNamePrefix":   "team-a/kms/",
 			"AlarmTopicArn":      givenTopic,
 			"AlarmEmail":         "ops@example.com",
+			"GeneratedMaterial":  "true",
+			"RotateOnDemand":     "true",
 		}, scope{secretPrefix: "team-a/kms/", keyArns: listedKeys, legacyPkcs1: true,
 			secretKeyArns: []string{"arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321"},
 			topic:         givenTopic}},
@@ -684,7 +734,8 @@ func TestPolicies(t *testing.T) {
 				}
 				var want []string
 				if isFn {
-					w, ok := expectedActions[owner]
+					_, ok := expectedActions[owner]
+					w := actionsFor(owner, tc.overrides)
 					if !ok {
 						t.Errorf("function %s has no expected action list in tests/template/policy_test.go: add what it calls", owner)
 						continue
@@ -979,7 +1030,7 @@ func TestConditionCheckerCatches(t *testing.T) {
 	asym := tagged(map[string]any{"kms:KeySpec": []any{"RSA_2048", "RSA_4096"}, "kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_256"})
 	projected := map[string]any{
 		"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey"}},
-		"StringEquals":              map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
+		"StringEqualsIfExists":      map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"},
 	}
 	noReturn := map[string]any{"StringEqualsIfExists": map[string]any{"dynamodb:ReturnValues": "NONE"}}
 	st := func(actions []string, resources []string, cond map[string]any) statement {
@@ -1018,9 +1069,9 @@ func TestConditionCheckerCatches(t *testing.T) {
 		"decrypt without context, SHA-1":    {c, "VerifyImportRole", st([]string{"kms:Decrypt"}, keys, tagged(map[string]any{"kms:KeySpec": "RSA_2048", "kms:EncryptionAlgorithm": "RSAES_OAEP_SHA_1"}))},
 		"query without projection":          {c, "VerifyImportRole", st([]string{"dynamodb:Query"}, []string{table}, nil)},
 		"get item, select not required":     {c, "WrapMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey"}}})},
-		"select only if it exists": {c, "WrapMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, map[string]any{
+		"select required, GetItem never sends it": {c, "WrapMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, map[string]any{
 			"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey"}},
-			"StringEqualsIfExists":      map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}})},
+			"StringEquals":              map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}})},
 		"projection names the token": {c, "RecordFailureRole", st([]string{"dynamodb:Query"}, []string{table}, map[string]any{
 			"ForAllValues:StringEquals": map[string]any{"dynamodb:Attributes": []any{"pk", "sk", "keyArn", "status", "publicKey", "importToken"}},
 			"StringEquals":              map[string]any{"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}})},
@@ -1062,7 +1113,7 @@ func TestConditionCheckerCatches(t *testing.T) {
 		"round trip":           {c, "VerifyImportRole", st([]string{"kms:Encrypt", "kms:Decrypt"}, keys, roundTrip)},
 		"asymmetric decrypt":   {c, "VerifyImportRole", st([]string{"kms:Decrypt"}, keys, asym)},
 		"projected reads":      {c, "VerifyImportRole", st([]string{"dynamodb:GetItem", "dynamodb:Query"}, []string{table}, projected)},
-		"token read":           {c, "ImportMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, nil)},
+		"token read":           {c, "ImportMaterialRole", st([]string{"dynamodb:GetItem"}, []string{table}, map[string]any{"ForAllValues:StringLike": map[string]any{"dynamodb:LeadingKeys": []any{"KEY#arn:aws:kms:*:111122223333:key/*"}}})},
 		"writes":               {c, "VerifyImportRole", st([]string{"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}, []string{table}, noReturn)},
 		"planner registry":     {c, registryReader, st([]string{"dynamodb:Query"}, []string{table}, map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:LeadingKeys": []any{registryPK}}})},
 		"on-failure queue":     {c, "RecordFailureRole", st([]string{"sqs:SendMessage"}, []string{queue}, nil)},

@@ -37,7 +37,7 @@ func (st *Stack) createSamples(ctx context.Context) (*Sample, error) {
 		return nil, err
 	}
 	kc := kms.NewFromConfig(cfg)
-	k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{
+	k, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Tags: ManagedKeyTags(),
 		Origin:      kmstypes.OriginTypeExternal,
 		KeySpec:     kmstypes.KeySpecSymmetricDefault,
 		Description: aws.String("kms-reimport sample (events/)"),

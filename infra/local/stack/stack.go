@@ -75,6 +75,17 @@ type Options struct {
 	// SampleSecret with version SampleSecretVersion): `make stack-up` does,
 	// so `make invoke` and `make pipeline` work on the first try.
 	Samples bool
+	// NoIAM turns the IAM gate off: by default every AWS request of a
+	// function passes a policy decision against its role in template.yaml
+	// (infra/local/iamgate, docs/deploy.md "IAM in the local stack").
+	NoIAM bool
+	// Parameters are the template parameter values of the emulated
+	// deployment (the rest take their Default): the roles the IAM gate
+	// enforces are resolved with them.
+	Parameters map[string]string
+	// PolicyTemplate, when set, is the template the roles are read from
+	// instead of Root/template.yaml (a test removing a permission).
+	PolicyTemplate string
 }
 
 // What answers for KMS in a local stack (Options.KMS).
@@ -95,6 +106,8 @@ type Stack struct {
 	Functions map[string]string `json:"functions"` // logical id -> invoke URL
 	// RegionKMS is the KMS endpoint of each replica Region (Options.ReplicaRegions).
 	RegionKMS map[string]string `json:"regionKms,omitempty"`
+	// Gate is each function's IAM gate URL (empty with Options.NoIAM).
+	Gate map[string]string `json:"iamGate,omitempty"`
 	// Pools lists every emulator of a function (Options.Concurrency).
 	Pools map[string][]string `json:"pools,omitempty"`
 	// Topic is the notification topic (template's NotificationTopic).
@@ -233,7 +246,9 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		"-jar", filepath.Join(ddb, "DynamoDBLocal.jar"), "-inMemory", "-port", fmt.Sprint(ports[1])); err != nil {
 		return st, err
 	}
-	if err := st.start("moto", nil, nil, moto, "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
+	// moto in the stack's account (its default is 123456789012): the ARNs
+	// it answers are the ones the IAM gate decides on.
+	if err := st.start("moto", nil, []string{"MOTO_ACCOUNT_ID=" + Account}, moto, "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
 		return st, err
 	}
 
@@ -262,6 +277,16 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		return st, err
 	}
 
+	if !o.NoIAM {
+		pt := o.PolicyTemplate
+		if pt == "" {
+			pt = filepath.Join(o.Root, "template.yaml")
+		}
+		if st.Gate, err = st.startGate(ctx, o, pt, tmpl.Functions); err != nil {
+			return st, err
+		}
+		logf("IAM gate: every AWS request of a function is decided against its role (%s)", pt)
+	}
 	n := max(o.Concurrency, 1)
 	fports, err := FreePorts(2 * n * len(tmpl.Functions))
 	if err != nil {
@@ -413,6 +438,9 @@ func (st *Stack) functionEnv(f Function, over map[string]map[string]string) []st
 	for _, kv := range st.ClientEnv() {
 		k, v, _ := strings.Cut(kv, "=")
 		m[k] = v
+	}
+	if g := st.Gate[f.LogicalID]; g != "" {
+		st.gatedEndpoints(m, g)
 	}
 	for _, src := range []map[string]string{over["Parameters"], over[f.LogicalID]} {
 		for k, v := range src {

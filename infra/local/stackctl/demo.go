@@ -45,7 +45,7 @@ func demo(ctx context.Context, root string) (err error) {
 
 	stamp := time.Now().UTC().Format("20060102-150405")
 	fmt.Println("\n== Creating a demo KMS key with origin EXTERNAL and its key material in Secrets Manager")
-	key, err := kc.CreateKey(ctx, &kms.CreateKeyInput{
+	key, err := kc.CreateKey(ctx, &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(),
 		Origin:      kmstypes.OriginTypeExternal,
 		KeySpec:     kmstypes.KeySpecSymmetricDefault,
 		Description: aws.String("kms-reimport demo " + stamp),

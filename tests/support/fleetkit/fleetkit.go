@@ -56,7 +56,7 @@ func ManagedKeys(ctx context.Context, c Clients, n int, prefix string) ([]string
 }
 
 func managedKey(ctx context.Context, c Clients, secret string) (string, error) {
-	k, err := c.KMS.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal, Description: aws.String(secret)})
+	k, err := c.KMS.CreateKey(ctx, &kms.CreateKeyInput{Tags: stack.ManagedKeyTags(), Origin: kmstypes.OriginTypeExternal, Description: aws.String(secret)})
 	if err != nil {
 		return "", err
 	}

@@ -99,6 +99,7 @@ type key struct {
 	// creating: a new replica, until the first sync reaches it.
 	creating  bool
 	materials []*keyMaterial // in association order
+	tags      []Tag
 	// rotating is the on-demand rotation in progress, if any.
 	rotating *rotation
 	// onDemandRotations started over the key's life.
@@ -245,7 +246,12 @@ type createKeyIn struct {
 	CustomKeyStoreId      string
 	MultiRegion           *bool
 	XksKeyId              string
+	Tags                  []Tag
 }
+
+// Tag is a KMS resource tag (CreateKey, ReplicateKey, ListResourceTags):
+// the local stack's IAM gate reads them for aws:ResourceTag/*.
+type Tag struct{ TagKey, TagValue string }
 
 func (s *Server) createKey(body []byte, e *Request) (any, *apiError) {
 	var in createKeyIn
@@ -298,7 +304,7 @@ func (s *Server) createKey(body []byte, e *Request) (any, *apiError) {
 	}
 	k := &key{
 		id: id, arn: s.keyARN(id), created: s.clock().UTC(), description: in.Description,
-		spec: spec, usage: usage, origin: origin, enabled: true, multiRegion: mr, region: s.region,
+		spec: spec, usage: usage, origin: origin, enabled: true, multiRegion: mr, region: s.region, tags: in.Tags,
 	}
 	if origin == "AWS_KMS" {
 		secret, err := generateMaterial(spec)
@@ -650,3 +656,22 @@ func materialID(keyID string, secret []byte) string {
 }
 
 func describeLen(n int) string { return fmt.Sprintf("%d bytes", n) }
+
+// listResourceTags answers the key's tags (no paging: a key has at most
+// 50).
+func (s *Server) listResourceTags(body []byte, e *Request) (any, *apiError) {
+	var in keyIDIn
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	k, err := s.resolveKeyOnly(in.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	e.KeyARN = k.arn
+	tags := k.tags
+	if tags == nil {
+		tags = []Tag{}
+	}
+	return map[string]any{"Tags": tags, "Truncated": false}, nil
+}

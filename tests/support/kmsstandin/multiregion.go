@@ -18,6 +18,7 @@ import (
 func (s *Server) replicateKey(body []byte, e *Request) (any, *apiError) {
 	var in struct {
 		KeyId, ReplicaRegion, Description string
+		Tags                              []Tag
 	}
 	if err := decode(body, &in); err != nil {
 		return nil, err
@@ -56,7 +57,7 @@ func (s *Server) replicateKey(body []byte, e *Request) (any, *apiError) {
 	if rs := s.w.servers[in.ReplicaRegion]; rs != nil {
 		r := &key{
 			id: k.id, arn: arn, created: now.UTC(), description: desc, spec: k.spec, usage: k.usage, origin: k.origin,
-			enabled: true, multiRegion: true, region: rs.region, primary: k, creating: true,
+			enabled: true, multiRegion: true, region: rs.region, primary: k, creating: true, tags: in.Tags,
 		}
 		if old := rs.keys[k.id]; old == nil {
 			rs.order = append(rs.order, k.id)
