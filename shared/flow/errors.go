@@ -93,6 +93,12 @@ const (
 	// AWSTransient: throttling, timeouts and internal errors of KMS,
 	// Secrets Manager or DynamoDB. Retried with backoff.
 	AWSTransient = "AWSTransient"
+	// AccessDenied: IAM (or an SCP, a key policy, a VPC endpoint policy)
+	// refused a call the stage makes: a role without the permission, a
+	// key without the managed-key tag, a secret outside the prefix. Fixed
+	// in the deployment, never by retrying; the key's status is left as
+	// it was.
+	AccessDenied = "AccessDenied"
 	// Internal: anything else; a bug or an unexpected AWS answer.
 	Internal = "Internal"
 )
@@ -165,15 +171,28 @@ func AWSCode(err error) string {
 	return ""
 }
 
+// deniedCodes are the codes AWS answers an access denial with: KMS,
+// Secrets Manager and DynamoDB say AccessDeniedException, SNS
+// AuthorizationError, STS and the query APIs AccessDenied.
+var deniedCodes = map[string]bool{
+	"AccessDeniedException": true,
+	"AccessDenied":          true,
+	"AuthorizationError":    true,
+}
+
 // FromAWS names an AWS SDK error: transient codes (and network failures)
-// become AWSTransient, everything else the fallback name.
+// become AWSTransient, access denials AccessDenied, everything else the
+// fallback name.
 func FromAWS(err error, fallback, format string, args ...any) error {
 	if err == nil {
 		return nil
 	}
 	code := AWSCode(err)
-	if transientCodes[code] || (code == "" && isNetwork(err)) {
+	switch {
+	case transientCodes[code] || (code == "" && isNetwork(err)):
 		return Wrap(AWSTransient, err, format, args...)
+	case deniedCodes[code]:
+		return Wrap(AccessDenied, err, format, args...)
 	}
 	return Wrap(fallback, err, format, args...)
 }

@@ -37,7 +37,7 @@ func (e Effect) String() string {
 // (flow.Facts, decoded from the cause), what a failed rotation does to the
 // key's status. It reads no message.
 //
-//   - Inconclusive names (AWSTransient, Internal, none, States.*,
+//   - Inconclusive names (AWSTransient, Internal, AccessDenied, none, States.*,
 //     Lambda.*, Sandbox.*, Runtime.*): Keeps.
 //   - KeyNotFound: Blocks (the fetch stage retried it first, for KMS's
 //     eventual consistency after CreateKey).
@@ -100,7 +100,7 @@ func stateEffect(state string) Effect {
 // the key itself: AWS throttled or failed, a bug, a Lambda or execution
 // that timed out or was stopped.
 func inconclusive(errName string) bool {
-	if errName == flow.AWSTransient || errName == flow.Internal || errName == "" {
+	if errName == flow.AWSTransient || errName == flow.Internal || errName == flow.AccessDenied || errName == "" {
 		return true
 	}
 	for _, p := range []string{"States.", "Lambda.", "Sandbox.", "Runtime."} {

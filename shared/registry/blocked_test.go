@@ -80,6 +80,7 @@ func TestFailureEffect(t *testing.T) {
 
 		// Inconclusive: a blocked key stays blocked, whatever facts say.
 		{"AWSTransient", flow.AWSTransient, nil, Keeps},
+		{"AccessDenied: the deployment, not the key", flow.AccessDenied, nil, Keeps},
 		{"Internal", flow.Internal, facts(flow.CheckKeyState, "Disabled"), Keeps},
 		{"no name", "", nil, Keeps},
 		{"States.Timeout", "States.Timeout", nil, Keeps},

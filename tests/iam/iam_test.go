@@ -24,6 +24,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/tests/support/suite"
 )
@@ -135,6 +136,9 @@ func TestRemovedActionFailsRotation(t *testing.T) {
 		t.Fatalf("execution %s, want FAILED: the role lacks kms:ImportKeyMaterial", ex.Status)
 	}
 	rec := failureRecord(t, arn)
+	if rec.ErrorName != flow.AccessDenied {
+		t.Errorf("failure recorded as %q, want %s (a denial is named, not Internal)", rec.ErrorName, flow.AccessDenied)
+	}
 	for _, want := range []string{"AccessDenied", "kms:ImportKeyMaterial", "ImportMaterialRole"} {
 		if !strings.Contains(rec.Cause, want) {
 			t.Errorf("failure record cause does not name %s: %q (error %s, stage %s)", want, rec.Cause, rec.ErrorName, rec.Stage)
@@ -156,6 +160,9 @@ func TestUntaggedKeyDenied(t *testing.T) {
 	ex := run(t, map[string]any{"keyId": arn, "secretId": secret(t), "validFor": "24h", "wrappingKeySpec": "RSA_2048"})
 	if ex.Status != "FAILED" {
 		t.Fatalf("execution %s, want FAILED: the key is not tagged kms-reimport:managed=true", ex.Status)
+	}
+	if ex.Error != flow.AccessDenied {
+		t.Errorf("execution error %q, want %s", ex.Error, flow.AccessDenied)
 	}
 	if !strings.Contains(ex.Cause, "kms:DescribeKey") || !strings.Contains(ex.Cause, "AccessDenied") {
 		t.Errorf("cause does not name the denied kms:DescribeKey: %s", ex.Cause)

@@ -26,6 +26,7 @@ var advice = map[string]string{
 	flow.KeyNotFound:               "The key no longer exists or the alias is wrong. It stays registered and blocked, and every fleet run tries it again: deregister it (kms-reimport deregister) or correct the registry entry.",
 	flow.KeyNotEligible:            "The key cannot take an import as it is (the facts say which check failed: disabled, pending deletion, not EXTERNAL, a custom key store, a replica, an unsupported spec). If the registry blocked it, it stays registered and every fleet run tries it again: enable it or cancel its deletion, and the next run renews it. Deregister it (kms-reimport deregister) if it should no longer be renewed.",
 	flow.KeyNotReady:               "The key or a replica is in a state KMS leaves by itself (Creating, Updating). Nothing to do unless it persists: the next fleet run tries again.",
+	flow.AccessDenied:              "AWS refused a call the rotation makes (the cause names the action and the role). Check the key has the managed-key tag and origin EXTERNAL, the secret is under SecretNamePrefix, and no SCP or key policy denies the role; then start the rotation again.",
 	flow.SecretNotFound:            "The secret or its version is missing. Restore it in Secrets Manager: without the same material the key cannot be renewed.",
 	flow.InvalidSecret:             "The secret does not hold usable material for this key. Put the original key material back in the secret.",
 	flow.UnsupportedWrapping:       "Choose a wrapping algorithm and spec KMS accepts for this key type (see the README).",
