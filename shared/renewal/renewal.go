@@ -85,6 +85,30 @@ func ListsMaterials(r *flow.Request, md *types.KeyMetadata) bool {
 		(kmsaccess.ListsMaterials(md) || r.Rotate || aws.ToBool(md.MultiRegion) || len(r.Regions) > 0)
 }
 
+// Deployment is what the deployment's roles allow (template parameters
+// RotateOnDemand, GeneratedMaterial, MaterialProofs).
+type Deployment struct {
+	NoRotation, NoGeneratedMaterial, NoMaterialProofs bool
+}
+
+// Permitted refuses, before anything is read or changed, a request the
+// deployment's roles would deny halfway: a rotation where RotateOnDemand
+// is false (the new material would be imported, then RotateKeyOnDemand
+// denied), generated material where GeneratedMaterial is false, and an
+// HMAC or asymmetric key where MaterialProofs is false (its proof reads
+// the material secret).
+func Permitted(r *flow.Request, spec types.KeySpec, d Deployment) error {
+	switch {
+	case d.NoRotation && (r.Rotate || r.RotateEvery != ""):
+		return flow.Errorf(flow.InvalidInput, "field \"rotate\"/\"rotateEvery\" asks for a rotation to new material, which this deployment does not allow (template parameter RotateOnDemand is false): renew without them, or deploy with RotateOnDemand=true")
+	case d.NoGeneratedMaterial && r.GenerateMaterial:
+		return flow.Errorf(flow.InvalidInput, "field \"generateMaterial\" is true, which this deployment does not allow (template parameter GeneratedMaterial is false): put the new material in the secret under %q yourself, or deploy with GeneratedMaterial=true", r.NewMaterialStage)
+	case d.NoMaterialProofs && spec != types.KeySpecSymmetricDefault:
+		return flow.Errorf(flow.InvalidInput, "key spec %s is proven against its material, which this deployment does not allow (template parameter MaterialProofs is false): deploy with MaterialProofs=true to renew HMAC and asymmetric keys", spec)
+	}
+	return nil
+}
+
 // Refuse is Decide's first check, on the key alone: the gatherer calls it
 // before it reads anything else, so a refused key costs one DescribeKey.
 func Refuse(r *flow.Request, md *types.KeyMetadata) error {

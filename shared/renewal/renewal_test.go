@@ -354,3 +354,39 @@ func TestGeneratedVersionIDIsAUUIDOfTheExecution(t *testing.T) {
 		t.Fatalf("%s %s", a, b)
 	}
 }
+
+// TestPermitted: what the deployment's roles do not allow is refused
+// before anything is read or changed; everything else passes.
+func TestPermitted(t *testing.T) {
+	none := Deployment{NoRotation: true, NoGeneratedMaterial: true, NoMaterialProofs: true}
+	cases := []struct {
+		name string
+		r    flow.Request
+		spec types.KeySpec
+		d    Deployment
+		want string // error name, "" = permitted
+	}{
+		{"renewal, nothing allowed", flow.Request{}, types.KeySpecSymmetricDefault, none, ""},
+		{"rotate without RotateOnDemand", flow.Request{Rotate: true}, types.KeySpecSymmetricDefault, Deployment{NoRotation: true}, flow.InvalidInput},
+		{"rotateEvery without RotateOnDemand", flow.Request{RotateEvery: "90d"}, types.KeySpecSymmetricDefault, Deployment{NoRotation: true}, flow.InvalidInput},
+		{"rotate with RotateOnDemand", flow.Request{Rotate: true}, types.KeySpecSymmetricDefault, Deployment{NoGeneratedMaterial: true}, ""},
+		{"generateMaterial without GeneratedMaterial", flow.Request{Rotate: true, GenerateMaterial: true}, types.KeySpecSymmetricDefault, Deployment{NoGeneratedMaterial: true}, flow.InvalidInput},
+		{"generateMaterial with GeneratedMaterial", flow.Request{Rotate: true, GenerateMaterial: true}, types.KeySpecSymmetricDefault, Deployment{}, ""},
+		{"HMAC without MaterialProofs", flow.Request{}, types.KeySpecHmac256, Deployment{NoMaterialProofs: true}, flow.InvalidInput},
+		{"ECC without MaterialProofs", flow.Request{}, types.KeySpecEccNistP256, Deployment{NoMaterialProofs: true}, flow.InvalidInput},
+		{"HMAC with MaterialProofs", flow.Request{}, types.KeySpecHmac256, Deployment{NoRotation: true}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := Permitted(&c.r, c.spec, c.d)
+			if got := ""; err != nil {
+				got = flow.NameOf(err)
+				if got != c.want {
+					t.Fatalf("error %s (%v), want %q", got, err, c.want)
+				}
+			} else if c.want != "" {
+				t.Fatalf("permitted, want %s", c.want)
+			}
+		})
+	}
+}

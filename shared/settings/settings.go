@@ -50,6 +50,13 @@ type Settings struct {
 	// VerifyMaxChecks bounds the verify passes of one execution (a
 	// rotation completing in the background, eventually consistent reads).
 	VerifyMaxChecks int
+	// NoRotation, NoGeneratedMaterial and NoMaterialProofs say what this
+	// deployment's roles do not allow (the template parameters
+	// RotateOnDemand, GeneratedMaterial and MaterialProofs set to false):
+	// the fetch stage refuses such a rotation before anything is changed,
+	// instead of letting it meet an AccessDenied halfway. Unset variables
+	// allow (a deployment from before the parameters granted all three).
+	NoRotation, NoGeneratedMaterial, NoMaterialProofs bool
 }
 
 // RotationTimeout is the rotation state machine's TimeoutSeconds
@@ -119,7 +126,24 @@ func FromEnv() (Settings, error) {
 	if s.VerifyMaxChecks, err = integer("VERIFY_MAX_CHECKS", 60, 1, 1000); err != nil {
 		return s, err
 	}
-	return s, nil
+	return s, allowed(&s)
+}
+
+// allowed reads the three switches of what the roles allow.
+func allowed(s *Settings) error {
+	for _, v := range []struct {
+		name string
+		off  *bool
+	}{{"ROTATE_ON_DEMAND", &s.NoRotation}, {"GENERATED_MATERIAL", &s.NoGeneratedMaterial}, {"MATERIAL_PROOFS", &s.NoMaterialProofs}} {
+		switch val := os.Getenv(v.name); val {
+		case "", "true":
+		case "false":
+			*v.off = true
+		default:
+			return fmt.Errorf("environment variable %s is %q; want true or false", v.name, val)
+		}
+	}
+	return nil
 }
 
 // integer reads an integer variable in [min, max]; empty gives def.

@@ -16,6 +16,15 @@ func TestFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.NoRotation || s.NoGeneratedMaterial || s.NoMaterialProofs {
+		t.Fatalf("unset switches must allow (deployments before the parameters): %+v", s)
+	}
+	t.Setenv("ROTATE_ON_DEMAND", "false")
+	t.Setenv("GENERATED_MATERIAL", "true")
+	t.Setenv("MATERIAL_PROOFS", "false")
+	if s, err = FromEnv(); err != nil || !s.NoRotation || s.NoGeneratedMaterial || !s.NoMaterialProofs {
+		t.Fatalf("switches: %+v %v", s, err)
+	}
 	if s.Table != "t" || s.MinTokenValidity != 15*time.Minute || s.MaxTokenFetches != 5 || s.DefaultValidFor != 30*24*time.Hour || s.TokenRetention != 30*24*time.Hour {
 		t.Fatalf("%+v", s)
 	}
@@ -37,6 +46,9 @@ func TestFromEnvErrors(t *testing.T) {
 		{"PLANNER_PAGE_SIZE", "0", "from 1 to 1000"},
 		{"MAX_CONCURRENCY", "-2", "MAX_CONCURRENCY"},
 		{"VERIFY_MAX_CHECKS", "0", "VERIFY_MAX_CHECKS"},
+		{"ROTATE_ON_DEMAND", "yes", "true or false"},
+		{"GENERATED_MATERIAL", "1", "true or false"},
+		{"MATERIAL_PROOFS", "False", "true or false"},
 	}
 	for _, c := range cases {
 		t.Run(c.k+"="+c.v, func(t *testing.T) {

@@ -115,6 +115,10 @@ func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 	if err := kmsaccess.CheckImportable(md); err != nil {
 		return s, err
 	}
+	d := renewal.Deployment{NoRotation: st.Settings.NoRotation, NoGeneratedMaterial: st.Settings.NoGeneratedMaterial, NoMaterialProofs: st.Settings.NoMaterialProofs}
+	if err := renewal.Permitted(r, md.KeySpec, d); err != nil {
+		return s, err
+	}
 	arn := *md.Arn
 	// Taken before anything else is read or spent for this key.
 	if err := st.takeLease(ctx, arn, s.Execution.ID); err != nil {
