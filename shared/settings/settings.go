@@ -130,43 +130,26 @@ func FromEnv() (Settings, error) {
 }
 
 // allowed reads the three switches of what the roles allow.
-func allowed(s *Settings) error {
-	for _, v := range []struct {
-		name string
-		off  *bool
-	}{{"ROTATE_ON_DEMAND", &s.NoRotation}, {"GENERATED_MATERIAL", &s.NoGeneratedMaterial}, {"MATERIAL_PROOFS", &s.NoMaterialProofs}} {
-		switch val := os.Getenv(v.name); val {
-		case "", "true":
-		case "false":
-			*v.off = true
-		default:
-			return fmt.Errorf("environment variable %s is %q; want true or false", v.name, val)
-		}
+func allowed(s *Settings) (err error) {
+	if s.NoRotation, err = off("ROTATE_ON_DEMAND"); err != nil {
+		return err
 	}
-	return nil
+	if s.NoGeneratedMaterial, err = off("GENERATED_MATERIAL"); err != nil {
+		return err
+	}
+	s.NoMaterialProofs, err = off("MATERIAL_PROOFS")
+	return err
 }
 
-// integer reads an integer variable in [min, max]; empty gives def.
-func integer(name string, def, min, max int) (int, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
+// off reads a true/false switch: "false" turns it off, "true" or unset
+// leaves it on.
+func off(name string) (bool, error) {
+	switch v := os.Getenv(name); v {
+	case "", "true":
+		return false, nil
+	case "false":
+		return true, nil
+	default:
+		return false, fmt.Errorf("environment variable %s is %q; want true or false", name, v)
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < min || n > max {
-		return 0, fmt.Errorf("environment variable %s is %q; want an integer from %d to %d", name, v, min, max)
-	}
-	return n, nil
-}
-
-func duration(name string, def time.Duration) (time.Duration, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	d, err := flow.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("environment variable %s is %q; want a duration such as 10m, 720h or 30d", name, v)
-	}
-	return d, nil
 }
