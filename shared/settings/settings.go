@@ -153,3 +153,28 @@ func off(name string) (bool, error) {
 		return false, fmt.Errorf("environment variable %s is %q; want true or false", name, v)
 	}
 }
+
+// integer reads an integer variable in [min, max]; empty gives def.
+func integer(name string, def, min, max int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		return 0, fmt.Errorf("environment variable %s is %q; want an integer from %d to %d", name, v, min, max)
+	}
+	return n, nil
+}
+
+func duration(name string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := flow.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("environment variable %s is %q; want a duration such as 10m, 720h or 30d", name, v)
+	}
+	return d, nil
+}
