@@ -272,7 +272,13 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		return st, err
 	}
 	// Again, now that the template's resources have local names.
-	tmpl, err = LoadTemplate(filepath.Join(o.Root, "template.yaml"), map[string]string{"RotationTable": Table, "NotificationTopic": st.Topic})
+	// The emulated deployment's parameter values (o.Parameters) reach the
+	// functions' environment as they reach the roles: one deployment.
+	names := map[string]string{"RotationTable": Table, "NotificationTopic": st.Topic}
+	for k, v := range o.Parameters {
+		names[k] = v
+	}
+	tmpl, err = LoadTemplate(filepath.Join(o.Root, "template.yaml"), names)
 	if err != nil {
 		return st, err
 	}

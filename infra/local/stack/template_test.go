@@ -29,3 +29,24 @@ func TestLoadTemplate(t *testing.T) {
 		t.Errorf("table %+v", tmpl.Table)
 	}
 }
+
+// TestParametersReachFunctionEnv: a parameter value of the emulated
+// deployment reaches the functions' environment (the roles get the same
+// values), and without one the parameter's default does.
+func TestParametersReachFunctionEnv(t *testing.T) {
+	for _, c := range []struct{ given, want string }{{"", "false"}, {"true", "true"}} {
+		names := map[string]string{"RotationTable": "local-table"}
+		if c.given != "" {
+			names["RotateOnDemand"] = c.given
+		}
+		tmpl, err := LoadTemplate("../../../template.yaml", names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range tmpl.Functions {
+			if f.Env["ROTATE_ON_DEMAND"] != c.want {
+				t.Errorf("RotateOnDemand %q: %s ROTATE_ON_DEMAND=%q, want %q", c.given, f.LogicalID, f.Env["ROTATE_ON_DEMAND"], c.want)
+			}
+		}
+	}
+}
