@@ -81,7 +81,7 @@ func BenchmarkCallsPerKeyType(b *testing.B) {
 	defer cancel()
 	ss, err := stack.Up(sctx, stack.Options{Root: root, Dir: dir, KMS: stack.KMSStandIn,
 		// The stand-in's AWS asynchrony, shortened as tests/keytypes does.
-		StandInEnv:  []string{"KMS_STANDIN_STALE_READ_WINDOW=150ms", "KMS_STANDIN_ROTATION_DELAY=300ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=200ms"},
+		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=150ms", "KMS_STANDIN_ROTATION_DELAY=300ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=200ms"},
 		// A deployment that rotates to generated material (the roles and
 		// the functions' switches alike).
 		Parameters:  map[string]string{"GeneratedMaterial": "true", "RotateOnDemand": "true"},
