@@ -23,10 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/kms-reimport/kms-reimport/shared/flow"
-	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
@@ -74,95 +71,6 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 		return exitUsage, false
 	}
 	return 0, true
-}
-
-func runRegister(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("register", "register --key KEY --secret SECRET --valid-for 2160h --renew-before 336h [flags]", stderr)
-	table := tableFlag(fs)
-	keyID := fs.String("key", "", "key ARN, key id or alias (resolved to the key ARN)")
-	secret := fs.String("secret", "", "secret ARN or name holding the key material")
-	stage := fs.String("secret-stage", "", "staging label of the secret version to import (default AWSCURRENT)")
-	validFor := fs.String("valid-for", "", "validity of each import, e.g. 2160h or 90d (at most 365d)")
-	noExpiry := fs.Bool("no-expiry", false, "import with KEY_MATERIAL_DOES_NOT_EXPIRE instead of --valid-for")
-	renewBefore := fs.String("renew-before", "336h", "renew this long before ValidTo")
-	alg := fs.String("wrapping-algorithm", "", "wrapping algorithm (default: the best for the key type)")
-	spec := fs.String("wrapping-key-spec", "", "RSA_2048, RSA_3072 or RSA_4096 (default RSA_4096)")
-	every := fs.String("rotate-every", "", "rotate to new key material this often, e.g. 90d (at least 90d; needs --new-material-stage or --generate-material)")
-	newStage := fs.String("new-material-stage", "", "staging label of the secret version holding a scheduled rotation's new material")
-	generate := fs.Bool("generate-material", false, "generate a scheduled rotation's new material (stored first as a new secret version)")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	in := flow.RequestInput{KeyID: *keyID, SecretID: *secret, SecretVersionStage: *stage, ValidFor: *validFor,
-		WrappingAlgorithm: *alg, WrappingKeySpec: *spec, RenewBefore: *renewBefore,
-		RotateEvery: *every, NewMaterialStage: *newStage, GenerateMaterial: *generate}
-	if *noExpiry {
-		in.ExpirationModel = flow.DoesNotExpire
-	}
-	if !*noExpiry && *validFor == "" {
-		fmt.Fprintln(stderr, "kms-reimport register: --valid-for (or --no-expiry) is required")
-		return exitUsage
-	}
-	// The same validation as an execution input: a clear error naming the flag's field.
-	r, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{})
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport register:", err)
-		return exitUsage
-	}
-	ctx := context.Background()
-	store, cfg, err := registryStore(ctx, *table)
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport register:", err)
-		return exitUsage
-	}
-	md, err := kmsaccess.Describe(ctx, kms.NewFromConfig(cfg), *keyID)
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport register:", err)
-		return exitFailure
-	}
-	if err := kmsaccess.CheckImportable(md); err != nil {
-		fmt.Fprintln(stderr, "kms-reimport register:", err)
-		return exitUsage
-	}
-	e := *registry.PolicyOf(r)
-	e.KeyARN = *md.Arn
-	if md.KeyState == "Enabled" && md.ValidTo != nil {
-		e.CurrentValidTo = md.ValidTo // renewal due from what KMS says today
-	}
-	if err := store.Put(ctx, e); err != nil {
-		fmt.Fprintln(stderr, "kms-reimport register:", err)
-		return exitFailure
-	}
-	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before, rotate every %s)\n", *md.Arn, *secret, orDash(*validFor, "no expiry"), *renewBefore, orDash(r.RotateEvery, "-"))
-	return exitOK
-}
-
-func runDeregister(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("deregister", "deregister --key KEY_ARN", stderr)
-	table := tableFlag(fs)
-	keyARN := fs.String("key", "", "key ARN as registered")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	if *keyARN == "" {
-		fmt.Fprintln(stderr, "kms-reimport deregister: --key is required")
-		return exitUsage
-	}
-	ctx := context.Background()
-	store, _, err := registryStore(ctx, *table)
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport deregister:", err)
-		return exitUsage
-	}
-	if err := store.Delete(ctx, *keyARN); err != nil {
-		fmt.Fprintln(stderr, "kms-reimport deregister:", err)
-		if errors.Is(err, registry.ErrNotFound) {
-			return exitUsage
-		}
-		return exitFailure
-	}
-	fmt.Fprintf(stdout, "deregistered %s\n", *keyARN)
-	return exitOK
 }
 
 // statusRow is one key in `status`.

@@ -181,7 +181,7 @@ func TestStatusAndPlanOnTheRegistry(t *testing.T) {
 	}
 	disabledCause := "key " + k(1) + " is in state Disabled; an import is done only in states PendingImport, Enabled (enable a Disabled key, cancel a pending deletion first)"
 	for i, validTo := range []*time.Time{at(3), at(10), at(60), at(-2)} {
-		if err := store.Put(ctx, registry.Entry{KeyARN: k(i + 1), SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}); err != nil {
+		if err := store.Put(ctx, registry.Entry{KeyARN: k(i + 1), SecretID: "s", Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := store.RecordRenewal(ctx, registry.Renewal{KeyARN: k(i + 1), Execution: "x", At: now.Add(-24 * time.Hour), ValidTo: validTo}); err != nil {

@@ -49,35 +49,26 @@ func fmtDuration(d time.Duration) string {
 	return d.String()
 }
 
-// RequestInput is the execution input as users write it.
+// RequestInput is the execution input as users write it: the key, the
+// secret, one execution's choices and the policy (Policy's fields, inline).
 type RequestInput struct {
-	KeyID               string `json:"keyId"`
-	SecretID            string `json:"secretId"`
-	SecretVersionID     string `json:"secretVersionId"`
-	SecretVersionStage  string `json:"secretVersionStage"`
-	ValidFor            string `json:"validFor"`
-	ValidTo             string `json:"validTo"`
-	ExpirationModel     string `json:"expirationModel"`
-	WrappingAlgorithm   string `json:"wrappingAlgorithm"`
-	WrappingKeySpec     string `json:"wrappingKeySpec"`
-	AllowLegacyWrapping bool   `json:"allowLegacyWrapping"`
+	KeyID           string `json:"keyId"`
+	SecretID        string `json:"secretId"`
+	SecretVersionID string `json:"secretVersionId"`
+	ValidTo         string `json:"validTo"`
 	// Register (default true) keeps the key in the registry so the
-	// scheduled planner renews it; RenewBefore is its renewal window.
-	Register    *bool  `json:"register"`
-	RenewBefore string `json:"renewBefore"`
-	// Rotation (docs/rotation.md): rotate imports NEW_KEY_MATERIAL and
-	// calls RotateKeyOnDemand; the new material is the secret version at
+	// scheduled planner renews it, with the policy's RenewBefore as its
+	// renewal window.
+	Register *bool `json:"register"`
+	// Rotate (docs/rotation.md) imports NEW_KEY_MATERIAL and calls
+	// RotateKeyOnDemand; the new material is the secret version at
 	// newMaterialStage, or generated (generateMaterial).
-	Rotate           bool   `json:"rotate"`
-	NewMaterialStage string `json:"newMaterialStage"`
-	GenerateMaterial bool   `json:"generateMaterial"`
-	RotateEvery      string `json:"rotateEvery"`
-	// Regions limits a multi-Region key's renewal to these Regions.
-	Regions []string `json:"regions"`
+	Rotate bool `json:"rotate"`
+	Policy
 }
 
 // RequestFields lists the input's fields, for error messages.
-const RequestFields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore, rotate, newMaterialStage, generateMaterial, rotateEvery, regions"
+const RequestFields = "keyId, secretId, secretVersionId, validTo, register, rotate, secretVersionStage, validFor, expirationModel, renewBefore, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, rotateEvery, newMaterialStage, generateMaterial, regions"
 
 // RequestOptions are the deployment's defaults.
 type RequestOptions struct {
@@ -131,16 +122,25 @@ func ParseRequest(raw []byte, now time.Time, opt RequestOptions) (*Request, erro
 	return ValidateRequest(in, now, opt)
 }
 
-// requestFieldNames are the JSON names of RequestInput's fields.
-var requestFieldNames = func() []string {
-	t := reflect.TypeOf(RequestInput{})
-	names := make([]string, 0, t.NumField())
+// requestFieldNames are the JSON names of RequestInput's fields, the
+// embedded Policy's included.
+var requestFieldNames = jsonNames(reflect.TypeOf(RequestInput{}))
+
+// jsonNames lists the JSON names of a struct's fields, those of embedded
+// structs inline, as encoding/json sees them.
+func jsonNames(t reflect.Type) []string {
+	var names []string
 	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		f := t.Field(i)
+		if f.Anonymous && f.Tag.Get("json") == "" {
+			names = append(names, jsonNames(f.Type)...)
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		names = append(names, name)
 	}
 	return names
-}()
+}
 
 // checkKeys refuses what encoding/json would silently accept in the top
 // object: a key that matches a field only case-insensitively (the decoder
@@ -188,7 +188,7 @@ func decodeError(err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		return invalid("field %q must be a JSON %s, got %s", te.Field, kindOf(te.Type.Kind().String()), te.Value)
+		return invalid("field %q must be a JSON %s, got %s", strings.TrimPrefix(te.Field, "Policy."), kindOf(te.Type.Kind().String()), te.Value)
 	case errors.As(err, &se):
 		return invalid("execution input is not valid JSON (offset %d)", se.Offset)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -210,50 +210,27 @@ func kindOf(k string) string {
 // ValidateRequest checks an already decoded input.
 func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Request, error) {
 	r := &Request{
-		KeyID:               strings.TrimSpace(in.KeyID),
-		SecretID:            strings.TrimSpace(in.SecretID),
-		SecretVersionID:     in.SecretVersionID,
-		SecretVersionStage:  in.SecretVersionStage,
-		WrappingAlgorithm:   in.WrappingAlgorithm,
-		WrappingKeySpec:     in.WrappingKeySpec,
-		AllowLegacyWrapping: in.AllowLegacyWrapping,
+		KeyID:           strings.TrimSpace(in.KeyID),
+		SecretID:        strings.TrimSpace(in.SecretID),
+		SecretVersionID: in.SecretVersionID,
+		Rotate:          in.Rotate,
+		Policy: Policy{
+			SecretVersionStage:  in.SecretVersionStage,
+			WrappingAlgorithm:   in.WrappingAlgorithm,
+			WrappingKeySpec:     in.WrappingKeySpec,
+			AllowLegacyWrapping: in.AllowLegacyWrapping,
+			GenerateMaterial:    in.GenerateMaterial,
+			NewMaterialStage:    in.NewMaterialStage,
+		},
 	}
-	switch {
-	case r.KeyID == "":
-		return nil, invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
-	case !keyIDRe.MatchString(r.KeyID) && !keyARNRe.MatchString(r.KeyID) && !aliasRe.MatchString(r.KeyID) && !aliasARNRe.MatchString(r.KeyID):
-		return nil, invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(r.KeyID))
+	if err := identity(r); err != nil {
+		return nil, err
 	}
-	switch {
-	case r.SecretID == "":
-		return nil, invalid("field \"secretId\" is required: the ARN or name of the secret holding the key material")
-	case !secretName.MatchString(r.SecretID) && !secretARNRe.MatchString(r.SecretID):
-		return nil, invalid("field \"secretId\" is %q: not a secret ARN or name (1-512 of A-Z a-z 0-9 /_+=.@-)", clip(r.SecretID))
-	}
-	if r.SecretVersionID != "" && !versionID.MatchString(r.SecretVersionID) {
-		return nil, invalid("field \"secretVersionId\" is %q: a version id is 32-64 letters, digits and hyphens", clip(r.SecretVersionID))
-	}
-	if r.SecretVersionStage != "" {
-		if r.SecretVersionID != "" {
-			return nil, invalid("fields \"secretVersionId\" and \"secretVersionStage\" exclude each other; give one")
-		}
-		if !stageRe.MatchString(r.SecretVersionStage) {
-			return nil, invalid("field \"secretVersionStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(r.SecretVersionStage))
-		}
-	}
-	if r.SecretVersionID == "" && r.SecretVersionStage == "" {
-		r.SecretVersionStage = "AWSCURRENT"
-	}
-
 	if err := expiry(r, in, now, opt); err != nil {
 		return nil, err
 	}
-
-	if r.WrappingAlgorithm != "" && !contains(algorithms, r.WrappingAlgorithm) {
-		return nil, invalid("field \"wrappingAlgorithm\" is %q; allowed: %s", clip(r.WrappingAlgorithm), strings.Join(algorithms[:5], ", "))
-	}
-	if r.WrappingKeySpec != "" && !contains(specs, r.WrappingKeySpec) {
-		return nil, invalid("field \"wrappingKeySpec\" is %q; allowed: RSA_2048, RSA_3072, RSA_4096", clip(r.WrappingKeySpec))
+	if err := in.Policy.Validate(); err != nil {
+		return nil, err
 	}
 	r.Register = in.Register == nil || *in.Register
 	if err := renewal(r, in, opt); err != nil {
@@ -265,15 +242,46 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 	return r, nil
 }
 
+// identity checks the key, the secret and the version read.
+func identity(r *Request) error {
+	switch {
+	case r.KeyID == "":
+		return invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
+	case !keyIDRe.MatchString(r.KeyID) && !keyARNRe.MatchString(r.KeyID) && !aliasRe.MatchString(r.KeyID) && !aliasARNRe.MatchString(r.KeyID):
+		return invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(r.KeyID))
+	}
+	switch {
+	case r.SecretID == "":
+		return invalid("field \"secretId\" is required: the ARN or name of the secret holding the key material")
+	case !secretName.MatchString(r.SecretID) && !secretARNRe.MatchString(r.SecretID):
+		return invalid("field \"secretId\" is %q: not a secret ARN or name (1-512 of A-Z a-z 0-9 /_+=.@-)", clip(r.SecretID))
+	}
+	if r.SecretVersionID != "" && !versionID.MatchString(r.SecretVersionID) {
+		return invalid("field \"secretVersionId\" is %q: a version id is 32-64 letters, digits and hyphens", clip(r.SecretVersionID))
+	}
+	if r.SecretVersionStage != "" {
+		if r.SecretVersionID != "" {
+			return invalid("fields \"secretVersionId\" and \"secretVersionStage\" exclude each other; give one")
+		}
+		if !stageRe.MatchString(r.SecretVersionStage) {
+			return invalid("field \"secretVersionStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(r.SecretVersionStage))
+		}
+	}
+	if r.SecretVersionID == "" && r.SecretVersionStage == "" {
+		r.SecretVersionStage = "AWSCURRENT"
+	}
+	return nil
+}
+
 var regionRe = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$`)
 
 // DefaultGeneratedStage labels a generated material's secret version when
 // the input names no newMaterialStage.
 const DefaultGeneratedStage = "KMSREIMPORT_NEW"
 
-// rotation checks the rotation fields, then the Regions.
+// rotation checks how the rotation fields combine, then the Regions
+// (Policy.Validate checked each field).
 func rotation(r *Request, in RequestInput) error {
-	r.Rotate, r.GenerateMaterial, r.NewMaterialStage = in.Rotate, in.GenerateMaterial, in.NewMaterialStage
 	if err := newMaterial(in); err != nil {
 		return err
 	}
@@ -288,12 +296,6 @@ func rotation(r *Request, in RequestInput) error {
 
 // newMaterial checks where a rotation's new material comes from.
 func newMaterial(in RequestInput) error {
-	if in.NewMaterialStage != "" && !stageRe.MatchString(in.NewMaterialStage) {
-		return invalid("field \"newMaterialStage\" is %q: a staging label is 1-256 of A-Z a-z 0-9 _.@-", clip(in.NewMaterialStage))
-	}
-	if in.NewMaterialStage == "AWSCURRENT" || in.NewMaterialStage == "AWSPREVIOUS" {
-		return invalid("field \"newMaterialStage\" is %s: that label holds material already in use; put the new material in a version with its own label (for example AWSPENDING)", in.NewMaterialStage)
-	}
 	if in.Rotate && in.NewMaterialStage == "" && !in.GenerateMaterial {
 		return invalid("field \"rotate\" is true, so give where the new material comes from: \"newMaterialStage\" (a staging label of a version you put in the secret) or \"generateMaterial\": true")
 	}
@@ -308,11 +310,6 @@ func rotateEvery(r *Request, in RequestInput) error {
 	if in.RotateEvery == "" {
 		return nil
 	}
-	d, err := ParseDuration(in.RotateEvery)
-	if err != nil || d < MinRotateEvery || d > 10*MaxValidity {
-		return invalid("field \"rotateEvery\" is %q: want a duration from %s to %s such as \"90d\" (KMS allows %d on-demand rotations over a key's life; at the shortest interval they last %.1f years)",
-			clip(in.RotateEvery), fmtDays(MinRotateEvery), fmtDays(10*MaxValidity), MaxOnDemandRotations, float64(MaxOnDemandRotations)*MinRotateEvery.Hours()/24/365)
-	}
 	if !r.Register {
 		return invalid("field \"rotateEvery\" is a registry policy: it needs \"register\" (the default)")
 	}
@@ -323,20 +320,15 @@ func rotateEvery(r *Request, in RequestInput) error {
 	return nil
 }
 
-// regions checks the Regions a multi-Region key's renewal is limited to.
+// regions keeps the Regions a multi-Region key's renewal is limited to,
+// each once.
 func regions(r *Request, in RequestInput) error {
 	seen := map[string]bool{}
 	for _, g := range in.Regions {
-		if !regionRe.MatchString(g) {
-			return invalid("field \"regions\" has %q: not an AWS Region name such as eu-west-1", clip(g))
-		}
 		if !seen[g] {
 			seen[g] = true
 			r.Regions = append(r.Regions, g)
 		}
-	}
-	if in.Regions != nil && len(r.Regions) == 0 {
-		return invalid("field \"regions\" is empty: omit it to renew every Region of the key")
 	}
 	if len(r.Regions) > 0 && in.Rotate {
 		return invalid("fields \"regions\" and \"rotate\" exclude each other: new material goes to the primary and every replica")
@@ -364,7 +356,7 @@ func expiry(r *Request, in RequestInput, now time.Time, opt RequestOptions) erro
 	case "", Expires:
 		r.ExpirationModel = Expires
 	default:
-		return invalid("field \"expirationModel\" is %q; allowed: %s, %s", clip(in.ExpirationModel), Expires, DoesNotExpire)
+		return invalid("field \"expirationModel\" is %q; allowed: %s, %s", clip(string(in.ExpirationModel)), Expires, DoesNotExpire)
 	}
 	var validTo time.Time
 	switch {

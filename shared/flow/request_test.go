@@ -35,7 +35,7 @@ func TestParseValid(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.ExpirationModel != c.model || r.SecretVersionStage != c.stage {
+			if string(r.ExpirationModel) != c.model || r.SecretVersionStage != c.stage {
 				t.Fatalf("got %+v", r)
 			}
 			got := ""

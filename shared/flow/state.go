@@ -53,36 +53,25 @@ const (
 // it after ParseRequest: what the product resolves (secret versions, the
 // wrapping chosen) is on the Plan.
 type Request struct {
-	KeyID           string `json:"keyId"`
-	SecretID        string `json:"secretId"`
-	SecretVersionID string `json:"secretVersionId,omitempty"`
-	// SecretVersionStage is the staging label read when no version is
-	// pinned; the plan holds the version it resolved to.
-	SecretVersionStage string     `json:"secretVersionStage,omitempty"`
-	ExpirationModel    string     `json:"expirationModel"`
-	ValidTo            *time.Time `json:"validTo,omitempty"`
-	// WrappingAlgorithm and WrappingKeySpec as asked (empty: the product
-	// chooses; Plan.Wrapping is what is used).
-	WrappingAlgorithm   string `json:"wrappingAlgorithm,omitempty"`
-	WrappingKeySpec     string `json:"wrappingKeySpec,omitempty"`
-	AllowLegacyWrapping bool   `json:"allowLegacyWrapping,omitempty"`
-	// Register keeps the key in the registry with ValidFor and
-	// RenewBefore as its renewal policy.
-	Register    bool   `json:"register"`
-	ValidFor    string `json:"validFor,omitempty"`
-	RenewBefore string `json:"renewBefore,omitempty"`
+	KeyID           string     `json:"keyId"`
+	SecretID        string     `json:"secretId"`
+	SecretVersionID string     `json:"secretVersionId,omitempty"`
+	ValidTo         *time.Time `json:"validTo,omitempty"`
+	// Register keeps the key in the registry with the policy's validity
+	// and renewal window (Kept).
+	Register bool `json:"register"`
 	// Rotate imports new key material (NEW_KEY_MATERIAL) and makes it
 	// current with RotateKeyOnDemand. The new material is read from the
 	// version at NewMaterialStage, or generated (GenerateMaterial) and
 	// stored first as a new secret version with that label.
-	Rotate           bool   `json:"rotate,omitempty"`
-	NewMaterialStage string `json:"newMaterialStage,omitempty"`
-	GenerateMaterial bool   `json:"generateMaterial,omitempty"`
-	// RotateEvery is the registry's rotation policy ("90d").
-	RotateEvery string `json:"rotateEvery,omitempty"`
-	// Regions limits a multi-Region key's renewal to these Regions
-	// (default: the primary's and every replica's).
-	Regions []string `json:"regions,omitempty"`
+	Rotate bool `json:"rotate,omitempty"`
+	// Policy as asked, normalized: SecretVersionStage is the staging label
+	// read when no version is pinned (the plan holds the version it
+	// resolved to); ExpirationModel is always set; WrappingAlgorithm and
+	// WrappingKeySpec empty mean the product chooses (Plan.Wrapping is what
+	// is used); Regions limits a multi-Region key's renewal (default: the
+	// primary's and every replica's).
+	Policy
 }
 
 // Key is what DescribeKey said before the import.

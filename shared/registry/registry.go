@@ -43,38 +43,27 @@ const (
 
 // Entry is one managed key.
 type Entry struct {
-	PK                 string `dynamodbav:"pk"`
-	SK                 string `dynamodbav:"sk"`
-	Type               string `dynamodbav:"type"`
-	KeyARN             string `dynamodbav:"keyArn"`
-	SecretID           string `dynamodbav:"secretId"`
-	SecretVersionStage string `dynamodbav:"secretVersionStage,omitempty"`
-	// ValidFor is how long each import lasts ("2160h"); empty with
-	// NoExpiry.
-	ValidFor string `dynamodbav:"validFor,omitempty"`
-	NoExpiry bool   `dynamodbav:"noExpiry,omitempty"`
-	// RenewBefore is how long before ValidTo the planner renews.
-	RenewBefore       string     `dynamodbav:"renewBefore"`
-	WrappingAlgorithm string     `dynamodbav:"wrappingAlgorithm,omitempty"`
-	WrappingKeySpec   string     `dynamodbav:"wrappingKeySpec,omitempty"`
-	Status            string     `dynamodbav:"status"`
-	StatusReason      string     `dynamodbav:"statusReason,omitempty"`
-	RegisteredAt      time.Time  `dynamodbav:"registeredAt"`
-	CurrentValidTo    *time.Time `dynamodbav:"currentValidTo,omitempty"`
-	LastSuccess       *time.Time `dynamodbav:"lastSuccess,omitempty"`
-	LastExecution     string     `dynamodbav:"lastExecution,omitempty"`
-	LastFailure       *time.Time `dynamodbav:"lastFailure,omitempty"`
-	LastError         string     `dynamodbav:"lastError,omitempty"`
-	LastErrorStage    string     `dynamodbav:"lastErrorStage,omitempty"`
+	PK       string `dynamodbav:"pk"`
+	SK       string `dynamodbav:"sk"`
+	Type     string `dynamodbav:"type"`
+	KeyARN   string `dynamodbav:"keyArn"`
+	SecretID string `dynamodbav:"secretId"`
+	// Policy is how the key is kept (flow.Policy.Kept): validity, renewal
+	// window, wrapping, rotation; its attributes are inline.
+	flow.Policy
+	Status         string     `dynamodbav:"status"`
+	StatusReason   string     `dynamodbav:"statusReason,omitempty"`
+	RegisteredAt   time.Time  `dynamodbav:"registeredAt"`
+	CurrentValidTo *time.Time `dynamodbav:"currentValidTo,omitempty"`
+	LastSuccess    *time.Time `dynamodbav:"lastSuccess,omitempty"`
+	LastExecution  string     `dynamodbav:"lastExecution,omitempty"`
+	LastFailure    *time.Time `dynamodbav:"lastFailure,omitempty"`
+	LastError      string     `dynamodbav:"lastError,omitempty"`
+	LastErrorStage string     `dynamodbav:"lastErrorStage,omitempty"`
 	// NextDue is when the key should next be renewed; empty means now
 	// (never imported).
-	NextDue *time.Time `dynamodbav:"nextDue,omitempty"`
-	// Rotation policy (docs/rotation.md): rotate to new material every
-	// RotateEvery, from the version at NewMaterialStage or generated.
-	RotateEvery      string     `dynamodbav:"rotateEvery,omitempty"`
-	NewMaterialStage string     `dynamodbav:"newMaterialStage,omitempty"`
-	GenerateMaterial bool       `dynamodbav:"generateMaterial,omitempty"`
-	LastRotation     *time.Time `dynamodbav:"lastRotation,omitempty"`
+	NextDue      *time.Time `dynamodbav:"nextDue,omitempty"`
+	LastRotation *time.Time `dynamodbav:"lastRotation,omitempty"`
 	// Materials is how many key materials the key held after the last
 	// success (0: not known: KMS names no materials for the key, say an HMAC or asymmetric key).
 	Materials int `dynamodbav:"materials,omitempty"`
@@ -197,36 +186,19 @@ func (s *Store) Put(ctx context.Context, e Entry) error {
 	return nil
 }
 
-// Validate checks an entry's policy.
+// Validate checks an entry's policy (flow.Policy.ValidateKept).
 func (e Entry) Validate() error {
 	if e.KeyARN == "" || e.SecretID == "" {
 		return fmt.Errorf("registry entry needs a key ARN and a secret")
 	}
-	rb, err := flow.ParseDuration(e.RenewBefore)
-	if err != nil || rb <= 0 {
-		return fmt.Errorf("renewBefore %q: want a positive duration such as 336h or 14d", e.RenewBefore)
-	}
-	if e.NoExpiry {
-		if e.ValidFor != "" {
-			return fmt.Errorf("validFor %q conflicts with no expiry", e.ValidFor)
-		}
-		return nil
-	}
-	vf, err := flow.ParseDuration(e.ValidFor)
-	if err != nil || vf <= 0 || vf > 365*24*time.Hour {
-		return fmt.Errorf("validFor %q: want a positive duration of at most 365 days, such as 2160h or 90d", e.ValidFor)
-	}
-	if rb >= vf {
-		return fmt.Errorf("renewBefore %s must be shorter than validFor %s, or every run would renew", e.RenewBefore, e.ValidFor)
-	}
-	return nil
+	return e.Policy.ValidateKept()
 }
 
 // due computes NextDue from CurrentValidTo: ValidTo minus RenewBefore.
 // A key never imported (or with no expiry and no success) is due now.
 func (e Entry) due() *time.Time {
 	if e.CurrentValidTo == nil {
-		if e.NoExpiry && e.LastSuccess != nil {
+		if e.NoExpiry() && e.LastSuccess != nil {
 			return nil // imported without expiry: nothing to renew
 		}
 		return nil
@@ -309,30 +281,9 @@ type Renewal struct {
 	// Materials is how many key materials the key holds (0: not known).
 	Materials int
 	// Register, when set, is the policy the execution asked the key to be
-	// kept with (its policy fields are taken; the rest is ignored).
-	Register *Entry
-}
-
-// PolicyOf is the registry policy a validated request (an execution
-// input, or kms-reimport register's flags checked as one) asks the key to
-// be kept with, or nil when it asks not to be registered: the one
-// conversion from a request to an entry.
-// The request is as the user gave it: a wrapping it leaves out stays out
-// of the entry, so the product keeps choosing the best for the key spec.
-func PolicyOf(r *flow.Request) *Entry {
-	if !r.Register {
-		return nil
-	}
-	e := &Entry{SecretID: r.SecretID, SecretVersionStage: r.SecretVersionStage,
-		NoExpiry: r.ExpirationModel == flow.DoesNotExpire, RenewBefore: r.RenewBefore,
-		WrappingAlgorithm: r.WrappingAlgorithm, WrappingKeySpec: r.WrappingKeySpec}
-	if !e.NoExpiry {
-		e.ValidFor = r.ValidFor
-	}
-	if r.RotateEvery != "" {
-		e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = r.RotateEvery, r.NewMaterialStage, r.GenerateMaterial
-	}
-	return e
+	// kept with (flow.Request.Kept), and SecretID the secret it names.
+	Register *flow.Policy
+	SecretID string
 }
 
 // Renewed is what the entry old (nil: not registered) becomes after r.
@@ -348,9 +299,7 @@ func Renewed(old *Entry, r Renewal) (e Entry, ok bool, err error) {
 		e = Entry{KeyARN: r.KeyARN, RegisteredAt: r.At.UTC()}
 	}
 	if p := r.Register; p != nil {
-		e.SecretID, e.SecretVersionStage, e.ValidFor, e.NoExpiry, e.RenewBefore = p.SecretID, p.SecretVersionStage, p.ValidFor, p.NoExpiry, p.RenewBefore
-		e.WrappingAlgorithm, e.WrappingKeySpec = p.WrappingAlgorithm, p.WrappingKeySpec
-		e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial = p.RotateEvery, p.NewMaterialStage, p.GenerateMaterial
+		e.SecretID, e.Policy = r.SecretID, *p
 		if err := e.Validate(); err != nil {
 			return Entry{}, false, err
 		}

@@ -28,7 +28,7 @@ func store(t *testing.T) *Store {
 
 func register(t *testing.T, s *Store, arn string, validTo *time.Time) {
 	t.Helper()
-	e := Entry{KeyARN: arn, SecretID: "kms-reimport/" + arn[len(arn)-4:], ValidFor: "90d", RenewBefore: "14d", CurrentValidTo: validTo}
+	e := Entry{KeyARN: arn, SecretID: "kms-reimport/" + arn[len(arn)-4:], CurrentValidTo: validTo, Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}}
 	if err := s.Put(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +162,8 @@ func TestRecordFailure(t *testing.T) {
 	t.Run("written ineligible by an earlier version", func(t *testing.T) {
 		arn := testARN[:len(testARN)-4] + "eeee"
 		v := now.Add(-48 * time.Hour)
-		item, err := attributevalue.MarshalMap(Entry{PK: PK, SK: sk(arn), Type: "registry", KeyARN: arn, SecretID: "s", ValidFor: "90d", RenewBefore: "14d",
-			Status: Ineligible, StatusReason: "KeyNotEligible: key " + arn + " is in state PendingDeletion", LastError: flow.KeyNotEligible, CurrentValidTo: &v, LastSuccess: &v})
+		item, err := attributevalue.MarshalMap(Entry{PK: PK, SK: sk(arn), Type: "registry", KeyARN: arn, SecretID: "s",
+			Status: Ineligible, StatusReason: "KeyNotEligible: key " + arn + " is in state PendingDeletion", LastError: flow.KeyNotEligible, CurrentValidTo: &v, LastSuccess: &v, Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}})
 		if err != nil {
 			t.Fatal(err)
 		}

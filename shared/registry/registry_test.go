@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,15 +20,15 @@ func TestIsDue(t *testing.T) {
 		due  bool
 		why  string
 	}{
-		{"never imported", Entry{Status: Active, RenewBefore: "336h", ValidFor: "2160h"}, true, "never imported"},
-		{"expired", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(-time.Hour), LastSuccess: at(-90 * 24 * time.Hour)}, true, "expired"},
-		{"inside window", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(10 * 24 * time.Hour), NextDue: at(-4 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, true, "within renew-before window"},
-		{"not yet", Entry{Status: Active, RenewBefore: "336h", CurrentValidTo: at(20 * 24 * time.Hour), NextDue: at(6 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, false, "not due"},
-		{"no expiry", Entry{Status: Active, NoExpiry: true, RenewBefore: "336h", LastSuccess: at(-time.Hour)}, false, "no expiry"},
+		{"never imported", Entry{Status: Active, Policy: flow.Policy{RenewBefore: "336h", ValidFor: "2160h"}}, true, "never imported"},
+		{"expired", Entry{Status: Active, CurrentValidTo: at(-time.Hour), LastSuccess: at(-90 * 24 * time.Hour), Policy: flow.Policy{RenewBefore: "336h"}}, true, "expired"},
+		{"inside window", Entry{Status: Active, CurrentValidTo: at(10 * 24 * time.Hour), NextDue: at(-4 * 24 * time.Hour), LastSuccess: at(-time.Hour), Policy: flow.Policy{RenewBefore: "336h"}}, true, "within renew-before window"},
+		{"not yet", Entry{Status: Active, CurrentValidTo: at(20 * 24 * time.Hour), NextDue: at(6 * 24 * time.Hour), LastSuccess: at(-time.Hour), Policy: flow.Policy{RenewBefore: "336h"}}, false, "not due"},
+		{"no expiry", Entry{Status: Active, LastSuccess: at(-time.Hour), Policy: flow.Policy{ExpirationModel: flow.DoesNotExpire, RenewBefore: "336h"}}, false, "no expiry"},
 		// Blocked keys are planned on every run, however far their expiry.
-		{"blocked, not due by date", Entry{Status: Blocked, StatusReason: "KeyNotEligible: key is in state Disabled", RenewBefore: "336h", CurrentValidTo: at(200 * 24 * time.Hour), NextDue: at(186 * 24 * time.Hour), LastSuccess: at(-time.Hour)}, true, "blocked: KeyNotEligible"},
-		{"blocked, never imported", Entry{Status: Blocked, StatusReason: "KeyNotFound: KMS key not found", RenewBefore: "336h"}, true, "blocked: KeyNotFound"},
-		{"written ineligible by an earlier version", Entry{Status: Ineligible, StatusReason: "KeyNotFound: gone", RenewBefore: "336h"}, true, "blocked: KeyNotFound"},
+		{"blocked, not due by date", Entry{Status: Blocked, StatusReason: "KeyNotEligible: key is in state Disabled", CurrentValidTo: at(200 * 24 * time.Hour), NextDue: at(186 * 24 * time.Hour), LastSuccess: at(-time.Hour), Policy: flow.Policy{RenewBefore: "336h"}}, true, "blocked: KeyNotEligible"},
+		{"blocked, never imported", Entry{Status: Blocked, StatusReason: "KeyNotFound: KMS key not found", Policy: flow.Policy{RenewBefore: "336h"}}, true, "blocked: KeyNotFound"},
+		{"written ineligible by an earlier version", Entry{Status: Ineligible, StatusReason: "KeyNotFound: gone", Policy: flow.Policy{RenewBefore: "336h"}}, true, "blocked: KeyNotFound"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -41,14 +42,14 @@ func TestIsDue(t *testing.T) {
 
 func TestDue(t *testing.T) {
 	v := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
-	e := Entry{RenewBefore: "14d", CurrentValidTo: &v}
+	e := Entry{CurrentValidTo: &v, Policy: flow.Policy{RenewBefore: "14d"}}
 	if d := e.due(); d == nil || !d.Equal(v.Add(-14*24*time.Hour)) {
 		t.Fatalf("due %v", d)
 	}
 }
 
 func TestValidate(t *testing.T) {
-	ok := Entry{KeyARN: "arn", SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}
+	ok := Entry{KeyARN: "arn", SecretID: "s", Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestValidate(t *testing.T) {
 		{"bad renewBefore", func(e *Entry) { e.RenewBefore = "soon" }, "renewBefore"},
 		{"validFor too long", func(e *Entry) { e.ValidFor = "400d" }, "365 days"},
 		{"window too wide", func(e *Entry) { e.RenewBefore = "90d" }, "shorter than validFor"},
-		{"no expiry with validFor", func(e *Entry) { e.NoExpiry = true }, "conflicts"},
+		{"no expiry with validFor", func(e *Entry) { e.ExpirationModel = flow.DoesNotExpire }, "conflicts"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -15,9 +15,9 @@ func TestRenewed(t *testing.T) {
 	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
 	arn := "arn:aws:kms:eu-west-2:111122223333:key/mrk-00000000000000000000000000000001"
 	rep1, rep2 := Replica{Region: "eu-west-1", KeyARN: "r1", ValidTo: at(time.Hour)}, Replica{Region: "eu-west-3", KeyARN: "r2", ValidTo: at(2 * time.Hour)}
-	blocked := &Entry{KeyARN: arn, SecretID: "s", ValidFor: "90d", RenewBefore: "14d", Status: Blocked, StatusReason: "KeyNotEligible: Disabled",
-		RegisteredAt: now.Add(-time.Hour), Replicas: []Replica{{Region: "eu-west-1", KeyARN: "r1"}}, Materials: 2}
-	policy := &Entry{SecretID: "s2", ValidFor: "30d", RenewBefore: "7d", RotateEvery: "90d", GenerateMaterial: true, NewMaterialStage: "KMSREIMPORT_NEW"}
+	blocked := &Entry{KeyARN: arn, SecretID: "s", Status: Blocked, StatusReason: "KeyNotEligible: Disabled",
+		RegisteredAt: now.Add(-time.Hour), Replicas: []Replica{{Region: "eu-west-1", KeyARN: "r1"}}, Materials: 2, Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}}
+	policy := &flow.Policy{ValidFor: "30d", RenewBefore: "7d", RotateEvery: "90d", GenerateMaterial: true, NewMaterialStage: "KMSREIMPORT_NEW"}
 	cases := []struct {
 		name    string
 		old     *Entry
@@ -27,7 +27,7 @@ func TestRenewed(t *testing.T) {
 		check   func(t *testing.T, e Entry)
 	}{
 		{name: "not registered, not registering: nothing written", r: Renewal{KeyARN: arn, At: now, ValidTo: at(90 * 24 * time.Hour)}},
-		{name: "registered by the renewal", r: Renewal{KeyARN: arn, At: now, Execution: "x", ValidTo: at(30 * 24 * time.Hour), Register: policy}, ok: true,
+		{name: "registered by the renewal", r: Renewal{KeyARN: arn, At: now, Execution: "x", ValidTo: at(30 * 24 * time.Hour), Register: policy, SecretID: "s2"}, ok: true,
 			check: func(t *testing.T, e Entry) {
 				if e.Status != Active || !e.RegisteredAt.Equal(now) || e.SecretID != "s2" || e.RotateEvery != "90d" || !e.GenerateMaterial || e.NextDue == nil || !e.NextDue.Equal(now.Add(23*24*time.Hour)) {
 					t.Errorf("entry %+v", e)
@@ -47,7 +47,7 @@ func TestRenewed(t *testing.T) {
 					t.Errorf("entry %+v", e)
 				}
 			}},
-		{name: "a policy that does not validate", r: Renewal{KeyARN: arn, At: now, Register: &Entry{SecretID: "s", ValidFor: "7d", RenewBefore: "14d"}}, wantErr: true},
+		{name: "a policy that does not validate", r: Renewal{KeyARN: arn, At: now, Register: &flow.Policy{ValidFor: "7d", RenewBefore: "14d"}, SecretID: "s"}, wantErr: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,7 +87,7 @@ func TestRecordRenewalConditions(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 	validTo := now.Add(90 * 24 * time.Hour)
-	policy := &Entry{SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}
+	policy := &Entry{SecretID: "s", Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}}
 	cases := []struct {
 		name       string
 		registered bool
@@ -130,7 +130,7 @@ func TestRecordRenewalConditions(t *testing.T) {
 				t.Errorf("entry %+v, %v", e, err)
 			}
 		}},
-		{name: "not registered, registered meanwhile by someone else: theirs stays", register: &Entry{SecretID: "mine", ValidFor: "90d", RenewBefore: "14d"},
+		{name: "not registered, registered meanwhile by someone else: theirs stays", register: &Entry{SecretID: "mine", Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}},
 			meanwhile: func(t *testing.T, s *Store, arn string) { register(t, s, arn, nil) },
 			after: func(t *testing.T, e *Entry, err error) {
 				if err != nil || e.SecretID == "mine" || e.LastSuccess != nil {
@@ -155,7 +155,7 @@ func TestRecordRenewalConditions(t *testing.T) {
 				h.before = func() { c.meanwhile(t, base, arn) }
 			}
 			s := &Store{DB: h, Table: base.Table}
-			written, err := s.RecordRenewal(ctx, Renewal{KeyARN: arn, Execution: "exec-1", At: now, ValidTo: &validTo, Register: c.register})
+			written, err := s.RecordRenewal(ctx, Renewal{KeyARN: arn, Execution: "exec-1", At: now, ValidTo: &validTo, Register: policyOf(c.register), SecretID: secretOf(c.register)})
 			if err != nil || written != c.written {
 				t.Fatalf("RecordRenewal: written %v, %v; want written %v", written, err, c.written)
 			}
@@ -168,35 +168,19 @@ func TestRecordRenewalConditions(t *testing.T) {
 	}
 }
 
-func TestPolicyOf(t *testing.T) {
-	in := flow.RequestInput{KeyID: "alias/k", SecretID: "s", ValidFor: "90d", RenewBefore: "14d", RotateEvery: "180d", GenerateMaterial: true, WrappingKeySpec: "RSA_3072"}
-	r, err := flow.ValidateRequest(in, time.Now(), flow.RequestOptions{})
-	if err != nil {
-		t.Fatal(err)
+
+// policyOf and secretOf split a test's registration into a Renewal's
+// fields.
+func policyOf(e *Entry) *flow.Policy {
+	if e == nil {
+		return nil
 	}
-	e := PolicyOf(r)
-	if e == nil || e.ValidFor != "90d" || e.RenewBefore != "14d" || e.RotateEvery != "180d" || !e.GenerateMaterial || e.NewMaterialStage != flow.DefaultGeneratedStage ||
-		e.WrappingKeySpec != "RSA_3072" || e.SecretVersionStage != "AWSCURRENT" || e.NoExpiry {
-		t.Fatalf("policy %+v", e)
+	return &e.Policy
+}
+
+func secretOf(e *Entry) string {
+	if e == nil {
+		return ""
 	}
-	e.KeyARN = "arn"
-	if err := e.Validate(); err != nil {
-		t.Fatalf("the policy of a valid request does not validate: %v", err)
-	}
-	r.WrappingAlgorithm, r.WrappingKeySpec = "", ""
-	if e := PolicyOf(r); e.WrappingAlgorithm != "" || e.WrappingKeySpec != "" {
-		t.Errorf("a request that names no wrapping gives the registry one: %+v", e)
-	}
-	no := false
-	in.Register, in.RotateEvery, in.GenerateMaterial = &no, "", false
-	if r, err = flow.ValidateRequest(in, time.Now(), flow.RequestOptions{}); err != nil || PolicyOf(r) != nil {
-		t.Fatalf("register false: %v, %+v", err, PolicyOf(r))
-	}
-	in.Register, in.ValidFor, in.ExpirationModel = nil, "", flow.DoesNotExpire
-	if r, err = flow.ValidateRequest(in, time.Now(), flow.RequestOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if e := PolicyOf(r); e == nil || !e.NoExpiry || e.ValidFor != "" {
-		t.Fatalf("no expiry: %+v", e)
-	}
+	return e.SecretID
 }

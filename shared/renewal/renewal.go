@@ -204,7 +204,7 @@ func Decide(f Facts) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	if p.Wrapping, err = chooseWrapping(r, md.KeySpec, materialLen); err != nil {
+	if p.Wrapping, err = ChooseWrapping(r, md.KeySpec, materialLen); err != nil {
 		return Decision{}, err
 	}
 	return d, nil
@@ -404,9 +404,10 @@ func (d *Decision) onlyMaterial(f Facts) (int, error) {
 	return read.Length, nil
 }
 
-// chooseWrapping takes the request's algorithm and spec, the defaults for
-// the key spec where it names none, and checks the combination.
-func chooseWrapping(r *flow.Request, spec types.KeySpec, materialLen int) (flow.Wrapping, error) {
+// ChooseWrapping takes the request's algorithm and spec, the defaults for
+// the key spec where it names none, and checks the combination: the
+// rotation's choice, and kms-reimport register's check.
+func ChooseWrapping(r *flow.Request, spec types.KeySpec, materialLen int) (flow.Wrapping, error) {
 	alg, ks := wrapping.Defaults(spec)
 	w := flow.Wrapping{Algorithm: r.WrappingAlgorithm, KeySpec: r.WrappingKeySpec, Defaulted: r.WrappingAlgorithm == "" && r.WrappingKeySpec == ""}
 	if w.Algorithm == "" {

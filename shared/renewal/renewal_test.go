@@ -73,7 +73,7 @@ var (
 )
 
 func request(mod func(*flow.Request)) *flow.Request {
-	r := &flow.Request{KeyID: primary, SecretID: secret, SecretVersionStage: "AWSCURRENT", ExpirationModel: flow.Expires, NewMaterialStage: "PENDING"}
+	r := &flow.Request{KeyID: primary, SecretID: secret, Policy: flow.Policy{SecretVersionStage: "AWSCURRENT", ExpirationModel: flow.Expires, NewMaterialStage: "PENDING"}}
 	if mod != nil {
 		mod(r)
 	}
@@ -368,10 +368,10 @@ func TestPermitted(t *testing.T) {
 	}{
 		{"renewal, nothing allowed", flow.Request{}, types.KeySpecSymmetricDefault, none, ""},
 		{"rotate without RotateOnDemand", flow.Request{Rotate: true}, types.KeySpecSymmetricDefault, Deployment{NoRotation: true}, flow.InvalidInput},
-		{"rotateEvery without RotateOnDemand", flow.Request{RotateEvery: "90d"}, types.KeySpecSymmetricDefault, Deployment{NoRotation: true}, flow.InvalidInput},
+		{"rotateEvery without RotateOnDemand", flow.Request{Policy: flow.Policy{RotateEvery: "90d"}}, types.KeySpecSymmetricDefault, Deployment{NoRotation: true}, flow.InvalidInput},
 		{"rotate with RotateOnDemand", flow.Request{Rotate: true}, types.KeySpecSymmetricDefault, Deployment{NoGeneratedMaterial: true}, ""},
-		{"generateMaterial without GeneratedMaterial", flow.Request{Rotate: true, GenerateMaterial: true}, types.KeySpecSymmetricDefault, Deployment{NoGeneratedMaterial: true}, flow.InvalidInput},
-		{"generateMaterial with GeneratedMaterial", flow.Request{Rotate: true, GenerateMaterial: true}, types.KeySpecSymmetricDefault, Deployment{}, ""},
+		{"generateMaterial without GeneratedMaterial", flow.Request{Rotate: true, Policy: flow.Policy{GenerateMaterial: true}}, types.KeySpecSymmetricDefault, Deployment{NoGeneratedMaterial: true}, flow.InvalidInput},
+		{"generateMaterial with GeneratedMaterial", flow.Request{Rotate: true, Policy: flow.Policy{GenerateMaterial: true}}, types.KeySpecSymmetricDefault, Deployment{}, ""},
 		{"HMAC without MaterialProofs", flow.Request{}, types.KeySpecHmac256, Deployment{NoMaterialProofs: true}, flow.InvalidInput},
 		{"ECC without MaterialProofs", flow.Request{}, types.KeySpecEccNistP256, Deployment{NoMaterialProofs: true}, flow.InvalidInput},
 		{"HMAC with MaterialProofs", flow.Request{}, types.KeySpecHmac256, Deployment{NoRotation: true}, ""},

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -487,7 +488,7 @@ func registerNewKey(ctx context.Context, t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	store := &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: stack.Table}
-	if err := store.Put(ctx, registry.Entry{KeyARN: *k.KeyMetadata.Arn, SecretID: secret, ValidFor: "720h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}); err != nil {
+	if err := store.Put(ctx, registry.Entry{KeyARN: *k.KeyMetadata.Arn, SecretID: secret, Policy: flow.Policy{ValidFor: "720h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}}); err != nil {
 		t.Fatal(err)
 	}
 	return *k.KeyMetadata.Arn

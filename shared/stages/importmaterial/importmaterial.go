@@ -94,7 +94,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 	}
 	t := at.UTC()
 	it.KeyMaterialID, it.ImportedAt, it.ValidTo = id, &t, validTo
-	s.Import = &flow.ImportResult{ImportedAt: t, ExpirationModel: r.ExpirationModel, ValidTo: validTo}
+	s.Import = &flow.ImportResult{ImportedAt: t, ExpirationModel: string(r.ExpirationModel), ValidTo: validTo}
 	log.Info("key material imported", "tokenId", rec.SK, "importType", it.ImportType, "keyMaterialId", flow.ShortID(id),
 		"secretVersionId", it.SecretVersionID, "expirationModel", r.ExpirationModel, "validTo", validTo)
 	s.Advance()

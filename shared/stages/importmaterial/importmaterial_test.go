@@ -157,7 +157,7 @@ func TestImport(t *testing.T) {
 				ImportToken: []byte("token"), EncryptedKeyMaterial: []byte("wrapped"), KeyMaterialID: c.recordID, UpdatedAt: now.Add(-time.Minute)}}
 			mats, api := &memMaterials{}, &fakeKMS{err: c.kmsErr, id: "m1"}
 			st := &Stage{KMS: api, Tokens: tokens, Materials: mats, Leases: lease{lost: c.lost}, MinTokenValidity: 10 * time.Minute, Now: func() time.Time { return now }}
-			s := flow.State{Execution: flow.Execution{ID: "exec"}, Request: &flow.Request{SecretID: "s", ExpirationModel: flow.Expires, ValidTo: &validTo},
+			s := flow.State{Execution: flow.Execution{ID: "exec"}, Request: &flow.Request{SecretID: "s", ValidTo: &validTo, Policy: flow.Policy{ExpirationModel: flow.Expires}},
 				Key: &flow.Key{ARN: keyARN}, Plan: &flow.Plan{Items: slices.Clone(c.items)}, Progress: &flow.Progress{Pending: true, Token: &flow.TokenRef{ID: tokenSK, Fetches: 2, Wrapped: true}}}
 			out, err := st.Run(context.Background(), s)
 			if (err == nil) != (c.wantErr == "") || (err != nil && flow.NameOf(err) != c.wantErr) {
@@ -195,7 +195,7 @@ func TestNewMaterialIDReachesTheReplicas(t *testing.T) {
 	tokens := memTokens{tokenSK: {SK: tokenSK, KeyARN: keyARN, TargetKeyARN: keyARN, Status: records.TokenWrapped, ParametersValidTo: now.Add(time.Hour)}}
 	mats := &memMaterials{}
 	st := &Stage{KMS: &fakeKMS{id: "new-id"}, Tokens: tokens, Materials: mats, Leases: lease{}, MinTokenValidity: 10 * time.Minute, Now: func() time.Time { return now }}
-	s := flow.State{Execution: flow.Execution{ID: "exec"}, Request: &flow.Request{SecretID: "s", ExpirationModel: flow.DoesNotExpire}, Key: &flow.Key{ARN: keyARN},
+	s := flow.State{Execution: flow.Execution{ID: "exec"}, Request: &flow.Request{SecretID: "s", Policy: flow.Policy{ExpirationModel: flow.DoesNotExpire}}, Key: &flow.Key{ARN: keyARN},
 		Plan: &flow.Plan{Rotate: true, Items: []flow.PlanItem{
 			{Region: "eu-west-2", KeyARN: keyARN, SecretVersionID: "v2", New: true, ImportType: flow.NewKeyMaterial},
 			{Region: "us-east-1", KeyARN: replicaARN, Replica: true, SecretVersionID: "v2", New: true, ImportType: flow.ExistingKeyMaterial}}},

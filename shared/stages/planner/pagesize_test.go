@@ -40,8 +40,7 @@ func worstKey(t *testing.T, f *fleet, n int) string {
 	arn := "arn:aws-iso-b:kms:us-isob-east-1:111122223333:alias/" + name[:250]
 	secret := "arn:aws-iso-b:secretsmanager:us-isob-east-1:111122223333:secret:" + strings.Repeat("s/+=.@-", 74)[:512] + "-AbCdEf"
 	stage := strings.Repeat("S_.@-", 52)[:256]
-	e := registry.Entry{KeyARN: arn, SecretID: secret, SecretVersionStage: stage, ValidFor: "8760h", RenewBefore: "240h",
-		WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: "RSA_4096", RotateEvery: "87600h", NewMaterialStage: stage}
+	e := registry.Entry{KeyARN: arn, SecretID: secret, Policy: flow.Policy{SecretVersionStage: stage, ValidFor: "8760h", RenewBefore: "240h", WrappingAlgorithm: "RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec: "RSA_4096", RotateEvery: "87600h", NewMaterialStage: stage}}
 	var reps []registry.Replica
 	for i, r := range awsRegions {
 		if r == "us-isob-east-1" {
@@ -55,7 +54,7 @@ func worstKey(t *testing.T, f *fleet, n int) string {
 	}
 	// Registered and renewed as the verify stage does: one write.
 	f.renew(registry.Renewal{KeyARN: arn, Execution: "exec-" + strings.Repeat("x", 80), At: f.now.Add(-time.Hour),
-		ValidTo: f.days(300), Replicas: reps, Materials: 10, Register: &e})
+		ValidTo: f.days(300), Replicas: reps, Materials: 10, Register: &e.Policy, SecretID: e.SecretID})
 	f.fail(arn, flow.KeyNotFound, "KMS key "+strings.Repeat("<", 2*MaxCauseLen), true)
 	return arn
 }

@@ -29,23 +29,14 @@ type State struct {
 	Stats          Stats `json:"stats"`
 }
 
-// Item is the execution input of one rotation (see the README).
+// Item is the execution input of one rotation (see the README): the
+// registered policy (Regions: only these Regions of a multi-Region key
+// are due) and a due rotation (docs/rotation.md).
 type Item struct {
-	KeyID              string `json:"keyId"`
-	SecretID           string `json:"secretId"`
-	SecretVersionStage string `json:"secretVersionStage,omitempty"`
-	ValidFor           string `json:"validFor,omitempty"`
-	ExpirationModel    string `json:"expirationModel,omitempty"`
-	RenewBefore        string `json:"renewBefore"`
-	WrappingAlgorithm  string `json:"wrappingAlgorithm,omitempty"`
-	WrappingKeySpec    string `json:"wrappingKeySpec,omitempty"`
-	// Rotation policy and a due rotation (docs/rotation.md).
-	RotateEvery      string `json:"rotateEvery,omitempty"`
-	NewMaterialStage string `json:"newMaterialStage,omitempty"`
-	GenerateMaterial bool   `json:"generateMaterial,omitempty"`
-	Rotate           bool   `json:"rotate,omitempty"`
-	// Regions: only these Regions of a multi-Region key are due.
-	Regions []string `json:"regions,omitempty"`
+	KeyID    string `json:"keyId"`
+	SecretID string `json:"secretId"`
+	Rotate   bool   `json:"rotate,omitempty"`
+	flow.Policy
 }
 
 // Stats add up over the pages of one run.
@@ -305,21 +296,10 @@ func (st Stats) EmitMetrics() {
 	telemetry.Emit(telemetry.Service, ms...)
 }
 
-// ItemOf is the rotation input that renews e.
+// ItemOf is the rotation input that renews e: its key, its secret and
+// the policy the registry keeps.
 func ItemOf(e registry.Entry) Item {
-	it := Item{
-		KeyID: e.KeyARN, SecretID: e.SecretID, SecretVersionStage: e.SecretVersionStage,
-		RenewBefore: e.RenewBefore, WrappingAlgorithm: e.WrappingAlgorithm, WrappingKeySpec: e.WrappingKeySpec,
-	}
-	if e.RotateEvery != "" {
-		it.RotateEvery, it.NewMaterialStage, it.GenerateMaterial = e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial
-	}
-	if e.NoExpiry {
-		it.ExpirationModel = flow.DoesNotExpire
-	} else {
-		it.ValidFor = e.ValidFor
-	}
-	return it
+	return Item{KeyID: e.KeyARN, SecretID: e.SecretID, Policy: e.Policy.Kept()}
 }
 
 // ItemAt is ItemOf for a run at now: a due rotation rotates (and renews

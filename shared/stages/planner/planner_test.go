@@ -67,7 +67,7 @@ func (f *fleet) days(d float64) *time.Time {
 func (f *fleet) key(arn string, validTo *time.Time) {
 	f.t.Helper()
 	f.renew(registry.Renewal{KeyARN: arn, Execution: "exec-import", At: f.now.Add(-time.Hour), ValidTo: validTo,
-		Register: &registry.Entry{SecretID: "s", ValidFor: "90d", RenewBefore: "14d"}})
+		Register: &flow.Policy{ValidFor: "90d", RenewBefore: "14d"}, SecretID: "s"})
 	if validTo == nil {
 		e := f.s.entries["KEY#"+arn]
 		e.LastSuccess, e.LastExecution, e.NextDue = nil, "", nil // registered, never imported
@@ -263,7 +263,7 @@ func TestImportItems(t *testing.T) {
 		{"materials not known yet", registry.Entry{Materials: 0}, Item{}, 1},
 		{"three materials", registry.Entry{Materials: 3}, Item{}, 3},
 		{"two replicas", registry.Entry{Replicas: r(2)}, Item{}, 3},
-		{"two materials, two replicas, one Region due", registry.Entry{Materials: 2, Replicas: r(2)}, Item{Regions: []string{"r1"}}, 2},
+		{"two materials, two replicas, one Region due", registry.Entry{Materials: 2, Replicas: r(2)}, Item{Policy: flow.Policy{Regions: []string{"r1"}}}, 2},
 		{"rotation: every material and the new one everywhere", registry.Entry{Materials: 2, Replicas: r(1)}, Item{Rotate: true}, 2*2 + 2},
 	}
 	for _, c := range cases {

@@ -282,7 +282,7 @@ func importRecord(s flow.State, cause string, at time.Time) records.Import {
 		Cause:       cause,
 	}
 	if r := s.Request; r != nil {
-		rec.KeyID, rec.SecretID, rec.ExpirationModel, rec.ValidTo = r.KeyID, r.SecretID, r.ExpirationModel, r.ValidTo
+		rec.KeyID, rec.SecretID, rec.ExpirationModel, rec.ValidTo = r.KeyID, r.SecretID, string(r.ExpirationModel), r.ValidTo
 		v, w := s.Resolved()
 		rec.SecretVersionID, rec.WrappingAlgorithm, rec.WrappingKeySpec, rec.WrappingDefaulted = v, w.Algorithm, w.KeySpec, w.Defaulted
 	} else {

@@ -125,7 +125,7 @@ func (st *Stage) Run(ctx context.Context, s flow.State) (flow.State, error) {
 
 	rec := records.Import{
 		SK: records.ImportSK(s.Execution.StartTime, s.Execution.ID), KeyARN: k.ARN, KeyID: r.KeyID, RecordedAt: now,
-		Outcome: records.ImportSucceeded, ExpirationModel: r.ExpirationModel, ValidTo: md.ValidTo, ValidToBefore: k.ValidToBefore,
+		Outcome: records.ImportSucceeded, ExpirationModel: string(r.ExpirationModel), ValidTo: md.ValidTo, ValidToBefore: k.ValidToBefore,
 		KeyStateBefore: k.StateBefore, KeyStateAfter: string(md.KeyState), SecretID: r.SecretID, SecretVersionID: p.SecretVersionID,
 		WrappingAlgorithm: p.Wrapping.Algorithm, WrappingKeySpec: p.Wrapping.KeySpec, WrappingDefaulted: p.Wrapping.Defaulted,
 		ExecutionID: s.Execution.ID, Verification: proof, Rotated: p.Rotate && p.Rotated, Resumed: p.Resumed,
@@ -357,7 +357,7 @@ func checkMaterials(md *types.KeyMetadata, r *flow.Request, p *flow.Plan, rots [
 		if !ok {
 			return fmt.Sprintf("key material %s imported into %s is not among its materials", flow.ShortID(it.KeyMaterialID), *md.Arn)
 		}
-		if string(e.ExpirationModel) != "" && string(e.ExpirationModel) != r.ExpirationModel {
+		if string(e.ExpirationModel) != "" && string(e.ExpirationModel) != string(r.ExpirationModel) {
 			return fmt.Sprintf("key material %s of %s has expiration model %s after the import, want %s", flow.ShortID(it.KeyMaterialID), *md.Arn, e.ExpirationModel, r.ExpirationModel)
 		}
 		if it.ValidTo != nil && (e.ValidTo == nil || !e.ValidTo.Equal(*it.ValidTo)) {
@@ -487,7 +487,7 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, renewal registry.Re
 		}
 	}
 	if st.Registry != nil {
-		renewal.Register = registry.PolicyOf(s.Request)
+		renewal.Register, renewal.SecretID = s.Request.Kept(), s.Request.SecretID
 		written, err := st.Registry.RecordRenewal(ctx, renewal)
 		if err != nil {
 			return flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)

@@ -96,7 +96,7 @@ func TestProofPerKeyType(t *testing.T) {
 				Leases: &memLeases{}, Materials: &memMaterials{}, Registry: reg}
 			s := flow.State{
 				Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
-				Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire},
+				Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", Policy: flow.Policy{ExpirationModel: flow.DoesNotExpire}},
 				Key:       &flow.Key{ARN: arn, KeySpec: string(c.spec), KeyUsage: string(c.usage), StateBefore: "PendingImport"},
 				Import:    &flow.ImportResult{ImportedAt: time.Now(), ExpirationModel: flow.DoesNotExpire},
 				Plan: &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true, TokenID: "tok", Fetches: 1}}, SecretVersionID: "v1",
@@ -157,7 +157,7 @@ func TestStaleReadsAreCheckedAgain(t *testing.T) {
 	state := func() flow.State {
 		return flow.State{
 			Execution: flow.Execution{ID: "exec", StartTime: time.Now().UTC().Format(time.RFC3339)},
-			Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", ExpirationModel: flow.DoesNotExpire},
+			Request:   &flow.Request{KeyID: arn, SecretID: "s", SecretVersionID: "v1", Policy: flow.Policy{ExpirationModel: flow.DoesNotExpire}},
 			Key:       &flow.Key{ARN: arn, KeySpec: "HMAC_256", StateBefore: "PendingImport"},
 			Plan:      &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1", New: true}}, SecretVersionID: "v1", Targets: []flow.Target{{KeyARN: arn}}},
 			Progress:  &flow.Progress{Item: 1},

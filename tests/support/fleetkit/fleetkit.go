@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"sync"
 	"time"
 
@@ -68,7 +69,7 @@ func managedKey(ctx context.Context, c Clients, secret string) (string, error) {
 		return "", err
 	}
 	arn := *k.KeyMetadata.Arn
-	return arn, c.Registry.Put(ctx, registry.Entry{KeyARN: arn, SecretID: secret, ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"})
+	return arn, c.Registry.Put(ctx, registry.Entry{KeyARN: arn, SecretID: secret, Policy: flow.Policy{ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}})
 }
 
 // Kit is a local stack with the clients and stores the fleet tests check
@@ -129,8 +130,8 @@ func NotDueKeys(ctx context.Context, reg *registry.Store, region, account string
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			arn := fmt.Sprintf("arn:aws:kms:%s:%s:key/%08x-5ca1-4e00-8000-%012x", region, account, i, i)
-			errs <- reg.Put(ctx, registry.Entry{KeyARN: arn, SecretID: fmt.Sprintf("kms-reimport/scale-%05d", i), ValidFor: "2160h", RenewBefore: "336h",
-				WrappingKeySpec: "RSA_2048", CurrentValidTo: &validTo, LastSuccess: &done})
+			errs <- reg.Put(ctx, registry.Entry{KeyARN: arn, SecretID: fmt.Sprintf("kms-reimport/scale-%05d", i),
+				CurrentValidTo: &validTo, LastSuccess: &done, Policy: flow.Policy{ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}})
 		}(i)
 	}
 	wg.Wait()

@@ -1,0 +1,332 @@
+package main
+
+// register and deregister. register takes every field of the registry
+// policy (flow.Policy) as a flag, checks it as an execution input is
+// checked, then checks the key and the secret against what the
+// deployment allows before it writes: checkRegistration decides from facts
+// gathered first (gatherFacts), so a table test covers every refusal
+// without AWS.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/renewal"
+)
+
+// policyFlags names the flag of each flow.Policy field
+// (TestRegisterSetsEveryPolicyField: every field has one).
+var policyFlags = map[string]string{
+	"SecretVersionStage":  "secret-stage",
+	"ValidFor":            "valid-for",
+	"ExpirationModel":     "no-expiry",
+	"RenewBefore":         "renew-before",
+	"WrappingAlgorithm":   "wrapping-algorithm",
+	"WrappingKeySpec":     "wrapping-key-spec",
+	"AllowLegacyWrapping": "allow-legacy-wrapping",
+	"RotateEvery":         "rotate-every",
+	"NewMaterialStage":    "new-material-stage",
+	"GenerateMaterial":    "generate-material",
+	"Regions":             "regions",
+}
+
+// policyValues are register's policy flags as parsed.
+type policyValues struct {
+	p        flow.Policy
+	noExpiry bool
+	regions  string
+}
+
+// bindPolicy defines a flag for every field of flow.Policy.
+func bindPolicy(fs *flag.FlagSet) *policyValues {
+	v := &policyValues{}
+	fs.StringVar(&v.p.SecretVersionStage, policyFlags["SecretVersionStage"], "", "staging label of the secret version to import (default AWSCURRENT)")
+	fs.StringVar(&v.p.ValidFor, policyFlags["ValidFor"], "", "validity of each import, e.g. 2160h or 90d (at most 365d)")
+	fs.BoolVar(&v.noExpiry, policyFlags["ExpirationModel"], false, "import with KEY_MATERIAL_DOES_NOT_EXPIRE instead of --valid-for")
+	fs.StringVar(&v.p.RenewBefore, policyFlags["RenewBefore"], "336h", "renew this long before ValidTo")
+	fs.StringVar(&v.p.WrappingAlgorithm, policyFlags["WrappingAlgorithm"], "", "wrapping algorithm (default: the best for the key type)")
+	fs.StringVar(&v.p.WrappingKeySpec, policyFlags["WrappingKeySpec"], "", "RSA_2048, RSA_3072 or RSA_4096 (default RSA_4096)")
+	fs.BoolVar(&v.p.AllowLegacyWrapping, policyFlags["AllowLegacyWrapping"], false, "allow RSAES_PKCS1_V1_5 wrapping: refused here, the registry doesn't keep it (an execution input may set it)")
+	fs.StringVar(&v.p.RotateEvery, policyFlags["RotateEvery"], "", "rotate to new key material this often, e.g. 90d (at least 90d; needs --new-material-stage or --generate-material)")
+	fs.StringVar(&v.p.NewMaterialStage, policyFlags["NewMaterialStage"], "", "staging label of the secret version holding a scheduled rotation's new material")
+	fs.BoolVar(&v.p.GenerateMaterial, policyFlags["GenerateMaterial"], false, "generate a scheduled rotation's new material (stored first as a new secret version)")
+	fs.StringVar(&v.regions, policyFlags["Regions"], "", "Regions of a multi-Region key to renew, comma separated: refused here, the registry doesn't keep it (an execution input may set it)")
+	return v
+}
+
+// policy is the flags as a flow.Policy.
+func (v *policyValues) policy() flow.Policy {
+	p := v.p
+	if v.noExpiry {
+		p.ExpirationModel = flow.DoesNotExpire
+	}
+	if v.regions != "" {
+		p.Regions = strings.Split(v.regions, ",")
+	}
+	return p
+}
+
+// deployment is what the deployment allows the functions to use, as
+// register checks it (the template's parameters).
+type deployment struct {
+	// TagKey and TagValue: the tag the key must carry (ManagedKeyTagKey,
+	// ManagedKeyTagValue); TagKey empty: none required.
+	TagKey, TagValue string
+	// SecretPrefix: the functions read only secrets named with it
+	// (SecretNamePrefix; empty: any).
+	SecretPrefix string
+}
+
+// registerFacts is what register learns about the key and the secret
+// before it decides.
+type registerFacts struct {
+	Key  *types.KeyMetadata
+	Tags map[string]string
+	// MaterialLen is the length of the material the secret holds, in the
+	// form imported for the key spec; MaterialErr says why it holds none
+	// usable (flow.SecretNotFound, flow.InvalidSecret). The material itself
+	// is never kept.
+	MaterialLen int
+	MaterialErr error
+}
+
+// checkRegistration decides whether r may be registered for the key and
+// secret of f, in deployment d: the key takes imports, carries the managed
+// tag, the secret is within the prefix and holds material of the key's
+// shape, and the wrapping works for it; the policy is one the registry
+// keeps. Each refusal names the field, the value and what is allowed.
+func checkRegistration(r *flow.Request, f registerFacts, d deployment) error {
+	if err := r.ValidateKept(); err != nil {
+		return err
+	}
+	if err := kmsaccess.CheckImportable(f.Key); err != nil {
+		return err
+	}
+	if d.TagKey != "" {
+		v, ok := f.Tags[d.TagKey]
+		if !ok || v != d.TagValue {
+			return flow.Errorf(flow.InvalidInput, "key %s: tag %q is %s; the deployment uses only keys tagged %s=%s (--managed-tag; ManagedKeyTagKey/ManagedKeyTagValue)",
+				*f.Key.Arn, d.TagKey, tagValue(v, ok), d.TagKey, d.TagValue)
+		}
+	}
+	if name := secretName(r.SecretID); !strings.HasPrefix(name, d.SecretPrefix) {
+		return flow.Errorf(flow.InvalidInput, "field \"secretId\" is %q: the deployment reads only secrets named %s... (--secret-prefix; SecretNamePrefix)", name, d.SecretPrefix)
+	}
+	if f.MaterialErr != nil {
+		return f.MaterialErr
+	}
+	if _, err := renewal.ChooseWrapping(r, f.Key.KeySpec, f.MaterialLen); err != nil {
+		return err
+	}
+	return nil
+}
+
+func tagValue(v string, ok bool) string {
+	if !ok {
+		return "missing"
+	}
+	return fmt.Sprintf("%q", v)
+}
+
+// secretName is the name part of a secret ARN (what SecretNamePrefix is
+// matched against, with the ARN's random suffix), or the name given.
+func secretName(id string) string {
+	if _, name, ok := strings.Cut(id, ":secret:"); ok && strings.HasPrefix(id, "arn:") {
+		return name
+	}
+	return id
+}
+
+// keyReader is the part of KMS register reads; secretReader the part of
+// Secrets Manager (*kms.Client, *secretsmanager.Client; fakes in tests).
+type keyReader interface {
+	kmsaccess.Describer
+	ListResourceTags(context.Context, *kms.ListResourceTagsInput, ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error)
+}
+
+type secretReader = keymaterial.SecretReader
+
+// gatherFacts reads the key, its tags and the secret. A key that doesn't
+// exist, or a failure to reach AWS, is an error; what the secret holds is
+// a fact. The material read is zeroed at once: only its length is kept.
+func gatherFacts(ctx context.Context, k keyReader, s secretReader, r *flow.Request) (registerFacts, error) {
+	md, err := kmsaccess.Describe(ctx, k, r.KeyID)
+	if err != nil {
+		return registerFacts{}, err
+	}
+	f := registerFacts{Key: md, Tags: map[string]string{}}
+	in := &kms.ListResourceTagsInput{KeyId: md.Arn}
+	for {
+		out, err := k.ListResourceTags(ctx, in)
+		if err != nil {
+			return f, flow.FromAWS(err, flow.Internal, "ListResourceTags %s", *md.Arn)
+		}
+		for _, t := range out.Tags {
+			if t.TagKey != nil && t.TagValue != nil {
+				f.Tags[*t.TagKey] = *t.TagValue
+			}
+		}
+		if !out.Truncated || out.NextMarker == nil {
+			break
+		}
+		in.Marker = out.NextMarker
+	}
+	m, _, err := keymaterial.ReadSecret(ctx, s, r.SecretID, r.SecretVersionID, r.SecretVersionStage, md.KeySpec)
+	f.MaterialLen, f.MaterialErr = len(m), err
+	keymaterial.Zero(m)
+	if n := flow.NameOf(err); err != nil && n != flow.SecretNotFound && n != flow.InvalidSecret {
+		return f, err
+	}
+	return f, nil
+}
+
+// exitFor is register's exit code for err: bad input (the flags, the key,
+// the secret, the wrapping) is exitUsage; anything else, such as failing
+// to reach AWS, exitFailure.
+func exitFor(err error) int {
+	switch flow.NameOf(err) {
+	case flow.InvalidInput, flow.KeyNotFound, flow.KeyNotEligible, flow.KeyNotReady, flow.SecretNotFound, flow.InvalidSecret, flow.UnsupportedWrapping:
+		return exitUsage
+	}
+	return exitFailure
+}
+
+// deploymentFlags defines what register checks against the deployment.
+func deploymentFlags(fs *flag.FlagSet) (tag, prefix *string) {
+	tag = fs.String("managed-tag", "kms-reimport:managed=true", "tag KEY=VALUE the key must carry: the deployment's ManagedKeyTagKey=ManagedKeyTagValue (\"\" when ManagedKeyTagValue is empty)")
+	prefix = fs.String("secret-prefix", "kms-reimport/", "name prefix the secret must have: the deployment's SecretNamePrefix (\"\" = any)")
+	return tag, prefix
+}
+
+func parseDeployment(tag, prefix string) (deployment, error) {
+	d := deployment{SecretPrefix: prefix}
+	if tag == "" {
+		return d, nil
+	}
+	k, v, ok := strings.Cut(tag, "=")
+	if !ok || k == "" {
+		return d, flow.Errorf(flow.InvalidInput, "flag --managed-tag is %q: want KEY=VALUE, such as kms-reimport:managed=true, or \"\" for none", tag)
+	}
+	d.TagKey, d.TagValue = k, v
+	return d, nil
+}
+
+func runRegister(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("register", "register --key KEY --secret SECRET --valid-for 2160h --renew-before 336h [flags]", stderr)
+	table := tableFlag(fs)
+	keyID := fs.String("key", "", "key ARN, key id or alias (resolved to the key ARN)")
+	secret := fs.String("secret", "", "secret ARN or name holding the key material")
+	pv := bindPolicy(fs)
+	tag, prefix := deploymentFlags(fs)
+	dryRun := fs.Bool("dry-run", false, "check the key, the secret and the policy; register nothing")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	fail := func(err error, code int) int {
+		fmt.Fprintln(stderr, "kms-reimport register:", err)
+		return code
+	}
+	p := pv.policy()
+	if !p.NoExpiry() && p.ValidFor == "" {
+		return fail(errors.New("--valid-for (or --no-expiry) is required"), exitUsage)
+	}
+	// The same validation as an execution input: a clear error naming the flag's field.
+	r, err := flow.ValidateRequest(flow.RequestInput{KeyID: *keyID, SecretID: *secret, Policy: p}, time.Now(), flow.RequestOptions{})
+	if err != nil {
+		return fail(err, exitUsage)
+	}
+	d, err := parseDeployment(*tag, *prefix)
+	if err != nil {
+		return fail(err, exitUsage)
+	}
+	if !*dryRun && *table == "" {
+		return fail(errors.New("no table: pass --table or set TABLE_NAME (the stack output TableName)"), exitUsage)
+	}
+	ctx := context.Background()
+	cfg, err := awsConfig(ctx)
+	if err != nil {
+		return fail(err, exitFailure)
+	}
+	f, err := gatherFacts(ctx, kms.NewFromConfig(cfg), secretsmanager.NewFromConfig(cfg), r)
+	if err != nil {
+		return fail(err, exitFor(err))
+	}
+	if err := checkRegistration(r, f, d); err != nil {
+		return fail(err, exitFor(err))
+	}
+	arn := *f.Key.Arn
+	if *dryRun {
+		fmt.Fprintf(stdout, "checks passed for %s (secret %s); nothing registered (--dry-run)\n", arn, r.SecretID)
+		return exitOK
+	}
+	e := registry.Entry{KeyARN: arn, SecretID: r.SecretID, Policy: *r.Kept()}
+	if f.Key.KeyState == types.KeyStateEnabled && f.Key.ValidTo != nil {
+		e.CurrentValidTo = f.Key.ValidTo // renewal due from what KMS says today
+	}
+	store := &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: *table}
+	if err := store.Put(ctx, e); err != nil {
+		return fail(err, exitFailure)
+	}
+	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before, rotate every %s)\n", arn, r.SecretID, orDash(e.ValidFor, "no expiry"), e.RenewBefore, orDash(e.RotateEvery, "-"))
+	return exitOK
+}
+
+// keyARN resolves an alias or key id to the key's ARN (a key ARN is taken
+// as given: a key deleted from KMS may still be registered).
+func keyARN(ctx context.Context, k kmsaccess.Describer, id string) (string, error) {
+	if strings.HasPrefix(id, "arn:") && strings.Contains(id, ":key/") {
+		return id, nil
+	}
+	md, err := kmsaccess.Describe(ctx, k, id)
+	if err != nil {
+		return "", err
+	}
+	return *md.Arn, nil
+}
+
+func runDeregister(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("deregister", "deregister --key KEY", stderr)
+	table := tableFlag(fs)
+	keyID := fs.String("key", "", "key ARN, key id or alias (an alias or key id is resolved to the key ARN)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *keyID == "" {
+		fmt.Fprintln(stderr, "kms-reimport deregister: --key is required")
+		return exitUsage
+	}
+	ctx := context.Background()
+	store, cfg, err := registryStore(ctx, *table)
+	if err != nil {
+		fmt.Fprintln(stderr, "kms-reimport deregister:", err)
+		return exitUsage
+	}
+	arn, err := keyARN(ctx, kms.NewFromConfig(cfg), *keyID)
+	if err != nil {
+		fmt.Fprintln(stderr, "kms-reimport deregister:", err)
+		return exitFor(err)
+	}
+	if err := store.Delete(ctx, arn); err != nil {
+		fmt.Fprintln(stderr, "kms-reimport deregister:", err)
+		if errors.Is(err, registry.ErrNotFound) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "deregistered %s\n", arn)
+	return exitOK
+}
