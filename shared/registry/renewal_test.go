@@ -168,7 +168,6 @@ func TestRecordRenewalConditions(t *testing.T) {
 	}
 }
 
-
 // policyOf and secretOf split a test's registration into a Renewal's
 // fields.
 func policyOf(e *Entry) *flow.Policy {
