@@ -87,41 +87,66 @@ func sourceText(t testing.TB) string {
 
 // recordAttributes returns, for every struct type of the Go code stored as
 // a table item (it has a field tagged dynamodbav:"pk"), its top-level
-// attribute names, keyed by "<file>:<type>".
+// attribute names, keyed by "<file>:<type>". The attributes of an
+// embedded struct (registry.Entry's flow.Policy) are its own, as the
+// attributevalue encoder inlines them.
 func recordAttributes(t testing.TB) map[string][]string {
-	out := map[string][]string{}
+	type structType struct {
+		key string
+		st  *ast.StructType
+	}
+	var structs []structType
+	byName := map[string]*ast.StructType{}
 	for _, gf := range sourceGo(t) {
 		ast.Inspect(gf.f, func(n ast.Node) bool {
 			ts, ok := n.(*ast.TypeSpec)
 			if !ok {
 				return true
 			}
-			st, ok := ts.Type.(*ast.StructType)
-			if !ok {
-				return true
-			}
-			var names []string
-			item := false
-			for _, fl := range st.Fields.List {
-				if fl.Tag == nil {
-					continue
-				}
-				tag, _ := strconv.Unquote(fl.Tag.Value)
-				name, _, _ := strings.Cut(reflect.StructTag(tag).Get("dynamodbav"), ",")
-				if name == "" || name == "-" {
-					continue
-				}
-				item = item || name == "pk"
-				names = append(names, name)
-			}
-			if item {
+			if st, ok := ts.Type.(*ast.StructType); ok {
 				rel, _ := filepath.Rel(repoRoot(t), gf.path)
-				out[rel+":"+ts.Name.Name] = names
+				structs = append(structs, structType{rel + ":" + ts.Name.Name, st})
+				byName[ts.Name.Name] = st
 			}
 			return true
 		})
 	}
+	out := map[string][]string{}
+	for _, s := range structs {
+		names := structAttributes(s.st, byName, 0)
+		if contains(names, "pk") {
+			out[s.key] = names
+		}
+	}
 	return out
+}
+
+// structAttributes lists the dynamodbav names of st's fields, those of
+// untagged embedded structs (found by type name) inline.
+func structAttributes(st *ast.StructType, byName map[string]*ast.StructType, depth int) []string {
+	var names []string
+	for _, fl := range st.Fields.List {
+		tag := ""
+		if fl.Tag != nil {
+			tag, _ = strconv.Unquote(fl.Tag.Value)
+		}
+		if len(fl.Names) == 0 && tag == "" && depth < 3 {
+			typ := fl.Type
+			if sel, ok := typ.(*ast.SelectorExpr); ok {
+				typ = sel.Sel
+			}
+			if id, ok := typ.(*ast.Ident); ok && byName[id.Name] != nil {
+				names = append(names, structAttributes(byName[id.Name], byName, depth+1)...)
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(reflect.StructTag(tag).Get("dynamodbav"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		names = append(names, name)
+	}
+	return names
 }
 
 // readableAttributes: every record attribute but the token bytes, sorted.
