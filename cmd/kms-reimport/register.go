@@ -249,6 +249,10 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err, exitUsage)
 	}
+	// What the registry can't keep is refused before any call to AWS.
+	if err := r.ValidateKept(); err != nil {
+		return fail(err, exitUsage)
+	}
 	d, err := parseDeployment(*tag, *prefix)
 	if err != nil {
 		return fail(err, exitUsage)
@@ -318,6 +322,9 @@ func runDeregister(args []string, stdout, stderr io.Writer) int {
 	arn, err := keyARN(ctx, kms.NewFromConfig(cfg), *keyID)
 	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport deregister:", err)
+		if flow.NameOf(err) == flow.KeyNotFound {
+			fmt.Fprintln(stderr, "kms-reimport deregister: to deregister a key KMS no longer has, give its key ARN as registered ('kms-reimport status' lists them)")
+		}
 		return exitFor(err)
 	}
 	if err := store.Delete(ctx, arn); err != nil {

@@ -250,12 +250,17 @@ func TestKeyARN(t *testing.T) {
 	}
 }
 
-// TestRegisterUsage: bad deployment flags exit 2 before any call to AWS.
+// TestRegisterUsage: bad flags, and policy fields the registry can't
+// keep, exit 2 before any call to AWS (--table names no real table; no
+// endpoint is reachable).
 func TestRegisterUsage(t *testing.T) {
 	base := []string{"register", "--table", "t", "--key", testKeyARN, "--secret", testSecret, "--valid-for", "90d"}
 	for args, want := range map[string]string{
-		"--managed-tag=nokey": `flag --managed-tag is "nokey": want KEY=VALUE`,
-		"--regions=moon-1":    `field "regions" has "moon-1"`,
+		"--managed-tag=nokey":     `flag --managed-tag is "nokey": want KEY=VALUE`,
+		"--regions=moon-1":        `field "regions" has "moon-1"`,
+		"--regions=eu-west-1":     `field "regions" is eu-west-1: the registry doesn't keep it`,
+		"--allow-legacy-wrapping": `field "allowLegacyWrapping" is true: the registry doesn't keep it`,
+		"--renew-before=90d":      `field "renewBefore" is 90d, not shorter than validFor 90d`,
 	} {
 		var o, e bytes.Buffer
 		if code := run(append(append([]string{}, base...), args), &o, &e); code != exitUsage || !strings.Contains(e.String(), want) {
