@@ -88,10 +88,7 @@ type statusReport struct {
 
 type planEstimate struct {
 	KMSRate     float64 `json:"kmsRate"`
-	KeysDue     int     `json:"keysDue"`
-	ImportItems int     `json:"importItems"`
 	KMSRequests int     `json:"kmsRequests"`
 	Seconds     float64 `json:"seconds"`
-	Duration    string  `json:"duration"`
 	Note        string  `json:"note"`
 }
