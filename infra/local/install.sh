@@ -155,45 +155,37 @@ else
   fail node22 "npm pack $NODE_PKG failed or its bin/node does not run (log: $LOGS/node22.log); run: make tools"
 fi
 
-# --- Step Functions runner deps (npm ci with Node 22) ------------------------
-# The stamp is the lock file's hash plus the node version: a changed lock re-installs.
-if [[ -f "$SFN_DIR/package-lock.json" ]]; then
-  SFN_STAMP="$(sha256sum "$SFN_DIR/package-lock.json" | cut -d' ' -f1) $NODE_PKG"
-  if stamp_ok sfn-node-modules "$SFN_STAMP" && [[ -d "$SFN_DIR/node_modules/aws-local-stepfunctions" ]]; then
-    echo "sfn-node-modules: cached"
-  elif [[ $HAVE_NPM == 0 || ! -x "$NODE22" ]]; then
-    fail sfn-node-modules "needs npm and Node 22"
-  elif (cd "$SFN_DIR" && run_logged sfn-node-modules env PATH="$TOOLS/node22/bin:$PATH" \
-    npm ci --no-audit --no-fund --loglevel=error); then
-    stamp_set sfn-node-modules "$SFN_STAMP"
-    echo "sfn-node-modules: installed"
-  else
-    fail sfn-node-modules "npm ci in infra/local/sfn failed (log: $LOGS/sfn-node-modules.log); run: make tools"
+# --- Node packages of the local stack (npm ci with Node 22) ------------------
+# npm_ci_deps <name> <dir> <module>: npm ci in <dir> with Node 22, unless the
+# stamp and <dir>/node_modules/<module> say it is done. The stamp is the lock
+# file's hash plus the node version: a changed lock re-installs.
+npm_ci_deps() {
+  local name="$1" dir="$2" module="$3" stamp
+  if [[ ! -f "$dir/package-lock.json" ]]; then
+    fail "$name" "missing $dir/package-lock.json"
+    return
   fi
-else
-  fail sfn-node-modules "missing $SFN_DIR/package-lock.json"
-fi
+  stamp="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1) $NODE_PKG"
+  if stamp_ok "$name" "$stamp" && [[ -d "$dir/node_modules/$module" ]]; then
+    echo "$name: cached"
+  elif [[ $HAVE_NPM == 0 || ! -x "$NODE22" ]]; then
+    fail "$name" "needs npm and Node 22"
+  elif (cd "$dir" && run_logged "$name" env PATH="$TOOLS/node22/bin:$PATH" \
+    npm ci --no-audit --no-fund --loglevel=error); then
+    stamp_set "$name" "$stamp"
+    echo "$name: installed"
+  else
+    fail "$name" "npm ci in ${dir#"$ROOT"/} failed (log: $LOGS/$name.log); run: make tools"
+  fi
+}
 
-# --- IAM evaluator deps (npm ci with Node 22) --------------------------------
-# @cloud-copilot/iam-simulate (AGPL-3.0) and iam-data, pinned by the lock file:
-# the local stack's IAM gate asks it for every decision. A test tool only,
-# never part of a Lambda (docs/deploy.md, "IAM in the local stack").
-if [[ -f "$IAM_DIR/package-lock.json" ]]; then
-  IAM_STAMP="$(sha256sum "$IAM_DIR/package-lock.json" | cut -d' ' -f1) $NODE_PKG"
-  if stamp_ok iam-node-modules "$IAM_STAMP" && [[ -d "$IAM_DIR/node_modules/@cloud-copilot/iam-simulate" ]]; then
-    echo "iam-node-modules: cached"
-  elif [[ $HAVE_NPM == 0 || ! -x "$NODE22" ]]; then
-    fail iam-node-modules "needs npm and Node 22"
-  elif (cd "$IAM_DIR" && run_logged iam-node-modules env PATH="$TOOLS/node22/bin:$PATH" \
-    npm ci --no-audit --no-fund --loglevel=error); then
-    stamp_set iam-node-modules "$IAM_STAMP"
-    echo "iam-node-modules: installed"
-  else
-    fail iam-node-modules "npm ci in infra/local/iam failed (log: $LOGS/iam-node-modules.log); run: make tools"
-  fi
-else
-  fail iam-node-modules "missing $IAM_DIR/package-lock.json"
-fi
+# The Step Functions runner's dependencies.
+npm_ci_deps sfn-node-modules "$SFN_DIR" aws-local-stepfunctions
+# The IAM evaluator's: @cloud-copilot/iam-simulate (AGPL-3.0) and iam-data,
+# pinned by the lock file: the local stack's IAM gate asks it for every
+# decision. A test tool only, never part of a Lambda (docs/deploy.md, "IAM in
+# the local stack").
+npm_ci_deps iam-node-modules "$IAM_DIR" @cloud-copilot/iam-simulate
 
 # --- Java 17 (for DynamoDB Local) --------------------------------------------
 if command -v java >/dev/null 2>&1; then

@@ -1,11 +1,8 @@
 package registry
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 )
@@ -60,126 +57,4 @@ func TestRenewed(t *testing.T) {
 			}
 		})
 	}
-}
-
-// hooked runs before right before every PutItem: a change of the registry
-// between the read and the write of RecordRenewal. It counts the writes.
-type hooked struct {
-	DB
-	before func()
-	puts   int
-}
-
-func (h *hooked) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	if h.before != nil {
-		h.before()
-		h.before = nil
-	}
-	h.puts++
-	return h.DB.PutItem(ctx, in, o...)
-}
-
-// TestRecordRenewalConditions: a renewal is noted in one conditional
-// write, on DynamoDB Local; a key deregistered (or deregistered and
-// registered again) while the execution ran is left as the operator left
-// it, and is not brought back.
-func TestRecordRenewalConditions(t *testing.T) {
-	ctx := context.Background()
-	now := time.Now().UTC().Truncate(time.Second)
-	validTo := now.Add(90 * 24 * time.Hour)
-	policy := &Entry{SecretID: "s", Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}}
-	cases := []struct {
-		name       string
-		registered bool
-		register   *Entry
-		meanwhile  func(t *testing.T, s *Store, arn string)
-		written    bool
-		after      func(t *testing.T, e *Entry, err error)
-	}{
-		{name: "registered: noted", registered: true, written: true, after: func(t *testing.T, e *Entry, err error) {
-			if err != nil || e.LastSuccess == nil || e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(validTo) || e.LastExecution != "exec-1" {
-				t.Errorf("entry %+v, %v", e, err)
-			}
-		}},
-		{name: "deregistered meanwhile: not brought back", registered: true, register: policy,
-			meanwhile: func(t *testing.T, s *Store, arn string) {
-				if err := s.Delete(ctx, arn); err != nil {
-					t.Fatal(err)
-				}
-			},
-			after: func(t *testing.T, e *Entry, err error) {
-				if err == nil {
-					t.Errorf("the deregistered key is registered again: %+v", e)
-				}
-			}},
-		{name: "deregistered and registered again meanwhile: the new registration stays", registered: true,
-			meanwhile: func(t *testing.T, s *Store, arn string) {
-				if err := s.Delete(ctx, arn); err != nil {
-					t.Fatal(err)
-				}
-				time.Sleep(10 * time.Millisecond) // another registeredAt
-				register(t, s, arn, nil)
-			},
-			after: func(t *testing.T, e *Entry, err error) {
-				if err != nil || e.LastSuccess != nil {
-					t.Errorf("the new registration was overwritten: %+v, %v", e, err)
-				}
-			}},
-		{name: "not registered, registering: registered", register: policy, written: true, after: func(t *testing.T, e *Entry, err error) {
-			if err != nil || e.Status != Active || e.LastSuccess == nil {
-				t.Errorf("entry %+v, %v", e, err)
-			}
-		}},
-		{name: "not registered, registered meanwhile by someone else: theirs stays", register: &Entry{SecretID: "mine", Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}},
-			meanwhile: func(t *testing.T, s *Store, arn string) { register(t, s, arn, nil) },
-			after: func(t *testing.T, e *Entry, err error) {
-				if err != nil || e.SecretID == "mine" || e.LastSuccess != nil {
-					t.Errorf("entry %+v, %v", e, err)
-				}
-			}},
-		{name: "not registered, not registering: nothing", after: func(t *testing.T, e *Entry, err error) {
-			if err == nil {
-				t.Errorf("registered: %+v", e)
-			}
-		}},
-	}
-	base := store(t)
-	for i, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			arn := testARN[:len(testARN)-4] + string(rune('a'+i)) + "000"
-			if c.registered {
-				register(t, base, arn, nil)
-			}
-			h := &hooked{DB: base.DB}
-			if c.meanwhile != nil {
-				h.before = func() { c.meanwhile(t, base, arn) }
-			}
-			s := &Store{DB: h, Table: base.Table}
-			written, err := s.RecordRenewal(ctx, Renewal{KeyARN: arn, Execution: "exec-1", At: now, ValidTo: &validTo, Register: policyOf(c.register), SecretID: secretOf(c.register)})
-			if err != nil || written != c.written {
-				t.Fatalf("RecordRenewal: written %v, %v; want written %v", written, err, c.written)
-			}
-			if h.puts > 1 {
-				t.Errorf("%d writes, want at most one", h.puts)
-			}
-			e, err := base.Get(ctx, arn)
-			c.after(t, e, err)
-		})
-	}
-}
-
-// policyOf and secretOf split a test's registration into a Renewal's
-// fields.
-func policyOf(e *Entry) *flow.Policy {
-	if e == nil {
-		return nil
-	}
-	return &e.Policy
-}
-
-func secretOf(e *Entry) string {
-	if e == nil {
-		return ""
-	}
-	return e.SecretID
 }

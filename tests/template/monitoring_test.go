@@ -54,7 +54,7 @@ func newMetricChecker(t *testing.T, p *parsed) *metricChecker {
 	rs, _ := p.Raw["Resources"].(map[string]any)
 	for id, r := range rs {
 		if m, _ := r.(map[string]any); m["Type"] == "AWS::SQS::Queue" {
-			mc.queues[fmt.Sprint(p.r.getAtt(id, "QueueName"))] = id
+			mc.queues[fmt.Sprint(p.r.GetAtt(id, "QueueName"))] = id
 		}
 	}
 	return mc
@@ -329,7 +329,7 @@ func TestDashboard(t *testing.T) {
 			got := strs(w.Properties["alarms"])
 			var want []string
 			for id := range alarms(p) {
-				want = append(want, fmt.Sprint(p.r.getAtt(id, "Arn")))
+				want = append(want, fmt.Sprint(p.r.GetAtt(id, "Arn")))
 			}
 			if sorted(got) != sorted(want) {
 				t.Errorf("%s: alarms\n  %s\nwant every alarm of the template\n  %s", where, sorted(got), sorted(want))
@@ -394,7 +394,7 @@ func checkLogWidget(t *testing.T, p *parsed, where string, props map[string]any)
 	if !found {
 		t.Errorf("%s: no Go file logs Info(\"fleet planned\", ...) with the fields %v the query reads", where, relied)
 	}
-	if lvl := p.r.ref("LogLevel"); lvl != "INFO" && lvl != "DEBUG" {
+	if lvl := p.r.Ref("LogLevel"); lvl != "INFO" && lvl != "DEBUG" {
 		t.Errorf("LogLevel default %v drops the planner's INFO line the dashboard reads", lvl)
 	}
 }
@@ -413,9 +413,9 @@ func TestFailedRotationRule(t *testing.T) {
 		t.Fatal("no AWS::Events::Rule FailedRotationRule")
 	}
 	rp, _ := rule["Properties"].(map[string]any)
-	ruleArn := fmt.Sprint(p.r.getAtt("FailedRotationRule", "Arn"))
-	fnArn := fmt.Sprint(p.r.getAtt("RecordFailureFunction", "Arn"))
-	queueArn := fmt.Sprint(p.r.getAtt("FailedRotationDLQ", "Arn"))
+	ruleArn := fmt.Sprint(p.r.GetAtt("FailedRotationRule", "Arn"))
+	fnArn := fmt.Sprint(p.r.GetAtt("RecordFailureFunction", "Arn"))
+	queueArn := fmt.Sprint(p.r.GetAtt("FailedRotationDLQ", "Arn"))
 	rotation := p.arnOf("RotationStateMachine")
 	if rp["State"] != "ENABLED" {
 		t.Errorf("rule State %v", rp["State"])

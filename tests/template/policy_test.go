@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/awslabs/goformation/v7/intrinsics"
+	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 )
 
@@ -643,7 +644,7 @@ func machineUse(p *parsed, b *binding, id string) roleUse {
 		}
 		switch tk.kind {
 		case lambdaTask:
-			u.invoke[fmt.Sprint(p.r.getAtt(tk.target, "Arn"))] = true
+			u.invoke[fmt.Sprint(p.r.GetAtt(tk.target, "Arn"))] = true
 		case startTask:
 			arn := p.arnOf(tk.target)
 			u.start[arn] = true
@@ -680,14 +681,14 @@ func TestPolicies(t *testing.T) {
 					t.Errorf("%s has no Role", id)
 					continue
 				}
-				roleOf[strings.TrimPrefix(*f.Role, "arn:aws:iam::"+account+":role/")] = id
+				roleOf[strings.TrimPrefix(*f.Role, "arn:aws:iam::"+account+":role/"+stackName+"-")] = id
 			}
 			for id, sm := range sms {
 				if sm.Role == nil {
 					t.Errorf("%s has no Role", id)
 					continue
 				}
-				roleOf[strings.TrimPrefix(*sm.Role, "arn:aws:iam::"+account+":role/")] = id
+				roleOf[strings.TrimPrefix(*sm.Role, "arn:aws:iam::"+account+":role/"+stackName+"-")] = id
 			}
 			for rid, role := range roles {
 				owner, ok := roleOf[rid]
@@ -1154,8 +1155,7 @@ func TestManagedKeysScopedRule(t *testing.T) {
 		{map[string]any{"ManagedKeyArns": strings.Join(listedKeys, ",")}, true},
 		{map[string]any{"ManagedKeyTagValue": "prod"}, true},
 	} {
-		r := newResolver(raw)
-		r.overrides = tc.overrides
+		r := newResolver(raw, tc.overrides)
 		ok := true
 		for name, rv := range rules {
 			rule, _ := rv.(map[string]any)
@@ -1179,7 +1179,7 @@ func TestManagedKeysScopedRule(t *testing.T) {
 }
 
 // evalRule evaluates the rule functions the template uses.
-func evalRule(t *testing.T, r *resolver, v any) bool {
+func evalRule(t *testing.T, r *stack.Resolver, v any) bool {
 	t.Helper()
 	m, ok := v.(map[string]any)
 	if !ok || len(m) != 1 {
@@ -1188,7 +1188,7 @@ func evalRule(t *testing.T, r *resolver, v any) bool {
 	value := func(x any) any {
 		if xm, ok := x.(map[string]any); ok {
 			if ref, ok := xm["Ref"].(string); ok {
-				return r.ref(ref)
+				return r.Ref(ref)
 			}
 		}
 		return x

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/awslabs/goformation/v7"
@@ -23,243 +21,18 @@ const (
 	stackName = "kms-reimport"
 )
 
-// resolver resolves Ref, Fn::GetAtt and Fn::Sub the way CloudFormation would
-// for one set of parameter values: pseudo parameters from the constants
-// above, parameters from overrides or their Default (CommaDelimitedList as a
-// list), resources to their name or ARN (functions' names are their logical
-// ids, so a function ARN names the function it points at).
-type resolver struct {
-	params    map[string]any // name -> Parameter object
-	overrides map[string]any // name -> value given for this parse
-	resources map[string]string
-	// smNames: a state machine's Name property as written (a string or
-	// {"Fn::Sub": ...}); without one, its name is its logical id here
-	// (CloudFormation would generate one starting with it).
-	smNames map[string]any
-	// logGroupNames: a log group's LogGroupName as written (what Ref
-	// returns); without one, its logical id.
-	logGroupNames map[string]any
-}
-
-func newResolver(raw map[string]any) *resolver {
-	r := &resolver{params: map[string]any{}, resources: map[string]string{}, smNames: map[string]any{}, logGroupNames: map[string]any{}}
-	if ps, ok := raw["Parameters"].(map[string]any); ok {
-		r.params = ps
+// newResolver is stack's resolver (the one LoadRoles resolves the local
+// stack's roles with) for the deployment of these tests: pseudo parameters
+// from the constants above, parameters from overrides or their Default,
+// typed as CloudFormation types them for a typed property.
+func newResolver(raw map[string]any, overrides map[string]any) *stack.Resolver {
+	params := map[string]string{}
+	for k, v := range overrides {
+		params[k] = fmt.Sprint(v)
 	}
-	if rs, ok := raw["Resources"].(map[string]any); ok {
-		for id, v := range rs {
-			if m, ok := v.(map[string]any); ok {
-				r.resources[id], _ = m["Type"].(string)
-				if props, ok := m["Properties"].(map[string]any); ok && r.resources[id] == "AWS::Serverless::StateMachine" {
-					if n, ok := props["Name"]; ok {
-						r.smNames[id] = n
-					}
-				}
-				if props, ok := m["Properties"].(map[string]any); ok && r.resources[id] == "AWS::Logs::LogGroup" {
-					if n, ok := props["LogGroupName"]; ok {
-						r.logGroupNames[id] = n
-					}
-				}
-			}
-		}
-	}
+	r := stack.NewResolver(stack.Deployment{Partition: partition, Region: region, Account: account, StackName: stackName, Params: params}, raw)
+	r.Typed = true
 	return r
-}
-
-func (r *resolver) ref(name string) any {
-	switch name {
-	case "AWS::Partition":
-		return partition
-	case "AWS::Region":
-		return region
-	case "AWS::AccountId":
-		return account
-	case "AWS::StackName":
-		return stackName
-	case "AWS::URLSuffix":
-		return "amazonaws.com"
-	case "AWS::NoValue":
-		return nil
-	}
-	if p, ok := r.params[name].(map[string]any); ok {
-		v := p["Default"]
-		if o, ok := r.overrides[name]; ok {
-			v = o
-		}
-		if p["Type"] == "CommaDelimitedList" {
-			switch v := v.(type) {
-			case string:
-				var out []any
-				for _, s := range strings.Split(v, ",") {
-					out = append(out, strings.TrimSpace(s))
-				}
-				return out
-			case []any:
-				return v
-			case []string:
-				var out []any
-				for _, s := range v {
-					out = append(out, s)
-				}
-				return out
-			}
-		}
-		// Typed the way CloudFormation converts a parameter for a typed
-		// property: numbers, and the "true"/"false" of boolean switches.
-		switch v := v.(type) {
-		case string:
-			if p["Type"] == "Number" {
-				var f float64
-				if _, err := fmt.Sscan(v, &f); err == nil {
-					return f
-				}
-			}
-			if v == "true" || v == "false" {
-				return v == "true"
-			}
-			return v
-		case float64, bool:
-			return v
-		}
-		return fmt.Sprint(v)
-	}
-	if typ, ok := r.resources[name]; ok {
-		switch typ {
-		case "AWS::Serverless::StateMachine":
-			return fmt.Sprintf("arn:%s:states:%s:%s:stateMachine:%s", partition, region, account, r.stateMachineName(name))
-		case "AWS::SNS::Topic":
-			return fmt.Sprintf("arn:%s:sns:%s:%s:%s", partition, region, account, name)
-		case "AWS::SQS::Queue":
-			return fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", region, account, name)
-		case "AWS::Logs::LogGroup":
-			return r.logGroupName(name)
-		}
-		return name
-	}
-	return "UNRESOLVED-REF:" + name
-}
-
-// stateMachineName is the name a state machine of the template gets: its
-// Name property (a string or an Fn::Sub string), else its logical id.
-func (r *resolver) stateMachineName(id string) string {
-	switch n := r.smNames[id].(type) {
-	case string:
-		return n
-	case map[string]any:
-		if s, ok := n["Fn::Sub"].(string); ok {
-			return r.sub(s, nil)
-		}
-		return "UNRESOLVED-NAME:" + id
-	}
-	return id
-}
-
-// logGroupName is a log group's name: its LogGroupName (a string or an
-// Fn::Sub string), else its logical id.
-func (r *resolver) logGroupName(id string) string {
-	switch n := r.logGroupNames[id].(type) {
-	case string:
-		return n
-	case map[string]any:
-		if s, ok := n["Fn::Sub"].(string); ok {
-			return r.sub(s, nil)
-		}
-		return "UNRESOLVED-NAME:" + id
-	}
-	return id
-}
-
-func (r *resolver) getAtt(id, attr string) any {
-	typ := r.resources[id]
-	if attr == "Name" && typ == "AWS::Serverless::StateMachine" {
-		return r.stateMachineName(id)
-	}
-	if attr == "QueueName" && typ == "AWS::SQS::Queue" {
-		return id
-	}
-	if attr != "Arn" {
-		return fmt.Sprintf("GETATT:%s.%s", id, attr)
-	}
-	switch typ {
-	case "AWS::Serverless::Function", "AWS::Lambda::Function":
-		return fmt.Sprintf("arn:%s:lambda:%s:%s:function:%s", partition, region, account, id)
-	case "AWS::DynamoDB::Table":
-		return fmt.Sprintf("arn:%s:dynamodb:%s:%s:table/%s", partition, region, account, id)
-	case "AWS::Logs::LogGroup":
-		return fmt.Sprintf("arn:%s:logs:%s:%s:log-group:%s:*", partition, region, account, id)
-	case "AWS::SQS::Queue":
-		return fmt.Sprintf("arn:%s:sqs:%s:%s:%s", partition, region, account, id)
-	case "AWS::Events::Rule":
-		return fmt.Sprintf("arn:%s:events:%s:%s:rule/%s", partition, region, account, id)
-	case "AWS::CloudWatch::Alarm":
-		return fmt.Sprintf("arn:%s:cloudwatch:%s:%s:alarm:%s", partition, region, account, id)
-	case "AWS::IAM::Role":
-		return fmt.Sprintf("arn:%s:iam::%s:role/%s", partition, account, id)
-	}
-	return fmt.Sprintf("UNRESOLVED-GETATT:%s.%s", id, attr)
-}
-
-var subVar = regexp.MustCompile(`\$\{([^}!]+)\}`)
-
-func (r *resolver) sub(s string, vars map[string]any) string {
-	return subVar.ReplaceAllStringFunc(s, func(m string) string {
-		name := m[2 : len(m)-1]
-		if v, ok := vars[name]; ok {
-			return fmt.Sprint(v)
-		}
-		if id, attr, ok := strings.Cut(name, "."); ok {
-			return fmt.Sprint(r.getAtt(id, attr))
-		}
-		return fmt.Sprint(r.ref(name))
-	})
-}
-
-func (r *resolver) options(overrides map[string]any) *intrinsics.ProcessorOptions {
-	r.overrides = overrides
-	return &intrinsics.ProcessorOptions{
-		ParameterOverrides: overrides,
-		EvaluateConditions: true,
-		IntrinsicHandlerOverrides: map[string]intrinsics.IntrinsicHandler{
-			"Ref": func(_ string, input any, _ any) any {
-				s, _ := input.(string)
-				return r.ref(s)
-			},
-			"Fn::GetAtt": func(_ string, input any, _ any) any {
-				switch v := input.(type) {
-				case []any:
-					if len(v) == 2 {
-						return r.getAtt(fmt.Sprint(v[0]), fmt.Sprint(v[1]))
-					}
-				case string:
-					id, attr, _ := strings.Cut(v, ".")
-					return r.getAtt(id, attr)
-				}
-				return "UNRESOLVED-GETATT"
-			},
-			// CloudFormation compares strings: a parameter typed here as a
-			// boolean ("true") still equals the string "true".
-			"Fn::Equals": func(_ string, input any, _ any) any {
-				v, ok := input.([]any)
-				if !ok || len(v) != 2 {
-					return "UNRESOLVED-EQUALS"
-				}
-				return fmt.Sprint(v[0]) == fmt.Sprint(v[1])
-			},
-			"Fn::Sub": func(_ string, input any, _ any) any {
-				switch v := input.(type) {
-				case string:
-					return r.sub(v, nil)
-				case []any:
-					if len(v) == 2 {
-						s, _ := v[0].(string)
-						vars, _ := v[1].(map[string]any)
-						return r.sub(s, vars)
-					}
-				}
-				return "UNRESOLVED-SUB"
-			},
-		},
-	}
 }
 
 // parsed is template.yaml for one set of parameter values: the typed
@@ -268,7 +41,7 @@ func (r *resolver) options(overrides map[string]any) *intrinsics.ProcessorOption
 type parsed struct {
 	T   *cloudformation.Template
 	Raw map[string]any
-	r   *resolver
+	r   *stack.Resolver
 }
 
 func parseTemplate(t testing.TB, overrides map[string]any) *parsed {
@@ -306,8 +79,10 @@ func parseTemplate(t testing.TB, overrides map[string]any) *parsed {
 	rawJS, _ := json.Marshal(raw)
 	// Resolved with a fresh resolver per call: overrides change the
 	// parameters' Default in place.
-	res := newResolver(raw)
-	js, err = intrinsics.ProcessJSON(rawJS, res.options(overrides))
+	res := newResolver(raw, overrides)
+	opts := res.Options()
+	opts.ParameterOverrides, opts.EvaluateConditions = overrides, true
+	js, err = intrinsics.ProcessJSON(rawJS, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +201,7 @@ func (p *parsed) environment(id string) map[string]any {
 
 // arnOf is what !Ref gives for a resource of the template (a state
 // machine's or topic's ARN, else the logical id).
-func (p *parsed) arnOf(id string) string { return fmt.Sprint(p.r.ref(id)) }
+func (p *parsed) arnOf(id string) string { return fmt.Sprint(p.r.Ref(id)) }
 
 // repoRoot is stack.RepoRoot, fatal when not found.
 func repoRoot(t testing.TB) string {

@@ -96,7 +96,7 @@ func TestFunctionsDeclared(t *testing.T) {
 		if f.Role != nil {
 			role = *f.Role
 		}
-		if _, ok := roles[strings.TrimPrefix(role, "arn:aws:iam::"+account+":role/")]; !ok {
+		if _, ok := roles[strings.TrimPrefix(role, "arn:aws:iam::"+account+":role/"+stackName+"-")]; !ok {
 			t.Errorf("%s: Role %q is not an AWS::IAM::Role of the template", id, role)
 		}
 		// As SAM deploys it: Globals merged into the function's own.
@@ -491,7 +491,7 @@ func TestTaskTimeouts(t *testing.T) {
 func TestTaskBindingRules(t *testing.T) {
 	p := parseTemplate(t, nil)
 	subs := map[string]string{
-		"PlannerFunctionArn":      p.r.getAtt("PlannerFunction", "Arn").(string),
+		"PlannerFunctionArn":      p.r.GetAtt("PlannerFunction", "Arn").(string),
 		"RotationStateMachineArn": p.arnOf("RotationStateMachine"),
 	}
 	const planner = `"P":{"Type":"Task","Resource":"${PlannerFunctionArn}","TimeoutSeconds":120,"End":true}`
@@ -602,7 +602,7 @@ func TestStateMachineDeclared(t *testing.T) {
 		if sm.Policies != nil {
 			t.Errorf("%s: SAM Policies are not allowed: write the role out", id)
 		}
-		if sm.Role == nil || !strings.HasSuffix(*sm.Role, ":role/"+id+"Role") {
+		if sm.Role == nil || !strings.HasSuffix(*sm.Role, ":role/"+stackName+"-"+id+"Role") {
 			t.Errorf("%s: Role %v, want !GetAtt %sRole.Arn", id, sm.Role, id)
 		}
 		wantLogs := fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%sLogs:*", region, account, id)

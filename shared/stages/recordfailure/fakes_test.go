@@ -20,7 +20,7 @@ import (
 // registry): the import record is written once (ErrRecorded), a token
 // moves to a final status only from issued or wrapped (ErrConflict) and
 // loses its bytes, the lease is released only by its holder. Their
-// conditional writes on DynamoDB are tested in shared/records and, with
+// conditional writes on DynamoDB are tested in tests/stores and, with
 // this stage, in tests/integration (TestRecordFailureOnDynamoDB).
 
 type audit struct {

@@ -10,7 +10,7 @@ import (
 )
 
 // In-memory stores for the stage's unit tests: the stores' own behaviour
-// (conditions, projections) is tested on DynamoDB Local in their packages.
+// (conditions, projections) is tested on DynamoDB Local in tests/stores.
 
 type memAudit struct {
 	mu   sync.Mutex

@@ -260,14 +260,10 @@ func oaepHash(alg string) hash.Hash {
 
 func (s *Server) encrypt(body []byte, e *Request) (any, *apiError) {
 	var in cryptIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolve(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolve)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if len(in.Plaintext) == 0 || len(in.Plaintext) > 4096 {
 		return nil, errf(codeValidation, "Plaintext must be 1 to 4096 bytes.")
 	}
@@ -457,14 +453,10 @@ func (s *Server) verifyMac(body []byte, e *Request) (any, *apiError) {
 
 func (s *Server) getPublicKey(body []byte, e *Request) (any, *apiError) {
 	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolve(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolve)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	info := k.info()
 	if info.class != "rsa" && info.class != "ecc" {
 		return nil, errf(codeUnsupported, "%s is %s: only asymmetric KMS keys have a public key.", k.arn, k.spec)

@@ -112,14 +112,10 @@ func (s *Server) getParametersForImport(body []byte, e *Request) (any, *apiError
 		WrappingAlgorithm string
 		WrappingKeySpec   string
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolveKeyOnly)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if in.WrappingAlgorithm == "" || in.WrappingKeySpec == "" {
 		return nil, errf(codeValidation, "WrappingAlgorithm and WrappingKeySpec are required.")
 	}
@@ -173,14 +169,10 @@ type importIn struct {
 
 func (s *Server) importKeyMaterial(body []byte, e *Request) (any, *apiError) {
 	var in importIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolveKeyOnly)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if len(in.ImportToken) == 0 || len(in.EncryptedKeyMaterial) == 0 {
 		return nil, errf(codeValidation, "ImportToken and EncryptedKeyMaterial are required.")
 	}
@@ -402,14 +394,10 @@ func (s *Server) deleteImportedKeyMaterial(body []byte, e *Request) (any, *apiEr
 		KeyId         string
 		KeyMaterialId string
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolveKeyOnly)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if k.origin != "EXTERNAL" {
 		return nil, errf(codeUnsupported, "%s origin is %s which is not valid for this operation.", k.arn, k.origin)
 	}

@@ -3,6 +3,7 @@ package kmsstandin
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -214,19 +215,27 @@ func (s *Server) resolve(id string) (*key, *apiError) {
 	return k, nil
 }
 
-// keyOf decodes a request that names only a key (KeyId), resolves it and
-// logs its ARN.
-func (s *Server) keyOf(body []byte, e *Request) (*key, *apiError) {
-	var in keyIDIn
-	if err := decode(body, &in); err != nil {
+// decodeKey decodes a request into in, resolves the key its KeyId names
+// with resolve (s.resolve takes an alias, s.resolveKeyOnly does not) and
+// logs the key's ARN: how every operation on one key begins.
+func (s *Server) decodeKey(body []byte, e *Request, in any, resolve func(string) (*key, *apiError)) (*key, *apiError) {
+	if err := decode(body, in); err != nil {
 		return nil, err
 	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	var id keyIDIn
+	_ = json.Unmarshal(body, &id) // decoded above: the body is valid
+	k, err := resolve(id.KeyId)
 	if err != nil {
 		return nil, err
 	}
 	e.KeyARN = k.arn
 	return k, nil
+}
+
+// keyOf decodes a request that names only a key (KeyId), resolves it and
+// logs its ARN.
+func (s *Server) keyOf(body []byte, e *Request) (*key, *apiError) {
+	return s.decodeKey(body, e, &keyIDIn{}, s.resolveKeyOnly)
 }
 
 // resolveKeyOnly is resolve for operations that take no alias.
@@ -428,14 +437,10 @@ type keyIDIn struct {
 
 func (s *Server) describeKey(body []byte, e *Request) (any, *apiError) {
 	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolve(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolve)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	v, err := s.read(k)
 	if err != nil {
 		return nil, err
@@ -610,14 +615,10 @@ func (s *Server) scheduleKeyDeletion(body []byte, e *Request) (any, *apiError) {
 		KeyId               string
 		PendingWindowInDays *int32
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolveKeyOnly)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	w := int32(30)
 	if in.PendingWindowInDays != nil {
 		w = *in.PendingWindowInDays
@@ -660,15 +661,10 @@ func describeLen(n int) string { return fmt.Sprintf("%d bytes", n) }
 // listResourceTags answers the key's tags (no paging: a key has at most
 // 50).
 func (s *Server) listResourceTags(body []byte, e *Request) (any, *apiError) {
-	var in keyIDIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.keyOf(body, e)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	tags := k.tags
 	if tags == nil {
 		tags = []Tag{}

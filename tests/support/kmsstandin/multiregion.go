@@ -20,14 +20,10 @@ func (s *Server) replicateKey(body []byte, e *Request) (any, *apiError) {
 		KeyId, ReplicaRegion, Description string
 		Tags                              []Tag
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolveKeyOnly)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	switch {
 	case !k.multiRegion:
 		return nil, errf(codeUnsupported, "%s is not a multi-Region key.", k.arn)

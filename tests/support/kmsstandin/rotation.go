@@ -8,14 +8,10 @@ func (s *Server) listKeyRotations(body []byte, e *Request) (any, *apiError) {
 		IncludeKeyMaterial string
 		pageIn
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.resolveKeyOnly(in.KeyId)
+	k, err := s.decodeKey(body, e, &in, s.resolveKeyOnly)
 	if err != nil {
 		return nil, err
 	}
-	e.KeyARN = k.arn
 	if k.info().class != "symmetric" {
 		return nil, errf(codeUnsupported, "%s is %s: only symmetric encryption keys have key material rotations.", k.arn, k.spec)
 	}
