@@ -21,8 +21,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
@@ -37,10 +35,6 @@ func tableFlag(fs *flag.FlagSet) *string {
 	return fs.String("table", os.Getenv("TABLE_NAME"), "DynamoDB table of the deployment (default $TABLE_NAME)")
 }
 
-func awsConfig(ctx context.Context) (aws.Config, error) {
-	return config.LoadDefaultConfig(ctx)
-}
-
 func registryStore(ctx context.Context, table string) (*registry.Store, aws.Config, error) {
 	if table == "" {
 		return nil, aws.Config{}, errors.New("no table: pass --table or set TABLE_NAME (the stack output TableName)")
@@ -49,7 +43,7 @@ func registryStore(ctx context.Context, table string) (*registry.Store, aws.Conf
 	if err != nil {
 		return nil, cfg, err
 	}
-	return &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: table}, cfg, nil
+	return &registry.Store{DB: clients.db(cfg), Table: table}, cfg, nil
 }
 
 func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
