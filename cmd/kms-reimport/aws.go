@@ -37,6 +37,7 @@ type stackAPI interface {
 // reads its ValidTo).
 type keyAPI interface {
 	DescribeKey(context.Context, *kms.DescribeKeyInput, ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	ListAliases(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
 }
 
 // dbAPI is the part of DynamoDB the reports read (registry and records).

@@ -63,6 +63,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	helpOut = stdout
+	for _, c := range commands {
+		summaries[c.name] = c.summary
+	}
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
