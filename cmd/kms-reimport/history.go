@@ -303,4 +303,3 @@ func writeHistoryCSV(stdout, stderr io.Writer, rep historyReport) int {
 	}
 	return exitOK
 }
-
