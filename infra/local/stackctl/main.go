@@ -23,7 +23,7 @@ import (
 const usage = `usage: stackctl <command> [flags]
 
 commands:
-  up                     start the local stack (state, logs and env file in .local/stack) with the
+  up [--kms kms-standin] start the local stack (state, logs and env file in .local/stack) with the
                          sample key, alias and secret that the files of events/ name
   down                   stop it
   execute --input FILE [--state-machine FleetStateMachine] [--stack-dir DIR]
@@ -53,7 +53,10 @@ func main() {
 	dir := filepath.Join(root, ".local", "stack")
 	switch os.Args[1] {
 	case "up":
-		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true})
+		fs := flag.NewFlagSet("up", flag.ExitOnError)
+		kmsImpl := fs.String("kms", stack.KMSLocal, "the KMS emulator: local-kms (symmetric keys only), or kms-standin (HMAC, RSA and ECC keys too; tests/support/kmsstandin)")
+		_ = fs.Parse(os.Args[2:])
+		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true, KMS: *kmsImpl})
 		if err != nil {
 			fail(1, err)
 		}
