@@ -15,10 +15,11 @@ var helpOut io.Writer = os.Stdout
 // exitCodes is each subcommand's exit-code line where it differs from
 // the common one.
 var exitCodes = map[string]string{
-	"rotate":  "0 renewed (without --wait: started), 1 failed or not renewed, 2 bad usage or invalid input",
-	"status":  "0 success (with --check: nothing found), 1 failure or, with --check, something found, 2 bad usage",
-	"plan":    "0 success, 1 failure, 2 bad usage; with --detailed-exitcode: 0 nothing due, 1 error, 2 something due",
-	"history": "0 success, 1 failure reading the records, 2 bad usage",
+	"rotate":   "0 renewed (without --wait: started), 1 failed or not renewed, 2 bad usage or invalid input",
+	"status":   "0 success (with --check: nothing found), 1 failure or, with --check, something found, 2 bad usage",
+	"plan":     "0 success, 1 failure, 2 bad usage; with --detailed-exitcode: 0 nothing due, 1 error, 2 something due",
+	"selftest": "0 the rotation renewed the throwaway key and it was cleaned up, 1 otherwise, 2 bad usage",
+	"history":  "0 success, 1 failure reading the records, 2 bad usage",
 }
 
 // summaries are the subcommands' one-line summaries, filled by run from

@@ -43,6 +43,7 @@ var commands = []command{
 	{name: "status", summary: "managed keys: state, ValidTo, days left, last import, why a key is blocked; expiry outlook", run: runStatus},
 	{name: "plan", summary: "what the next scheduled run would renew and how long it would take, changing nothing", run: runPlan},
 	{name: "rotate", summary: "start a rotation of one key on the deployed state machine; --wait follows it state by state", run: runRotate},
+	{name: "selftest", summary: "prove a deployment: a throwaway key and secret, one rotation, verified, then cleaned up", run: runSelftest},
 	{name: "history", summary: "every import, token, failure and execution of a key, and whether it always had valid material", run: runHistory},
 }
 
