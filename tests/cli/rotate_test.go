@@ -49,7 +49,7 @@ func (c opsCLI) run(t *testing.T, args ...string) (string, string, int) {
 }
 
 // TestOperatorCommandsOnLocalStack: rotate (started and followed through
-// the Step Functions stand-in), history, status --check and plan
+// the Step Functions stand-in), history, status --check, selftest and plan
 // --detailed-exitcode on a local stack, with their exit codes.
 func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	root, err := stack.RepoRoot()
@@ -111,6 +111,11 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 	}
 	if out, _, code := c.run(t, "status", "--check", "--days", "40", "--key", alias); code != 1 || !strings.Contains(out, "expiring") {
 		t.Errorf("status --check --days 40: exit %d", code)
+	}
+	// selftest: a throwaway key and secret, one rotation, verified, cleaned up.
+	out, _, code = c.run(t, "selftest", "--wrapping-key-spec", "RSA_2048", "--poll", "200ms")
+	if code != 0 || !strings.Contains(out, "selftest passed") || !strings.Contains(out, "scheduled the throwaway key for deletion") || !strings.Contains(out, "deleted the secret") {
+		t.Errorf("selftest: exit %d", code)
 	}
 	// plan: nothing due right after the renewal.
 	if _, _, code := c.run(t, "plan", "--detailed-exitcode"); code != 0 {
