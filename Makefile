@@ -31,7 +31,7 @@ STATICCHECK := $(TOOLS)/bin/staticcheck
 UNIT_PKGS   := ./shared/... ./functions/... ./cmd/...
 MODULE       = $(shell $(GO) list -m)
 
-.PHONY: help tools run stack-up stack-down execute invoke pipeline test test-unit test-go test-node lint bench soak build clean
+.PHONY: help tools run stack-up stack-down execute invoke pipeline test test-unit test-go test-node lint bench soak deploy build clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
@@ -47,8 +47,8 @@ $(STACKCTL): $(STACKCTL_SRCS)
 run: tools $(STACKCTL) ## full local rotation on a fresh stack, shown step by step; stops what it started
 	@$(STACKCTL) demo
 
-stack-up: tools $(STACKCTL) ## start the local stack with the sample key and secret events/ name; endpoints in .local/stack/env (source it)
-	@$(STACKCTL) up
+stack-up: tools $(STACKCTL) ## start the local stack with the sample key and secret events/ name; endpoints in .local/stack/env (source it); KMS=kms-standin for HMAC, RSA and ECC keys
+	@$(STACKCTL) up $(if $(KMS),--kms "$(KMS)")
 
 stack-down: $(STACKCTL) ## stop the local stack
 	@$(STACKCTL) down
@@ -99,6 +99,10 @@ bench: tools $(STACKCTL) ## benchmarks: wrap cost; fleet throughput, per-functio
 
 soak: tools ## soak: a fleet (SOAK_KEYS=200) renewed over SOAK_RUNS=3 fleet runs with random faults, then every invariant checked (long; not in make test)
 	$(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 60m ./tests/faults/
+
+deploy: ## sam build and sam deploy with samconfig.toml (needs the SAM CLI and AWS credentials); DEPLOY_FLAGS=... for more
+	@command -v sam >/dev/null || { echo "make deploy: the SAM CLI (sam) is not on PATH; install it (https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html) and run make deploy again" >&2; exit 2; }
+	sam build && sam deploy $(DEPLOY_FLAGS)
 
 build: $(addprefix build-,$(FUNCTIONS)) ## every function's bootstrap for linux/arm64 under build/<LogicalId>/
 

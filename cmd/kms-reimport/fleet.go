@@ -17,12 +17,9 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/rotation"
@@ -34,10 +31,6 @@ func tableFlag(fs *flag.FlagSet) *string {
 	return fs.String("table", os.Getenv("TABLE_NAME"), "DynamoDB table of the deployment (default $TABLE_NAME)")
 }
 
-func awsConfig(ctx context.Context) (aws.Config, error) {
-	return config.LoadDefaultConfig(ctx)
-}
-
 func registryStore(ctx context.Context, table string) (*registry.Store, aws.Config, error) {
 	if table == "" {
 		return nil, aws.Config{}, errors.New("no table: pass --table or set TABLE_NAME (the stack output TableName)")
@@ -46,28 +39,35 @@ func registryStore(ctx context.Context, table string) (*registry.Store, aws.Conf
 	if err != nil {
 		return nil, cfg, err
 	}
-	return &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: table}, cfg, nil
+	return &registry.Store{DB: clients.db(cfg), Table: table}, cfg, nil
 }
 
+// newFlags is a subcommand's flag set; its help (--help, on stdout) has
+// the style of every subcommand: usage line, summary, flags, exit codes.
 func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: kms-reimport %s\n\n", usage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printHelp(helpOut, fs, usage) }
 	return fs
 }
 
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
+	out, help := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard) // parse errors are reported below, in one line
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = help
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			help()
 			return exitOK, false
 		}
+		fmt.Fprintf(out, "kms-reimport %s: %v (see 'kms-reimport %s --help')\n", fs.Name(), err, fs.Name())
 		return exitUsage, false
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(out, "kms-reimport %s: unexpected argument %q: all inputs are flags (see 'kms-reimport %s --help')\n", fs.Name(), fs.Arg(0), fs.Name())
 		return exitUsage, false
 	}
 	return 0, true
@@ -76,6 +76,8 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 // statusRow is one key in `status`.
 type statusRow struct {
 	KeyARN string `json:"keyArn"`
+	// Aliases are the key's alias names (status reads them from KMS).
+	Aliases []string `json:"aliases"`
 	// Status is active or blocked.
 	Status  string     `json:"status"`
 	ValidTo *time.Time `json:"validTo,omitempty"`
@@ -91,7 +93,7 @@ type statusRow struct {
 	Blocked *registry.Block `json:"blocked,omitempty"`
 	Secret  string          `json:"secretId"`
 	// Multi-Region keys: every replica's ValidTo; rotation policy.
-	Replicas     []registry.Replica `json:"replicas,omitempty"`
+	Replicas     []registry.Replica `json:"replicas"`
 	RotateEvery  string             `json:"rotateEvery,omitempty"`
 	LastRotation *time.Time         `json:"lastRotation,omitempty"`
 	Materials    int                `json:"materials,omitempty"`
@@ -103,6 +105,8 @@ type statusReport struct {
 	Keys        []statusRow `json:"keys"`
 	Blocked     int         `json:"blocked"`
 	Outlook     outlook     `json:"outlook"`
+	// Check is the result of --check (null without it).
+	Check *checkResult `json:"check"`
 }
 
 // outlook counts the KMS keys (registered keys and their replicas, each
@@ -137,7 +141,8 @@ func report(all []registry.Entry, now time.Time) statusReport {
 	for _, e := range all {
 		r := statusRow{KeyARN: e.KeyARN, Status: e.Status, ValidTo: e.CurrentValidTo, NextDue: e.NextDue, LastSuccess: e.LastSuccess,
 			LastError: e.LastError, LastFailure: e.LastFailure, Secret: e.SecretID,
-			Replicas: e.Replicas, RotateEvery: e.RotateEvery, LastRotation: e.LastRotation, Materials: e.Materials}
+			Replicas: append([]registry.Replica{}, e.Replicas...), RotateEvery: e.RotateEvery, LastRotation: e.LastRotation, Materials: e.Materials,
+			Aliases: []string{}}
 		if b := e.Block(); b != nil {
 			r.Status, r.Blocked = registry.Blocked, b
 			rep.Blocked++
@@ -186,64 +191,6 @@ func reportFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (*registry.S
 		return nil, false, exitUsage, false
 	}
 	return store, *asJSON, 0, true
-}
-
-func runStatus(args []string, stdout, stderr io.Writer) int {
-	store, asJSON, code, ok := reportFlags(newFlags("status", "status [--json]", stderr), args, stderr)
-	if !ok {
-		return code
-	}
-	all, err := store.All(context.Background())
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport status:", err)
-		return exitFailure
-	}
-	now := time.Now()
-	rep := report(all, now)
-	if asJSON {
-		return writeJSON(stdout, stderr, "status", rep)
-	}
-	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tSTATUS\tVALID TO\tDAYS LEFT\tLAST IMPORT\tLAST ERROR")
-	for _, r := range rep.Keys {
-		lastErr := "-"
-		if r.LastError != "" && (r.LastSuccess == nil || r.LastFailure.After(*r.LastSuccess)) {
-			lastErr = r.LastError + " at " + r.LastFailure.Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.KeyARN, r.Status, fmtTime(r.ValidTo), fmtDays(r.DaysLeft), fmtTime(r.LastSuccess), lastErr)
-		for _, rp := range r.Replicas {
-			fmt.Fprintf(tw, "  replica %s\t%s\t%s\t%s\t\t\n", rp.KeyARN, orDash(rp.State, "-"), fmtTime(rp.ValidTo), daysLeft(rp.ValidTo, now))
-		}
-		if r.RotateEvery != "" || r.Materials > 1 {
-			fmt.Fprintf(tw, "  materials %d, rotate every %s, last rotation %s\t\t\t\t\t\n", r.Materials, orDash(r.RotateEvery, "-"), fmtTime(r.LastRotation))
-		}
-	}
-	tw.Flush()
-	fmt.Fprintf(stdout, "%d keys, %d blocked\n", len(rep.Keys), rep.Blocked)
-	var blocked []blockedView
-	for _, r := range rep.Keys {
-		if r.Blocked != nil {
-			blocked = append(blocked, blockedView{KeyARN: r.KeyARN, Block: *r.Blocked, DaysLeft: r.DaysLeft})
-		}
-	}
-	printBlocked(stdout, blocked)
-	o := rep.Outlook
-	fmt.Fprintf(stdout, "\nExpiry outlook (KMS keys, replicas included): %d expired, %d within 7 days, %d within 30 days, %d within 90 days\n",
-		o.Expired, o.Within7Days, o.Within30Days, o.Within90Days)
-	if len(o.Next) > 0 {
-		fmt.Fprintf(stdout, "Next %d expiries:\n", len(o.Next))
-		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  KEY\tVALID TO\tDAYS LEFT")
-		for _, x := range o.Next {
-			k := x.KeyARN
-			if x.Primary != "" {
-				k += " (replica)"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%.1f\n", k, fmtTime(&x.ValidTo), x.DaysLeft)
-		}
-		tw.Flush()
-	}
-	return exitOK
 }
 
 // blockedView is a blocked key as status and plan print it.
@@ -308,10 +255,14 @@ func estimate(st planner.Stats, rate float64) planEstimate {
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("plan", "plan [--json] [--kms-rate N]", stderr)
-	rate := fs.Float64("kms-rate", rotation.DefaultRequestRate, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate (default 1, KMS's GetParametersForImport quota)")
+	fs := newFlags("plan", "plan [--json] [--kms-rate N] [--detailed-exitcode]", stderr)
+	rate := fs.Float64("kms-rate", rotation.DefaultRequestRate, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate; the default is KMS's GetParametersForImport quota")
+	detailed := fs.Bool("detailed-exitcode", false, "as in Terraform: exit 0 when nothing is due, 2 when some key is due, 1 on an error")
 	store, asJSON, code, ok := reportFlags(fs, args, stderr)
 	if !ok {
+		if *detailed && code == exitUsage {
+			return exitFailure // 2 means "something is due" here
+		}
 		return code
 	}
 	if !(*rate > 0) || math.IsInf(*rate, 0) {
@@ -338,8 +289,14 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	est := estimate(s.Stats, *rate)
+	if items == nil {
+		items = []planner.Item{}
+	}
 	if asJSON {
-		return writeJSON(stdout, stderr, "plan", map[string]any{"renew": items, "stats": s.Stats, "estimate": est})
+		if code := writeJSON(stdout, stderr, "plan", map[string]any{"renew": items, "stats": s.Stats, "estimate": est}); code != exitOK {
+			return code
+		}
+		return planExit(*detailed, len(items))
 	}
 	blocked := map[string]string{}
 	var views []blockedView
@@ -364,6 +321,18 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 	printBlocked(stdout, views)
 	fmt.Fprintf(stdout, "\nEstimated duration: about %s at %g KMS requests per second: %d keys due, %d imports, %d import-related KMS requests (%s).\n",
 		est.Duration, est.KMSRate, est.KeysDue, est.ImportItems, est.KMSRequests, est.Note)
+	return planExit(*detailed, len(items))
+}
+
+// exitDue is plan --detailed-exitcode's "something is due" (Terraform's
+// "changes present").
+const exitDue = 2
+
+// planExit is plan's exit code once the plan is printed.
+func planExit(detailed bool, due int) int {
+	if detailed && due > 0 {
+		return exitDue
+	}
 	return exitOK
 }
 

@@ -42,6 +42,9 @@ var commands = []command{
 	{name: "deregister", summary: "remove a key from the registry (its records stay); the only way a key leaves it", run: runDeregister},
 	{name: "status", summary: "managed keys: state, ValidTo, days left, last import, why a key is blocked; expiry outlook", run: runStatus},
 	{name: "plan", summary: "what the next scheduled run would renew and how long it would take, changing nothing", run: runPlan},
+	{name: "rotate", summary: "start a rotation of one key on the deployed state machine; --wait follows it state by state", run: runRotate},
+	{name: "selftest", summary: "prove a deployment: a throwaway key and secret, one rotation, verified, then cleaned up", run: runSelftest},
+	{name: "history", summary: "every import, token, failure and execution of a key, and whether it always had valid material", run: runHistory},
 }
 
 // lookup finds a subcommand by name.
@@ -61,11 +64,18 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	helpOut = stdout
+	for _, c := range commands {
+		summaries[c.name] = c.summary
+	}
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
 	}
 	switch args[0] {
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, "kms-reimport", version())
+		return exitOK
 	case "-h", "-help", "--help", "help":
 		if len(args) > 1 {
 			if c, ok := lookup(args[1]); ok {
@@ -94,6 +104,6 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
 	}
-	b.WriteString("\nRun 'kms-reimport <subcommand> --help' for its flags.\nExit codes: 0 success, 1 failure, 2 bad usage or invalid input.\n")
+	b.WriteString("\nRun 'kms-reimport <subcommand> --help' for its flags.\nRun 'kms-reimport --version' for the version.\nExit codes: 0 success, 1 failure (or, for checks, something found), 2 bad usage or invalid input.\n")
 	io.WriteString(w, b.String())
 }

@@ -51,20 +51,21 @@ type policyValues struct {
 	regions  string
 }
 
-// bindPolicy defines a flag for every field of flow.Policy.
-func bindPolicy(fs *flag.FlagSet) *policyValues {
+// bindPolicy defines a flag for every field of flow.Policy, the one set
+// register and rotate share; renewBefore is its --renew-before default.
+func bindPolicy(fs *flag.FlagSet, renewBefore string) *policyValues {
 	v := &policyValues{}
 	fs.StringVar(&v.p.SecretVersionStage, policyFlags["SecretVersionStage"], "", "staging label of the secret version to import (default AWSCURRENT)")
 	fs.StringVar(&v.p.ValidFor, policyFlags["ValidFor"], "", "validity of each import, e.g. 2160h or 90d (at most 365d)")
 	fs.BoolVar(&v.noExpiry, policyFlags["ExpirationModel"], false, "import with KEY_MATERIAL_DOES_NOT_EXPIRE instead of --valid-for")
-	fs.StringVar(&v.p.RenewBefore, policyFlags["RenewBefore"], "336h", "renew this long before ValidTo")
+	fs.StringVar(&v.p.RenewBefore, policyFlags["RenewBefore"], renewBefore, "renew this long before ValidTo (default: the deployment's RenewBefore)")
 	fs.StringVar(&v.p.WrappingAlgorithm, policyFlags["WrappingAlgorithm"], "", "wrapping algorithm (default: the best for the key type)")
 	fs.StringVar(&v.p.WrappingKeySpec, policyFlags["WrappingKeySpec"], "", "RSA_2048, RSA_3072 or RSA_4096 (default RSA_4096)")
-	fs.BoolVar(&v.p.AllowLegacyWrapping, policyFlags["AllowLegacyWrapping"], false, "allow RSAES_PKCS1_V1_5 wrapping: refused here, the registry doesn't keep it (an execution input may set it)")
+	fs.BoolVar(&v.p.AllowLegacyWrapping, policyFlags["AllowLegacyWrapping"], false, "allow RSAES_PKCS1_V1_5 wrapping, for this execution only (register refuses it: the registry doesn't keep it)")
 	fs.StringVar(&v.p.RotateEvery, policyFlags["RotateEvery"], "", "rotate to new key material this often, e.g. 90d (at least 90d; needs --new-material-stage or --generate-material)")
 	fs.StringVar(&v.p.NewMaterialStage, policyFlags["NewMaterialStage"], "", "staging label of the secret version holding a scheduled rotation's new material")
 	fs.BoolVar(&v.p.GenerateMaterial, policyFlags["GenerateMaterial"], false, "generate a scheduled rotation's new material (stored first as a new secret version)")
-	fs.StringVar(&v.regions, policyFlags["Regions"], "", "Regions of a multi-Region key to renew, comma separated: refused here, the registry doesn't keep it (an execution input may set it)")
+	fs.StringVar(&v.regions, policyFlags["Regions"], "", "Regions of a multi-Region key to renew, comma separated, for this execution only (register refuses it: the registry doesn't keep it)")
 	return v
 }
 
@@ -230,7 +231,7 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 	table := tableFlag(fs)
 	keyID := fs.String("key", "", "key ARN, key id or alias (resolved to the key ARN)")
 	secret := fs.String("secret", "", "secret ARN or name holding the key material")
-	pv := bindPolicy(fs)
+	pv := bindPolicy(fs, "336h")
 	tag, prefix := deploymentFlags(fs)
 	dryRun := fs.Bool("dry-run", false, "check the key, the secret and the policy; register nothing")
 	if code, ok := parse(fs, args); !ok {

@@ -59,7 +59,7 @@ func TestRegisterSetsEveryPolicyField(t *testing.T) {
 				t.Fatalf("flow.Policy.%s has no register flag: add it to policyFlags and bindPolicy", field.Name)
 			}
 			fs := flag.NewFlagSet("register", flag.ContinueOnError)
-			v := bindPolicy(fs)
+			v := bindPolicy(fs, "336h")
 			before := reflect.ValueOf(v.policy()).Field(i).Interface()
 			fl := fs.Lookup(name)
 			if fl == nil {
@@ -166,15 +166,15 @@ func TestCheckRegistration(t *testing.T) {
 	}
 }
 
-// fakeKMS answers DescribeKey for one key (by ARN or alias) and lists its
+// oneKeyKMS answers DescribeKey for one key (by ARN or alias) and lists its
 // tags; fakeSecrets holds one secret.
-type fakeKMS struct {
+type oneKeyKMS struct {
 	md   *types.KeyMetadata
 	tags []types.Tag
 	err  error
 }
 
-func (k fakeKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
+func (k oneKeyKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
 	if k.err != nil {
 		return nil, k.err
 	}
@@ -184,7 +184,7 @@ func (k fakeKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...f
 	return &kms.DescribeKeyOutput{KeyMetadata: k.md}, nil
 }
 
-func (k fakeKMS) ListResourceTags(context.Context, *kms.ListResourceTagsInput, ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error) {
+func (k oneKeyKMS) ListResourceTags(context.Context, *kms.ListResourceTagsInput, ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error) {
 	return &kms.ListResourceTagsOutput{Tags: k.tags}, nil
 }
 
@@ -207,7 +207,7 @@ func (s fakeSecrets) GetSecretValue(_ context.Context, in *secretsmanager.GetSec
 func TestGatherFacts(t *testing.T) {
 	ctx := context.Background()
 	r := &flow.Request{KeyID: "alias/payments", SecretID: testSecret, Policy: flow.Policy{SecretVersionStage: "AWSCURRENT"}}
-	k := fakeKMS{md: importable(), tags: []types.Tag{{TagKey: aws.String("kms-reimport:managed"), TagValue: aws.String("true")}}}
+	k := oneKeyKMS{md: importable(), tags: []types.Tag{{TagKey: aws.String("kms-reimport:managed"), TagValue: aws.String("true")}}}
 	f, err := gatherFacts(ctx, k, fakeSecrets{binary: bytes.Repeat([]byte{7}, 32)}, r)
 	if err != nil || f.MaterialLen != 32 || f.MaterialErr != nil || f.Tags["kms-reimport:managed"] != "true" || *f.Key.Arn != testKeyARN {
 		t.Fatalf("facts %+v, %v", f, err)
@@ -235,7 +235,7 @@ func TestGatherFacts(t *testing.T) {
 // registry is keyed on, and takes a key ARN as given.
 func TestKeyARN(t *testing.T) {
 	ctx := context.Background()
-	k := fakeKMS{md: importable()}
+	k := oneKeyKMS{md: importable()}
 	for _, id := range []string{"alias/payments", testKeyARN} {
 		if got, err := keyARN(ctx, k, id); err != nil || got != testKeyARN {
 			t.Errorf("keyARN(%s) = %q, %v; want %s", id, got, err, testKeyARN)
@@ -245,7 +245,7 @@ func TestKeyARN(t *testing.T) {
 		t.Errorf("unknown alias: %v; want KeyNotFound", err)
 	}
 	gone := "arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321"
-	if got, err := keyARN(ctx, fakeKMS{err: errors.New("must not be called")}, gone); err != nil || got != gone {
+	if got, err := keyARN(ctx, oneKeyKMS{err: errors.New("must not be called")}, gone); err != nil || got != gone {
 		t.Errorf("a key ARN is resolved through KMS: %q, %v", got, err)
 	}
 }

@@ -1,5 +1,6 @@
 // Package cli_test runs the kms-reimport command, built as an operator
-// builds it, against a registry on DynamoDB Local.
+// builds it, against a registry on DynamoDB Local and against the local
+// stack.
 package cli_test
 
 import (

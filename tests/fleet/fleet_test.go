@@ -115,6 +115,10 @@ func TestFleetOf200KeysRenewedByOneRun(t *testing.T) {
 	if stats.Pages < 4 || stats.Due < n {
 		t.Errorf("fleet stats: %+v (want >= 4 pages of 64 and %d due)", stats, n)
 	}
+	// The run's output counts its rotations (fleet.asl.json: CountResults).
+	if stats.Renewed < n || stats.Failed != 0 || stats.FailedKeys == nil || len(stats.FailedKeys) != 0 {
+		t.Errorf("fleet results: renewed %d, failed %d %v; want >= %d renewed, none failed", stats.Renewed, stats.Failed, stats.FailedKeys, n)
+	}
 	if ex.ChildExecutions["SUCCEEDED"] < n || ex.ChildExecutions["FAILED"] != 0 {
 		t.Fatalf("child executions: %v", ex.ChildExecutions)
 	}
@@ -214,6 +218,14 @@ func TestBlockedKeysAreRetriedUntilKMSAllows(t *testing.T) {
 	}
 	if blockedIn(stats) != 2 {
 		t.Fatalf("fleet run does not report the two blocked keys: %+v", stats)
+	}
+	// ... and says their rotations failed, naming them.
+	failed := map[string]bool{}
+	for _, f := range stats.FailedKeys {
+		failed[f.KeyID] = f.Error != ""
+	}
+	if stats.Failed != 2 || !failed[arns[0]] || !failed[arns[1]] {
+		t.Fatalf("fleet output does not name the two failed rotations: failed %d, %+v", stats.Failed, stats.FailedKeys)
 	}
 	for _, arn := range arns[:2] {
 		recs, _ := aud.List(ctx, arn)

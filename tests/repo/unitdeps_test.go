@@ -141,15 +141,16 @@ func TestUnitPackagesNeedNoEmulator(t *testing.T) {
 }
 
 // TestUnitDepsCheckSeesEmulators: the check above finds what it looks
-// for: the stores' own tests reach DynamoDB Local's support.
+// for: the stores' own tests reach DynamoDB Local's support, the
+// command's tests that or the local stack.
 func TestUnitDepsCheckSeesEmulators(t *testing.T) {
 	found := emulatorImports(t, "tests/stores", "tests/cli")
 	for _, pkg := range []string{"tests/stores_test", "tests/cli_test"} {
 		chain, ok := found[pkg]
 		if !ok {
 			t.Errorf("%s not reported as reaching DynamoDB Local's support: the check finds nothing (found %v)", pkg, found)
-		} else if chain[len(chain)-1] != "tests/support/ddblocal" {
-			t.Errorf("%s: chain %v, want it to end at tests/support/ddblocal", pkg, chain)
+		} else if end := chain[len(chain)-1]; end != "tests/support/ddblocal" && end != "infra/local/stack" {
+			t.Errorf("%s: chain %v, want it to end at tests/support/ddblocal or infra/local/stack", pkg, chain)
 		}
 	}
 }

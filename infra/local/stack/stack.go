@@ -257,7 +257,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		return st, err
 	}
 	logf("building %d functions for this host", len(tmpl.Functions))
-	if err := buildHost(ctx, o.Root, filepath.Join(o.Dir, "build"), tmpl.Functions); err != nil {
+	if err := buildHost(ctx, o.Root, filepath.Join(o.Dir, "build"), tmpl.Functions, logf); err != nil {
 		return st, err
 	}
 
@@ -601,9 +601,11 @@ func (st *Stack) createTable(ctx context.Context, t TableSpec) error {
 }
 
 // buildHost compiles every function for this machine (the runtime
-// emulator runs host binaries), in one go build for speed.
-func buildHost(ctx context.Context, root, out string, fns []Function) error {
-	for _, f := range fns {
+// emulator runs host binaries), saying as each one is built: the first
+// build of a fresh clone takes minutes.
+func buildHost(ctx context.Context, root, out string, fns []Function, logf func(string, ...any)) error {
+	for i, f := range fns {
+		start := time.Now()
 		dir := filepath.Join(out, f.LogicalID)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -611,6 +613,7 @@ func buildHost(ctx context.Context, root, out string, fns []Function) error {
 		if err := goBuild(ctx, root, filepath.Join(dir, "bootstrap"), "./"+f.Dir, []string{"-tags", "lambda.norpc"}); err != nil {
 			return fmt.Errorf("building %s: %w", f.LogicalID, err)
 		}
+		logf("  built %s (%d/%d) in %s", f.LogicalID, i+1, len(fns), time.Since(start).Round(100*time.Millisecond))
 	}
 	return nil
 }

@@ -4,10 +4,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,7 +23,7 @@ import (
 const usage = `usage: stackctl <command> [flags]
 
 commands:
-  up                     start the local stack (state, logs and env file in .local/stack) with the
+  up [--kms kms-standin] start the local stack (state, logs and env file in .local/stack) with the
                          sample key, alias and secret that the files of events/ name
   down                   stop it
   execute --input FILE [--state-machine FleetStateMachine] [--stack-dir DIR]
@@ -50,7 +53,10 @@ func main() {
 	dir := filepath.Join(root, ".local", "stack")
 	switch os.Args[1] {
 	case "up":
-		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true})
+		fs := flag.NewFlagSet("up", flag.ExitOnError)
+		kmsImpl := fs.String("kms", stack.KMSLocal, "the KMS emulator: local-kms (symmetric keys only), or kms-standin (HMAC, RSA and ECC keys too; tests/support/kmsstandin)")
+		_ = fs.Parse(os.Args[2:])
+		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true, KMS: *kmsImpl})
 		if err != nil {
 			fail(1, err)
 		}
@@ -89,7 +95,7 @@ func main() {
 		if err != nil {
 			fail(2, fmt.Errorf("no local stack running (make stack-up): %w", err))
 		}
-		in, err := os.ReadFile(*input)
+		in, err := readInput(*input)
 		if err != nil {
 			fail(2, err)
 		}
@@ -99,16 +105,21 @@ func main() {
 				fail(1, err)
 			}
 			printJSON(ex)
-			if ex.Status != "SUCCEEDED" {
+			if ex.Status != "SUCCEEDED" || failedRotations(ex.Output) > 0 {
 				os.Exit(1)
 			}
 			return
 		}
-		ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{Human: true, Out: os.Stdout, StateMachine: *sm})
+		var out bytes.Buffer
+		ex, err := st.Execute(ctx, root, in, stack.ExecuteOptions{Human: true, Out: io.MultiWriter(os.Stdout, &out), StateMachine: *sm})
 		if err != nil {
 			fail(1, err)
 		}
 		if ex.Status != "SUCCEEDED" {
+			os.Exit(1)
+		}
+		if n := failedRotations(humanOutput(out.Bytes())); n > 0 {
+			fmt.Fprintf(os.Stderr, "stackctl: the fleet run succeeded but %d rotation(s) failed (stats.failedKeys above)\n", n)
 			os.Exit(1)
 		}
 	case "invoke":
@@ -135,4 +146,55 @@ func fail(code int, err error) {
 func printJSON(v any) {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	fmt.Println(string(b))
+}
+
+// readInput reads an execution input file and refuses one that is not
+// JSON, naming the user's file and where it breaks (exit 2, before any
+// execution).
+func readInput(path string) ([]byte, error) {
+	in, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(in, &v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line := 1 + bytes.Count(in[:se.Offset], []byte("\n"))
+			return nil, fmt.Errorf("%s: not valid JSON (line %d, byte %d): %v", path, line, se.Offset, err)
+		}
+		return nil, fmt.Errorf("%s: not valid JSON: %v", path, err)
+	}
+	return in, nil
+}
+
+// humanOutput is the output document the runner prints after its
+// "SUCCEEDED <arn>" line (infra/local/sfn/README.md, "Output").
+func humanOutput(b []byte) []byte {
+	i := bytes.LastIndex(b, []byte("\nSUCCEEDED "))
+	if i < 0 {
+		if !bytes.HasPrefix(b, []byte("SUCCEEDED ")) {
+			return nil
+		}
+		i = -1
+	}
+	rest := b[i+1:]
+	nl := bytes.IndexByte(rest, '\n')
+	if nl < 0 {
+		return nil
+	}
+	return rest[nl+1:]
+}
+
+// failedRotations is a fleet run's stats.failed (its output); 0 for any
+// other output.
+func failedRotations(output []byte) int {
+	var o struct {
+		Failed int `json:"failed"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(output))
+	if err := dec.Decode(&o); err != nil {
+		return 0
+	}
+	return o.Failed
 }

@@ -27,6 +27,56 @@ type State struct {
 	// MaxConcurrencyPath), sized to the KMS request quotas.
 	MaxConcurrency int   `json:"maxConcurrency"`
 	Stats          Stats `json:"stats"`
+	// Results are the previous page's rotations as the fleet's Map
+	// returned them (its ResultPath); the next call counts them into
+	// Stats and drops them.
+	Results []Result `json:"results,omitempty"`
+}
+
+// Result is one rotation of a fleet run as the fleet's Map returns it
+// (infra/statemachine/fleet.asl.json: RotateKey's ResultSelector, or
+// RotationFailed).
+type Result struct {
+	// Status is the child execution's: SUCCEEDED, or FAILED for any
+	// other ending (the Catch).
+	Status string `json:"status"`
+	// Outcome is a succeeded execution's summary outcome: RENEWED or
+	// ALREADY_IN_PROGRESS.
+	Outcome string `json:"outcome,omitempty"`
+	// KeyID and Error name a failed rotation's key and error.
+	KeyID string `json:"keyId,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// FailedKey is a key whose rotation failed in this fleet run.
+type FailedKey struct {
+	KeyID string `json:"keyId"`
+	Error string `json:"error"`
+}
+
+// MaxFailedKeys bounds Stats.FailedKeys (the run's state stays small);
+// Failed counts them all.
+const MaxFailedKeys = 50
+
+// Tally counts a page's rotations into the run's stats: a pure function
+// of the results.
+func (st *Stats) Tally(rs []Result) {
+	if st.FailedKeys == nil {
+		st.FailedKeys = []FailedKey{}
+	}
+	for _, r := range rs {
+		switch {
+		case r.Status == "SUCCEEDED" && r.Outcome == "RENEWED":
+			st.Renewed++
+		case r.Status == "SUCCEEDED":
+			st.NotRenewed++ // another execution held the key
+		default:
+			st.Failed++
+			if len(st.FailedKeys) < MaxFailedKeys {
+				st.FailedKeys = append(st.FailedKeys, FailedKey{KeyID: r.KeyID, Error: r.Error})
+			}
+		}
+	}
 }
 
 // Item is the execution input of one rotation (see the README): the
@@ -64,6 +114,13 @@ type Stats struct {
 	ImportItems int `json:"importItems"`
 	// Reasons counts the keys by why they are (not) due.
 	Reasons map[string]int `json:"reasons,omitempty"`
+	// The run's rotations, counted from the Map's results (Tally):
+	// renewed, not renewed because another execution held the key, and
+	// failed, with the failed keys named (up to MaxFailedKeys).
+	Renewed    int         `json:"renewed"`
+	NotRenewed int         `json:"notRenewed"`
+	Failed     int         `json:"failed"`
+	FailedKeys []FailedKey `json:"failedKeys"`
 }
 
 // BlockedKey is one blocked key in Stats.
@@ -123,7 +180,14 @@ type Stage struct {
 // which starts a fresh run. The run's metrics are emitted with its last
 // page.
 func (p *Stage) Run(ctx context.Context, raw json.RawMessage) (State, error) {
-	out, err := p.Plan(ctx, Decode(raw))
+	s := Decode(raw)
+	if s.Stats.Pages > 0 && s.Next == "" {
+		// The run has read the registry to its end (the fleet's
+		// CountResults): count the last page's rotations, plan nothing.
+		s.Stats.Tally(s.Results)
+		return State{Items: []Item{}, MaxConcurrency: s.MaxConcurrency, Stats: s.Stats}, nil
+	}
+	out, err := p.Plan(ctx, s)
 	if err == nil && out.Next == "" {
 		out.Stats.EmitMetrics()
 	}
@@ -150,6 +214,7 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	}
 	out := State{Next: page.Next, Items: []Item{}, Stats: s.Stats, MaxConcurrency: mc}
 	st := &out.Stats
+	st.Tally(s.Results)
 	st.Pages++
 	if st.Reasons == nil {
 		st.Reasons = map[string]int{}
