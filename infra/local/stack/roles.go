@@ -46,6 +46,12 @@ func LocalDeployment(params map[string]string, physical map[string]string) Deplo
 	return Deployment{Partition: "aws", Region: Region, Account: Account, StackName: "kms-reimport-local", Params: params, Physical: physical}
 }
 
+// resource is one resource of the resolved template.
+type resource struct {
+	Type       string         `json:"Type"`
+	Properties map[string]any `json:"Properties"`
+}
+
 // LoadRoles resolves the execution role of every function in template.yaml.
 func LoadRoles(path string, d Deployment) ([]Role, error) {
 	data, err := os.ReadFile(path)
@@ -57,10 +63,7 @@ func LoadRoles(path string, d Deployment) ([]Role, error) {
 		return nil, fmt.Errorf("processing %s: %w", path, err)
 	}
 	var doc struct {
-		Resources map[string]struct {
-			Type       string         `json:"Type"`
-			Properties map[string]any `json:"Properties"`
-		} `json:"Resources"`
+		Resources map[string]resource `json:"Resources"`
 	}
 	if err := json.Unmarshal(js, &doc); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -79,6 +82,7 @@ func LoadRoles(path string, d Deployment) ([]Role, error) {
 		out := Role{Function: id, Name: r.roleName(roleID), ARN: roleArn}
 		out.Session = fmt.Sprintf("arn:%s:sts::%s:assumed-role/%s/%s", d.Partition, d.Account, out.Name, id)
 		pols, _ := role.Properties["Policies"].([]any)
+		pols = append(pols, attached(doc.Resources, roleID, out.Name)...)
 		for _, p := range prune(pols).([]any) {
 			m, _ := p.(map[string]any)
 			doc := m["PolicyDocument"]
@@ -95,6 +99,32 @@ func LoadRoles(path string, d Deployment) ([]Role, error) {
 	}
 	sort.Slice(roles, func(i, j int) bool { return roles[i].Function < roles[j].Function })
 	return roles, nil
+}
+
+// attached is every AWS::IAM::ManagedPolicy of the template that names
+// the role (by its Ref, which resolves to its logical id or its name) in
+// its Roles, in the shape of an inline policy: IAM evaluates the two alike.
+func attached(resources map[string]resource, roleID, roleName string) []any {
+	var out []any
+	ids := make([]string, 0, len(resources))
+	for id := range resources {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		res := resources[id]
+		if res.Type != "AWS::IAM::ManagedPolicy" {
+			continue
+		}
+		roles, _ := res.Properties["Roles"].([]any)
+		for _, r := range roles {
+			if r == roleID || r == roleName {
+				out = append(out, map[string]any{"PolicyName": id, "PolicyDocument": res.Properties["PolicyDocument"]})
+				break
+			}
+		}
+	}
+	return out
 }
 
 // prune drops what resolved to nothing (AWS::NoValue): nil map values and
