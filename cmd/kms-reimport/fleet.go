@@ -21,6 +21,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
@@ -254,8 +255,27 @@ func estimate(st planner.Stats, rate float64) planEstimate {
 	return e
 }
 
+// planReader reads keys from KMS for plan, each in its own Region
+// (KMS_ENDPOINTS_BY_REGION as the functions read it).
+func planReader(ctx context.Context, rate float64) (planner.KeyReader, error) {
+	if !(rate > 0) || math.IsInf(rate, 0) {
+		return nil, fmt.Errorf("--kms-read-rate %v: want a positive number of requests per second", rate)
+	}
+	cfg, err := awsConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := kmsaccess.FromEnv(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return kmsaccess.Describing{Regional: c}, nil
+}
+
 func runPlan(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("plan", "plan [--json] [--kms-rate N] [--detailed-exitcode]", stderr)
+	fs := newFlags("plan", "plan [--json] [--kms-rate N] [--no-kms] [--detailed-exitcode]", stderr)
+	noKMS := fs.Bool("no-kms", false, "plan from the registry alone, without reading each key's state from KMS (DescribeKey); the fleet run always reads KMS")
+	readRate := fs.Float64("kms-read-rate", rotation.DefaultReadRate, "requests per second of the DescribeKey reads the plan makes (the planner's KMS_READ_RATE)")
 	rate := fs.Float64("kms-rate", rotation.DefaultRequestRate, "requests per second of the import-related KMS calls (GetParametersForImport, ImportKeyMaterial) a run is paced at: the deployment's KmsRequestRate; the default is KMS's GetParametersForImport quota")
 	detailed := fs.Bool("detailed-exitcode", false, "as in Terraform: exit 0 when nothing is due, 2 when some key is due, 1 on an error")
 	store, asJSON, code, ok := reportFlags(fs, args, stderr)
@@ -269,42 +289,60 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kms-reimport plan: --kms-rate %v: want a positive number of requests per second\n", *rate)
 		return exitUsage
 	}
+	var err error
 	// The planner's per-key warnings are for the Lambda's log; here the
 	// output says it all.
 	ctx := telemetry.WithLogger(context.Background(), slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	// The planner the schedule runs, page by page; it changes nothing.
-	p := &planner.Stage{Registry: store, PageSize: 1000, Report: true}
-	var items []planner.Item
-	s := planner.State{}
-	var err error
-	for {
-		s, err = p.Plan(ctx, s)
-		if err != nil {
+	p := &planner.Stage{Registry: store, PageSize: 1000, Report: true, AlarmDays: defaultExpiryAlarmDays}
+	if !*noKMS {
+		if p.KMS, err = planReader(ctx, *readRate); err != nil {
 			fmt.Fprintln(stderr, "kms-reimport plan:", err)
-			return exitFailure
+			return exitUsage
 		}
-		items = append(items, s.Items...)
-		if s.Next == "" {
-			break
-		}
+		p.Pace = &planner.Pacer{Rate: *readRate}
+	}
+	items, s, err := planAll(ctx, p)
+	if err != nil {
+		fmt.Fprintln(stderr, "kms-reimport plan:", err)
+		return exitFailure
 	}
 	est := estimate(s.Stats, *rate)
-	if items == nil {
-		items = []planner.Item{}
-	}
 	if asJSON {
 		if code := writeJSON(stdout, stderr, "plan", map[string]any{"renew": items, "stats": s.Stats, "estimate": est}); code != exitOK {
 			return code
 		}
 		return planExit(*detailed, len(items))
 	}
+	printPlan(stdout, items, s.Stats, p, est)
+	return planExit(*detailed, len(items))
+}
+
+// planAll runs the planner over every page of the registry.
+func planAll(ctx context.Context, p *planner.Stage) ([]planner.Item, planner.State, error) {
+	items := []planner.Item{}
+	s := planner.State{}
+	for {
+		var err error
+		if s, err = p.Plan(ctx, s); err != nil {
+			return nil, s, err
+		}
+		items = append(items, s.Items...)
+		if s.Next == "" {
+			return items, s, nil
+		}
+	}
+}
+
+// printPlan is plan's text output.
+func printPlan(stdout io.Writer, items []planner.Item, st planner.Stats, p *planner.Stage, est planEstimate) {
 	blocked := map[string]string{}
 	var views []blockedView
-	for _, b := range s.Stats.BlockedKeys {
+	for _, b := range st.BlockedKeys {
 		blocked[b.KeyARN] = b.Error
 		views = append(views, blockedView{KeyARN: b.KeyARN, Block: b.Block, DaysLeft: tenths(b.DaysLeft)})
 	}
-	fmt.Fprintf(stdout, "The next scheduled run would renew %d of %d keys (%d blocked):\n", len(items), s.Stats.Scanned, s.Stats.Blocked)
+	fmt.Fprintf(stdout, "The next scheduled run would renew %d of %d keys (%d blocked):\n", len(items), st.Scanned, st.Blocked)
 	for _, it := range items {
 		what := ""
 		switch {
@@ -319,9 +357,12 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  %s  from %s, valid for %s%s\n", it.KeyID, it.SecretID, orDash(it.ValidFor, "no expiry"), what)
 	}
 	printBlocked(stdout, views)
+	if p.KMS != nil {
+		fmt.Fprintf(stdout, "\nFrom KMS: %d keys expire earlier than the registry says (renewed by the run), %d within %g days, %d replicas gone, %d pending deletion, %d keys not read (planned from the registry).\n",
+			st.Drifted, st.ExpiringSoon, p.AlarmDays, st.ReplicasGone, st.ReplicasLeaving, st.Unread)
+	}
 	fmt.Fprintf(stdout, "\nEstimated duration: about %s at %g KMS requests per second: %d keys due, %d imports, %d import-related KMS requests (%s).\n",
 		est.Duration, est.KMSRate, est.KeysDue, est.ImportItems, est.KMSRequests, est.Note)
-	return planExit(*detailed, len(items))
 }
 
 // exitDue is plan --detailed-exitcode's "something is due" (Terraform's

@@ -20,7 +20,8 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 )
 
-// defaultExpiryAlarmDays is the template's ExpiryAlarmDays default.
+// defaultExpiryAlarmDays is the template's ExpiryAlarmDays default (status
+// --check's, and plan's count of the keys a run reports KeysExpiringSoon).
 const defaultExpiryAlarmDays = 7
 
 // Finding reasons of status --check.

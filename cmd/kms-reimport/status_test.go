@@ -134,20 +134,20 @@ func TestPlanDetailedExitcode(t *testing.T) {
 	now := time.Now().UTC()
 	far := now.Add(60 * 24 * time.Hour)
 	registerFake(t, f, registry.Entry{KeyARN: testKey, SecretID: "s", Status: registry.Active, CurrentValidTo: &far, LastSuccess: &now, Policy: flow.Policy{ValidFor: "2160h", RenewBefore: "336h"}})
-	if out, errOut, code := cliRun("plan", "--table", "t", "--detailed-exitcode"); code != exitOK {
+	if out, errOut, code := cliRun("plan", "--no-kms", "--table", "t", "--detailed-exitcode"); code != exitOK {
 		t.Fatalf("nothing due: exit %d\n%s%s", code, out, errOut)
 	}
-	if _, _, code := cliRun("plan", "--table", "t"); code != exitOK {
+	if _, _, code := cliRun("plan", "--no-kms", "--table", "t"); code != exitOK {
 		t.Fatalf("without the flag: exit %d", code)
 	}
 	registerFake(t, f, registry.Entry{KeyARN: otherKey, SecretID: "s", Status: registry.Active, Policy: flow.Policy{ValidFor: "720h", RenewBefore: "336h"}})
-	if out, errOut, code := cliRun("plan", "--table", "t", "--detailed-exitcode"); code != exitDue {
+	if out, errOut, code := cliRun("plan", "--no-kms", "--table", "t", "--detailed-exitcode"); code != exitDue {
 		t.Fatalf("a key due: exit %d\n%s%s", code, out, errOut)
 	}
-	if _, _, code := cliRun("plan", "--table", "t", "--detailed-exitcode", "--json"); code != exitDue {
+	if _, _, code := cliRun("plan", "--no-kms", "--table", "t", "--detailed-exitcode", "--json"); code != exitDue {
 		t.Fatalf("a key due, --json: exit %d", code)
 	}
-	if _, _, code := cliRun("plan", "--table", "t"); code != exitOK {
+	if _, _, code := cliRun("plan", "--no-kms", "--table", "t"); code != exitOK {
 		t.Fatalf("a key due without the flag: exit %d", code)
 	}
 	if _, _, code := cliRun("plan", "--table", "", "--detailed-exitcode"); code != exitFailure {

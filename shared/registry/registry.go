@@ -138,6 +138,7 @@ type DB interface {
 	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 }
 
 // Store reads and writes registry entries.
@@ -471,4 +472,28 @@ func (s *Store) All(ctx context.Context) ([]Entry, error) {
 		}
 		next = p.Next
 	}
+}
+
+// DropReplica takes a replica KMS no longer has out of the entry of
+// keyARN, where the caller saw it at position at of the replica list: one
+// UpdateItem, conditional on the list still holding that replica there, so
+// a concurrent change (a renewal rewriting the list, a deregistration) is
+// never undone; then the next run looks again. No read: the planner has
+// the entry from its page.
+func (s *Store) DropReplica(ctx context.Context, keyARN string, at int, replicaARN string) error {
+	path := fmt.Sprintf("replicas[%d]", at)
+	_, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: &s.Table, Key: key(keyARN),
+		UpdateExpression:          aws.String("REMOVE " + path),
+		ConditionExpression:       aws.String("attribute_exists(pk) AND " + path + ".keyArn = :r"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":r": &types.AttributeValueMemberS{Value: replicaARN}},
+		ReturnValues:              types.ReturnValueNone,
+	})
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("taking replica %s out of the registry entry of %s: %w", replicaARN, keyARN, err)
+	}
+	return nil
 }

@@ -321,8 +321,11 @@ func targets(f Facts) ([]flow.Target, error) {
 			rmd.Arn = aws.String(rp.ARN)
 		}
 		// A replica has its primary's key spec; origin and state are its
-		// own. The refusal carries the facts the registry decides on.
-		if err := kmsaccess.CheckReplica(&rmd, arn); err != nil {
+		// own. The refusal carries the facts the registry decides on. A
+		// replica outside the request's "regions" is not renewed, so its
+		// state (say PendingDeletion) blocks nothing.
+		renewed := len(r.Regions) == 0 || slices.Contains(r.Regions, rp.Region)
+		if err := kmsaccess.CheckReplica(&rmd, arn); err != nil && renewed {
 			return nil, err
 		}
 		ts = append(ts, flow.Target{Region: rp.Region, KeyARN: rp.ARN, Replica: true, StateBefore: string(rmd.KeyState), ValidToBefore: rmd.ValidTo})

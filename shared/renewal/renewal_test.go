@@ -236,6 +236,16 @@ func TestDecide(t *testing.T) {
 			Replicas:  replicaOf(types.KeyStateEnabled, types.OriginTypeExternal),
 			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateCurrent, "")}, Map: mapped("m1"), Secrets: reads(ver("m1"))},
 			wantErr: flow.InvalidInput, wantMsg: "names ap-south-1"},
+		// Issue 16, scenario 4: a replica pending deletion outside the
+		// request's "regions" blocks nothing; inside them it still refuses.
+		{name: "regions filter: the primary only, replica pending deletion", f: Facts{Request: request(func(r *flow.Request) { r.Regions = []string{"eu-west-2"} }), Key: multiRegion(key(types.KeyStateEnabled, true)),
+			Replicas:  replicaOf(types.KeyStatePendingDeletion, types.OriginTypeExternal),
+			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateCurrent, "")}, Map: mapped("m1"), Secrets: reads(ver("m1"))},
+			want: []string{"eu-west-2 EXISTING_KEY_MATERIAL m1 ver-m1"}, wantVer: "ver-m1", wantSkips: []string{"us-east-1"}},
+		{name: "regions filter: the replica pending deletion named", f: Facts{Request: request(func(r *flow.Request) { r.Regions = []string{"us-east-1"} }), Key: multiRegion(key(types.KeyStateEnabled, true)),
+			Replicas:  replicaOf(types.KeyStatePendingDeletion, types.OriginTypeExternal),
+			Materials: []types.RotationsListEntry{material("m1", types.KeyMaterialStateCurrent, "")}, Map: mapped("m1"), Secrets: reads(ver("m1"))},
+			wantErr: flow.KeyNotEligible, wantMsg: "state PendingDeletion"},
 		{name: "replica in a passing state", f: Facts{Request: request(nil), Key: multiRegion(key(types.KeyStatePendingImport, false)),
 			Replicas: replicaOf(types.KeyStateCreating, types.OriginTypeExternal), Secrets: reads(current)},
 			wantErr: flow.KeyNotReady, wantMsg: "which passes"},

@@ -20,6 +20,18 @@ const CallsPerImport = 2
 // quota.
 const DefaultRequestRate = 1.0
 
+// DefaultReadRate is the default pace, in requests per second, of the
+// planner's DescribeKey reads (KMS_READ_RATE), which reconcile every
+// registered key and replica with KMS on every fleet run: 50, a fortieth
+// of the DescribeKey quota (2000) and half of ListKeyRotations' (100), so
+// the rotations' own reads keep the rest (docs/aws-behaviour.md rows 16,
+// 39). A page of 400 keys with one replica each takes 16 s.
+const DefaultReadRate = 50.0
+
+// ReadDuration is how long reading n keys (each with its replicas: keys
+// counts every KMS key read) takes at rate.
+func ReadDuration(keys int, rate float64) time.Duration { return Duration(keys, rate) }
+
 // Shape is what a plan's size depends on.
 type Shape struct {
 	// Materials the key holds (as many as the last success left; 0 counts

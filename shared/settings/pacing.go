@@ -78,5 +78,24 @@ func pacing(s *Settings) error {
 	}
 	s.RotationDuration = d
 	s.MaxConcurrency = min(s.MaxConcurrency, FleetConcurrency(s.KMSRequestRate, d))
+	if s.KMSReadRate, err = rate("KMS_READ_RATE", rotation.DefaultReadRate); err != nil {
+		return err
+	}
+	if s.ExpiryAlarmDays, err = rate("EXPIRY_ALARM_DAYS", 7); err != nil {
+		return err
+	}
 	return nil
+}
+
+// rate reads a positive number (at most 10000) from the environment.
+func rate(name string, def float64) (float64, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(r > 0) || r > 10000 {
+		return 0, fmt.Errorf("environment variable %s is %q; want a number more than 0 and at most 10000 (such as %g)", name, v, def)
+	}
+	return r, nil
 }

@@ -47,6 +47,13 @@ type Settings struct {
 	// RotationDuration is the estimated duration of one rotation, with
 	// which KMSRequestRate becomes a number of rotations at once.
 	RotationDuration time.Duration
+	// KMSReadRate is the rate (requests per second) of the planner's
+	// DescribeKey reads, which reconcile every key with KMS on every run
+	// (pacing.go); ExpiryAlarmDays is the template parameter of that
+	// name: a key with fewer days left is counted in KeysExpiringSoon and
+	// notified once a day.
+	KMSReadRate     float64
+	ExpiryAlarmDays float64
 	// VerifyMaxChecks bounds the verify passes of one execution (a
 	// rotation completing in the background, eventually consistent reads).
 	VerifyMaxChecks int

@@ -62,7 +62,7 @@ func run(m *testing.M) int {
 	// This stack is not paced (the emulators have no quota): 8 rotations at
 	// once. BenchmarkPacing starts its own, paced.
 	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Concurrency: 2,
-		FunctionEnv: map[string]map[string]string{"Parameters": px.env(), "PlannerFunction": {"MAX_CONCURRENCY": "8", "KMS_REQUEST_RATE": "1000"}}})
+		FunctionEnv: map[string]map[string]string{"Parameters": px.env(), "PlannerFunction": {"MAX_CONCURRENCY": "8", "KMS_REQUEST_RATE": "1000", "KMS_READ_RATE": "1000"}}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools`)\n", err)
 		return 1

@@ -99,7 +99,7 @@ func TestStatusAndPlanOnTheRegistry(t *testing.T) {
 		}
 	}
 
-	out, _, code = cliOn(t, "plan")
+	out, _, code = cliOn(t, "plan", "--no-kms")
 	for _, want := range []string{
 		"would renew 3 of 4 keys (2 blocked)",
 		k(1) + "  from s, valid for 90d (blocked: KeyNotEligible)",
@@ -112,10 +112,10 @@ func TestStatusAndPlanOnTheRegistry(t *testing.T) {
 			t.Fatalf("plan: exit %d, output lacks %q:\n%s", code, want, out)
 		}
 	}
-	if out, _, _ := cliOn(t, "plan", "--kms-rate", "0.25"); !strings.Contains(out, "about 24s at 0.25 KMS requests per second") {
+	if out, _, _ := cliOn(t, "plan", "--no-kms", "--kms-rate", "0.25"); !strings.Contains(out, "about 24s at 0.25 KMS requests per second") {
 		t.Errorf("plan --kms-rate 0.25:\n%s", out)
 	}
-	out, _, code = cliOn(t, "plan", "--json", "--kms-rate", "2")
+	out, _, code = cliOn(t, "plan", "--no-kms", "--json", "--kms-rate", "2")
 	var pj struct {
 		Renew    []planner.Item `json:"renew"`
 		Stats    planner.Stats  `json:"stats"`
@@ -133,7 +133,7 @@ func TestStatusAndPlanOnTheRegistry(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"0", "-1", "NaN", "+Inf", "fast"} {
-		_, errOut, code := cliOn(t, "plan", "--kms-rate", bad)
+		_, errOut, code := cliOn(t, "plan", "--no-kms", "--kms-rate", bad)
 		if code != exitUsage || !strings.Contains(errOut, "kms-rate") {
 			t.Errorf("plan --kms-rate %s: exit %d, %q; want 2 naming the flag", bad, code, errOut)
 		}

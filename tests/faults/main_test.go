@@ -78,7 +78,7 @@ func run(m *testing.M) int {
 			// Short enough that a test can outlive it (TestTaskTimesOutAndIsRetried).
 			"FetchParametersFunction": {"AWS_LAMBDA_FUNCTION_TIMEOUT": "4"},
 			// No pacing (the emulators have no quota): MaxConcurrency's 5.
-			"PlannerFunction": {"KMS_REQUEST_RATE": "1000"},
+			"PlannerFunction": {"KMS_REQUEST_RATE": "1000", "KMS_READ_RATE": "1000"},
 		}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools` to install the emulators)\n", err)

@@ -55,7 +55,7 @@ func run(m *testing.M) int {
 	// so the run pages through the registry. The emulators have no KMS
 	// request quota: KMS_REQUEST_RATE lifts the pacing (make bench proves it).
 	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Concurrency: 2,
-		FunctionEnv: map[string]map[string]string{"PlannerFunction": {"PLANNER_PAGE_SIZE": "64", "MAX_CONCURRENCY": "8", "KMS_REQUEST_RATE": "1000"}}})
+		FunctionEnv: map[string]map[string]string{"PlannerFunction": {"PLANNER_PAGE_SIZE": "64", "MAX_CONCURRENCY": "8", "KMS_REQUEST_RATE": "1000", "KMS_READ_RATE": "1000"}}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools` to install the emulators)\n", err)
 		return 1

@@ -112,7 +112,10 @@ var alarmSpecs = map[string]alarmSpec{
 	"RotationExecutionsTimedOutAlarm": {"AWS/States", "ExecutionsTimedOut", "Sum", "RotationStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 	"RotationExecutionsAbortedAlarm":  {"AWS/States", "ExecutionsAborted", "Sum", "RotationStateMachine", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 	// A count reported once per fleet run: the state follows the last run.
-	"KeysIneligibleAlarm":       {productNamespace, "KeysIneligible", "Maximum", "", 3600, 0, "GreaterThanThreshold", "ignore"},
+	"KeysIneligibleAlarm": {productNamespace, "KeysIneligible", "Maximum", "", 3600, 0, "GreaterThanThreshold", "ignore"},
+	// Keys within ExpiryAlarmDays, counted per key from KMS (issue 16,
+	// scenario 2): a second key near expiry is never hidden by a first.
+	"KeysExpiringSoonAlarm":     {productNamespace, "KeysExpiringSoon", "Maximum", "", 3600, 0, "GreaterThanThreshold", "ignore"},
 	"NotificationFailuresAlarm": {productNamespace, "NotificationFailures", "Sum", "", 300, 0, "GreaterThanThreshold", "notBreaching"},
 	"FailedRotationDLQAlarm":    {"AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "FailedRotationDLQ", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 }

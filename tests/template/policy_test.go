@@ -69,7 +69,10 @@ var expectedActions = map[string][]string{
 	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"},
 	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "kms:ListKeyRotations", "kms:GetKeyRotationStatus", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 	"RecordFailureFunction":   {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "sns:Publish", "sqs:SendMessage", "kms:DescribeKey"},
-	"PlannerFunction":         {"dynamodb:Query"},
+	// Planner: the registry (Query), gone replicas (UpdateItem), the
+	// notification marks (PutItem, DeleteItem), each key's state from KMS,
+	// the notifications (issue 16).
+	"PlannerFunction": {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "kms:DescribeKey", "sns:Publish"},
 }
 
 // optionalActions: what a parameter adds to (true) or takes from (false) a

@@ -109,6 +109,21 @@ type Stats struct {
 	// (primary or replica) it belongs to.
 	FewestDaysLeft    *float64 `json:"fewestDaysLeft,omitempty"`
 	FewestDaysLeftKey string   `json:"fewestDaysLeftKey,omitempty"`
+	// Drifted counts the keys whose KMS expiry is earlier than the
+	// registry expects (metric KeysDrifted); each is planned and notified.
+	Drifted int `json:"drifted"`
+	// ExpiringSoon counts the keys with fewer than ExpiryAlarmDays left,
+	// as KMS says (metric KeysExpiringSoon; its alarm fires above 0).
+	ExpiringSoon int `json:"expiringSoon"`
+	// ReplicasGone counts registered replicas KMS no longer has (taken
+	// out of the registry, notified); ReplicasLeaving those pending
+	// deletion (not renewed, not counted).
+	ReplicasGone    int `json:"replicasGone,omitempty"`
+	ReplicasLeaving int `json:"replicasLeaving,omitempty"`
+	// Unread counts the keys KMS could not be read for, KeysGone those KMS
+	// does not have (the registry decided for both).
+	Unread   int `json:"unread,omitempty"`
+	KeysGone int `json:"keysGone,omitempty"`
 	// ImportItems is how many imports renewing the keys due takes (see
 	// ImportItems): each is rotation.CallsPerImport KMS requests.
 	ImportItems int `json:"importItems"`
@@ -173,6 +188,18 @@ type Stage struct {
 	// Report lists every blocked key with its whole cause (the operator's
 	// plan; not for the fleet run's state).
 	Report bool
+	// KMS reads each key's real state (reconcile.go); nil: the registry
+	// decides alone. Pace spaces those reads.
+	KMS  KeyReader
+	Pace *Pacer
+	// Notify sends the drift, expiry and replica-gone notifications, and
+	// Replicas takes gone replicas out of the registry; nil: neither (the
+	// operator's plan changes nothing).
+	Notify   *Notifier
+	Replicas ReplicaDropper
+	// AlarmDays is ExpiryAlarmDays: a key with fewer days left is
+	// counted in KeysExpiringSoon and notified once a day.
+	AlarmDays float64
 }
 
 // Run is the planner's handler: its event is a previous State (the next
@@ -222,28 +249,27 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	log := telemetry.Logger(ctx)
 	budget := newPageBudget(out)
 	for i, e := range page.Entries {
-		if i > 0 && !p.Report && !budget.fits(entryBytes(e, now, p.Report, len(st.BlockedKeys))) {
+		d, err := p.decide(ctx, e, now)
+		if err != nil {
+			return s, err
+		}
+		it := itemFor(e, d)
+		if i > 0 && !p.Report && !budget.fits(entryBytes(e, d, it, now, p.Report, len(st.BlockedKeys))) {
 			// The rest of the registry page goes to the next page (a
 			// report is no state: it lists every blocked key whole).
 			out.Next = page.Entries[i-1].SK
 			break
 		}
 		st.Scanned++
-		first := e.Earliest()
-		if first != nil {
-			days := registry.DaysLeft(first.ValidTo, now)
-			if st.FewestDaysLeft == nil || days < *st.FewestDaysLeft {
-				st.FewestDaysLeft, st.FewestDaysLeftKey = &days, first.KeyARN
-			}
+		if err := p.tell(ctx, st, e, d, now); err != nil {
+			return s, err
 		}
-		due, why := e.IsDue(now)
-		st.Reasons[why]++
-		if !due {
+		st.Reasons[d.Reason]++
+		if !d.Due {
 			st.NotDue++
 			continue
 		}
 		st.Due++
-		it := ItemAt(e, now)
 		st.ImportItems += ImportItems(e, it)
 		out.Items = append(out.Items, it)
 		if b := e.Block(); b != nil {
@@ -263,7 +289,8 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 		// "ineligible" is the blocked count: the dashboard's query reads
 		// that field.
 		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Blocked, "importItems", st.ImportItems,
-			"fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey)
+			"fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey,
+			"drifted", st.Drifted, "expiringSoon", st.ExpiringSoon, "replicasGone", st.ReplicasGone, "unread", st.Unread)
 	}
 	return out, nil
 }
@@ -301,15 +328,15 @@ func (b *pageBudget) fits(n int) bool {
 	return true
 }
 
-// entryBytes is what planning e adds to a page, encoded: its item (and
-// the comma before it) when it is due, and its entry in the blocked-key
-// list when it is listed there.
-func entryBytes(e registry.Entry, now time.Time, report bool, blockedListed int) int {
-	if due, _ := e.IsDue(now); !due {
+// entryBytes is what planning e (decided d, item it) adds to a page,
+// encoded: its item (and the comma before it) when it is due, and its
+// entry in the blocked-key list when it is listed there.
+func entryBytes(e registry.Entry, d Decision, it Item, now time.Time, report bool, blockedListed int) int {
+	if !d.Due {
 		return 0
 	}
-	it, _ := json.Marshal(ItemAt(e, now))
-	n := len(it) + 1
+	j, _ := json.Marshal(it)
+	n := len(j) + 1
 	if b := e.Block(); b != nil && listed(report, blockedListed) {
 		bk := blockedKey(e, *b, now)
 		if !report {
@@ -358,6 +385,11 @@ func (st Stats) EmitMetrics() {
 	if st.FewestDaysLeft != nil {
 		ms = append(ms, telemetry.Metric{Name: "FewestDaysLeft", Value: *st.FewestDaysLeft, Unit: telemetry.None})
 	}
+	// From KMS (reconcile.go): KeysExpiringSoon's alarm fires above 0, so
+	// a second key near expiry is never hidden behind a first.
+	ms = append(ms,
+		telemetry.Metric{Name: "KeysDrifted", Value: float64(st.Drifted), Unit: telemetry.Count},
+		telemetry.Metric{Name: "KeysExpiringSoon", Value: float64(st.ExpiringSoon), Unit: telemetry.Count})
 	telemetry.Emit(telemetry.Service, ms...)
 }
 
