@@ -40,7 +40,9 @@ type Querier interface {
 // (GetWithToken). template.yaml's TableRecords mapping grants reads of
 // exactly these (dynamodb:Attributes), and a test keeps the two equal.
 var Readable = []string{
+	"auditAt",
 	"cause",
+	"countedAt",
 	"currentValidTo",
 	"errorName",
 	"executionId",
@@ -69,6 +71,8 @@ var Readable = []string{
 	"newMaterialStage",
 	"nextDue",
 	"noExpiry",
+	"notifiedAt",
+	"notifyClaim",
 	"outcome",
 	"parametersValidTo",
 	"pk",
@@ -77,6 +81,7 @@ var Readable = []string{
 	"region",
 	"regions",
 	"registeredAt",
+	"registryAt",
 	"renewBefore",
 	"replicas",
 	"resumed",

@@ -38,7 +38,7 @@ type rfFixture struct {
 func newRFFixture(t *testing.T) rfFixture {
 	f := rfFixture{leases: &records.Leases{DB: db, Table: st.Table, Duration: time.Hour}, topic: &topic{},
 		key: fmt.Sprintf("arn:aws:kms:eu-west-2:111122223333:key/%s", uniq("rf"))}
-	f.st = &recordfailure.Stage{Audit: aud, Tokens: toks, Leases: f.leases, Registry: &registry.Store{DB: db, Table: st.Table},
+	f.st = &recordfailure.Stage{Audit: aud, Tokens: toks, Leases: f.leases, Registry: &registry.Store{DB: db, Table: st.Table}, Failures: &records.Failures{DB: db, Table: st.Table},
 		Notify: f.topic, Topic: "arn:aws:sns:eu-west-2:111122223333:t"}
 	return f
 }
