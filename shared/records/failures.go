@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -59,31 +58,31 @@ type Failure struct {
 	ErrorName   string    `dynamodbav:"errorName"`
 	Cause       string    `dynamodbav:"cause,omitempty"`
 	RecordedAt  time.Time `dynamodbav:"recordedAt"`
-	// Steps done (nil: not yet).
-	RegistryAt *time.Time `dynamodbav:"registryAt,omitempty"`
-	AuditAt    *time.Time `dynamodbav:"auditAt,omitempty"`
-	CountedAt  *time.Time `dynamodbav:"countedAt,omitempty"`
-	NotifiedAt *time.Time `dynamodbav:"notifiedAt,omitempty"`
-	// NotifyClaim is until when (Unix seconds) an invocation has claimed
-	// the notification; past it, another may send it.
-	NotifyClaim int64 `dynamodbav:"notifyClaim,omitempty"`
-	ExpiresAt   int64 `dynamodbav:"expiresAt,omitempty"`
+	// Steps holds when each step was done (StepLayout), and, under
+	// StepNotifyClaim, until when an invocation has claimed the
+	// notification; past it, another may send it. One map attribute: the
+	// roles' attribute lists (template.yaml TableRecords) stay short.
+	Steps     map[string]string `dynamodbav:"steps"`
+	ExpiresAt int64             `dynamodbav:"expiresAt,omitempty"`
 }
+
+// StepNotifyClaim is the step that holds the notification's claim.
+const StepNotifyClaim = "notifyClaim"
+
+// StepLayout is how steps hold times: fixed width, so that they compare
+// as strings in condition expressions.
+const StepLayout = "2006-01-02T15:04:05.000Z"
+
+func stepTime(t time.Time) string { return t.UTC().Format(StepLayout) }
 
 // Done says whether step is done.
 func (f Failure) Done(step string) bool {
-	switch step {
-	case StepRegistry:
-		return f.RegistryAt != nil
-	case StepAudit:
-		return f.AuditAt != nil
-	case StepCounted:
-		return f.CountedAt != nil
-	case StepNotified:
-		return f.NotifiedAt != nil
-	}
-	return false
+	_, ok := f.Steps[step]
+	return ok
 }
+
+// NotifyClaimed says whether an invocation claimed the notification.
+func (f Failure) NotifyClaimed() bool { return f.Done(StepNotifyClaim) }
 
 // Failures reads and writes failure records.
 type Failures struct {
@@ -101,7 +100,7 @@ func (s *Failures) key(executionID string) map[string]types.AttributeValue {
 // and the steps done so far.
 func (s *Failures) Open(ctx context.Context, f Failure) (Failure, error) {
 	f.PK, f.SK, f.Type = ExecPK(f.ExecutionID), FailureSK, "failure"
-	f.RegistryAt, f.AuditAt, f.CountedAt, f.NotifiedAt, f.NotifyClaim = nil, nil, nil, nil, 0
+	f.Steps = map[string]string{}
 	if s.Retention > 0 {
 		f.ExpiresAt = f.RecordedAt.Add(s.Retention).Unix()
 	}
@@ -150,10 +149,10 @@ func (s *Failures) MarkDone(ctx context.Context, executionID, step string, at ti
 	_, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &s.Table,
 		Key:                       s.key(executionID),
-		UpdateExpression:          aws.String("SET #s = :at"),
-		ConditionExpression:       aws.String("attribute_exists(pk) AND attribute_not_exists(#s)"),
+		UpdateExpression:          aws.String("SET steps.#s = :at"),
+		ConditionExpression:       aws.String("attribute_exists(pk) AND attribute_not_exists(steps.#s)"),
 		ExpressionAttributeNames:  map[string]string{"#s": step},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":at": str(at.UTC().Format(time.RFC3339Nano))},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":at": str(stepTime(at))},
 	})
 	return stepErr(err, executionID, step)
 }
@@ -164,28 +163,28 @@ func (s *Failures) MarkDone(ctx context.Context, executionID, step string, at ti
 // that crashed lapses so the notification is not lost.
 func (s *Failures) ClaimNotify(ctx context.Context, executionID string, now time.Time, hold time.Duration) error {
 	_, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &s.Table,
-		Key:                      s.key(executionID),
-		UpdateExpression:         aws.String("SET notifyClaim = :until"),
-		ConditionExpression:      aws.String("attribute_exists(pk) AND attribute_not_exists(notifiedAt) AND (attribute_not_exists(notifyClaim) OR notifyClaim < :now)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(now.Unix()), ":until": num(now.Add(hold).Unix())},
+		TableName:                 &s.Table,
+		Key:                       s.key(executionID),
+		UpdateExpression:          aws.String("SET steps.#c = :until"),
+		ConditionExpression:       aws.String("attribute_exists(pk) AND attribute_not_exists(steps.#n) AND (attribute_not_exists(steps.#c) OR steps.#c < :now)"),
+		ExpressionAttributeNames:  map[string]string{"#c": StepNotifyClaim, "#n": StepNotified},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": str(stepTime(now)), ":until": str(stepTime(now.Add(hold)))},
 	})
-	return stepErr(err, executionID, "notifyClaim")
+	return stepErr(err, executionID, StepNotifyClaim)
 }
 
 // ReleaseNotify gives a claim back after a send that failed, so a retry
 // sends.
 func (s *Failures) ReleaseNotify(ctx context.Context, executionID string) error {
 	_, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           &s.Table,
-		Key:                 s.key(executionID),
-		UpdateExpression:    aws.String("REMOVE notifyClaim"),
-		ConditionExpression: aws.String("attribute_exists(pk) AND attribute_not_exists(notifiedAt)"),
+		TableName:                &s.Table,
+		Key:                      s.key(executionID),
+		UpdateExpression:         aws.String("REMOVE steps.#c"),
+		ConditionExpression:      aws.String("attribute_exists(pk) AND attribute_not_exists(steps.#n)"),
+		ExpressionAttributeNames: map[string]string{"#c": StepNotifyClaim, "#n": StepNotified},
 	})
-	return stepErr(err, executionID, "notifyClaim")
+	return stepErr(err, executionID, StepNotifyClaim)
 }
-
-func num(n int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)} }
 
 func stepErr(err error, executionID, step string) error {
 	var cf *types.ConditionalCheckFailedException

@@ -40,9 +40,7 @@ type Querier interface {
 // (GetWithToken). template.yaml's TableRecords mapping grants reads of
 // exactly these (dynamodb:Attributes), and a test keeps the two equal.
 var Readable = []string{
-	"auditAt",
 	"cause",
-	"countedAt",
 	"currentValidTo",
 	"errorName",
 	"executionId",
@@ -71,8 +69,6 @@ var Readable = []string{
 	"newMaterialStage",
 	"nextDue",
 	"noExpiry",
-	"notifiedAt",
-	"notifyClaim",
 	"outcome",
 	"parametersValidTo",
 	"pk",
@@ -81,7 +77,6 @@ var Readable = []string{
 	"region",
 	"regions",
 	"registeredAt",
-	"registryAt",
 	"renewBefore",
 	"replicas",
 	"resumed",
@@ -95,6 +90,7 @@ var Readable = []string{
 	"stage",
 	"state",
 	"status",
+	"steps",
 	"statusReason",
 	"targetKeyArn",
 	"tokenFetches",

@@ -212,6 +212,7 @@ func (s *failures) Open(_ context.Context, f records.Failure) (records.Failure, 
 	if old, ok := s.recs[f.ExecutionID]; ok {
 		return *old, nil
 	}
+	f.Steps = map[string]string{}
 	s.recs[f.ExecutionID] = &f
 	return f, nil
 }
@@ -226,8 +227,7 @@ func (s *failures) MarkDone(_ context.Context, exec, step string, at time.Time) 
 	if f.Done(step) {
 		return records.ErrStepDone
 	}
-	p := map[string]**time.Time{records.StepRegistry: &f.RegistryAt, records.StepAudit: &f.AuditAt, records.StepCounted: &f.CountedAt, records.StepNotified: &f.NotifiedAt}[step]
-	*p = &at
+	f.Steps[step] = at.UTC().Format(records.StepLayout)
 	return nil
 }
 
@@ -235,16 +235,16 @@ func (s *failures) ClaimNotify(_ context.Context, exec string, now time.Time, ho
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f := s.recs[exec]
-	if f.NotifiedAt != nil || f.NotifyClaim >= now.Unix() {
+	if f.Done(records.StepNotified) || f.Steps[records.StepNotifyClaim] >= now.UTC().Format(records.StepLayout) {
 		return records.ErrStepDone
 	}
-	f.NotifyClaim = now.Add(hold).Unix()
+	f.Steps[records.StepNotifyClaim] = now.Add(hold).UTC().Format(records.StepLayout)
 	return nil
 }
 
 func (s *failures) ReleaseNotify(_ context.Context, exec string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.recs[exec].NotifyClaim = 0
+	delete(s.recs[exec].Steps, records.StepNotifyClaim)
 	return nil
 }
