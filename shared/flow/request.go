@@ -65,6 +65,10 @@ type RequestInput struct {
 	// scheduled planner renews it; RenewBefore is its renewal window.
 	Register    *bool  `json:"register"`
 	RenewBefore string `json:"renewBefore"`
+	// AllowShortValidity registers a key whose validity is shorter than
+	// its renew-before window plus one schedule period (which would
+	// otherwise not be registered, or be refused with "register": true).
+	AllowShortValidity bool `json:"allowShortValidity"`
 	// Rotation (docs/rotation.md): rotate imports NEW_KEY_MATERIAL and
 	// calls RotateKeyOnDemand; the new material is the secret version at
 	// newMaterialStage, or generated (generateMaterial).
@@ -77,7 +81,7 @@ type RequestInput struct {
 }
 
 // RequestFields lists the input's fields, for error messages.
-const RequestFields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore, rotate, newMaterialStage, generateMaterial, rotateEvery, regions"
+const RequestFields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore, allowShortValidity, rotate, newMaterialStage, generateMaterial, rotateEvery, regions"
 
 // RequestOptions are the deployment's defaults.
 type RequestOptions struct {
@@ -87,6 +91,10 @@ type RequestOptions struct {
 	// DefaultRenewBefore is the registry's renewal window when the input
 	// names none.
 	DefaultRenewBefore time.Duration
+	// SchedulePeriod is the interval of the fleet runs (0: not known, no
+	// check): a registered key's renewBefore is at least two of them, and
+	// its validity at least renewBefore plus one.
+	SchedulePeriod time.Duration
 }
 
 var (
@@ -174,6 +182,9 @@ func checkKeys(raw []byte) error {
 				}
 			}
 			return invalid("unknown field %+q in execution input; allowed: %s", clip(key), RequestFields)
+		}
+		if string(bytes.TrimSpace(val)) == "null" {
+			return invalid("field %q is null in execution input: give a value or leave the field out", key)
 		}
 		if first, dup := seen[key]; dup {
 			return invalid("field %q is given twice in execution input (%s, then %s): give each field once", key, clip(string(first)), clip(string(val)))
@@ -456,12 +467,41 @@ func renewal(r *Request, in RequestInput, opt RequestOptions) error {
 		// The deployment's window doesn't fit this short validity: renew
 		// when a third of it is left.
 		r.RenewBefore = (vf / 3).Truncate(time.Minute).String()
-		return nil
+		return schedule(r, in, opt, vf, (vf / 3).Truncate(time.Minute))
 	}
 	if rb >= vf {
 		return invalid("field \"renewBefore\" is %s, not shorter than validFor %s: every scheduled run would renew", r.RenewBefore, r.ValidFor)
 	}
-	return nil
+	return schedule(r, in, opt, vf, rb)
+}
+
+// schedule checks a registered policy against the fleet's schedule: a
+// renewBefore of at least two schedule periods (a failed run is retried
+// before the material expires) and a validity of at least renewBefore
+// plus one period (else the key could expire between two runs). A short
+// validity is not registered when "register" was left out (a test
+// import: docs/rotation.md), refused with "register": true, and
+// registered with "allowShortValidity": true.
+func schedule(r *Request, in RequestInput, opt RequestOptions, vf, rb time.Duration) error {
+	p := opt.SchedulePeriod
+	if p <= 0 || in.AllowShortValidity {
+		return nil
+	}
+	if rb < 2*p {
+		if in.RenewBefore != "" {
+			return invalid("field \"renewBefore\" is %s: want at least two schedule periods (%s, SCHEDULE_PERIOD %s), so a failed fleet run is retried before the material expires", in.RenewBefore, fmtDuration(2*p), fmtDuration(p))
+		}
+		rb = 2 * p
+		r.RenewBefore = rb.String()
+	}
+	if vf >= rb+p {
+		return nil
+	}
+	if in.Register == nil {
+		r.Register, r.RenewBefore = false, "" // a short test import: done, not kept renewed
+		return nil
+	}
+	return invalid("field \"validFor\" is %s, shorter than renewBefore %s plus one schedule period %s: the key could expire between two fleet runs; give a longer \"validFor\", set \"register\": false, or \"allowShortValidity\": true", r.ValidFor, fmtDuration(rb), fmtDuration(p))
 }
 
 // ParseDuration reads Go durations ("720h", "90m") and whole days ("30d").

@@ -31,6 +31,10 @@ type Settings struct {
 	// DefaultRenewBefore is the registry's renewal window for inputs that
 	// give none.
 	DefaultRenewBefore time.Duration
+	// SchedulePeriod is the interval of the fleet schedule
+	// (ScheduleExpression): a registered key's renewBefore is at least two
+	// of them, its validity at least renewBefore plus one.
+	SchedulePeriod time.Duration
 	// LeaseDuration is how long a rotation holds its key's lease; a lease
 	// left by a crashed execution is taken over after it.
 	LeaseDuration time.Duration
@@ -73,7 +77,7 @@ const MaxTokenLife = 24 * time.Hour
 
 // RequestOptions are the request defaults of this deployment.
 func (s Settings) RequestOptions() flow.RequestOptions {
-	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore}
+	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore, SchedulePeriod: s.SchedulePeriod}
 }
 
 // FromEnv reads Settings; a malformed value is an error naming the variable.
@@ -99,6 +103,9 @@ func FromEnv() (Settings, error) {
 		return s, fmt.Errorf("environment variable DEFAULT_VALID_FOR is %q; want at least %s, the shortest validity an import can be given", os.Getenv("DEFAULT_VALID_FOR"), flow.MinValidity)
 	}
 	if s.DefaultRenewBefore, err = duration("DEFAULT_RENEW_BEFORE", 336*time.Hour); err != nil {
+		return s, err
+	}
+	if s.SchedulePeriod, err = duration("SCHEDULE_PERIOD", 24*time.Hour); err != nil {
 		return s, err
 	}
 	if s.LeaseDuration, err = duration("LEASE_DURATION", RotationTimeout+LeaseMargin); err != nil {
