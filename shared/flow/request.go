@@ -69,6 +69,9 @@ type RequestInput struct {
 	// its renew-before window plus one schedule period (which would
 	// otherwise not be registered, or be refused with "register": true).
 	AllowShortValidity bool `json:"allowShortValidity"`
+	// RegistryVersion is set by the fleet run (the registry entry's
+	// version when it planned the key); a manual run leaves it out.
+	RegistryVersion *int64 `json:"registryVersion"`
 	// Rotation (docs/rotation.md): rotate imports NEW_KEY_MATERIAL and
 	// calls RotateKeyOnDemand; the new material is the secret version at
 	// newMaterialStage, or generated (generateMaterial).
@@ -81,7 +84,7 @@ type RequestInput struct {
 }
 
 // RequestFields lists the input's fields, for error messages.
-const RequestFields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore, allowShortValidity, rotate, newMaterialStage, generateMaterial, rotateEvery, regions"
+const RequestFields = "keyId, secretId, secretVersionId, secretVersionStage, validFor, validTo, expirationModel, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, register, renewBefore, allowShortValidity, registryVersion, rotate, newMaterialStage, generateMaterial, rotateEvery, regions"
 
 // RequestOptions are the deployment's defaults.
 type RequestOptions struct {
@@ -273,7 +276,19 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 	if err := rotation(r, in); err != nil {
 		return nil, err
 	}
+	if err := registryVersion(r, in); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// registryVersion takes the version a fleet run planned the key at.
+func registryVersion(r *Request, in RequestInput) error {
+	if v := in.RegistryVersion; v != nil && *v < 0 {
+		return invalid("field \"registryVersion\" is %d: the fleet run sets it to a registry entry's version, 0 or more; leave it out in a manual run", *v)
+	}
+	r.RegistryVersion = in.RegistryVersion
+	return nil
 }
 
 var regionRe = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$`)

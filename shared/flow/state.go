@@ -71,6 +71,10 @@ type Request struct {
 	Register    bool   `json:"register"`
 	ValidFor    string `json:"validFor,omitempty"`
 	RenewBefore string `json:"renewBefore,omitempty"`
+	// RegistryVersion, set by a fleet run, is the registry entry's
+	// version when the run planned the key: the renewal then writes no
+	// policy and never registers the key again (registry.RecordRenewal).
+	RegistryVersion *int64 `json:"registryVersion,omitempty"`
 	// Rotate imports new key material (NEW_KEY_MATERIAL) and makes it
 	// current with RotateKeyOnDemand. The new material is read from the
 	// version at NewMaterialStage, or generated (GenerateMaterial) and

@@ -101,6 +101,7 @@ var Readable = []string{
 	"validTo",
 	"validToBefore",
 	"verification",
+	"version",
 	"wrappingAlgorithm",
 	"wrappingDefaulted",
 	"wrappingKeySpec",

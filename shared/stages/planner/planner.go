@@ -46,6 +46,9 @@ type Item struct {
 	Rotate           bool   `json:"rotate,omitempty"`
 	// Regions: only these Regions of a multi-Region key are due.
 	Regions []string `json:"regions,omitempty"`
+	// RegistryVersion is the entry's version as planned: the renewal
+	// writes no policy and never registers a key deregistered meanwhile.
+	RegistryVersion *int64 `json:"registryVersion,omitempty"`
 }
 
 // Stats add up over the pages of one run.
@@ -310,6 +313,7 @@ func ItemOf(e registry.Entry) Item {
 	it := Item{
 		KeyID: e.KeyARN, SecretID: e.SecretID, SecretVersionStage: e.SecretVersionStage,
 		RenewBefore: e.RenewBefore, WrappingAlgorithm: e.WrappingAlgorithm, WrappingKeySpec: e.WrappingKeySpec,
+		RegistryVersion: &e.Version,
 	}
 	if e.RotateEvery != "" {
 		it.RotateEvery, it.NewMaterialStage, it.GenerateMaterial = e.RotateEvery, e.NewMaterialStage, e.GenerateMaterial
