@@ -74,3 +74,41 @@ func TestFailureRecordOutbox(t *testing.T) {
 		t.Fatalf("import records %+v, %v: want the one failed record", recs, err)
 	}
 }
+
+// TestFenceOut: the lease of a stopped execution is fenced: its own stage
+// can no longer Fence (no import starts), and no other execution takes
+// the lease before the hold has passed; after it, one does.
+func TestFenceOut(t *testing.T) {
+	db, table := ddblocal.Table(t)
+	l := &Leases{DB: db, Table: table, Duration: time.Hour}
+	now := time.Now()
+	if err := l.Acquire(ctx, arn, "stopped", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.FenceOut(ctx, arn, "stopped", now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	var lost *LeaseLost
+	if err := l.Fence(ctx, arn, "stopped", now); !errors.As(err, &lost) {
+		t.Fatalf("Fence by the stopped execution: %v, want LeaseLost", err)
+	}
+	var held *LeaseHeld
+	if err := l.Acquire(ctx, arn, "stopped", now); !errors.As(err, &held) {
+		t.Fatalf("Acquire by the stopped execution's own late stage: %v, want LeaseHeld", err)
+	}
+	if err := l.Acquire(ctx, arn, "next", now.Add(time.Minute)); !errors.As(err, &held) {
+		t.Fatalf("Acquire within the hold: %v, want LeaseHeld", err)
+	}
+	if err := l.Acquire(ctx, arn, "next", now.Add(3*time.Minute)); err != nil {
+		t.Fatalf("Acquire after the hold: %v", err)
+	}
+	if err := l.Fence(ctx, arn, "next", now.Add(3*time.Minute)); err != nil {
+		t.Fatalf("the next execution's Fence: %v (a taken-over lease is not fenced)", err)
+	}
+	if err := l.FenceOut(ctx, arn, "stopped", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Fence(ctx, arn, "next", now.Add(3*time.Minute)); err != nil {
+		t.Fatalf("a late FenceOut of the old execution fenced the new one: %v", err)
+	}
+}

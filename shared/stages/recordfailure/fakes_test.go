@@ -126,6 +126,15 @@ func (l *leases) held(arn string) string {
 	return l.holder[arn]
 }
 
+func (l *leases) FenceOut(_ context.Context, arn, owner string, until time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holder[arn] == owner {
+		l.holder[arn] = "fenced " + owner + " until " + until.UTC().Format(time.RFC3339)
+	}
+	return nil
+}
+
 func (l *leases) Release(_ context.Context, arn, owner string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

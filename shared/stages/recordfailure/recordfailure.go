@@ -38,6 +38,9 @@ type Stage struct {
 	// Failures keeps the execution's failure record, the outbox of its
 	// effects (records.Failures).
 	Failures Failures
+	// FenceHold is how long the lease of an execution that was stopped
+	// or timed out stays fenced before it is free (0: DefaultFenceHold).
+	FenceHold time.Duration
 	// NotifyHold is how long a claim to send the notification holds
 	// before another invocation may send it (0: DefaultNotifyHold).
 	NotifyHold time.Duration
@@ -67,11 +70,18 @@ type Tokens interface {
 	AbandonExecution(ctx context.Context, keyARN, executionID, reason string) (int, error)
 }
 
-// Leases releases the key's lease if the execution still holds it
-// (records.Leases).
+// Leases releases the key's lease if the execution still holds it, or
+// fences it out (records.Leases).
 type Leases interface {
 	Release(ctx context.Context, arn, owner string) error
+	FenceOut(ctx context.Context, arn, owner string, until time.Time) error
 }
+
+// DefaultFenceHold is how long the lease of a stopped or timed-out
+// execution stays held after its end: longer than any invocation of a
+// stage can still run (the functions' Timeout, 30 s in template.yaml),
+// with margin.
+const DefaultFenceHold = 2 * time.Minute
 
 // Failures is the failure record of an execution (records.Failures):
 // Open writes it once and returns it as stored, with the steps done;
@@ -302,15 +312,35 @@ func (st *Stage) markDone(ctx context.Context, s flow.State, step string) error 
 	return nil
 }
 
-// freeLease gives the key's lease back.
+// freeLease gives the key's lease back. An execution that was stopped or
+// timed out may have a stage still running (Step Functions does not stop
+// a Lambda invocation in flight): its lease is fenced out instead, and
+// freed only once that invocation can no longer be running
+// (records.Leases.FenceOut; docs/aws-behaviour.md).
 func (st *Stage) freeLease(ctx context.Context, s flow.State) error {
 	if s.Key == nil {
 		return nil
 	}
-	if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
+	var err error
+	if endedInFlight(s) {
+		hold := st.FenceHold
+		if hold <= 0 {
+			hold = DefaultFenceHold
+		}
+		err = st.Leases.FenceOut(ctx, s.Key.ARN, s.Execution.ID, st.now().Add(hold))
+	} else {
+		err = st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID)
+	}
+	if err != nil {
 		return flow.FromAWS(err, flow.Internal, "releasing the lease")
 	}
 	return nil
+}
+
+// endedInFlight says whether the execution ended without its Catch: it
+// was stopped or timed out, maybe with a stage running.
+func endedInFlight(s flow.State) bool {
+	return s.FailedStage == "execution ABORTED" || s.FailedStage == "execution TIMED_OUT"
 }
 
 // tellRegistry gives the failure to the registry, which decides from the
