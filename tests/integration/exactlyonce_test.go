@@ -82,7 +82,7 @@ func TestRefusedInputLeavesTheKeyAlone(t *testing.T) {
 	ctx := context.Background()
 	arn, _, secret := registeredKey(t)
 	before := importRecords(t, arn)
-	ex := executeRaw(t, []byte(`{"keyId":"`+arn+`","secretId":"`+secret+`","validFor":"30d","register":null}`), stack.ExecuteOptions{})
+	ex := executeRaw(t, []byte(`{"keyId":"`+arn+`","secretId":"`+secret+`","validFor":"1s"}`), stack.ExecuteOptions{})
 	mustFail(t, ex, flow.InvalidInput)
 	if after := importRecords(t, arn); len(after) != len(before) {
 		t.Errorf("import records %+v after the refusal, want the %d of before", after, len(before))

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -86,7 +87,9 @@ func (f rfFixture) settled(t *testing.T, exec, errName string, tok records.Token
 	if err != nil || len(got.ImportToken) != 0 || len(got.EncryptedKeyMaterial) != 0 || got.Status == records.TokenWrapped {
 		t.Errorf("token record %+v (%v): want settled, without its bytes", got, err)
 	}
-	if err := f.leases.Acquire(ctx, f.key, "someone-else", time.Now()); err != nil {
+	// A stopped or timed-out execution's lease is fenced out for
+	// DefaultFenceHold; anyone else's execution takes it after that.
+	if err := f.leases.Acquire(ctx, f.key, "someone-else", time.Now().Add(recordfailure.DefaultFenceHold+time.Second)); err != nil {
 		t.Errorf("lease still held: %v", err)
 	}
 }
@@ -115,6 +118,14 @@ func TestRecordFailureOnDynamoDB(t *testing.T) {
 			for delivery := 1; delivery <= 2; delivery++ { // EventBridge delivers at least once
 				if _, err := f.st.Run(ctx, f.statusChange(exec, c.status, "")); err != nil {
 					t.Fatal(err)
+				}
+				var held *records.LeaseHeld
+				err := f.leases.Acquire(ctx, f.key, "next", time.Now())
+				if delivery == 1 && (c.status == "FAILED") == errors.As(err, &held) {
+					t.Errorf("%s: another execution's Acquire right after: %v; want the lease free only after FAILED (fenced out after TIMED_OUT, ABORTED)", c.status, err)
+				}
+				if err == nil {
+					_ = f.leases.Release(ctx, f.key, "next")
 				}
 				f.settled(t, exec, c.wantErr, tok)
 				if len(f.topic.subjects) != 1 {
