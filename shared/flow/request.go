@@ -98,6 +98,10 @@ type RequestOptions struct {
 	// check): a registered key's renewBefore is at least two of them, and
 	// its validity at least renewBefore plus one.
 	SchedulePeriod time.Duration
+	// ServedAccount and ServedRegion are the account and Region whose
+	// keys this deployment renews (empty: not checked): a key or alias
+	// ARN of another is refused, naming what is served.
+	ServedAccount, ServedRegion string
 }
 
 var (
@@ -232,11 +236,8 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 		WrappingKeySpec:     in.WrappingKeySpec,
 		AllowLegacyWrapping: in.AllowLegacyWrapping,
 	}
-	switch {
-	case r.KeyID == "":
-		return nil, invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
-	case !keyIDRe.MatchString(r.KeyID) && !keyARNRe.MatchString(r.KeyID) && !aliasRe.MatchString(r.KeyID) && !aliasARNRe.MatchString(r.KeyID):
-		return nil, invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(r.KeyID))
+	if err := checkKeyID(r.KeyID, opt); err != nil {
+		return nil, err
 	}
 	switch {
 	case r.SecretID == "":
@@ -280,6 +281,32 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 		return nil, err
 	}
 	return r, nil
+}
+
+// checkKeyID checks the form of keyId, and that the deployment serves it.
+func checkKeyID(id string, opt RequestOptions) error {
+	switch {
+	case id == "":
+		return invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
+	case !keyIDRe.MatchString(id) && !keyARNRe.MatchString(id) && !aliasRe.MatchString(id) && !aliasARNRe.MatchString(id):
+		return invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(id))
+	}
+	return served(id, opt)
+}
+
+// served refuses a key or alias ARN of an account or Region the
+// deployment does not serve (its roles reach no other, and the fetch stage
+// reads the key in its own Region).
+func served(keyID string, opt RequestOptions) error {
+	if !keyARNRe.MatchString(keyID) && !aliasARNRe.MatchString(keyID) {
+		return nil
+	}
+	parts := strings.SplitN(keyID, ":", 6)
+	region, account := parts[3], parts[4]
+	if (opt.ServedAccount == "" || account == opt.ServedAccount) && (opt.ServedRegion == "" || region == opt.ServedRegion) {
+		return nil
+	}
+	return invalid("field \"keyId\" is %q, in account %s and Region %s: this deployment serves keys of account %s in Region %s (their replicas may be elsewhere)", clip(keyID), account, region, opt.ServedAccount, opt.ServedRegion)
 }
 
 // registryVersion takes the version a fleet run planned the key at.

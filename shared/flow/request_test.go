@@ -173,6 +173,33 @@ func TestScheduleFitsPolicy(t *testing.T) {
 	}
 }
 
+// TestServedAccountAndRegion: a key or alias ARN of another account or
+// Region is refused naming what the deployment serves; ids and aliases
+// are not checked here (KMS resolves them in the served Region).
+func TestServedAccountAndRegion(t *testing.T) {
+	o := opts
+	o.ServedAccount, o.ServedRegion = "111122223333", "eu-west-2"
+	for _, c := range []struct {
+		keyID string
+		ok    bool
+	}{
+		{"arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", true},
+		{"arn:aws:kms:eu-west-2:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
+		{"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
+		{"arn:aws:kms:eu-west-2:444455556666:alias/x", false},
+		{"alias/x", true},
+		{"1234abcd-12ab-34cd-56ef-1234567890ab", true},
+	} {
+		_, err := ParseRequest([]byte(`{"keyId":"`+c.keyID+`","secretId":"s","validFor":"90d"}`), now, o)
+		if c.ok != (err == nil) {
+			t.Errorf("%s: %v, want ok %v", c.keyID, err, c.ok)
+		}
+		if err != nil && (NameOf(err) != InvalidInput || !strings.Contains(err.Error(), "serves keys of account 111122223333 in Region eu-west-2")) {
+			t.Errorf("%s: %v: want InvalidInput naming what is served", c.keyID, err)
+		}
+	}
+}
+
 // TestParseStrictKeys: encoding/json folds the case of field names and keeps
 // the last of duplicate fields; ParseRequest refuses both, naming the field
 // (and for a case variant, the expected spelling).

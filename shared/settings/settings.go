@@ -31,6 +31,9 @@ type Settings struct {
 	// DefaultRenewBefore is the registry's renewal window for inputs that
 	// give none.
 	DefaultRenewBefore time.Duration
+	// Account and Region are the account (ACCOUNT_ID) and Region
+	// (AWS_REGION, set by Lambda) whose keys the deployment renews.
+	Account, Region string
 	// SchedulePeriod is the interval of the fleet schedule
 	// (ScheduleExpression): a registered key's renewBefore is at least two
 	// of them, its validity at least renewBefore plus one.
@@ -77,7 +80,8 @@ const MaxTokenLife = 24 * time.Hour
 
 // RequestOptions are the request defaults of this deployment.
 func (s Settings) RequestOptions() flow.RequestOptions {
-	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore, SchedulePeriod: s.SchedulePeriod}
+	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore, SchedulePeriod: s.SchedulePeriod,
+		ServedAccount: s.Account, ServedRegion: s.Region}
 }
 
 // FromEnv reads Settings; a malformed value is an error naming the variable.
@@ -118,6 +122,7 @@ func FromEnv() (Settings, error) {
 		return s, fmt.Errorf("environment variable MIN_TOKEN_VALIDITY is %q; want more than 0 and less than %s, the life of an import token", os.Getenv("MIN_TOKEN_VALIDITY"), MaxTokenLife)
 	}
 	s.AlertTopic = os.Getenv("ALERT_TOPIC_ARN")
+	s.Account, s.Region = os.Getenv("ACCOUNT_ID"), os.Getenv("AWS_REGION")
 	if s.MaxTokenFetches, err = integer("MAX_TOKEN_FETCHES", 3, 1, 10); err != nil {
 		return s, err
 	}
