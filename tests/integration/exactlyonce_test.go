@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -10,6 +12,7 @@ import (
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 // registeredKey is a key renewed once under its ARN (and so registered),
@@ -95,4 +98,58 @@ func TestRefusedInputLeavesTheKeyAlone(t *testing.T) {
 	if err != nil || fr.Outcome != records.FailureRefused || fr.Done(records.StepCounted) || fr.Done(records.StepNotified) {
 		t.Fatalf("failure record %+v, %v: want refused, not counted, not notified", fr, err)
 	}
+}
+
+// fleetInput is the child input a fleet run gives the rotation of e: the
+// planner's item as JSON.
+func fleetInput(t *testing.T, e registry.Entry) []byte {
+	t.Helper()
+	b, err := json.Marshal(planner.ItemOf(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestFleetRunKeepsOperatorsChanges (issue 16 scenario 6): a key planned
+// by a fleet run, then given a new policy, or deregistered, by an operator
+// before its rotation ends: the rotation renews the key, but the registry
+// keeps the operator's policy, and the deregistered key stays
+// deregistered.
+func TestFleetRunKeepsOperatorsChanges(t *testing.T) {
+	ctx := context.Background()
+	reg := &registry.Store{DB: db, Table: st.Table}
+	t.Run("policy changed after planning", func(t *testing.T) {
+		arn, _, _ := registeredKey(t)
+		planned, err := reg.Get(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := fleetInput(t, *planned)
+		changed := *planned
+		changed.ValidFor, changed.RenewBefore = "60d", "20d"
+		if err := reg.Put(ctx, changed); err != nil {
+			t.Fatal(err)
+		}
+		mustSucceed(t, executeRaw(t, in, stack.ExecuteOptions{}))
+		e, err := reg.Get(ctx, arn)
+		if err != nil || e.ValidFor != "60d" || e.RenewBefore != "20d" || e.LastSuccess == nil || !e.LastSuccess.After(*planned.LastSuccess) {
+			t.Fatalf("registry entry %+v, %v: want the operator's policy (60d, 20d) with the renewal noted", e, err)
+		}
+	})
+	t.Run("deregistered after planning", func(t *testing.T) {
+		arn, _, _ := registeredKey(t)
+		planned, err := reg.Get(ctx, arn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := fleetInput(t, *planned)
+		if err := reg.Delete(ctx, arn); err != nil {
+			t.Fatal(err)
+		}
+		mustSucceed(t, executeRaw(t, in, stack.ExecuteOptions{}))
+		if e, err := reg.Get(ctx, arn); !errors.Is(err, registry.ErrNotFound) {
+			t.Fatalf("deregistered key brought back: %+v, %v", e, err)
+		}
+	})
 }
