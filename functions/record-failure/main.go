@@ -13,6 +13,6 @@ const name = "record-failure"
 
 func main() {
 	c := settings.MustInit(name)
-	stage := &recordfailure.Stage{KMS: kmsaccess.Describing{Regional: c.KMS}, Audit: c.Imports, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
+	stage := &recordfailure.Stage{KMS: kmsaccess.Describing{Regional: c.KMS}, Audit: c.Imports, Failures: c.Failures, Tokens: c.Tokens, Registry: c.Registry, Leases: c.Leases, Notify: c.SNS, Topic: c.Settings.AlertTopic}
 	lambdarun.Start(name, stage.Run)
 }

@@ -60,6 +60,13 @@ type RequestInput struct {
 	// scheduled planner renews it, with the policy's RenewBefore as its
 	// renewal window.
 	Register *bool `json:"register"`
+	// AllowShortValidity registers a key whose validity is shorter than
+	// its renew-before window plus one schedule period (which would
+	// otherwise not be registered, or be refused with "register": true).
+	AllowShortValidity bool `json:"allowShortValidity"`
+	// RegistryVersion is set by the fleet run (the registry entry's
+	// version when it planned the key); a manual run leaves it out.
+	RegistryVersion *int64 `json:"registryVersion"`
 	// Rotate (docs/rotation.md) imports NEW_KEY_MATERIAL and calls
 	// RotateKeyOnDemand; the new material is the secret version at
 	// newMaterialStage, or generated (generateMaterial).
@@ -68,7 +75,7 @@ type RequestInput struct {
 }
 
 // RequestFields lists the input's fields, for error messages.
-const RequestFields = "keyId, secretId, secretVersionId, validTo, register, rotate, secretVersionStage, validFor, expirationModel, renewBefore, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, rotateEvery, newMaterialStage, generateMaterial, regions"
+const RequestFields = "keyId, secretId, secretVersionId, validTo, register, allowShortValidity, registryVersion, rotate, secretVersionStage, validFor, expirationModel, renewBefore, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, rotateEvery, newMaterialStage, generateMaterial, regions"
 
 // RequestOptions are the deployment's defaults.
 type RequestOptions struct {
@@ -78,6 +85,14 @@ type RequestOptions struct {
 	// DefaultRenewBefore is the registry's renewal window when the input
 	// names none.
 	DefaultRenewBefore time.Duration
+	// SchedulePeriod is the interval of the fleet runs (0: not known, no
+	// check): a registered key's renewBefore is at least two of them, and
+	// its validity at least renewBefore plus one.
+	SchedulePeriod time.Duration
+	// ServedAccount and ServedRegion are the account and Region whose
+	// keys this deployment renews (empty: not checked): a key or alias
+	// ARN of another is refused, naming what is served.
+	ServedAccount, ServedRegion string
 }
 
 var (
@@ -175,6 +190,9 @@ func checkKeys(raw []byte) error {
 			}
 			return invalid("unknown field %+q in execution input; allowed: %s", clip(key), RequestFields)
 		}
+		if string(bytes.TrimSpace(val)) == "null" {
+			return invalid("field %q is null in execution input: give a value or leave the field out", key)
+		}
 		if first, dup := seen[key]; dup {
 			return invalid("field %q is given twice in execution input (%s, then %s): give each field once", key, clip(string(first)), clip(string(val)))
 		}
@@ -223,7 +241,7 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 			NewMaterialStage:    in.NewMaterialStage,
 		},
 	}
-	if err := identity(r); err != nil {
+	if err := identity(r, opt); err != nil {
 		return nil, err
 	}
 	if err := expiry(r, in, now, opt); err != nil {
@@ -239,16 +257,23 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 	if err := rotation(r, in); err != nil {
 		return nil, err
 	}
+	if err := registryVersion(r, in); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
-// identity checks the key, the secret and the version read.
-func identity(r *Request) error {
+// identity checks the key (its form, and that the deployment serves it),
+// the secret and the version read.
+func identity(r *Request, opt RequestOptions) error {
 	switch {
 	case r.KeyID == "":
 		return invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
 	case !keyIDRe.MatchString(r.KeyID) && !keyARNRe.MatchString(r.KeyID) && !aliasRe.MatchString(r.KeyID) && !aliasARNRe.MatchString(r.KeyID):
 		return invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(r.KeyID))
+	}
+	if err := served(r.KeyID, opt); err != nil {
+		return err
 	}
 	switch {
 	case r.SecretID == "":
@@ -270,6 +295,30 @@ func identity(r *Request) error {
 	if r.SecretVersionID == "" && r.SecretVersionStage == "" {
 		r.SecretVersionStage = "AWSCURRENT"
 	}
+	return nil
+}
+
+// served refuses a key or alias ARN of an account or Region the
+// deployment does not serve (its roles reach no other, and the fetch stage
+// reads the key in its own Region).
+func served(keyID string, opt RequestOptions) error {
+	if !keyARNRe.MatchString(keyID) && !aliasARNRe.MatchString(keyID) {
+		return nil
+	}
+	parts := strings.SplitN(keyID, ":", 6)
+	region, account := parts[3], parts[4]
+	if (opt.ServedAccount == "" || account == opt.ServedAccount) && (opt.ServedRegion == "" || region == opt.ServedRegion) {
+		return nil
+	}
+	return invalid("field \"keyId\" is %q, in account %s and Region %s: this deployment serves keys of account %s in Region %s (their replicas may be elsewhere)", clip(keyID), account, region, opt.ServedAccount, opt.ServedRegion)
+}
+
+// registryVersion takes the version a fleet run planned the key at.
+func registryVersion(r *Request, in RequestInput) error {
+	if v := in.RegistryVersion; v != nil && *v < 0 {
+		return invalid("field \"registryVersion\" is %d: the fleet run sets it to a registry entry's version, 0 or more; leave it out in a manual run", *v)
+	}
+	r.RegistryVersion = in.RegistryVersion
 	return nil
 }
 
@@ -448,12 +497,41 @@ func renewal(r *Request, in RequestInput, opt RequestOptions) error {
 		// The deployment's window doesn't fit this short validity: renew
 		// when a third of it is left.
 		r.RenewBefore = (vf / 3).Truncate(time.Minute).String()
-		return nil
+		return schedule(r, in, opt, vf, (vf / 3).Truncate(time.Minute))
 	}
 	if rb >= vf {
 		return invalid("field \"renewBefore\" is %s, not shorter than validFor %s: every scheduled run would renew", r.RenewBefore, r.ValidFor)
 	}
-	return nil
+	return schedule(r, in, opt, vf, rb)
+}
+
+// schedule checks a registered policy against the fleet's schedule: a
+// renewBefore of at least two schedule periods (a failed run is retried
+// before the material expires) and a validity of at least renewBefore
+// plus one period (else the key could expire between two runs). A short
+// validity is not registered when "register" was left out (a test
+// import: docs/rotation.md), refused with "register": true, and
+// registered with "allowShortValidity": true.
+func schedule(r *Request, in RequestInput, opt RequestOptions, vf, rb time.Duration) error {
+	p := opt.SchedulePeriod
+	if p <= 0 || in.AllowShortValidity {
+		return nil
+	}
+	if rb < 2*p {
+		if in.RenewBefore != "" {
+			return invalid("field \"renewBefore\" is %s: want at least two schedule periods (%s, SCHEDULE_PERIOD %s), so a failed fleet run is retried before the material expires", in.RenewBefore, fmtDuration(2*p), fmtDuration(p))
+		}
+		rb = 2 * p
+		r.RenewBefore = rb.String()
+	}
+	if vf >= rb+p {
+		return nil
+	}
+	if in.Register == nil {
+		r.Register, r.RenewBefore = false, "" // a short test import: done, not kept renewed
+		return nil
+	}
+	return invalid("field \"validFor\" is %s, shorter than renewBefore %s plus one schedule period %s: the key could expire between two fleet runs; give a longer \"validFor\", set \"register\": false, or \"allowShortValidity\": true", r.ValidFor, fmtDuration(rb), fmtDuration(p))
 }
 
 // ParseDuration reads Go durations ("720h", "90m") and whole days ("30d").

@@ -131,6 +131,75 @@ func TestRegistrationPolicy(t *testing.T) {
 	}
 }
 
+// TestScheduleFitsPolicy: with a daily schedule, a registered key's
+// renewBefore is at least two days and its validity at least renewBefore
+// plus a day; a short validity is not registered by default, refused with
+// "register": true, registered with "allowShortValidity": true.
+func TestScheduleFitsPolicy(t *testing.T) {
+	o := RequestOptions{DefaultValidFor: 720 * time.Hour, DefaultRenewBefore: 336 * time.Hour, SchedulePeriod: 24 * time.Hour}
+	cases := []struct {
+		name, in string
+		register bool
+		renew    string
+		err      []string
+	}{
+		{"default policy", `{"keyId":"alias/a","secretId":"s"}`, true, "336h0m0s", nil},
+		{"renewBefore 1s", `{"keyId":"alias/a","secretId":"s","validFor":"90d","renewBefore":"1s"}`, false, "", []string{`"renewBefore"`, "1s", "two schedule periods", "48h"}},
+		{"renewBefore 2d", `{"keyId":"alias/a","secretId":"s","validFor":"90d","renewBefore":"2d"}`, true, "2d", nil},
+		{"test import", `{"keyId":"alias/a","secretId":"s","validFor":"1h"}`, false, "", nil},
+		{"short, register true", `{"keyId":"alias/a","secretId":"s","validFor":"1h","register":true}`, false, "", []string{`"validFor"`, "1h", "allowShortValidity"}},
+		{"short validity asked for", `{"keyId":"alias/a","secretId":"s","validFor":"1h","register":true,"allowShortValidity":true}`, true, "20m0s", nil},
+		{"validity under renewBefore plus a day", `{"keyId":"alias/a","secretId":"s","validFor":"360h","renewBefore":"345h","register":true}`, false, "", []string{`"validFor"`, "360h", "345h"}},
+		{"defaulted window raised to two days", `{"keyId":"alias/a","secretId":"s","validFor":"4d"}`, true, "48h0m0s", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := ParseRequest([]byte(c.in), now, o)
+			if c.err != nil {
+				if err == nil || NameOf(err) != InvalidInput {
+					t.Fatalf("got %+v, %v: want InvalidInput", r, err)
+				}
+				for _, w := range c.err {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil || r.Register != c.register || (c.register && r.RenewBefore != c.renew) {
+				t.Fatalf("got %+v, %v: want register %v, renewBefore %s", r, err, c.register, c.renew)
+			}
+		})
+	}
+}
+
+// TestServedAccountAndRegion: a key or alias ARN of another account or
+// Region is refused naming what the deployment serves; ids and aliases
+// are not checked here (KMS resolves them in the served Region).
+func TestServedAccountAndRegion(t *testing.T) {
+	o := opts
+	o.ServedAccount, o.ServedRegion = "111122223333", "eu-west-2"
+	for _, c := range []struct {
+		keyID string
+		ok    bool
+	}{
+		{"arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", true},
+		{"arn:aws:kms:eu-west-2:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
+		{"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", false},
+		{"arn:aws:kms:eu-west-2:444455556666:alias/x", false},
+		{"alias/x", true},
+		{"1234abcd-12ab-34cd-56ef-1234567890ab", true},
+	} {
+		_, err := ParseRequest([]byte(`{"keyId":"`+c.keyID+`","secretId":"s","validFor":"90d"}`), now, o)
+		if c.ok != (err == nil) {
+			t.Errorf("%s: %v, want ok %v", c.keyID, err, c.ok)
+		}
+		if err != nil && (NameOf(err) != InvalidInput || !strings.Contains(err.Error(), "serves keys of account 111122223333 in Region eu-west-2")) {
+			t.Errorf("%s: %v: want InvalidInput naming what is served", c.keyID, err)
+		}
+	}
+}
+
 // TestParseStrictKeys: encoding/json folds the case of field names and keeps
 // the last of duplicate fields; ParseRequest refuses both, naming the field
 // (and for a case variant, the expected spelling).
@@ -154,7 +223,9 @@ func TestParseStrictKeys(t *testing.T) {
 		{"keyId twice, same value", `{"keyId":"alias/a",` + rest + `,"keyId":"alias/a"}`, []string{`"keyId"`, "twice"}},
 		{"keyId twice, escaped", `{"keyId":"alias/a",` + rest + `,"key\u0049d":"alias/b"}`, []string{`"keyId"`, "twice", `"alias/a", then "alias/b"`}},
 		{"regions twice", `{"keyId":"alias/a",` + rest + `,"regions":["eu-west-1"],"regions":["eu-west-2"]}`, []string{`"regions"`, "twice"}},
-		{"null twice", `{"keyId":"alias/a",` + rest + `,"renewBefore":null,"renewBefore":"1d"}`, []string{`"renewBefore"`, "twice"}},
+		{"null twice", `{"keyId":"alias/a",` + rest + `,"renewBefore":null,"renewBefore":"1d"}`, []string{`"renewBefore"`, "is null"}},
+		{"register null", `{"keyId":"alias/a",` + rest + `,"register":null}`, []string{`"register"`, "is null", "leave the field out"}},
+		{"keyId null", `{"keyId":null,` + rest + `}`, []string{`"keyId"`, "is null"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

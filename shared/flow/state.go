@@ -60,6 +60,10 @@ type Request struct {
 	// Register keeps the key in the registry with the policy's validity
 	// and renewal window (Kept).
 	Register bool `json:"register"`
+	// RegistryVersion, set by a fleet run, is the registry entry's
+	// version when the run planned the key: the renewal then writes no
+	// policy and never registers the key again (registry.RecordRenewal).
+	RegistryVersion *int64 `json:"registryVersion,omitempty"`
 	// Rotate imports new key material (NEW_KEY_MATERIAL) and makes it
 	// current with RotateKeyOnDemand. The new material is read from the
 	// version at NewMaterialStage, or generated (GenerateMaterial) and

@@ -96,7 +96,8 @@ func ImportSK(executionStart, executionID string) string {
 	return "IMPORT#" + executionStart + "#" + executionID
 }
 
-// Put writes r, replacing the record of the same execution if any.
+// Put writes r once (ErrRecorded after); a failed record replaces a
+// succeeded one of the same execution.
 func (s *Imports) Put(ctx context.Context, r Import) error {
 	r.PK, r.Type = PK(r.KeyARN), "import"
 	if s.Retention > 0 {
@@ -107,9 +108,15 @@ func (s *Imports) Put(ctx context.Context, r Import) error {
 		return fmt.Errorf("encoding import record: %w", err)
 	}
 	// The audit trail is never overwritten: one record per execution and
-	// key, written once.
-	_, err = s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item,
-		ConditionExpression: aws.String("attribute_not_exists(pk)")})
+	// key, written once; except that a failed execution's record replaces
+	// a success record its verify stage wrote before a later step failed:
+	// a success record never stands for a failed execution.
+	in := &dynamodb.PutItemInput{TableName: &s.Table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}
+	if r.Outcome == ImportFailed {
+		in.ConditionExpression = aws.String("attribute_not_exists(pk) OR outcome = :ok")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":ok": str(ImportSucceeded)}
+	}
+	_, err = s.DB.PutItem(ctx, in)
 	var exists *types.ConditionalCheckFailedException
 	if errors.As(err, &exists) {
 		return fmt.Errorf("%w: import record %s of %s", ErrRecorded, r.SK, r.KeyARN)

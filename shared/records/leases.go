@@ -50,7 +50,7 @@ func (s *Leases) Acquire(ctx context.Context, arn, owner string, now time.Time) 
 	_, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                &s.Table,
 		Item:                     item,
-		ConditionExpression:      aws.String("attribute_not_exists(pk) OR leaseUntil < :now OR #o = :me"),
+		ConditionExpression:      aws.String("attribute_not_exists(pk) OR leaseUntil < :now OR (#o = :me AND attribute_not_exists(fenced))"),
 		ExpressionAttributeNames: map[string]string{"#o": "owner"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
@@ -108,7 +108,8 @@ func (l *LeaseLost) Error() string {
 }
 
 // Fence proves, with a conditional write, that owner still holds the
-// lease of arn, and extends it. It runs right before every change to KMS
+// lease of arn, and that its execution has not ended (FenceOut), and
+// extends it. It runs right before every change to KMS
 // (ImportKeyMaterial, RotateKeyOnDemand): an execution whose lease lapsed
 // and was taken over never changes the key, whatever it believed before.
 func (s *Leases) Fence(ctx context.Context, arn, owner string, now time.Time) error {
@@ -117,7 +118,7 @@ func (s *Leases) Fence(ctx context.Context, arn, owner string, now time.Time) er
 		TableName:                &s.Table,
 		Key:                      itemKey(arn, LeaseSK),
 		UpdateExpression:         aws.String("SET leaseUntil = :until, expiresAt = :exp"),
-		ConditionExpression:      aws.String("#o = :me AND leaseUntil >= :now"),
+		ConditionExpression:      aws.String("#o = :me AND leaseUntil >= :now AND attribute_not_exists(fenced)"),
 		ExpressionAttributeNames: map[string]string{"#o": "owner"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":me":    &types.AttributeValueMemberS{Value: owner},
@@ -132,6 +133,38 @@ func (s *Leases) Fence(ctx context.Context, arn, owner string, now time.Time) er
 	}
 	if err != nil {
 		return fmt.Errorf("checking the lease of %s: %w", arn, err)
+	}
+	return nil
+}
+
+// FenceOut ends the lease of an execution that ended while one of its
+// stages may still be running (stopped or timed out: Step Functions does
+// not stop a Lambda invocation in flight): the lease is marked fenced, so
+// that stage's next Fence fails and it never starts an import, and is
+// held until until, past the longest an invocation already beyond its
+// Fence can still run (the functions' timeout), so no other execution
+// imports before a late import of this one could land. Acquire takes it
+// over after until. Nothing is done if owner no longer holds it.
+func (s *Leases) FenceOut(ctx context.Context, arn, owner string, until time.Time) error {
+	_, err := s.DB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &s.Table,
+		Key:                      itemKey(arn, LeaseSK),
+		UpdateExpression:         aws.String("SET fenced = :t, leaseUntil = :until, expiresAt = :exp"),
+		ConditionExpression:      aws.String("#o = :me"),
+		ExpressionAttributeNames: map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":me":    &types.AttributeValueMemberS{Value: owner},
+			":t":     &types.AttributeValueMemberBOOL{Value: true},
+			":until": &types.AttributeValueMemberN{Value: strconv.FormatInt(until.Unix(), 10)},
+			":exp":   &types.AttributeValueMemberN{Value: strconv.FormatInt(until.Add(24*time.Hour).Unix(), 10)},
+		},
+	})
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return nil // not ours (any more)
+	}
+	if err != nil {
+		return fmt.Errorf("fencing the lease of %s: %w", arn, err)
 	}
 	return nil
 }

@@ -70,6 +70,10 @@ type Entry struct {
 	// Replicas of a multi-Region primary, with their own ValidTo: each
 	// expires independently and is renewed when due.
 	Replicas []Replica `dynamodbav:"replicas,omitempty"`
+	// Version counts the writes of the entry: every write is conditional
+	// on the version it read and adds one (0: an entry from before
+	// versions), so no write undoes one it did not see.
+	Version int64 `dynamodbav:"version,omitempty"`
 }
 
 // Replica is one replica of a multi-Region key.
@@ -177,14 +181,55 @@ func (s *Store) Put(ctx context.Context, e Entry) error {
 	}
 	e.PK, e.SK, e.Type, e.Status, e.StatusReason = PK, sk(e.KeyARN), "registry", Active, ""
 	e.NextDue = e.due()
-	item, err := attributevalue.MarshalMap(e)
+	ok, err := s.putVersioned(ctx, old, e, false)
 	if err != nil {
-		return fmt.Errorf("encoding registry entry: %w", err)
-	}
-	if _, err := s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item}); err != nil {
 		return fmt.Errorf("registering %s: %w", e.KeyARN, err)
 	}
+	if !ok {
+		return fmt.Errorf("registering %s: %w", e.KeyARN, ErrChanged)
+	}
 	return nil
+}
+
+// ErrChanged: the entry changed between its read and the write; nothing
+// was written.
+var ErrChanged = errors.New("registry entry changed meanwhile; try again")
+
+// putVersioned writes e over old (nil: no entry) only if the entry is
+// still the one read: absent, or present with old's version (and, with
+// sameRegistration, old's registeredAt: not deregistered and registered
+// again). e gets old's version plus one. ok is false when the condition
+// failed.
+func (s *Store) putVersioned(ctx context.Context, old *Entry, e Entry, sameRegistration bool) (bool, error) {
+	in := &dynamodb.PutItemInput{TableName: &s.Table, ConditionExpression: aws.String("attribute_not_exists(pk)")}
+	if old != nil {
+		e.Version = old.Version + 1
+		cond, vals := "attribute_exists(pk) AND version = :v", map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: fmt.Sprint(old.Version)}}
+		if old.Version == 0 {
+			cond, vals = "attribute_exists(pk) AND attribute_not_exists(version)", map[string]types.AttributeValue{}
+		}
+		if sameRegistration {
+			ra, err := attributevalue.Marshal(old.RegisteredAt)
+			if err != nil {
+				return false, fmt.Errorf("encoding registeredAt: %w", err)
+			}
+			cond, vals[":registeredAt"] = cond+" AND registeredAt = :registeredAt", ra
+		}
+		in.ConditionExpression, in.ExpressionAttributeValues = aws.String(cond), vals
+	} else {
+		e.Version = 1
+	}
+	item, err := attributevalue.MarshalMap(e)
+	if err != nil {
+		return false, fmt.Errorf("encoding registry entry: %w", err)
+	}
+	in.Item = item
+	_, err = s.DB.PutItem(ctx, in)
+	var cf *types.ConditionalCheckFailedException
+	if errors.As(err, &cf) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Validate checks an entry's policy (flow.Policy.ValidateKept).
@@ -285,6 +330,10 @@ type Renewal struct {
 	// kept with (flow.Request.Kept), and SecretID the secret it names.
 	Register *flow.Policy
 	SecretID string
+	// PlannedVersion, for a fleet run, is the entry's version when the
+	// run planned the key: the policy comes from the registry and is
+	// never written back, and a key deregistered meanwhile stays so.
+	PlannedVersion *int64
 }
 
 // Renewed is what the entry old (nil: not registered) becomes after r.
@@ -328,46 +377,61 @@ func Renewed(old *Entry, r Renewal) (e Entry, ok bool, err error) {
 	return e, true, nil
 }
 
-// RecordRenewal notes a verified renewal in one conditional write: the
-// entry read, then written back only if it is still the registration that
-// was read (same registeredAt: not deregistered, nor deregistered and
-// registered again, meanwhile), or, for a key not registered when read
-// and registered by r, only if nobody registered it meanwhile. A key that
-// is not registered is left alone unless r registers it. written says
-// whether the entry was written; a condition that no longer holds is not
-// an error (the registry changed under the execution: it is left as the
-// operator left it).
+// RecordRenewal notes a verified renewal with a conditional write: the
+// entry read, then written back only if it is still the version read and
+// the registration read (same registeredAt: not deregistered, nor
+// deregistered and registered again, meanwhile), or, for a key not
+// registered when read and registered by r, only if nobody registered it
+// meanwhile; a write that finds the entry changed reads it again
+// (renewalAttempts in all). A key that is not registered is left alone
+// unless r registers it; a fleet run's renewal (PlannedVersion) never
+// registers and never writes a policy: an operator's deregistration or
+// policy change made after planning stands. written says whether the
+// entry was written.
 func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (written bool, err error) {
-	old, err := s.Get(ctx, r.KeyARN)
-	if errors.Is(err, ErrNotFound) {
-		old, err = nil, nil
+	if r.PlannedVersion != nil {
+		r.Register = nil
 	}
-	if err != nil {
-		return false, err
+	var first *Entry
+	for i := 0; i < renewalAttempts; i++ {
+		old, err := s.Get(ctx, r.KeyARN)
+		if errors.Is(err, ErrNotFound) {
+			old, err = nil, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if i == 0 {
+			first = old
+		} else if !sameRegistration(first, old) {
+			return false, nil // deregistered or registered meanwhile: theirs stands
+		}
+		e, ok, err := Renewed(old, r)
+		if err != nil || !ok {
+			return false, err
+		}
+		written, err := s.putVersioned(ctx, old, e, true)
+		if err != nil {
+			return false, fmt.Errorf("noting the renewal of %s: %w", r.KeyARN, err)
+		}
+		if written {
+			return true, nil
+		}
 	}
-	e, ok, err := Renewed(old, r)
-	if err != nil || !ok {
-		return false, err
-	}
-	item, err := attributevalue.MarshalMap(e)
-	if err != nil {
-		return false, fmt.Errorf("encoding registry entry: %w", err)
-	}
-	in := &dynamodb.PutItemInput{TableName: &s.Table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}
-	if old != nil {
-		in.ConditionExpression = aws.String("attribute_exists(pk) AND registeredAt = :registeredAt")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{":registeredAt": item["registeredAt"]}
-	}
-	_, err = s.DB.PutItem(ctx, in)
-	var cf *types.ConditionalCheckFailedException
-	if errors.As(err, &cf) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("noting the renewal of %s: %w", r.KeyARN, err)
-	}
-	return true, nil
+	return false, nil
 }
+
+// sameRegistration says whether a and b (nil: not registered) are the same
+// registration of a key.
+func sameRegistration(a, b *Entry) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.RegisteredAt.Equal(b.RegisteredAt)
+}
+
+// renewalAttempts bounds RecordRenewal's read-and-write rounds.
+const renewalAttempts = 3
 
 // Failure is a failed rotation as record-failure recorded it.
 type Failure struct {
@@ -388,39 +452,39 @@ type Failure struct {
 // and cause; Keeps leaves the status as it was; Clears makes it active.
 // A blocked key is not dropped: the planner tries it on every run.
 func (s *Store) RecordFailure(ctx context.Context, arn string, f Failure) error {
-	e, err := s.Get(ctx, arn)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+	var first *Entry
+	for i := 0; i < renewalAttempts; i++ {
+		e, err := s.Get(ctx, arn)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			first = e
+		} else if !sameRegistration(first, e) {
+			return nil
+		}
+		old := *e
+		t := f.At.UTC()
+		e.LastFailure, e.LastError, e.LastErrorStage, e.LastExecution = &t, f.Error, f.Stage, f.Execution
+		switch FailureEffect(f.Error, f.Facts) {
+		case Blocks:
+			e.Status, e.StatusReason = Blocked, f.Error+": "+flow.Sanitize(f.Cause)
+		case Clears:
+			e.Status, e.StatusReason = Active, ""
+		case Keeps:
+		}
+		ok, err := s.putVersioned(ctx, &old, *e, true)
+		if err != nil {
+			return fmt.Errorf("updating registry entry of %s: %w", arn, err)
+		}
+		if ok {
+			return nil
+		}
 	}
-	if err != nil {
-		return err
-	}
-	t := f.At.UTC()
-	e.LastFailure, e.LastError, e.LastErrorStage, e.LastExecution = &t, f.Error, f.Stage, f.Execution
-	switch FailureEffect(f.Error, f.Facts) {
-	case Blocks:
-		e.Status, e.StatusReason = Blocked, f.Error+": "+flow.Sanitize(f.Cause)
-	case Clears:
-		e.Status, e.StatusReason = Active, ""
-	case Keeps:
-	}
-	return s.write(ctx, *e)
-}
-
-func (s *Store) write(ctx context.Context, e Entry) error {
-	item, err := attributevalue.MarshalMap(e)
-	if err != nil {
-		return fmt.Errorf("encoding registry entry: %w", err)
-	}
-	_, err = s.DB.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.Table, Item: item, ConditionExpression: aws.String("attribute_exists(pk)")})
-	var cf *types.ConditionalCheckFailedException
-	if errors.As(err, &cf) {
-		return nil // deregistered meanwhile
-	}
-	if err != nil {
-		return fmt.Errorf("updating registry entry of %s: %w", e.KeyARN, err)
-	}
-	return nil
+	return nil // changed on every read: deregistered or re-registered meanwhile
 }
 
 // Page is one page of entries.

@@ -24,6 +24,7 @@ type Clients struct {
 	SNS       *sns.Client
 	Tokens    *records.Tokens
 	Imports   *records.Imports
+	Failures  *records.Failures
 	Materials *records.Materials
 	Leases    *records.Leases
 	Registry  *registry.Store
@@ -65,6 +66,7 @@ func Init(ctx context.Context) (*Clients, error) {
 		SNS:       sns.NewFromConfig(cfg),
 		Tokens:    &records.Tokens{DB: db, Table: s.Table, Retention: s.TokenRetention},
 		Imports:   &records.Imports{DB: db, Table: s.Table, Retention: s.AuditRetention},
+		Failures:  &records.Failures{DB: db, Table: s.Table, Retention: s.AuditRetention},
 		Materials: &records.Materials{DB: db, Table: s.Table},
 		Leases:    &records.Leases{DB: db, Table: s.Table, Duration: s.LeaseDuration},
 		Registry:  &registry.Store{DB: db, Table: s.Table},

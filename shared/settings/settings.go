@@ -31,6 +31,13 @@ type Settings struct {
 	// DefaultRenewBefore is the registry's renewal window for inputs that
 	// give none.
 	DefaultRenewBefore time.Duration
+	// Account and Region are the account (ACCOUNT_ID) and Region
+	// (AWS_REGION, set by Lambda) whose keys the deployment renews.
+	Account, Region string
+	// SchedulePeriod is the interval of the fleet schedule
+	// (ScheduleExpression): a registered key's renewBefore is at least two
+	// of them, its validity at least renewBefore plus one.
+	SchedulePeriod time.Duration
 	// LeaseDuration is how long a rotation holds its key's lease; a lease
 	// left by a crashed execution is taken over after it.
 	LeaseDuration time.Duration
@@ -80,7 +87,8 @@ const MaxTokenLife = 24 * time.Hour
 
 // RequestOptions are the request defaults of this deployment.
 func (s Settings) RequestOptions() flow.RequestOptions {
-	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore}
+	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore, SchedulePeriod: s.SchedulePeriod,
+		ServedAccount: s.Account, ServedRegion: s.Region}
 }
 
 // FromEnv reads Settings; a malformed value is an error naming the variable.
@@ -108,6 +116,9 @@ func FromEnv() (Settings, error) {
 	if s.DefaultRenewBefore, err = duration("DEFAULT_RENEW_BEFORE", 336*time.Hour); err != nil {
 		return s, err
 	}
+	if s.SchedulePeriod, err = duration("SCHEDULE_PERIOD", 24*time.Hour); err != nil {
+		return s, err
+	}
 	if s.LeaseDuration, err = duration("LEASE_DURATION", RotationTimeout+LeaseMargin); err != nil {
 		return s, err
 	}
@@ -118,6 +129,7 @@ func FromEnv() (Settings, error) {
 		return s, fmt.Errorf("environment variable MIN_TOKEN_VALIDITY is %q; want more than 0 and less than %s, the life of an import token", os.Getenv("MIN_TOKEN_VALIDITY"), MaxTokenLife)
 	}
 	s.AlertTopic = os.Getenv("ALERT_TOPIC_ARN")
+	s.Account, s.Region = os.Getenv("ACCOUNT_ID"), os.Getenv("AWS_REGION")
 	if s.MaxTokenFetches, err = integer("MAX_TOKEN_FETCHES", 3, 1, 10); err != nil {
 		return s, err
 	}

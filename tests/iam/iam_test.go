@@ -40,10 +40,10 @@ var (
 const (
 	removedFrom = `"Sid": "ManagedKeys",
                     "Effect": "Allow",
-                    "Action": "kms:ImportKeyMaterial",`
+                    "Action": ["kms:ImportKeyMaterial", "kms:ListKeyRotations"],`
 	removedTo = `"Sid": "ManagedKeys",
                     "Effect": "Allow",
-                    "Action": "kms:GetKeyRotationStatus",`
+                    "Action": ["kms:GetKeyRotationStatus", "kms:ListKeyRotations"],`
 )
 
 func TestMain(m *testing.M) {

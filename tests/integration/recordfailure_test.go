@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ type rfFixture struct {
 func newRFFixture(t *testing.T) rfFixture {
 	f := rfFixture{leases: &records.Leases{DB: db, Table: st.Table, Duration: time.Hour}, topic: &topic{},
 		key: fmt.Sprintf("arn:aws:kms:eu-west-2:111122223333:key/%s", uniq("rf"))}
-	f.st = &recordfailure.Stage{Audit: aud, Tokens: toks, Leases: f.leases, Registry: &registry.Store{DB: db, Table: st.Table},
+	f.st = &recordfailure.Stage{Audit: aud, Tokens: toks, Leases: f.leases, Registry: &registry.Store{DB: db, Table: st.Table}, Failures: &records.Failures{DB: db, Table: st.Table},
 		Notify: f.topic, Topic: "arn:aws:sns:eu-west-2:111122223333:t"}
 	return f
 }
@@ -86,7 +87,9 @@ func (f rfFixture) settled(t *testing.T, exec, errName string, tok records.Token
 	if err != nil || len(got.ImportToken) != 0 || len(got.EncryptedKeyMaterial) != 0 || got.Status == records.TokenWrapped {
 		t.Errorf("token record %+v (%v): want settled, without its bytes", got, err)
 	}
-	if err := f.leases.Acquire(ctx, f.key, "someone-else", time.Now()); err != nil {
+	// A stopped or timed-out execution's lease is fenced out for
+	// DefaultFenceHold; anyone else's execution takes it after that.
+	if err := f.leases.Acquire(ctx, f.key, "someone-else", time.Now().Add(recordfailure.DefaultFenceHold+time.Second)); err != nil {
 		t.Errorf("lease still held: %v", err)
 	}
 }
@@ -115,6 +118,14 @@ func TestRecordFailureOnDynamoDB(t *testing.T) {
 			for delivery := 1; delivery <= 2; delivery++ { // EventBridge delivers at least once
 				if _, err := f.st.Run(ctx, f.statusChange(exec, c.status, "")); err != nil {
 					t.Fatal(err)
+				}
+				var held *records.LeaseHeld
+				err := f.leases.Acquire(ctx, f.key, "next", time.Now())
+				if delivery == 1 && (c.status == "FAILED") == errors.As(err, &held) {
+					t.Errorf("%s: another execution's Acquire right after: %v; want the lease free only after FAILED (fenced out after TIMED_OUT, ABORTED)", c.status, err)
+				}
+				if err == nil {
+					_ = f.leases.Release(ctx, f.key, "next")
 				}
 				f.settled(t, exec, c.wantErr, tok)
 				if len(f.topic.subjects) != 1 {

@@ -317,3 +317,50 @@ func secretOf(e *registry.Entry) string {
 	}
 	return e.SecretID
 }
+
+// TestFleetRenewalKeepsOperatorsChanges: a fleet run's renewal
+// (PlannedVersion) writes no policy, so a policy an operator changed
+// after planning stays, also when the change lands between the
+// renewal's read and its write (the versioned write fails and is done
+// again over the new entry); a key deregistered after planning stays
+// deregistered; every write adds one to the version.
+func TestFleetRenewalKeepsOperatorsChanges(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	validTo := now.Add(90 * 24 * time.Hour)
+	base := store(t)
+	arn := testARN[:len(testARN)-4] + "f001"
+	register(t, base, arn, nil)
+	planned, err := base.Get(ctx, arn)
+	if err != nil || planned.Version != 1 {
+		t.Fatalf("registered: %+v, %v: want version 1", planned, err)
+	}
+	h := &hooked{DB: base.DB, before: func() {
+		e := registry.Entry{KeyARN: arn, SecretID: "operator", Policy: flow.Policy{ValidFor: "180d", RenewBefore: "30d"}}
+		if err := base.Put(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	s := &registry.Store{DB: h, Table: base.Table}
+	v := planned.Version
+	stale := &flow.Policy{ValidFor: "90d", RenewBefore: "14d"}
+	written, err := s.RecordRenewal(ctx, registry.Renewal{KeyARN: arn, Execution: "fleet-1", At: now, ValidTo: &validTo, Register: stale, SecretID: planned.SecretID, PlannedVersion: &v})
+	if err != nil || !written {
+		t.Fatalf("RecordRenewal: %v, %v", written, err)
+	}
+	e, err := base.Get(ctx, arn)
+	if err != nil || e.SecretID != "operator" || e.ValidFor != "180d" || e.RenewBefore != "30d" || e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(validTo) || e.Version != 3 {
+		t.Fatalf("entry %+v, %v: want the operator's policy with the renewal noted, version 3", e, err)
+	}
+
+	if err := base.Delete(ctx, arn); err != nil {
+		t.Fatal(err)
+	}
+	written, err = base.RecordRenewal(ctx, registry.Renewal{KeyARN: arn, Execution: "fleet-2", At: now, ValidTo: &validTo, Register: stale, SecretID: planned.SecretID, PlannedVersion: &v})
+	if err != nil || written {
+		t.Fatalf("RecordRenewal of a deregistered key: %v, %v; want nothing written", written, err)
+	}
+	if e, err := base.Get(ctx, arn); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("deregistered key brought back: %+v, %v", e, err)
+	}
+}

@@ -66,7 +66,7 @@ import (
 var expectedActions = map[string][]string{
 	"FetchParametersFunction": {"kms:DescribeKey", "kms:GetParametersForImport", "kms:GetPublicKey", "kms:ListKeyRotations", "secretsmanager:GetSecretValue", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 	"WrapMaterialFunction":    {"secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:UpdateItem"},
-	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"},
+	"ImportMaterialFunction":  {"kms:ImportKeyMaterial", "kms:ListKeyRotations", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"},
 	"VerifyImportFunction":    {"kms:DescribeKey", "kms:Encrypt", "kms:Decrypt", "kms:GenerateMac", "kms:Sign", "kms:GetPublicKey", "kms:ListKeyRotations", "kms:GetKeyRotationStatus", "secretsmanager:GetSecretValue", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 	"RecordFailureFunction":   {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query", "sns:Publish", "sqs:SendMessage", "kms:DescribeKey"},
 	// Planner: the registry (Query), gone replicas (UpdateItem), the

@@ -62,6 +62,14 @@ func LoadTemplate(path string, physical map[string]string) (*Template, error) {
 					if p, ok := physical[s]; ok {
 						return p
 					}
+					// The emulated deployment's account and Region, as the
+					// roles resolve them (goformation's defaults differ).
+					switch s {
+					case "AWS::AccountId":
+						return Account
+					case "AWS::Region":
+						return Region
+					}
 				}
 				if v := intrinsics.Ref(name, input, tmpl); v != nil {
 					return v

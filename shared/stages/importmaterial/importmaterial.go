@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
@@ -28,10 +29,12 @@ type Tokens interface {
 	MarkFailed(ctx context.Context, keyARN, sk, reason string) error
 }
 
-// Materials is the part of the material map this stage writes.
+// Materials is the part of the material map this stage reads and
+// writes.
 type Materials interface {
 	Put(ctx context.Context, r records.Material) error
 	Merge(ctx context.Context, r records.Material) error
+	List(ctx context.Context, keyARN string) (map[string]records.Material, error)
 }
 
 // Leases is the part of the lease store this stage calls.
@@ -147,6 +150,21 @@ func (st *Stage) importItem(ctx context.Context, s flow.State, rec *records.Toke
 		// token stays usable; the state machine retries with backoff.
 		return "", flow.Wrap(flow.ReplicaNotSynced, err, "ImportKeyMaterial for replica %s: material %s is not associated with it yet", it.KeyARN, flow.ShortID(it.KeyMaterialID))
 	}
+	if err != nil && errors.As(err, &wrong) && it.New && !it.Replica && it.ImportType == flow.NewKeyMaterial {
+		// An earlier attempt of this execution may have imported the new
+		// material and crashed before recording it: KMS then refuses the
+		// same material as new again. Recognise it and go on.
+		if id, found, ferr := st.orphan(ctx, s, validTo); ferr != nil || found {
+			if ferr != nil {
+				return "", ferr
+			}
+			telemetry.Logger(ctx).Warn("new key material found imported by an earlier attempt; recorded now", "keyMaterialId", flow.ShortID(id), "tokenId", rec.SK)
+			if err := st.Tokens.MarkUsedWith(ctx, k.ARN, rec.SK, id); err != nil {
+				return "", tokenErr(err)
+			}
+			return id, nil
+		}
+	}
 	if err != nil {
 		return "", st.importFailed(ctx, k.ARN, it.KeyARN, rec.SK, err)
 	}
@@ -203,6 +221,52 @@ func (st *Stage) recordMaterial(ctx context.Context, s flow.State, it *flow.Plan
 		}
 	}
 	return nil
+}
+
+// orphan looks, after KMS refused this execution's new material as
+// incorrect, for the material an earlier attempt of the same execution
+// imported as NEW_KEY_MATERIAL before it crashed: a material of the key
+// that the material map does not know (every new material is mapped
+// right after its import), imported and pending rotation, with this
+// execution's expiration model and ValidTo (fixed when its input was
+// read, the same for every attempt). Exactly one such material is it;
+// none or several are not recognised (the refusal stands).
+func (st *Stage) orphan(ctx context.Context, s flow.State, validTo *time.Time) (string, bool, error) {
+	k := s.Key
+	mm, err := st.Materials.List(ctx, k.ARN)
+	if err != nil {
+		return "", false, flow.FromAWS(err, flow.Internal, "material map of %s", k.ARN)
+	}
+	listed, err := kmsaccess.ListMaterials(ctx, st.KMS.In(kmsaccess.RegionOf(k.ARN)), k.ARN)
+	if err != nil {
+		return "", false, err
+	}
+	var found []string
+	for _, e := range listed {
+		id := aws.ToString(e.KeyMaterialId)
+		if _, mapped := mm[id]; mapped || id == "" || e.ImportState != types.ImportStateImported || !pendingRotation(e.KeyMaterialState) {
+			continue
+		}
+		if string(e.ExpirationModel) != string(s.Request.ExpirationModel) || !sameTime(e.ValidTo, validTo) {
+			continue
+		}
+		found = append(found, id)
+	}
+	if len(found) != 1 {
+		return "", false, nil
+	}
+	return found[0], true, nil
+}
+
+func pendingRotation(st types.KeyMaterialState) bool {
+	return st == types.KeyMaterialStatePendingRotation || st == types.KeyMaterialStatePendingMultiRegionImportAndRotation
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
 }
 
 // fence proves the execution still holds the key's lease right before it

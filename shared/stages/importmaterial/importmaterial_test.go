@@ -73,6 +73,14 @@ func (m *memMaterials) Put(_ context.Context, r records.Material) error {
 	return nil
 }
 
+func (m *memMaterials) List(_ context.Context, _ string) (map[string]records.Material, error) {
+	out := map[string]records.Material{}
+	for _, r := range append(append([]records.Material(nil), m.put...), m.merged...) {
+		out[r.KeyMaterialID] = r
+	}
+	return out, nil
+}
+
 func (m *memMaterials) Merge(_ context.Context, r records.Material) error {
 	m.merged = append(m.merged, r)
 	return nil
@@ -206,5 +214,68 @@ func TestNewMaterialIDReachesTheReplicas(t *testing.T) {
 	}
 	if len(mats.put) != 1 || mats.put[0].State != records.MaterialPendingRotation || mats.put[0].SecretVersionID != "v2" {
 		t.Fatalf("material map: %+v", mats.put)
+	}
+}
+
+// listingKMS answers ImportKeyMaterial with IncorrectKeyMaterial (the
+// material was imported as new already) and ListKeyRotations with listed.
+type listingKMS struct {
+	fakeKMS
+	listed []types.RotationsListEntry
+}
+
+func (f *listingKMS) ListKeyRotations(context.Context, *kms.ListKeyRotationsInput, ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error) {
+	return &kms.ListKeyRotationsOutput{Rotations: f.listed}, nil
+}
+
+func (f *listingKMS) In(string) kmsaccess.API { return f }
+
+// TestCrashAfterNewImportRecovered: an attempt that imported new material
+// and crashed before recording it leaves an unmapped material pending
+// rotation; the retry, refused as IncorrectKeyMaterial, recognises it by
+// this execution's expiration model and ValidTo, records it in the
+// material map and the token, and goes on. Anything else (a ValidTo of
+// another execution, two candidates, a mapped material) is not adopted.
+func TestCrashAfterNewImportRecovered(t *testing.T) {
+	validTo := now.Add(720 * time.Hour)
+	other := validTo.Add(time.Hour)
+	entry := func(id string, v *time.Time, st types.KeyMaterialState) types.RotationsListEntry {
+		return types.RotationsListEntry{KeyMaterialId: aws.String(id), ImportState: types.ImportStateImported, KeyMaterialState: st,
+			ExpirationModel: types.ExpirationModelTypeKeyMaterialExpires, ValidTo: v}
+	}
+	old := entry("m0", &validTo, types.KeyMaterialStateCurrent)
+	cases := []struct {
+		name   string
+		listed []types.RotationsListEntry
+		wantID string // "" : the refusal stands
+	}{
+		{"this execution's material", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation)}, "m1"},
+		{"another ValidTo", []types.RotationsListEntry{old, entry("m1", &other, types.KeyMaterialStatePendingRotation)}, ""},
+		{"two candidates", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation), entry("m2", &validTo, types.KeyMaterialStatePendingRotation)}, ""},
+		{"nothing pending", []types.RotationsListEntry{old}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tokens := memTokens{tokenSK: {SK: tokenSK, KeyARN: keyARN, TargetKeyARN: keyARN, Status: records.TokenWrapped, ParametersValidTo: now.Add(time.Hour)}}
+			mats := &memMaterials{put: []records.Material{{KeyARN: keyARN, KeyMaterialID: "m0", SecretVersionID: "v0"}}}
+			api := &listingKMS{fakeKMS: fakeKMS{err: &types.IncorrectKeyMaterialException{Message: aws.String("already imported")}}, listed: c.listed}
+			st := &Stage{KMS: api, Tokens: tokens, Materials: mats, Leases: lease{}, MinTokenValidity: 10 * time.Minute, Now: func() time.Time { return now }}
+			s := flow.State{Execution: flow.Execution{ID: "exec"}, Request: &flow.Request{SecretID: "s", ValidTo: &validTo, Policy: flow.Policy{ExpirationModel: flow.Expires}},
+				Key: &flow.Key{ARN: keyARN}, Plan: &flow.Plan{Rotate: true, Items: []flow.PlanItem{{Region: "eu-west-2", KeyARN: keyARN, SecretVersionID: "v1", New: true, ImportType: flow.NewKeyMaterial}}},
+				Progress: &flow.Progress{Pending: true, Token: &flow.TokenRef{ID: tokenSK, Fetches: 1}}}
+			out, err := st.Run(context.Background(), s)
+			if c.wantID == "" {
+				if flow.NameOf(err) != flow.IncorrectKeyMaterial || tokens[tokenSK].Status != records.TokenFailed {
+					t.Fatalf("%v, token %s: want IncorrectKeyMaterial, token failed", err, tokens[tokenSK].Status)
+				}
+				return
+			}
+			if err != nil || out.Plan.NewMaterialID != c.wantID || tokens[tokenSK].Status != records.TokenUsed || tokens[tokenSK].KeyMaterialID != c.wantID {
+				t.Fatalf("%v: plan %+v token %+v", err, out.Plan, tokens[tokenSK])
+			}
+			if last := mats.put[len(mats.put)-1]; last.KeyMaterialID != c.wantID || last.SecretVersionID != "v1" || last.State != records.MaterialPendingRotation {
+				t.Fatalf("material map: %+v", mats.put)
+			}
+		})
 	}
 }

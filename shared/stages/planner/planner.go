@@ -86,6 +86,9 @@ type Item struct {
 	KeyID    string `json:"keyId"`
 	SecretID string `json:"secretId"`
 	Rotate   bool   `json:"rotate,omitempty"`
+	// RegistryVersion is the entry's version as planned: the renewal
+	// writes no policy and never registers a key deregistered meanwhile.
+	RegistryVersion *int64 `json:"registryVersion,omitempty"`
 	flow.Policy
 }
 
@@ -396,7 +399,8 @@ func (st Stats) EmitMetrics() {
 // ItemOf is the rotation input that renews e: its key, its secret and
 // the policy the registry keeps.
 func ItemOf(e registry.Entry) Item {
-	return Item{KeyID: e.KeyARN, SecretID: e.SecretID, Policy: e.Policy.Kept()}
+	v := e.Version
+	return Item{KeyID: e.KeyARN, SecretID: e.SecretID, Policy: e.Policy.Kept(), RegistryVersion: &v}
 }
 
 // ItemAt is ItemOf for a run at now: a due rotation rotates (and renews

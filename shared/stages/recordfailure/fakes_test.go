@@ -2,9 +2,11 @@ package recordfailure
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -124,6 +126,15 @@ func (l *leases) held(arn string) string {
 	return l.holder[arn]
 }
 
+func (l *leases) FenceOut(_ context.Context, arn, owner string, until time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holder[arn] == owner {
+		l.holder[arn] = "fenced " + owner + " until " + until.UTC().Format(time.RFC3339)
+	}
+	return nil
+}
+
 func (l *leases) Release(_ context.Context, arn, owner string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -190,4 +201,59 @@ func (p *topic) Publish(_ context.Context, in *sns.PublishInput, _ ...func(*sns.
 	p.subjects = append(p.subjects, aws.ToString(in.Subject))
 	p.bodies = append(p.bodies, aws.ToString(in.Message))
 	return &sns.PublishOutput{}, nil
+}
+
+// failures is records.Failures in memory: Open writes once, a step is
+// marked once (ErrStepDone after), the notification claimed by one
+// invocation at a time. fail, when set, fails MarkDone of that step.
+type failures struct {
+	mu       sync.Mutex
+	recs     map[string]*records.Failure
+	failStep string
+}
+
+func (s *failures) Open(_ context.Context, f records.Failure) (records.Failure, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recs == nil {
+		s.recs = map[string]*records.Failure{}
+	}
+	if old, ok := s.recs[f.ExecutionID]; ok {
+		return *old, nil
+	}
+	f.Steps = map[string]string{}
+	s.recs[f.ExecutionID] = &f
+	return f, nil
+}
+
+func (s *failures) MarkDone(_ context.Context, exec, step string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.recs[exec]
+	if step == s.failStep {
+		return errors.New("throttled")
+	}
+	if f.Done(step) {
+		return records.ErrStepDone
+	}
+	f.Steps[step] = at.UTC().Format(records.StepLayout)
+	return nil
+}
+
+func (s *failures) ClaimNotify(_ context.Context, exec string, now time.Time, hold time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.recs[exec]
+	if f.Done(records.StepNotified) || f.Steps[records.StepNotifyClaim] >= now.UTC().Format(records.StepLayout) {
+		return records.ErrStepDone
+	}
+	f.Steps[records.StepNotifyClaim] = now.Add(hold).UTC().Format(records.StepLayout)
+	return nil
+}
+
+func (s *failures) ReleaseNotify(_ context.Context, exec string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.recs[exec].Steps, records.StepNotifyClaim)
+	return nil
 }

@@ -35,6 +35,15 @@ type Stage struct {
 	Tokens   Tokens
 	Registry Registry
 	Leases   Leases
+	// Failures keeps the execution's failure record, the outbox of its
+	// effects (records.Failures).
+	Failures Failures
+	// FenceHold is how long the lease of an execution that was stopped
+	// or timed out stays fenced before it is free (0: DefaultFenceHold).
+	FenceHold time.Duration
+	// NotifyHold is how long a claim to send the notification holds
+	// before another invocation may send it (0: DefaultNotifyHold).
+	NotifyHold time.Duration
 	// Notify, when set, publishes the failure to Topic.
 	Notify Publisher
 	Topic  string
@@ -61,11 +70,33 @@ type Tokens interface {
 	AbandonExecution(ctx context.Context, keyARN, executionID, reason string) (int, error)
 }
 
-// Leases releases the key's lease if the execution still holds it
-// (records.Leases).
+// Leases releases the key's lease if the execution still holds it, or
+// fences it out (records.Leases).
 type Leases interface {
 	Release(ctx context.Context, arn, owner string) error
+	FenceOut(ctx context.Context, arn, owner string, until time.Time) error
 }
+
+// DefaultFenceHold is how long the lease of a stopped or timed-out
+// execution stays held after its end: longer than any invocation of a
+// stage can still run (the functions' Timeout, 30 s in template.yaml),
+// with margin.
+const DefaultFenceHold = 2 * time.Minute
+
+// Failures is the failure record of an execution (records.Failures):
+// Open writes it once and returns it as stored, with the steps done;
+// MarkDone and ClaimNotify are records.ErrStepDone for a step done or
+// claimed already.
+type Failures interface {
+	Open(ctx context.Context, f records.Failure) (records.Failure, error)
+	MarkDone(ctx context.Context, executionID, step string, at time.Time) error
+	ClaimNotify(ctx context.Context, executionID string, now time.Time, hold time.Duration) error
+	ReleaseNotify(ctx context.Context, executionID string) error
+}
+
+// DefaultNotifyHold outlasts one invocation of the function (its Timeout,
+// 30 s in template.yaml, with margin).
+const DefaultNotifyHold = 2 * time.Minute
 
 // Registry is told of the failure and decides the key's status
 // (registry.Store, registry.FailureEffect).
@@ -103,21 +134,18 @@ type StatusChange struct {
 const StatusChangeType = "Step Functions Execution Status Change"
 
 // Run is the stage's handler.
+// Both paths (the Catch's state, EventBridge's status change) reach the
+// same failure record, keyed by the execution: whichever comes first
+// records the failure; the other completes what is left undone.
 func (st *Stage) Run(ctx context.Context, ev Event) (flow.State, error) {
 	if ev.DetailType == "" {
-		return st.record(ctx, ev.State, false)
+		return st.record(ctx, ev.State)
 	}
 	s, err := st.fromStatusChange(ctx, ev)
 	if err != nil {
 		return s, err
 	}
-	// Recorded already (by the execution's own Catch): settle what it may
-	// have left, without a second record or notification.
-	done, err := st.recorded(ctx, s)
-	if err != nil {
-		return s, err
-	}
-	return st.record(ctx, s, done)
+	return st.record(ctx, s)
 }
 
 // fromStatusChange turns an ended execution into the state a Catch would
@@ -145,31 +173,35 @@ func (st *Stage) fromStatusChange(ctx context.Context, ev Event) (flow.State, er
 		s.Error.Error = "States." + map[string]string{"TIMED_OUT": "Timeout", "ABORTED": "Aborted", "FAILED": "Failed"}[d.Status]
 		s.Error.Cause = "the execution ended " + d.Status
 	}
-	if id := keyOf(s); isKeyARN(id) {
+	return s, nil
+}
+
+// resolveKey names the key by its ARN when the state names it by an
+// alias or a bare key id (a failure before the fetch stage resolved it,
+// or an ended execution's input): the Catch path and the EventBridge path
+// then record and notify under the same key. A refused input is not
+// resolved: it touches no key.
+func (st *Stage) resolveKey(ctx context.Context, s *flow.State) error {
+	if s.Key != nil && s.Key.ARN != "" {
+		return nil
+	}
+	if id := keyOf(*s); isKeyARN(id) {
 		s.Key = &flow.Key{ARN: id}
-	} else if id != UnknownKey && st.KMS != nil {
+	} else if id != UnknownKey && st.KMS != nil && !refused(*s) {
 		md, err := st.KMS.Describe(ctx, kmsaccess.RegionOf(id), id)
 		if err == nil {
 			s.Key = &flow.Key{ARN: *md.Arn}
 		} else if flow.NameOf(err) == flow.AWSTransient {
-			return s, err // retried: the key's records and lease need its ARN
+			return err // retried: the key's records and lease need its ARN
 		}
 	}
-	return s, nil
+	return nil
 }
 
-// recorded says whether the execution has an import record already.
-func (st *Stage) recorded(ctx context.Context, s flow.State) (bool, error) {
-	recs, err := st.Audit.List(ctx, keyOf(s))
-	if err != nil {
-		return false, flow.FromAWS(err, flow.Internal, "reading the import records of %s", keyOf(s))
-	}
-	for _, r := range recs {
-		if r.ExecutionID == s.Execution.ID {
-			return true, nil
-		}
-	}
-	return false, nil
+// refused says whether the execution was refused for its input: nothing
+// was done to the key, so the failure is the caller's, not the key's.
+func refused(s flow.State) bool {
+	return s.Error != nil && s.Error.Error == flow.InvalidInput
 }
 
 func clip(s string) string {
@@ -186,49 +218,129 @@ func (st *Stage) now() time.Time {
 	return time.Now()
 }
 
-// record settles the execution's tokens and, unless the failure is
-// recorded already, gives it to the registry and writes the import record
-// (once: a retried invocation finds it); then releases the lease and, for
-// a first record, notifies. The cause keeps its facts (flow.EncodeCause):
-// the execution's Cause, which RotationFailed takes from the state this
-// returns, still carries them.
-func (st *Stage) record(ctx context.Context, s flow.State, already bool) (flow.State, error) {
+// record records the failure of s once, whichever path and attempt comes
+// first: it opens the execution's failure record (the first writer's
+// content stands), then does each step not yet done on it, marking it
+// done: the registry, the key's import record, token and lease clean-up
+// (idempotent, done every time), the metric, the notification. A refused
+// input does none of the key's steps. The cause keeps its facts
+// (flow.EncodeCause): the execution's Cause, which RotationFailed takes
+// from the state this returns, still carries them.
+func (st *Stage) record(ctx context.Context, s flow.State) (flow.State, error) {
 	if s.Error == nil {
 		return s, flow.Errorf(flow.InvalidInput, "field \"error\" is missing; this stage runs from a Catch with ResultPath $.error")
 	}
+	if err := st.resolveKey(ctx, &s); err != nil {
+		return s, err
+	}
 	msg, facts := flow.ParseCause(causeMessage(s.Error.Cause))
 	msg = flow.Sanitize(msg)
-	if !already {
-		facts = st.describeRefused(ctx, facts) // complete before anything is written
-	}
+	facts = st.describeRefused(ctx, facts)
 	s.Error.Cause = flow.EncodeCause(msg, facts)
 	rec := importRecord(s, msg, st.now().UTC())
+	fr, err := st.open(ctx, s, rec)
+	if err != nil {
+		return s, err
+	}
+	// The stored record's content stands for every path and attempt.
+	rec.ErrorName, rec.Cause, rec.Stage = fr.ErrorName, fr.Cause, fr.Stage
+	log := telemetry.Logger(ctx).With("keyArn", rec.KeyARN, "executionId", s.Execution.ID)
+	if fr.Outcome == records.FailureRefused {
+		log.Warn("execution refused for its input; the key is not touched", "error", rec.ErrorName, "cause", rec.Cause)
+		return s, nil
+	}
 	if err := st.settleTokens(ctx, s); err != nil {
 		return s, err
 	}
-	if !already {
-		// The registry first: were it written after the import record, a
-		// retried invocation would find the record and never reach it.
-		if err := st.tellRegistry(ctx, s, rec, facts); err != nil {
-			return s, err
-		}
-		var err error
-		if already, err = st.put(ctx, rec); err != nil {
-			return s, err
-		}
+	if err := st.keySteps(ctx, s, fr, rec, facts); err != nil {
+		return s, err
 	}
-	if s.Key != nil {
-		if err := st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID); err != nil {
-			return s, flow.FromAWS(err, flow.Internal, "releasing the lease")
-		}
+	if err := st.freeLease(ctx, s); err != nil {
+		return s, err
 	}
-	if already {
-		telemetry.Logger(ctx).Info("failure recorded already; tokens and lease settled", "keyArn", rec.KeyARN, "auditId", rec.SK)
-		return s, nil
+	if err := st.alert(ctx, fr, rec, facts); err != nil {
+		return s, err
 	}
-	st.alert(ctx, rec, facts)
-	telemetry.Logger(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", s.FailedStage, "error", rec.ErrorName, "cause", msg, "facts", facts, "auditId", rec.SK)
+	log.Info("failure recorded", "stage", rec.Stage, "error", rec.ErrorName, "auditId", rec.SK)
 	return s, nil
+}
+
+// open opens the execution's failure record.
+func (st *Stage) open(ctx context.Context, s flow.State, rec records.Import) (records.Failure, error) {
+	f := records.Failure{ExecutionID: s.Execution.ID, KeyARN: rec.KeyARN, Outcome: records.FailureFailed,
+		Stage: rec.Stage, ErrorName: rec.ErrorName, Cause: rec.Cause, RecordedAt: rec.RecordedAt}
+	if refused(s) {
+		f.Outcome = records.FailureRefused
+	}
+	fr, err := st.Failures.Open(ctx, f)
+	if err != nil {
+		return fr, flow.FromAWS(err, flow.Internal, "opening the failure record of %s", s.Execution.ID)
+	}
+	return fr, nil
+}
+
+// keySteps tells the registry, then writes the key's import record (a
+// failed record replaces a success record of the same execution), each
+// unless the failure record says it is done, marking each done after.
+// Both are idempotent: a crash between a step and its mark repeats the
+// same write.
+func (st *Stage) keySteps(ctx context.Context, s flow.State, fr records.Failure, rec records.Import, facts *flow.Facts) error {
+	if !fr.Done(records.StepRegistry) {
+		if err := st.tellRegistry(ctx, s, rec, facts); err != nil {
+			return err
+		}
+		if err := st.markDone(ctx, s, records.StepRegistry); err != nil {
+			return err
+		}
+	}
+	if !fr.Done(records.StepAudit) {
+		if err := st.Audit.Put(ctx, rec); err != nil && !errors.Is(err, records.ErrRecorded) {
+			return flow.FromAWS(err, flow.Internal, "recording the failure")
+		}
+		if err := st.markDone(ctx, s, records.StepAudit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (st *Stage) markDone(ctx context.Context, s flow.State, step string) error {
+	err := st.Failures.MarkDone(ctx, s.Execution.ID, step, st.now().UTC())
+	if err != nil && !errors.Is(err, records.ErrStepDone) {
+		return flow.FromAWS(err, flow.Internal, "marking %s done on the failure record", step)
+	}
+	return nil
+}
+
+// freeLease gives the key's lease back. An execution that was stopped or
+// timed out may have a stage still running (Step Functions does not stop
+// a Lambda invocation in flight): its lease is fenced out instead, and
+// freed only once that invocation can no longer be running
+// (records.Leases.FenceOut; docs/aws-behaviour.md).
+func (st *Stage) freeLease(ctx context.Context, s flow.State) error {
+	if s.Key == nil {
+		return nil
+	}
+	var err error
+	if endedInFlight(s) {
+		hold := st.FenceHold
+		if hold <= 0 {
+			hold = DefaultFenceHold
+		}
+		err = st.Leases.FenceOut(ctx, s.Key.ARN, s.Execution.ID, st.now().Add(hold))
+	} else {
+		err = st.Leases.Release(ctx, s.Key.ARN, s.Execution.ID)
+	}
+	if err != nil {
+		return flow.FromAWS(err, flow.Internal, "releasing the lease")
+	}
+	return nil
+}
+
+// endedInFlight says whether the execution ended without its Catch: it
+// was stopped or timed out, maybe with a stage running.
+func endedInFlight(s flow.State) bool {
+	return s.FailedStage == "execution ABORTED" || s.FailedStage == "execution TIMED_OUT"
 }
 
 // tellRegistry gives the failure to the registry, which decides from the
@@ -330,31 +442,46 @@ func (st *Stage) settleTokens(ctx context.Context, s flow.State) error {
 	return nil
 }
 
-// put writes the import record once; true when a retried attempt wrote it
-// already.
-func (st *Stage) put(ctx context.Context, rec records.Import) (bool, error) {
-	err := st.Audit.Put(ctx, rec)
-	switch {
-	case errors.Is(err, records.ErrRecorded):
-		return true, nil
-	case err != nil:
-		return false, flow.FromAWS(err, flow.Internal, "recording the failure")
+// alert counts the failure (RotationFailures, the alarm's metric), then
+// notifies, each once per execution. The count is marked before it is
+// emitted; the notification is claimed before it is sent and marked after:
+// a send that fails gives the claim back and fails the invocation, so the
+// retry (the state machine's, then EventBridge's) sends it. A claim left
+// by an invocation that crashed lapses after NotifyHold.
+func (st *Stage) alert(ctx context.Context, fr records.Failure, rec records.Import, facts *flow.Facts) error {
+	now := st.now().UTC()
+	if !fr.Done(records.StepCounted) {
+		err := st.Failures.MarkDone(ctx, rec.ExecutionID, records.StepCounted, now)
+		switch {
+		case err == nil:
+			telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "RotationFailures", Value: 1, Unit: telemetry.Count})
+			telemetry.Logger(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", rec.Stage, "error", rec.ErrorName, "cause", rec.Cause, "facts", facts, "auditId", rec.SK)
+		case !errors.Is(err, records.ErrStepDone):
+			return flow.FromAWS(err, flow.Internal, "counting the failure")
+		}
 	}
-	return false, nil
-}
-
-// alert emits the alarm's metric, then the notification: a topic that
-// can't be reached must not silence the alarm or keep the key locked.
-func (st *Stage) alert(ctx context.Context, rec records.Import, facts *flow.Facts) {
-	telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "RotationFailures", Value: 1, Unit: telemetry.Count})
-	if st.Notify == nil || st.Topic == "" {
-		return
+	if fr.Done(records.StepNotified) || st.Notify == nil || st.Topic == "" {
+		return nil
+	}
+	hold := st.NotifyHold
+	if hold <= 0 {
+		hold = DefaultNotifyHold
+	}
+	if err := st.Failures.ClaimNotify(ctx, rec.ExecutionID, now, hold); errors.Is(err, records.ErrStepDone) {
+		return nil // sent, or being sent by another invocation
+	} else if err != nil {
+		return flow.FromAWS(err, flow.Internal, "claiming the notification")
 	}
 	subject, body := message(rec, facts)
 	if _, err := st.Notify.Publish(ctx, &sns.PublishInput{TopicArn: &st.Topic, Subject: &subject, Message: &body}); err != nil {
-		telemetry.Logger(ctx).Error("failure notification not sent", "topic", st.Topic, "error", flow.Sanitize(err.Error()))
+		telemetry.Logger(ctx).Error("failure notification not sent; retried", "topic", st.Topic, "error", flow.Sanitize(err.Error()))
 		telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "NotificationFailures", Value: 1, Unit: telemetry.Count})
+		if rerr := st.Failures.ReleaseNotify(ctx, rec.ExecutionID); rerr != nil && !errors.Is(rerr, records.ErrStepDone) {
+			return flow.FromAWS(rerr, flow.Internal, "giving back the notification claim")
+		}
+		return flow.FromAWS(err, flow.AWSTransient, "publishing the failure notification")
 	}
+	return st.markDone(ctx, flow.State{Execution: flow.Execution{ID: rec.ExecutionID}}, records.StepNotified)
 }
 
 // causeMessage extracts errorMessage from a Lambda error Cause.

@@ -34,11 +34,12 @@ type fixture struct {
 	reg    *reg
 	keys   *keys
 	topic  *topic
+	fails  *failures
 }
 
 func newFixture() fixture {
-	f := fixture{audit: &audit{}, tokens: &tokens{}, leases: &leases{}, reg: &reg{}, keys: &keys{md: map[string]*types.KeyMetadata{}}, topic: &topic{}}
-	f.st = &Stage{KMS: f.keys, Audit: f.audit, Tokens: f.tokens, Leases: f.leases, Registry: f.reg, Notify: f.topic, Topic: "arn:aws:sns:eu-west-2:111122223333:t"}
+	f := fixture{audit: &audit{}, tokens: &tokens{}, leases: &leases{}, reg: &reg{}, keys: &keys{md: map[string]*types.KeyMetadata{}}, topic: &topic{}, fails: &failures{}}
+	f.st = &Stage{KMS: f.keys, Audit: f.audit, Tokens: f.tokens, Leases: f.leases, Registry: f.reg, Notify: f.topic, Failures: f.fails, Topic: "arn:aws:sns:eu-west-2:111122223333:t"}
 	return f
 }
 
@@ -73,7 +74,7 @@ func (f fixture) settled(t *testing.T, exec, errName string, tok records.Token) 
 	if got := f.tokens.get(tok.SK); len(got.ImportToken) != 0 || len(got.EncryptedKeyMaterial) != 0 || got.Status == records.TokenWrapped {
 		t.Errorf("token record %+v: want settled, without its bytes", got)
 	}
-	if h := f.leases.held(keyARN); h != "" {
+	if h := f.leases.held(keyARN); h != "" && !strings.HasPrefix(h, "fenced "+exec+" ") {
 		t.Errorf("lease still held by %s", h)
 	}
 }
@@ -102,6 +103,11 @@ func TestEndedExecutionsRecordedOnce(t *testing.T) {
 					t.Fatal(err)
 				}
 				f.settled(t, exec, c.wantErr, tok)
+				// A stopped or timed-out execution may have a stage still
+				// running: its lease is fenced out, not freed.
+				if h, fenced := f.leases.held(keyARN), c.status != "FAILED"; fenced != strings.HasPrefix(h, "fenced "+exec+" ") {
+					t.Errorf("%s: lease %q; want fenced %v", c.status, h, fenced)
+				}
 				if len(f.topic.subjects) != 1 || len(f.reg.failures[keyARN]) != 1 {
 					t.Fatalf("delivery %d: %d notifications, %d registry updates; want 1 each", delivery, len(f.topic.subjects), len(f.reg.failures[keyARN]))
 				}
@@ -308,18 +314,19 @@ func TestRegistryFailureRetried(t *testing.T) {
 	}
 }
 
-// TestNotificationFailureDoesNotFail: a topic that can't be reached does
-// not fail the stage: the failure is recorded, the registry told, the
-// lease released.
-func TestNotificationFailureDoesNotFail(t *testing.T) {
+// TestNotificationFailureRetried: a topic that can't be reached fails the
+// invocation after the failure is recorded, the registry told and the
+// lease released (the key is not kept locked); the retry sends the one
+// notification, and a later delivery sends none.
+func TestNotificationFailureRetried(t *testing.T) {
 	f := newFixture()
 	f.topic.err = errors.New("topic gone")
 	exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:no-topic"
 	tok := f.openExecution(exec)
 	s := flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"}, Key: &flow.Key{ARN: keyARN},
 		Error: &flow.StateError{Error: flow.InvalidSecret, Cause: "x"}, FailedStage: "wrap-material", Progress: &flow.Progress{Token: &flow.TokenRef{ID: tok.SK, Fetches: 1}}}
-	if _, err := f.st.Run(context.Background(), Event{State: s}); err != nil {
-		t.Fatal(err)
+	if _, err := f.st.Run(context.Background(), Event{State: s}); err == nil {
+		t.Fatal("a notification not sent: want an error, so the invocation is retried")
 	}
 	f.settled(t, exec, flow.InvalidSecret, tok)
 	if got := f.tokens.get(tok.SK); got.Status != records.TokenFailed {
@@ -328,4 +335,87 @@ func TestNotificationFailureDoesNotFail(t *testing.T) {
 	if len(f.reg.failures[keyARN]) != 1 {
 		t.Fatal("registry not told")
 	}
+	f.topic.err = nil
+	for i := 0; i < 2; i++ {
+		if _, err := f.st.Run(context.Background(), statusChange(exec, "FAILED", flow.InvalidSecret, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(f.topic.subjects) != 1 || len(f.reg.failures[keyARN]) != 1 {
+		t.Fatalf("%d notifications, %d registry updates; want 1 each", len(f.topic.subjects), len(f.reg.failures[keyARN]))
+	}
+}
+
+// TestExactlyOnce: one failure record, one registry update, one import
+// record and one notification per execution, whatever the paths, aliases,
+// retries after a partial failure; a success record written before a
+// later failure is replaced by the failed one.
+func TestExactlyOnce(t *testing.T) {
+	ctx := context.Background()
+	alias := "alias/payments"
+	t.Run("alias on the Catch path, ARN on EventBridge's", func(t *testing.T) {
+		f := newFixture()
+		f.keys.md[alias] = &types.KeyMetadata{Arn: aws.String(keyARN)}
+		exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:alias"
+		in, _ := json.Marshal(map[string]any{"keyId": alias, "secretId": "s"})
+		s := flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"}, Input: in,
+			Error: &flow.StateError{Error: flow.KeyNotReady, Cause: "x"}, FailedStage: "fetch-parameters"}
+		if _, err := f.st.Run(ctx, Event{State: s}); err != nil {
+			t.Fatal(err)
+		}
+		ev := statusChange(exec, "FAILED", flow.KeyNotReady, "x")
+		ev.Detail.Input = string(in)
+		if _, err := f.st.Run(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.audit.recs) != 1 || f.audit.recs[0].KeyARN != keyARN || len(f.topic.subjects) != 1 || len(f.reg.failures[keyARN]) != 1 {
+			t.Fatalf("records %+v, %d notifications, %d registry updates: want one of each, under the key ARN", f.audit.recs, len(f.topic.subjects), len(f.reg.failures[keyARN]))
+		}
+	})
+	for _, step := range []string{records.StepRegistry, records.StepAudit, records.StepCounted, records.StepNotified} {
+		t.Run("retry after "+step+" failed to be marked", func(t *testing.T) {
+			f := newFixture()
+			exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:partial"
+			f.fails.failStep = step
+			if _, err := f.st.Run(ctx, statusChange(exec, "FAILED", flow.KeyNotReady, "x")); err == nil {
+				t.Fatal("want the first attempt to fail")
+			}
+			f.fails.failStep = ""
+			for i := 0; i < 2; i++ {
+				if _, err := f.st.Run(ctx, statusChange(exec, "FAILED", flow.KeyNotReady, "x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fr := f.fails.recs[exec]
+			for _, st := range []string{records.StepRegistry, records.StepAudit, records.StepCounted, records.StepNotified} {
+				if !fr.Done(st) && (st != records.StepNotified || !fr.NotifyClaimed()) {
+					// A send whose mark failed leaves its claim: no
+					// second send while it holds.
+					t.Errorf("step %s not done after the retries", st)
+				}
+			}
+			if len(f.audit.recs) != 1 || len(f.topic.subjects) != 1 {
+				t.Fatalf("%d records, %d notifications: want 1 each", len(f.audit.recs), len(f.topic.subjects))
+			}
+		})
+	}
+	t.Run("a refused input touches no key", func(t *testing.T) {
+		f := newFixture()
+		exec := "arn:aws:states:eu-west-2:111122223333:execution:RotationStateMachine:typo"
+		s := flow.State{Execution: flow.Execution{ID: exec, StartTime: "2026-01-15T06:00:00.000Z"},
+			Input: json.RawMessage(`{"keyId":"` + keyARN + `","validFor":"1s"}`),
+			Error: &flow.StateError{Error: flow.InvalidInput, Cause: "field validFor"}, FailedStage: "fetch-parameters"}
+		if _, err := f.st.Run(ctx, Event{State: s}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.st.Run(ctx, statusChange(exec, "FAILED", flow.InvalidInput, "field validFor")); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.audit.recs) != 0 || len(f.topic.subjects) != 0 || len(f.reg.failures) != 0 {
+			t.Fatalf("records %+v, %d notifications, registry %v: want none", f.audit.recs, len(f.topic.subjects), f.reg.failures)
+		}
+		if fr := f.fails.recs[exec]; fr == nil || fr.Outcome != records.FailureRefused || fr.ErrorName != flow.InvalidInput {
+			t.Fatalf("failure record %+v: want the execution recorded as refused", fr)
+		}
+	})
 }

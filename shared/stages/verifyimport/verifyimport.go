@@ -487,12 +487,12 @@ func (st *Stage) bookkeep(ctx context.Context, s flow.State, renewal registry.Re
 		}
 	}
 	if st.Registry != nil {
-		renewal.Register, renewal.SecretID = s.Request.Kept(), s.Request.SecretID
+		renewal.Register, renewal.SecretID, renewal.PlannedVersion = s.Request.Kept(), s.Request.SecretID, s.Request.RegistryVersion
 		written, err := st.Registry.RecordRenewal(ctx, renewal)
 		if err != nil {
 			return flow.FromAWS(err, flow.Internal, "noting the renewal of %s", k.ARN)
 		}
-		telemetry.Logger(ctx).Info("registry", "registered", renewal.Register != nil, "written", written)
+		telemetry.Logger(ctx).Info("registry", "registered", renewal.Register != nil && renewal.PlannedVersion == nil, "fleetRun", renewal.PlannedVersion != nil, "written", written)
 	}
 	if st.Leases != nil {
 		if err := st.Leases.Release(ctx, k.ARN, s.Execution.ID); err != nil {
