@@ -605,7 +605,7 @@ func TestStateMachineDeclared(t *testing.T) {
 		if sm.Role == nil || !strings.HasSuffix(*sm.Role, ":role/"+stackName+"-"+id+"Role") {
 			t.Errorf("%s: Role %v, want !GetAtt %sRole.Arn", id, sm.Role, id)
 		}
-		wantLogs := fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%sLogs:*", region, account, id)
+		wantLogs := fmt.Sprintf("arn:aws:logs:%s:%s:log-group:/aws/vendedlogs/states/%s/%s:*", region, account, stackName, id)
 		if sm.Logging == nil || len(sm.Logging.Destinations) != 1 || sm.Logging.Destinations[0].CloudWatchLogsLogGroup == nil ||
 			sm.Logging.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn != wantLogs {
 			t.Errorf("%s: Logging destination must be its own log group %s", id, wantLogs)

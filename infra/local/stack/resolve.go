@@ -267,10 +267,9 @@ func (r *Resolver) GetAtt(id, attr string) any {
 	case "AWS::DynamoDB::Table.Arn":
 		return fmt.Sprintf("arn:%s:dynamodb:%s:%s:table/%v", p, reg, acct, r.Ref(id))
 	case "AWS::Logs::LogGroup.Arn":
-		// The logical id, not the LogGroupName CloudFormation's ARN has
-		// (shorter than the real one: tests/template's TestInlinePolicySize
-		// counts it so).
-		return fmt.Sprintf("arn:%s:logs:%s:%s:log-group:%s:*", p, reg, acct, id)
+		// Its LogGroupName, as CloudFormation's ARN has it (policy sizes
+		// counted by tests/template's TestInlinePolicySize are the real ones).
+		return fmt.Sprintf("arn:%s:logs:%s:%s:log-group:%s:*", p, reg, acct, r.nameOf(id))
 	case "AWS::Events::Rule.Arn":
 		return fmt.Sprintf("arn:%s:events:%s:%s:rule/%s", p, reg, acct, id)
 	case "AWS::CloudWatch::Alarm.Arn":
