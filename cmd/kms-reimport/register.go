@@ -169,24 +169,38 @@ func gatherFacts(ctx context.Context, k keyReader, s secretReader, r *flow.Reque
 	if err != nil {
 		return registerFacts{}, err
 	}
-	f := registerFacts{Key: md, Tags: map[string]string{}}
-	in := &kms.ListResourceTagsInput{KeyId: md.Arn}
+	tags, err := readTags(ctx, k, *md.Arn)
+	if err != nil {
+		return registerFacts{Key: md}, err
+	}
+	return withMaterial(ctx, s, r, registerFacts{Key: md, Tags: tags})
+}
+
+// readTags reads every page of a key's tags.
+func readTags(ctx context.Context, k keyReader, arn string) (map[string]string, error) {
+	tags := map[string]string{}
+	in := &kms.ListResourceTagsInput{KeyId: &arn}
 	for {
 		out, err := k.ListResourceTags(ctx, in)
 		if err != nil {
-			return f, flow.FromAWS(err, flow.Internal, "ListResourceTags %s", *md.Arn)
+			return tags, flow.FromAWS(err, flow.Internal, "ListResourceTags %s", arn)
 		}
 		for _, t := range out.Tags {
 			if t.TagKey != nil && t.TagValue != nil {
-				f.Tags[*t.TagKey] = *t.TagValue
+				tags[*t.TagKey] = *t.TagValue
 			}
 		}
 		if !out.Truncated || out.NextMarker == nil {
-			break
+			return tags, nil
 		}
 		in.Marker = out.NextMarker
 	}
-	m, _, err := keymaterial.ReadSecret(ctx, s, r.SecretID, r.SecretVersionID, r.SecretVersionStage, md.KeySpec)
+}
+
+// withMaterial completes f, whose key and tags are read, with what the
+// secret of r holds for the key's spec (register and adopt: one path).
+func withMaterial(ctx context.Context, s secretReader, r *flow.Request, f registerFacts) (registerFacts, error) {
+	m, _, err := keymaterial.ReadSecret(ctx, s, r.SecretID, r.SecretVersionID, r.SecretVersionStage, f.Key.KeySpec)
 	f.MaterialLen, f.MaterialErr = len(m), err
 	keymaterial.Zero(m)
 	if n := flow.NameOf(err); err != nil && n != flow.SecretNotFound && n != flow.InvalidSecret {
