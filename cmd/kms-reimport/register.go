@@ -292,16 +292,23 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "checks passed for %s (secret %s); nothing registered (--dry-run)\n", arn, r.SecretID)
 		return exitOK
 	}
-	e := registry.Entry{KeyARN: arn, SecretID: r.SecretID, Policy: *r.Kept()}
-	if f.Key.KeyState == types.KeyStateEnabled && f.Key.ValidTo != nil {
-		e.CurrentValidTo = f.Key.ValidTo // renewal due from what KMS says today
-	}
+	e := entryOf(r, f)
 	store := &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: *table}
 	if err := store.Put(ctx, e); err != nil {
 		return fail(err, exitFailure)
 	}
 	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before, rotate every %s)\n", arn, r.SecretID, orDash(e.ValidFor, "no expiry"), e.RenewBefore, orDash(e.RotateEvery, "-"))
 	return exitOK
+}
+
+// entryOf is the registry entry of a key that passed checkRegistration
+// (register and adopt).
+func entryOf(r *flow.Request, f registerFacts) registry.Entry {
+	e := registry.Entry{KeyARN: *f.Key.Arn, SecretID: r.SecretID, Policy: *r.Kept()}
+	if f.Key.KeyState == types.KeyStateEnabled && f.Key.ValidTo != nil {
+		e.CurrentValidTo = f.Key.ValidTo // renewal due from what KMS says today
+	}
+	return e
 }
 
 // keyARN resolves an alias or key id to the key's ARN (a key ARN is taken
