@@ -103,6 +103,8 @@ type candidate struct {
 	Key     *types.KeyMetadata
 	Tags    map[string]string
 	Aliases []string // alias names (alias/...), sorted
+	// Unseen: listed, tagged, but DescribeKey does not find it (yet).
+	Unseen bool
 }
 
 // adoptOptions are adopt's flags as parsed.
@@ -280,7 +282,7 @@ func discoverKey(ctx context.Context, k discoveryAPI, pace *planner.Pacer, arn s
 	}
 	md, err := kmsaccess.Describe(ctx, k, arn)
 	if flow.NameOf(err) == flow.KeyNotFound {
-		return candidate{}, false, nil
+		return unseenKey(ctx, k, pace, arn, selector)
 	}
 	if err != nil {
 		return candidate{}, false, err
@@ -298,12 +300,35 @@ func discoverKey(ctx context.Context, k discoveryAPI, pace *planner.Pacer, arn s
 	return candidate{Key: md, Tags: tags}, hasTags(tags, selector), nil
 }
 
+// unseenKey is a key ListKeys lists and DescribeKey does not find: one
+// just created (KMS is eventually consistent: docs/aws-behaviour.md row
+// 12a) or just deleted. Tagged for adoption, it is a candidate that can't
+// be checked yet; otherwise (or gone for ListResourceTags too) passed over.
+func unseenKey(ctx context.Context, k discoveryAPI, pace *planner.Pacer, arn string, selector map[string]string) (candidate, bool, error) {
+	if err := pace.Wait(ctx); err != nil {
+		return candidate{}, false, err
+	}
+	tags, err := readTags(ctx, k, arn)
+	if nf := new(types.NotFoundException); errors.As(err, &nf) {
+		return candidate{}, false, nil
+	}
+	if err != nil {
+		return candidate{}, false, err
+	}
+	md := &types.KeyMetadata{Arn: &arn, KeyId: aws.String(arn[strings.LastIndex(arn, "/")+1:])}
+	return candidate{Key: md, Tags: tags, Unseen: true}, hasTags(tags, selector), nil
+}
+
 // adoptKey checks one candidate as register does and, unless dry run,
 // registers it. Registered holds the keys already in the registry.
 func adoptKey(ctx context.Context, s secretReader, store adoptRegistry, o adoptOptions, c candidate, registered map[string]bool) adoptResult {
 	res := adoptResult{KeyARN: *c.Key.Arn, Region: registry.RegionOf(*c.Key.Arn), Alias: strings.Join(c.Aliases, ",")}
 	if registered[res.KeyARN] {
 		res.Result, res.Reason = alreadyRegistered, "in the registry: left alone"
+		return res
+	}
+	if c.Unseen {
+		res.Result, res.Reason = skipped, "ListKeys lists the key and DescribeKey does not find it: just created (KMS is eventually consistent) or just deleted; run adopt again"
 		return res
 	}
 	secret, err := secretFor(c, o.secretTag, o.pattern)

@@ -32,10 +32,11 @@ type fakeRegion struct {
 	pageSize int
 	calls    map[string]int
 	gone     map[string]bool // listed, then deleted before DescribeKey
+	unseen   map[string]bool // listed, tagged, not yet seen by DescribeKey (just created)
 }
 
 func newFakeRegion() *fakeRegion {
-	return &fakeRegion{tags: map[string][]types.Tag{}, calls: map[string]int{}, gone: map[string]bool{}, pageSize: 2}
+	return &fakeRegion{tags: map[string][]types.Tag{}, calls: map[string]int{}, gone: map[string]bool{}, unseen: map[string]bool{}, pageSize: 2}
 }
 
 const adoptAccount = "111122223333"
@@ -84,7 +85,7 @@ func (f *fakeRegion) ListAliases(_ context.Context, in *kms.ListAliasesInput, _ 
 func (f *fakeRegion) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...func(*kms.Options)) (*kms.DescribeKeyOutput, error) {
 	f.calls["DescribeKey"]++
 	for _, k := range f.keys {
-		if *k.Arn == *in.KeyId && !f.gone[*k.Arn] {
+		if *k.Arn == *in.KeyId && !f.gone[*k.Arn] && !f.unseen[*k.Arn] {
 			return &kms.DescribeKeyOutput{KeyMetadata: k}, nil
 		}
 	}
@@ -93,6 +94,9 @@ func (f *fakeRegion) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ 
 
 func (f *fakeRegion) ListResourceTags(_ context.Context, in *kms.ListResourceTagsInput, _ ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error) {
 	f.calls["ListResourceTags"]++
+	if f.gone[*in.KeyId] {
+		return nil, &types.NotFoundException{Message: aws.String("not found")}
+	}
 	tags := f.tags[*in.KeyId]
 	start, end, next := pageOf(len(tags), 1, in.Marker) // one tag a page: every page must be read
 	return &kms.ListResourceTagsOutput{Tags: tags[start:end], Truncated: next != nil, NextMarker: next}, nil
@@ -187,6 +191,8 @@ func fleetToAdopt(w *adoptWorld) map[string]string {
 	k["registered"] = w.kms.add(8, types.OriginTypeExternal, types.KeySpecSymmetricDefault, "alias/eight", adopt("kms-reimport:secret", "kms-reimport/one-material")...)
 	k["gone"] = w.kms.add(9, types.OriginTypeExternal, types.KeySpecSymmetricDefault, "", adopt()...)
 	w.kms.gone[k["gone"]] = true
+	k["unseen"] = w.kms.add(10, types.OriginTypeExternal, types.KeySpecSymmetricDefault, "", adopt()...)
+	w.kms.unseen[k["unseen"]] = true
 	w.secrets.binary["kms-reimport/one-material"] = bytes.Repeat([]byte{7}, 32)
 	w.secrets.binary["kms-reimport/two"] = bytes.Repeat([]byte{9}, 32)
 	w.secrets.binary["kms-reimport/short"] = bytes.Repeat([]byte{7}, 16)
@@ -215,7 +221,8 @@ func resultsByKey(r adoptReport) map[string]adoptResult {
 // secret tag or by the naming rule) are registered with the policy; a key
 // whose secret is missing, of the wrong shape, or without the managed tag
 // is skipped with register's reason (exit 1); a key already registered is
-// left alone; untagged, non-EXTERNAL and vanished keys are not reported.
+// left alone; a tagged key DescribeKey does not see yet is skipped;
+// untagged, non-EXTERNAL and vanished keys are not reported.
 func TestAdopt(t *testing.T) {
 	w := withAdoptFakes(t)
 	k := fleetToAdopt(w)
@@ -234,6 +241,7 @@ func TestAdopt(t *testing.T) {
 		"wrongShape":    {skipped, "kms-reimport/short", "does not hold usable material"},
 		"notManaged":    {skipped, "kms-reimport/one-material", `tag "kms-reimport:managed" is missing`},
 		"registered":    {alreadyRegistered, "", "left alone"},
+		"unseen":        {skipped, "", "KMS is eventually consistent"},
 	}
 	if len(got) != len(want) {
 		t.Errorf("reported %d keys, want %d: %+v", len(got), len(want), rep.Keys)
@@ -257,15 +265,15 @@ func TestAdopt(t *testing.T) {
 	if e := w.reg.entries[k["registered"]]; e.SecretID != "kms-reimport/elsewhere" {
 		t.Errorf("a registered key was rewritten: %+v", e)
 	}
-	if rep.Counts[adopted] != 2 || rep.Counts[skipped] != 3 || rep.Counts[alreadyRegistered] != 1 {
+	if rep.Counts[adopted] != 2 || rep.Counts[skipped] != 4 || rep.Counts[alreadyRegistered] != 1 {
 		t.Errorf("counts %v", rep.Counts)
 	}
 	// Every page read: keys (2 a page), aliases, each key's tags (1 a page).
 	if w.kms.calls["ListKeys"] != 5 || w.kms.calls["ListAliases"] != 4 {
 		t.Errorf("calls %v; want every page of ListKeys (5) and ListAliases (4)", w.kms.calls)
 	}
-	if w.kms.calls["DescribeKey"] != 9 {
-		t.Errorf("DescribeKey %d times; want once per listed key (9)", w.kms.calls["DescribeKey"])
+	if w.kms.calls["DescribeKey"] != 10 {
+		t.Errorf("DescribeKey %d times; want once per listed key (10)", w.kms.calls["DescribeKey"])
 	}
 }
 
