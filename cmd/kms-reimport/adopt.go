@@ -320,11 +320,12 @@ func unseenKey(ctx context.Context, k discoveryAPI, pace *planner.Pacer, arn str
 }
 
 // adoptKey checks one candidate as register does and, unless dry run,
-// registers it. Registered holds the keys already in the registry.
-func adoptKey(ctx context.Context, s secretReader, store adoptRegistry, o adoptOptions, c candidate, registered map[string]bool) adoptResult {
+// registers it. Registered holds the keys already in the registry, with
+// their secrets.
+func adoptKey(ctx context.Context, s secretReader, store adoptRegistry, o adoptOptions, c candidate, registered map[string]string) adoptResult {
 	res := adoptResult{KeyARN: *c.Key.Arn, Region: registry.RegionOf(*c.Key.Arn), Alias: strings.Join(c.Aliases, ",")}
-	if registered[res.KeyARN] {
-		res.Result, res.Reason = alreadyRegistered, "in the registry: left alone"
+	if secret, ok := registered[res.KeyARN]; ok {
+		res.SecretID, res.Result, res.Reason = secret, alreadyRegistered, "in the registry: left alone"
 		return res
 	}
 	if c.Unseen {
@@ -483,9 +484,9 @@ func runAdopt(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err, exitFailure)
 	}
-	registered := map[string]bool{}
+	registered := map[string]string{} // key ARN: its secret
 	for _, e := range entries {
-		registered[e.KeyARN] = true
+		registered[e.KeyARN] = e.SecretID
 	}
 	var results []adoptResult
 	for _, region := range o.regions {
@@ -502,7 +503,7 @@ func runAdopt(args []string, stdout, stderr io.Writer) int {
 }
 
 // adoptRegion discovers and adopts the keys of one Region.
-func adoptRegion(ctx context.Context, cfg aws.Config, store adoptRegistry, o adoptOptions, region string, registered map[string]bool) ([]adoptResult, error) {
+func adoptRegion(ctx context.Context, cfg aws.Config, store adoptRegistry, o adoptOptions, region string, registered map[string]string) ([]adoptResult, error) {
 	pace := &planner.Pacer{Rate: o.rate}
 	found, err := discover(ctx, adoptClients.kms(cfg, o.account, region), pace, o.selector)
 	if err != nil {

@@ -240,7 +240,7 @@ func TestAdopt(t *testing.T) {
 		"missingSecret": {skipped, "kms-reimport/three", "not found"},
 		"wrongShape":    {skipped, "kms-reimport/short", "does not hold usable material"},
 		"notManaged":    {skipped, "kms-reimport/one-material", `tag "kms-reimport:managed" is missing`},
-		"registered":    {alreadyRegistered, "", "left alone"},
+		"registered":    {alreadyRegistered, "kms-reimport/elsewhere", "left alone"},
 		"unseen":        {skipped, "", "KMS is eventually consistent"},
 	}
 	if len(got) != len(want) {
