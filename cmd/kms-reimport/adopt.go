@@ -59,8 +59,10 @@ type adoptRegistry interface {
 }
 
 // adoptClients builds adopt's clients; account is the account the keys
-// are in (today always the caller's), region the keys' Region. The tests
-// replace them with fakes.
+// are in (today always the caller's; "" when --account is not given),
+// region the keys' Region for KMS and, for Secrets Manager, the
+// deployment's Region (the SDK's), where the stages read the secrets. The
+// tests replace them with fakes.
 var adoptClients = struct {
 	kms      func(cfg aws.Config, account, region string) discoveryAPI
 	secrets  func(cfg aws.Config, account, region string) secretReader
@@ -509,7 +511,7 @@ func adoptRegion(ctx context.Context, cfg aws.Config, store adoptRegistry, o ado
 	if err != nil {
 		return nil, err
 	}
-	s := adoptClients.secrets(cfg, o.account, region)
+	s := adoptClients.secrets(cfg, o.account, cfg.Region)
 	results := make([]adoptResult, 0, len(found))
 	for _, c := range found {
 		results = append(results, adoptKey(ctx, s, store, o, c, registered))

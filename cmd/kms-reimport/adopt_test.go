@@ -154,17 +154,21 @@ type adoptWorld struct {
 	secrets  namedSecrets
 	reg      *memRegistry
 	accounts []string // the account each KMS client was built for
+	regions  []string // the Region of each KMS client, then "secrets:" and the Secrets Manager client's
 }
 
 func withAdoptFakes(t *testing.T) *adoptWorld {
 	t.Helper()
 	w := &adoptWorld{kms: newFakeRegion(), secrets: namedSecrets{binary: map[string][]byte{}}, reg: &memRegistry{entries: map[string]registry.Entry{}}}
 	saved := adoptClients
-	adoptClients.kms = func(_ aws.Config, account, _ string) discoveryAPI {
-		w.accounts = append(w.accounts, account)
+	adoptClients.kms = func(_ aws.Config, account, region string) discoveryAPI {
+		w.accounts, w.regions = append(w.accounts, account), append(w.regions, region)
 		return w.kms
 	}
-	adoptClients.secrets = func(aws.Config, string, string) secretReader { return w.secrets }
+	adoptClients.secrets = func(_ aws.Config, _, region string) secretReader {
+		w.regions = append(w.regions, "secrets:"+region)
+		return w.secrets
+	}
 	adoptClients.caller = func(aws.Config) callerAPI { return fakeCaller{account: adoptAccount} }
 	adoptClients.registry = func(aws.Config, string) adoptRegistry { return w.reg }
 	t.Setenv("AWS_REGION", "eu-west-2")
@@ -323,6 +327,22 @@ func TestAdoptAccount(t *testing.T) {
 	e.Reset()
 	if code := run([]string{"adopt", "--table", "t", "--tag", "a=b", "--valid-for", "90d", "--account", adoptAccount}, &o, &e); code != exitOK || !slices.Equal(w.accounts, []string{adoptAccount}) {
 		t.Fatalf("own account: exit %d, clients for %v\n%s", code, w.accounts, e.String())
+	}
+}
+
+// TestAdoptRegions: KMS is read in each --region; the secrets in the
+// deployment's Region (the SDK's), where the stages read them.
+func TestAdoptRegions(t *testing.T) {
+	w := withAdoptFakes(t)
+	var o, e bytes.Buffer
+	if code := run([]string{"adopt", "--table", "t", "--tag", "a=b", "--valid-for", "90d", "--region", "eu-west-1,us-east-1"}, &o, &e); code != exitOK {
+		t.Fatalf("exit %d: %s", code, e.String())
+	}
+	if want := []string{"eu-west-1", "secrets:eu-west-2", "us-east-1", "secrets:eu-west-2"}; !slices.Equal(w.regions, want) {
+		t.Fatalf("clients for %v; want %v", w.regions, want)
+	}
+	if !strings.Contains(o.String(), "no key (EXTERNAL keys tagged a=b in eu-west-1, us-east-1)") {
+		t.Errorf("summary: %s", o.String())
 	}
 }
 
