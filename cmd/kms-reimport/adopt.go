@@ -491,15 +491,21 @@ func runAdopt(args []string, stdout, stderr io.Writer) int {
 		registered[e.KeyARN] = e.SecretID
 	}
 	var results []adoptResult
+	var discoveryErr error
 	for _, region := range o.regions {
 		rs, err := adoptRegion(ctx, cfg, store, o, region, registered)
-		if err != nil {
-			return fail(fmt.Errorf("Region %s: %w", region, err), exitFailure)
-		}
 		results = append(results, rs...)
+		if err != nil {
+			// What the earlier Regions did is still reported.
+			discoveryErr = fmt.Errorf("discovering the keys of %s: %w", region, err)
+			break
+		}
 	}
 	if err := writeAdopt(stdout, o, results); err != nil {
 		return fail(err, exitFailure)
+	}
+	if discoveryErr != nil {
+		return fail(discoveryErr, exitFailure)
 	}
 	return exitOf(results)
 }

@@ -33,6 +33,7 @@ type fakeRegion struct {
 	calls    map[string]int
 	gone     map[string]bool // listed, then deleted before DescribeKey
 	unseen   map[string]bool // listed, tagged, not yet seen by DescribeKey (just created)
+	listErr  error           // ListKeys fails with it
 }
 
 func newFakeRegion() *fakeRegion {
@@ -68,6 +69,9 @@ func pageOf(n, size int, marker *string) (start, end int, next *string) {
 
 func (f *fakeRegion) ListKeys(_ context.Context, in *kms.ListKeysInput, _ ...func(*kms.Options)) (*kms.ListKeysOutput, error) {
 	f.calls["ListKeys"]++
+	if f.listErr != nil {
+		return nil, f.listErr
+	}
 	start, end, next := pageOf(len(f.keys), f.pageSize, in.Marker)
 	out := &kms.ListKeysOutput{Truncated: next != nil, NextMarker: next}
 	for _, k := range f.keys[start:end] {
@@ -357,6 +361,14 @@ func TestAdoptAWSError(t *testing.T) {
 	r := resultsByKey(adoptJSON(t, o.String()))[arn]
 	if code != exitFailure || r.Result != failed || len(w.reg.puts) != 0 {
 		t.Fatalf("exit %d, %+v; want %d and result %s", code, r, exitFailure, failed)
+	}
+	// Discovery itself failing: exit 1 naming the Region, nothing written.
+	w.kms.listErr = &types.KMSInternalException{Message: aws.String("internal")}
+	o.Reset()
+	e.Reset()
+	code = run([]string{"adopt", "--table", "t", "--tag", "kms-reimport:managed=true", "--valid-for", "90d"}, &o, &e)
+	if code != exitFailure || !strings.Contains(e.String(), "discovering the keys of eu-west-2") || len(w.reg.puts) != 0 {
+		t.Fatalf("ListKeys failing: exit %d, stderr %q", code, e.String())
 	}
 }
 
