@@ -106,7 +106,8 @@ type registerFacts struct {
 }
 
 // checkRegistration decides whether r may be registered for the key and
-// secret of f, in deployment d: the key takes imports, carries the managed
+// secret of f, in deployment d: the key takes imports and is no replica
+// (and can rotate, for a rotation policy), carries the managed
 // tag, the secret is within the prefix and holds material of the key's
 // shape, and the wrapping works for it; the policy is one the registry
 // keeps. Each refusal names the field, the value and what is allowed.
@@ -115,6 +116,11 @@ func checkRegistration(r *flow.Request, f registerFacts, d deployment) error {
 		return err
 	}
 	if err := kmsaccess.CheckImportable(f.Key); err != nil {
+		return err
+	}
+	// The fetch stage's first check: a replica (renewed with its primary),
+	// a rotation policy on a key that can't rotate.
+	if err := renewal.Refuse(r, f.Key); err != nil {
 		return err
 	}
 	if d.TagKey != "" {
@@ -214,7 +220,7 @@ func withMaterial(ctx context.Context, s secretReader, r *flow.Request, f regist
 // to reach AWS, exitFailure.
 func exitFor(err error) int {
 	switch flow.NameOf(err) {
-	case flow.InvalidInput, flow.KeyNotFound, flow.KeyNotEligible, flow.KeyNotReady, flow.SecretNotFound, flow.InvalidSecret, flow.UnsupportedWrapping:
+	case flow.InvalidInput, flow.KeyNotFound, flow.KeyNotEligible, flow.KeyNotReady, flow.SecretNotFound, flow.InvalidSecret, flow.UnsupportedWrapping, flow.RotationNotSupported:
 		return exitUsage
 	}
 	return exitFailure
