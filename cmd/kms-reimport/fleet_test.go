@@ -33,7 +33,7 @@ func TestCommandTable(t *testing.T) {
 			t.Errorf("lookup(%s) = %v, %v", c.name, got.name, ok)
 		}
 	}
-	want := []string{"wrap", "register", "deregister", "status", "plan", "rotate", "selftest", "history"}
+	want := []string{"wrap", "register", "adopt", "deregister", "status", "plan", "rotate", "selftest", "history"}
 	if !slices.Equal(names, want) {
 		t.Errorf("subcommands %v, want %v", names, want)
 	}

@@ -20,6 +20,7 @@ var exitCodes = map[string]string{
 	"plan":     "0 success, 1 failure, 2 bad usage; with --detailed-exitcode: 0 nothing due, 1 error, 2 something due",
 	"selftest": "0 the rotation renewed the throwaway key and it was cleaned up, 1 otherwise, 2 bad usage",
 	"history":  "0 success, 1 failure reading the records, 2 bad usage",
+	"adopt":    "0 every key found adopted (with --dry-run: would be) or already registered, 1 a key failed the checks or an AWS error, 2 bad usage (--account not the caller's included)",
 }
 
 // summaries are the subcommands' one-line summaries, filled by run from

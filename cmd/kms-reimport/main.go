@@ -39,6 +39,7 @@ type command struct {
 var commands = []command{
 	{name: "wrap", summary: "encrypt key material with a KMS wrapping public key (offline; writes EncryptedKeyMaterial)", run: runWrap},
 	{name: "register", summary: "add a key to the registry the scheduled planner renews", run: runRegister},
+	{name: "adopt", summary: "find the EXTERNAL keys tagged for adoption, check each as register does, register those that pass", run: runAdopt},
 	{name: "deregister", summary: "remove a key from the registry (its records stay); the only way a key leaves it", run: runDeregister},
 	{name: "status", summary: "managed keys: state, ValidTo, days left, last import, why a key is blocked; expiry outlook", run: runStatus},
 	{name: "plan", summary: "what the next scheduled run would renew and how long it would take, changing nothing", run: runPlan},

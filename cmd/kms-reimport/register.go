@@ -106,7 +106,8 @@ type registerFacts struct {
 }
 
 // checkRegistration decides whether r may be registered for the key and
-// secret of f, in deployment d: the key takes imports, carries the managed
+// secret of f, in deployment d: the key takes imports and is no replica
+// (and can rotate, for a rotation policy), carries the managed
 // tag, the secret is within the prefix and holds material of the key's
 // shape, and the wrapping works for it; the policy is one the registry
 // keeps. Each refusal names the field, the value and what is allowed.
@@ -115,6 +116,11 @@ func checkRegistration(r *flow.Request, f registerFacts, d deployment) error {
 		return err
 	}
 	if err := kmsaccess.CheckImportable(f.Key); err != nil {
+		return err
+	}
+	// The fetch stage's first check: a replica (renewed with its primary),
+	// a rotation policy on a key that can't rotate.
+	if err := renewal.Refuse(r, f.Key); err != nil {
 		return err
 	}
 	if d.TagKey != "" {
@@ -169,24 +175,38 @@ func gatherFacts(ctx context.Context, k keyReader, s secretReader, r *flow.Reque
 	if err != nil {
 		return registerFacts{}, err
 	}
-	f := registerFacts{Key: md, Tags: map[string]string{}}
-	in := &kms.ListResourceTagsInput{KeyId: md.Arn}
+	tags, err := readTags(ctx, k, *md.Arn)
+	if err != nil {
+		return registerFacts{Key: md}, err
+	}
+	return withMaterial(ctx, s, r, registerFacts{Key: md, Tags: tags})
+}
+
+// readTags reads every page of a key's tags.
+func readTags(ctx context.Context, k keyReader, arn string) (map[string]string, error) {
+	tags := map[string]string{}
+	in := &kms.ListResourceTagsInput{KeyId: &arn}
 	for {
 		out, err := k.ListResourceTags(ctx, in)
 		if err != nil {
-			return f, flow.FromAWS(err, flow.Internal, "ListResourceTags %s", *md.Arn)
+			return tags, flow.FromAWS(err, flow.Internal, "ListResourceTags %s", arn)
 		}
 		for _, t := range out.Tags {
 			if t.TagKey != nil && t.TagValue != nil {
-				f.Tags[*t.TagKey] = *t.TagValue
+				tags[*t.TagKey] = *t.TagValue
 			}
 		}
 		if !out.Truncated || out.NextMarker == nil {
-			break
+			return tags, nil
 		}
 		in.Marker = out.NextMarker
 	}
-	m, _, err := keymaterial.ReadSecret(ctx, s, r.SecretID, r.SecretVersionID, r.SecretVersionStage, md.KeySpec)
+}
+
+// withMaterial completes f, whose key and tags are read, with what the
+// secret of r holds for the key's spec (register and adopt: one path).
+func withMaterial(ctx context.Context, s secretReader, r *flow.Request, f registerFacts) (registerFacts, error) {
+	m, _, err := keymaterial.ReadSecret(ctx, s, r.SecretID, r.SecretVersionID, r.SecretVersionStage, f.Key.KeySpec)
 	f.MaterialLen, f.MaterialErr = len(m), err
 	keymaterial.Zero(m)
 	if n := flow.NameOf(err); err != nil && n != flow.SecretNotFound && n != flow.InvalidSecret {
@@ -200,7 +220,7 @@ func gatherFacts(ctx context.Context, k keyReader, s secretReader, r *flow.Reque
 // to reach AWS, exitFailure.
 func exitFor(err error) int {
 	switch flow.NameOf(err) {
-	case flow.InvalidInput, flow.KeyNotFound, flow.KeyNotEligible, flow.KeyNotReady, flow.SecretNotFound, flow.InvalidSecret, flow.UnsupportedWrapping:
+	case flow.InvalidInput, flow.KeyNotFound, flow.KeyNotEligible, flow.KeyNotReady, flow.SecretNotFound, flow.InvalidSecret, flow.UnsupportedWrapping, flow.RotationNotSupported:
 		return exitUsage
 	}
 	return exitFailure
@@ -278,16 +298,23 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "checks passed for %s (secret %s); nothing registered (--dry-run)\n", arn, r.SecretID)
 		return exitOK
 	}
-	e := registry.Entry{KeyARN: arn, SecretID: r.SecretID, Policy: *r.Kept()}
-	if f.Key.KeyState == types.KeyStateEnabled && f.Key.ValidTo != nil {
-		e.CurrentValidTo = f.Key.ValidTo // renewal due from what KMS says today
-	}
+	e := entryOf(r, f)
 	store := &registry.Store{DB: dynamodb.NewFromConfig(cfg), Table: *table}
 	if err := store.Put(ctx, e); err != nil {
 		return fail(err, exitFailure)
 	}
 	fmt.Fprintf(stdout, "registered %s (secret %s, valid for %s, renew %s before, rotate every %s)\n", arn, r.SecretID, orDash(e.ValidFor, "no expiry"), e.RenewBefore, orDash(e.RotateEvery, "-"))
 	return exitOK
+}
+
+// entryOf is the registry entry of a key that passed checkRegistration
+// (register and adopt).
+func entryOf(r *flow.Request, f registerFacts) registry.Entry {
+	e := registry.Entry{KeyARN: *f.Key.Arn, SecretID: r.SecretID, Policy: *r.Kept()}
+	if f.Key.KeyState == types.KeyStateEnabled && f.Key.ValidTo != nil {
+		e.CurrentValidTo = f.Key.ValidTo // renewal due from what KMS says today
+	}
+	return e
 }
 
 // keyARN resolves an alias or key id to the key's ARN (a key ARN is taken

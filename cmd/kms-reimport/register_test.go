@@ -113,6 +113,14 @@ func TestCheckRegistration(t *testing.T) {
 		{name: "everything in order"},
 		{name: "key not EXTERNAL", facts: func(f *registerFacts) { f.Key.Origin = types.OriginTypeAwsKms }, want: "origin AWS_KMS; only keys with origin EXTERNAL"},
 		{name: "key pending deletion", facts: func(f *registerFacts) { f.Key.KeyState = types.KeyStatePendingDeletion }, want: "state PendingDeletion"},
+		{name: "multi-Region replica", facts: func(f *registerFacts) {
+			f.Key.MultiRegion = aws.Bool(true)
+			f.Key.MultiRegionConfiguration = &types.MultiRegionConfiguration{MultiRegionKeyType: types.MultiRegionKeyTypeReplica,
+				PrimaryKey: &types.MultiRegionKey{Arn: aws.String("arn:aws:kms:eu-west-1:111122223333:key/mrk-1234")}}
+		}, want: "is a multi-Region replica: run kms-reimport on its primary key arn:aws:kms:eu-west-1:111122223333:key/mrk-1234"},
+		{name: "rotation policy on an HMAC key", policy: func(in *flow.RequestInput) { in.RotateEvery, in.GenerateMaterial = "180d", true }, facts: func(f *registerFacts) {
+			f.Key.KeySpec, f.Key.KeyUsage = types.KeySpecHmac256, types.KeyUsageTypeGenerateVerifyMac
+		}, want: "cannot rotate to new material"},
 		{name: "managed tag missing", facts: func(f *registerFacts) { f.Tags = map[string]string{} }, want: `tag "kms-reimport:managed" is missing; the deployment uses only keys tagged kms-reimport:managed=true`},
 		{name: "managed tag with another value", facts: func(f *registerFacts) { f.Tags["kms-reimport:managed"] = "no" }, want: `tag "kms-reimport:managed" is "no"`},
 		{name: "no tag required", facts: func(f *registerFacts) { f.Tags = nil }, dep: func(d *deployment) { d.TagKey = "" }},
