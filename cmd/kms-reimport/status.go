@@ -65,7 +65,7 @@ func check(rows []statusRow, days int, now time.Time) checkResult {
 			res.Findings = append(res.Findings, finding{r.KeyARN, findingBlocked, r.Blocked.Error})
 		}
 		for _, x := range append([]registry.Replica{{KeyARN: r.KeyARN, ValidTo: r.ValidTo}}, r.Replicas...) {
-			if x.ValidTo != nil && x.ValidTo.Before(limit) {
+			if x.ValidTo != nil && x.ValidTo.Before(limit) && !leaving(x.State) {
 				res.Findings = append(res.Findings, finding{x.KeyARN, findingExpiring, "ValidTo " + fmtTime(x.ValidTo)})
 			}
 		}
@@ -79,6 +79,12 @@ func check(rows []statusRow, days int, now time.Time) checkResult {
 	}
 	res.OK = len(res.Findings) == 0
 	return res
+}
+
+// leaving: a replica KMS is deleting, which the fleet run neither renews
+// nor waits for (planner.Decide): its expiry is no finding.
+func leaving(state string) bool {
+	return state == string(kmstypes.KeyStatePendingDeletion) || state == string(kmstypes.KeyStatePendingReplicaDeletion)
 }
 
 // kmsNotFound is statusRow.KMSState for a key KMS does not have.

@@ -26,6 +26,7 @@ func TestCheck(t *testing.T) {
 		{"blocked", statusRow{KeyARN: "k", ValidTo: &far, Blocked: &registry.Block{Error: "KeyNotFound"}}, []string{findingBlocked}},
 		{"expiring", statusRow{KeyARN: "k", ValidTo: &near}, []string{findingExpiring}},
 		{"replica expiring", statusRow{KeyARN: "k", ValidTo: &far, Replicas: []registry.Replica{{KeyARN: "r", ValidTo: &near}}}, []string{findingExpiring}},
+		{"replica pending deletion expiring", statusRow{KeyARN: "k", ValidTo: &far, Replicas: []registry.Replica{{KeyARN: "r", ValidTo: &near, State: "PendingDeletion"}}}, nil},
 		{"drift", statusRow{KeyARN: "k", ValidTo: &far, FromKMS: true, Drift: []planner.Drift{{KeyARN: "k", Expected: &far, State: "PendingImport"}}}, []string{findingDrift}},
 		{"drift: key gone", statusRow{KeyARN: "k", ValidTo: &far, FromKMS: true, KMSState: kmsNotFound}, []string{findingDrift}},
 		{"never imported", statusRow{KeyARN: "k", FromKMS: true}, nil},
