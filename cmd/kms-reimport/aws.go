@@ -19,6 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/smithy-go/logging"
+
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 // sfnAPI is the part of Step Functions rotate uses.
@@ -33,8 +36,7 @@ type stackAPI interface {
 	DescribeStacks(context.Context, *cloudformation.DescribeStacksInput, ...func(*cloudformation.Options)) (*cloudformation.DescribeStacksOutput, error)
 }
 
-// keyAPI resolves a key id or alias to the key (and, for status --check,
-// reads its ValidTo).
+// keyAPI resolves a key id or alias to the key and lists aliases.
 type keyAPI interface {
 	DescribeKey(context.Context, *kms.DescribeKeyInput, ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
 	ListAliases(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
@@ -55,11 +57,21 @@ var clients = struct {
 	stack func(aws.Config) stackAPI
 	kms   func(aws.Config) keyAPI
 	db    func(aws.Config) dbAPI
+	// reader reads keys as the planner does, each in its own Region
+	// (KMS_ENDPOINTS_BY_REGION as the functions read it): plan, status.
+	reader func(aws.Config) (planner.KeyReader, error)
 }{
 	sfn:   func(c aws.Config) sfnAPI { return sfn.NewFromConfig(c) },
 	stack: func(c aws.Config) stackAPI { return cloudformation.NewFromConfig(c) },
 	kms:   func(c aws.Config) keyAPI { return kms.NewFromConfig(c) },
 	db:    func(c aws.Config) dbAPI { return dynamodb.NewFromConfig(c) },
+	reader: func(c aws.Config) (planner.KeyReader, error) {
+		r, err := kmsaccess.FromEnv(c)
+		if err != nil {
+			return nil, err
+		}
+		return kmsaccess.Describing{Regional: r}, nil
+	},
 }
 
 // sdkLogger sends the SDK's own log lines (its WARN "failed to close HTTP

@@ -22,6 +22,9 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 // fakes installs the fakes for one test and restores the real clients
@@ -41,6 +44,7 @@ func withFakes(t *testing.T) *fakes {
 	clients.stack = func(aws.Config) stackAPI { return f.stack }
 	clients.kms = func(aws.Config) keyAPI { return f.kms }
 	clients.db = func(aws.Config) dbAPI { return f.db }
+	clients.reader = func(aws.Config) (planner.KeyReader, error) { return fakeReader{f.kms}, nil }
 	t.Setenv("AWS_REGION", "eu-west-2")
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -127,6 +131,13 @@ func (f *fakeKMS) DescribeKey(_ context.Context, in *kms.DescribeKeyInput, _ ...
 		return nil, &kmstypes.NotFoundException{Message: aws.String("key not found")}
 	}
 	return &kms.DescribeKeyOutput{KeyMetadata: md}, nil
+}
+
+// fakeReader is the planner's KeyReader over fakeKMS (every Region).
+type fakeReader struct{ kms *fakeKMS }
+
+func (r fakeReader) Describe(ctx context.Context, _, keyID string) (*kmstypes.KeyMetadata, error) {
+	return kmsaccess.Describe(ctx, r.kms, keyID)
 }
 
 func (f *fakeKMS) ListAliases(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {

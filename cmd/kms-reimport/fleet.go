@@ -21,7 +21,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
@@ -98,6 +97,13 @@ type statusRow struct {
 	RotateEvery  string             `json:"rotateEvery,omitempty"`
 	LastRotation *time.Time         `json:"lastRotation,omitempty"`
 	Materials    int                `json:"materials,omitempty"`
+	// FromKMS: ValidTo, days left and the replicas' are what KMS says
+	// (DescribeKey); false: the registry's (--no-kms, or KMS not read).
+	FromKMS bool `json:"fromKms"`
+	// KMSState is the key's state in KMS ("NotFound": KMS has no such key).
+	KMSState string `json:"kmsState,omitempty"`
+	// Drift: where KMS's expiry is earlier than the registry's.
+	Drift []planner.Drift `json:"drift"`
 }
 
 // statusReport is `status --json`.
@@ -143,7 +149,7 @@ func report(all []registry.Entry, now time.Time) statusReport {
 		r := statusRow{KeyARN: e.KeyARN, Status: e.Status, ValidTo: e.CurrentValidTo, NextDue: e.NextDue, LastSuccess: e.LastSuccess,
 			LastError: e.LastError, LastFailure: e.LastFailure, Secret: e.SecretID,
 			Replicas: append([]registry.Replica{}, e.Replicas...), RotateEvery: e.RotateEvery, LastRotation: e.LastRotation, Materials: e.Materials,
-			Aliases: []string{}}
+			Aliases: []string{}, Drift: []planner.Drift{}}
 		if b := e.Block(); b != nil {
 			r.Status, r.Blocked = registry.Blocked, b
 			rep.Blocked++
@@ -265,11 +271,7 @@ func planReader(ctx context.Context, rate float64) (planner.KeyReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := kmsaccess.FromEnv(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return kmsaccess.Describing{Regional: c}, nil
+	return clients.reader(cfg)
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {

@@ -1,14 +1,16 @@
 package main
 
-// status: the managed keys, filtered; with --check, a verdict for scripts:
-// exit 1 when any key is blocked, expires within --days or has drifted
-// from KMS (the registry's ValidTo is not the one DescribeKey gives).
+// status: the managed keys, filtered, with days left and ValidTo as KMS
+// says (DescribeKey, as plan reads it; --no-kms: the registry's); with
+// --check, a verdict for scripts: exit 1 when any key is blocked, expires
+// within --days or has drifted from KMS (planner.Decide's drift: KMS's
+// expiry earlier than the registry's, or the key gone).
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -16,8 +18,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/rotation"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
+	"github.com/kms-reimport/kms-reimport/shared/telemetry"
 )
 
 // defaultExpiryAlarmDays is the template's ExpiryAlarmDays default (status
@@ -40,83 +46,117 @@ type finding struct {
 
 // checkResult is status --check's verdict.
 type checkResult struct {
-	Days     int       `json:"days"`
-	OK       bool      `json:"ok"`
-	Findings []finding `json:"findings"`
+	Days int  `json:"days"`
+	OK   bool `json:"ok"`
+	// DriftChecked: KMS was read (not --no-kms), so drift was checked.
+	DriftChecked bool      `json:"driftChecked"`
+	Findings     []finding `json:"findings"`
 }
 
-// kmsView is what KMS says of a key, for the drift check.
-type kmsView struct {
-	Found   bool
-	ValidTo *time.Time
-}
-
-// check decides status --check from the report and what KMS says: a pure
+// check decides status --check from the report, in which days left,
+// ValidTo and drift are what KMS says unless KMS was not read: a pure
 // function over typed facts.
-func check(rows []statusRow, inKMS map[string]kmsView, days int, now time.Time) checkResult {
+func check(rows []statusRow, days int, now time.Time) checkResult {
 	res := checkResult{Days: days, Findings: []finding{}}
 	limit := now.Add(time.Duration(days) * 24 * time.Hour)
 	for _, r := range rows {
+		res.DriftChecked = res.DriftChecked || r.FromKMS
 		if r.Blocked != nil {
 			res.Findings = append(res.Findings, finding{r.KeyARN, findingBlocked, r.Blocked.Error})
 		}
 		for _, x := range append([]registry.Replica{{KeyARN: r.KeyARN, ValidTo: r.ValidTo}}, r.Replicas...) {
-			if x.ValidTo != nil && x.ValidTo.Before(limit) {
+			if x.ValidTo != nil && x.ValidTo.Before(limit) && !leaving(x.State) {
 				res.Findings = append(res.Findings, finding{x.KeyARN, findingExpiring, "ValidTo " + fmtTime(x.ValidTo)})
 			}
 		}
-		k, asked := inKMS[r.KeyARN]
-		switch {
-		case !asked:
-		case !k.Found:
+		if r.KMSState == kmsNotFound {
 			res.Findings = append(res.Findings, finding{r.KeyARN, findingDrift, "KMS does not find the key"})
-		case !sameTime(k.ValidTo, r.ValidTo):
-			res.Findings = append(res.Findings, finding{r.KeyARN, findingDrift, fmt.Sprintf("registry ValidTo %s, KMS ValidTo %s", fmtTime(r.ValidTo), fmtTime(k.ValidTo))})
+		}
+		for _, d := range r.Drift {
+			res.Findings = append(res.Findings, finding{d.KeyARN, findingDrift,
+				fmt.Sprintf("registry ValidTo %s, KMS ValidTo %s (%s)", fmtTime(d.Expected), fmtTime(d.Actual), orDash(d.State, "-"))})
 		}
 	}
 	res.OK = len(res.Findings) == 0
 	return res
 }
 
-func sameTime(a, b *time.Time) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return a.Truncate(time.Second).Equal(b.Truncate(time.Second))
+// leaving: a replica KMS is deleting, which the fleet run neither renews
+// nor waits for (planner.Decide): its expiry is no finding.
+func leaving(state string) bool {
+	return state == string(kmstypes.KeyStatePendingDeletion) || state == string(kmstypes.KeyStatePendingReplicaDeletion)
 }
 
-// statusFilter selects the keys status shows.
+// kmsNotFound is statusRow.KMSState for a key KMS does not have.
+const kmsNotFound = "NotFound"
+
+// kmsSays is e with the expiries KMS gives (planner.Gather's facts) in
+// place of the registry's: the primary's and each replica's ValidTo and
+// state; a replica KMS no longer has is left out. Unread keys keep the
+// registry's.
+func kmsSays(e registry.Entry, f planner.Facts, now time.Time) registry.Entry {
+	if !f.Primary.Read || f.Primary.NotFound {
+		return e
+	}
+	e.CurrentValidTo = kmsValidTo(f.Primary, e.CurrentValidTo, now)
+	rs := []registry.Replica{}
+	for i, r := range e.Replicas {
+		if i < len(f.Replicas) {
+			kf := f.Replicas[i]
+			if kf.NotFound {
+				continue
+			}
+			r.ValidTo = kmsValidTo(kf, r.ValidTo, now)
+			r.State = orDash(kf.State, r.State)
+		}
+		rs = append(rs, r)
+	}
+	e.Replicas = rs
+	return e
+}
+
+// kmsValidTo is when one KMS key's material expires as KMS says: a key
+// back in PendingImport has expired (at the registry's ValidTo, or now).
+func kmsValidTo(kf planner.KeyFacts, registered *time.Time, now time.Time) *time.Time {
+	switch {
+	case !kf.Read:
+		return registered
+	case kf.State == string(kmstypes.KeyStatePendingImport):
+		if registered == nil || registered.Before(now) {
+			return registered
+		}
+		return &now
+	case kf.ExpirationModel == string(kmstypes.ExpirationModelTypeKeyMaterialDoesNotExpire):
+		return nil
+	}
+	return kf.ValidTo
+}
+
+// statusFilter selects the keys status shows (--due: what the decision
+// says, from KMS unless --no-kms).
 type statusFilter struct {
 	KeyARN       string
 	Blocked, Due bool
-	Now          time.Time
 }
 
 func (f statusFilter) keep(e registry.Entry) bool {
 	if f.KeyARN != "" && e.KeyARN != f.KeyARN {
 		return false
 	}
-	if f.Blocked && e.Block() == nil {
-		return false
-	}
-	if f.Due {
-		if due, _ := e.IsDue(f.Now); !due {
-			return false
-		}
-	}
-	return true
+	return !f.Blocked || e.Block() != nil
 }
 
 // statusOptions are status's flags.
 type statusOptions struct {
-	table, key, stack string
-	json, check       bool
-	days              int
-	filter            statusFilter
+	table, key, stack  string
+	json, check, noKMS bool
+	days               int
+	readRate           float64
+	filter             statusFilter
 }
 
 func parseStatus(args []string, stderr io.Writer) (statusOptions, int, bool) {
-	fs := newFlags("status", "status [--key KEY] [--blocked] [--due] [--check [--days N]] [--json]", stderr)
+	fs := newFlags("status", "status [--key KEY] [--blocked] [--due] [--check [--days N]] [--no-kms] [--json]", stderr)
 	var o statusOptions
 	table := tableFlag(fs)
 	fs.StringVar(&o.key, "key", "", "only this key: key ARN, key id or alias")
@@ -125,6 +165,8 @@ func parseStatus(args []string, stderr io.Writer) (statusOptions, int, bool) {
 	fs.BoolVar(&o.check, "check", false, "exit 1 when any key shown is blocked, expires within --days or has drifted from KMS")
 	fs.IntVar(&o.days, "days", 0, "with --check: the expiry horizon in days (default: --stack's ExpiryAlarmDays when --stack is given, else 7, the template's)")
 	fs.StringVar(&o.stack, "stack", "", "with --check: CloudFormation stack to read ExpiryAlarmDays from")
+	fs.BoolVar(&o.noKMS, "no-kms", false, "the registry alone: days left, ValidTo and --due without reading each key from KMS (DescribeKey, ListAliases), and no drift check")
+	fs.Float64Var(&o.readRate, "kms-read-rate", rotation.DefaultReadRate, "requests per second of the DescribeKey reads (the planner's KMS_READ_RATE)")
 	fs.BoolVar(&o.json, "json", false, "print JSON")
 	code, ok := parse(fs, args)
 	o.table = *table
@@ -144,7 +186,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	ctx := context.Background()
+	// The planner's per-key warnings (a key KMS did not answer for) are
+	// for the Lambda's log; here the row says it (fromKms false).
+	ctx := telemetry.WithLogger(context.Background(), slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	rep, err := statusOf(ctx, &o, time.Now(), stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport status:", err)
@@ -163,15 +207,15 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// statusOf reads the registry, KMS's aliases and, with --check, every
-// key's ValidTo.
+// statusOf reads the registry, what KMS says of each key shown (as
+// plan does: planner.Gather and planner.Decide, unless --no-kms) and KMS's
+// aliases.
 func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Writer) (statusReport, error) {
 	cfg, err := awsConfig(ctx)
 	if err != nil {
 		return statusReport{}, err
 	}
 	keys := clients.kms(cfg)
-	o.filter.Now = now
 	if o.key != "" {
 		if o.filter.KeyARN, err = resolveKey(ctx, keys, o.key); err != nil {
 			return statusReport{}, err
@@ -181,19 +225,43 @@ func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Wr
 	if err != nil {
 		return statusReport{}, err
 	}
-	var shown []registry.Entry
-	for _, e := range all {
-		if o.filter.keep(e) {
-			shown = append(shown, e)
+	var kr planner.KeyReader
+	if !o.noKMS {
+		if kr, err = planReader(ctx, o.readRate); err != nil {
+			return statusReport{}, err
 		}
 	}
+	pace := &planner.Pacer{Rate: o.readRate}
+	var shown []registry.Entry
+	decided := map[string]planner.Facts{}
+	drift := map[string][]planner.Drift{}
+	for _, e := range all {
+		if !o.filter.keep(e) {
+			continue
+		}
+		var f planner.Facts
+		if kr != nil {
+			if f, err = planner.Gather(ctx, kr, pace, e); err != nil {
+				return statusReport{}, err
+			}
+		}
+		d := planner.Decide(e, f, now)
+		if o.filter.Due && !d.Due {
+			continue
+		}
+		shown, decided[e.KeyARN], drift[e.KeyARN] = append(shown, kmsSays(e, f, now)), f, d.Drift
+	}
 	rep := report(shown, now)
-	aliases, err := aliasesOf(ctx, keys)
-	if err != nil {
-		fmt.Fprintln(stderr, "kms-reimport status: aliases not shown:", err)
+	aliases := map[string][]string{}
+	if !o.noKMS {
+		if aliases, err = aliasesOf(ctx, keys); err != nil {
+			fmt.Fprintln(stderr, "kms-reimport status: aliases not shown:", err)
+		}
 	}
 	for i := range rep.Keys {
-		rep.Keys[i].Aliases = append(rep.Keys[i].Aliases, aliases[keyIDOf(rep.Keys[i].KeyARN)]...)
+		r := &rep.Keys[i]
+		r.Aliases = append(r.Aliases, aliases[keyIDOf(r.KeyARN)]...)
+		r.annotate(decided[r.KeyARN], drift[r.KeyARN])
 	}
 	if !o.check {
 		return rep, nil
@@ -202,15 +270,21 @@ func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Wr
 	if err != nil {
 		return statusReport{}, err
 	}
-	inKMS := map[string]kmsView{}
-	for _, r := range rep.Keys {
-		if inKMS[r.KeyARN], err = describeValidTo(ctx, keys, r.KeyARN); err != nil {
-			return statusReport{}, err
-		}
-	}
-	c := check(rep.Keys, inKMS, days, now)
+	c := check(rep.Keys, days, now)
 	rep.Check = &c
 	return rep, nil
+}
+
+// annotate adds what KMS said of the row's key: its state, drift.
+func (r *statusRow) annotate(f planner.Facts, drift []planner.Drift) {
+	r.Drift = append([]planner.Drift{}, drift...)
+	if !f.Primary.Read {
+		return
+	}
+	r.FromKMS, r.KMSState = true, f.Primary.State
+	if f.Primary.NotFound {
+		r.KMSState = kmsNotFound
+	}
 }
 
 // checkDays is --days, or the stack's ExpiryAlarmDays, or the template's.
@@ -230,19 +304,6 @@ func checkDays(ctx context.Context, cfg aws.Config, o statusOptions) (int, error
 		return defaultExpiryAlarmDays, nil
 	}
 	return n, nil
-}
-
-// describeValidTo is what KMS says of the key now.
-func describeValidTo(ctx context.Context, api keyAPI, arn string) (kmsView, error) {
-	out, err := api.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &arn})
-	var nf interface{ ErrorCode() string }
-	if errors.As(err, &nf) && nf.ErrorCode() == "NotFoundException" {
-		return kmsView{}, nil
-	}
-	if err != nil {
-		return kmsView{}, fmt.Errorf("DescribeKey %s: %w", arn, err)
-	}
-	return kmsView{Found: true, ValidTo: out.KeyMetadata.ValidTo}, nil
 }
 
 // aliasesOf maps key ids to their alias names.
@@ -279,6 +340,12 @@ func printStatus(stdout io.Writer, rep statusReport, now time.Time) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.KeyARN, orDash(strings.Join(r.Aliases, ","), "-"), orDash(r.Secret, "-"), r.Status,
 			fmtTime(r.ValidTo), fmtDays(r.DaysLeft), fmtTime(r.LastSuccess), lastErr)
+		for _, d := range r.Drift {
+			fmt.Fprintf(tw, "  drift %s\tregistry ValidTo %s, KMS ValidTo %s (%s)\t\t\t\t\t\t\n", d.KeyARN, fmtTime(d.Expected), fmtTime(d.Actual), orDash(d.State, "-"))
+		}
+		if r.KMSState == kmsNotFound {
+			fmt.Fprintf(tw, "  KMS does not find the key\t\t\t\t\t\t\t\n")
+		}
 		for _, rp := range r.Replicas {
 			fmt.Fprintf(tw, "  replica %s\t\t\t%s\t%s\t%s\t\t\n", rp.KeyARN, orDash(rp.State, "-"), fmtTime(rp.ValidTo), daysLeft(rp.ValidTo, now))
 		}
@@ -288,6 +355,9 @@ func printStatus(stdout io.Writer, rep statusReport, now time.Time) {
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "%d keys, %d blocked\n", len(rep.Keys), rep.Blocked)
+	if len(rep.Keys) > 0 && !rep.Keys[0].FromKMS {
+		fmt.Fprintln(stdout, "(days left and ValidTo from the registry, not read from KMS)")
+	}
 	var blocked []blockedView
 	for _, r := range rep.Keys {
 		if r.Blocked != nil {
@@ -321,8 +391,12 @@ func printOutlook(stdout io.Writer, o outlook) {
 }
 
 func printCheck(w io.Writer, c checkResult) {
+	agree := "registry and KMS agree"
+	if !c.DriftChecked {
+		agree = "drift from KMS not checked"
+	}
 	if c.OK {
-		fmt.Fprintf(w, "\nCheck: OK (nothing blocked, nothing expiring within %d days, registry and KMS agree)\n", c.Days)
+		fmt.Fprintf(w, "\nCheck: OK (nothing blocked, nothing expiring within %d days, %s)\n", c.Days, agree)
 		return
 	}
 	fmt.Fprintf(w, "\nCheck: FAILED, %d finding(s) (expiry horizon %d days):\n", len(c.Findings), c.Days)

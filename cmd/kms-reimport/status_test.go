@@ -8,6 +8,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 // TestCheck: status --check finds blocked keys, keys (or replicas)
@@ -18,35 +19,79 @@ func TestCheck(t *testing.T) {
 	cases := []struct {
 		name  string
 		row   statusRow
-		kms   *kmsView
 		found []string
 	}{
-		{"healthy", statusRow{KeyARN: "k", ValidTo: &far}, &kmsView{Found: true, ValidTo: &far}, nil},
-		{"not asked of KMS", statusRow{KeyARN: "k", ValidTo: &far}, nil, nil},
-		{"blocked", statusRow{KeyARN: "k", ValidTo: &far, Blocked: &registry.Block{Error: "KeyNotFound"}}, &kmsView{Found: true, ValidTo: &far}, []string{findingBlocked}},
-		{"expiring", statusRow{KeyARN: "k", ValidTo: &near}, &kmsView{Found: true, ValidTo: &near}, []string{findingExpiring}},
-		{"replica expiring", statusRow{KeyARN: "k", ValidTo: &far, Replicas: []registry.Replica{{KeyARN: "r", ValidTo: &near}}}, &kmsView{Found: true, ValidTo: &far}, []string{findingExpiring}},
-		{"drift", statusRow{KeyARN: "k", ValidTo: &far}, &kmsView{Found: true, ValidTo: &near}, []string{findingDrift}},
-		{"drift: KMS has no expiry on record", statusRow{KeyARN: "k", ValidTo: &far}, &kmsView{Found: true}, []string{findingDrift}},
-		{"drift: key gone", statusRow{KeyARN: "k", ValidTo: &far}, &kmsView{}, []string{findingDrift}},
-		{"never imported, KMS agrees", statusRow{KeyARN: "k"}, &kmsView{Found: true}, nil},
+		{"healthy", statusRow{KeyARN: "k", ValidTo: &far, FromKMS: true}, nil},
+		{"not read from KMS", statusRow{KeyARN: "k", ValidTo: &far}, nil},
+		{"blocked", statusRow{KeyARN: "k", ValidTo: &far, Blocked: &registry.Block{Error: "KeyNotFound"}}, []string{findingBlocked}},
+		{"expiring", statusRow{KeyARN: "k", ValidTo: &near}, []string{findingExpiring}},
+		{"replica expiring", statusRow{KeyARN: "k", ValidTo: &far, Replicas: []registry.Replica{{KeyARN: "r", ValidTo: &near}}}, []string{findingExpiring}},
+		{"replica pending deletion expiring", statusRow{KeyARN: "k", ValidTo: &far, Replicas: []registry.Replica{{KeyARN: "r", ValidTo: &near, State: "PendingDeletion"}}}, nil},
+		{"drift", statusRow{KeyARN: "k", ValidTo: &far, FromKMS: true, Drift: []planner.Drift{{KeyARN: "k", Expected: &far, State: "PendingImport"}}}, []string{findingDrift}},
+		{"drift: key gone", statusRow{KeyARN: "k", ValidTo: &far, FromKMS: true, KMSState: kmsNotFound}, []string{findingDrift}},
+		{"never imported", statusRow{KeyARN: "k", FromKMS: true}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			in := map[string]kmsView{}
-			if c.kms != nil {
-				in["k"] = *c.kms
-			}
-			res := check([]statusRow{c.row}, in, 7, now)
+			res := check([]statusRow{c.row}, 7, now)
 			var got []string
 			for _, f := range res.Findings {
 				got = append(got, f.Reason)
 			}
-			if strings.Join(got, ",") != strings.Join(c.found, ",") || res.OK != (len(c.found) == 0) || res.Findings == nil {
-				t.Fatalf("findings %v (ok %v), want %v", got, res.OK, c.found)
+			if strings.Join(got, ",") != strings.Join(c.found, ",") || res.OK != (len(c.found) == 0) || res.Findings == nil || res.DriftChecked != c.row.FromKMS {
+				t.Fatalf("findings %v (ok %v, drift checked %v), want %v", got, res.OK, res.DriftChecked, c.found)
 			}
 		})
 	}
+}
+
+// TestKMSSays: status's expiries are KMS's where KMS answered: its
+// ValidTo, a key back in PendingImport expired, a key whose material does
+// not expire without one, a gone replica left out, an unread key the
+// registry's.
+func TestKMSSays(t *testing.T) {
+	now := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	reg, kmsTo, past := now.Add(60*24*time.Hour), now.Add(5*24*time.Hour), now.Add(-time.Hour)
+	e := registry.Entry{KeyARN: "k", CurrentValidTo: &reg, Replicas: []registry.Replica{{KeyARN: "r1", ValidTo: &reg}, {KeyARN: "r2", ValidTo: &reg}}}
+	read := func(st string, v *time.Time) planner.KeyFacts {
+		return planner.KeyFacts{Read: true, State: st, ValidTo: v}
+	}
+	cases := []struct {
+		name     string
+		entry    registry.Entry
+		f        planner.Facts
+		primary  *time.Time
+		replicas int
+	}{
+		{"KMS's ValidTo", e, planner.Facts{Primary: read("Enabled", &kmsTo), Replicas: []planner.KeyFacts{read("Enabled", &reg), read("Enabled", &reg)}}, &kmsTo, 2},
+		{"not read", e, planner.Facts{}, &reg, 2},
+		{"primary gone: the registry's", e, planner.Facts{Primary: planner.KeyFacts{Read: true, NotFound: true}}, &reg, 2},
+		{"PendingImport: expired now", e, planner.Facts{Primary: read("PendingImport", nil)}, &now, 2},
+		{"PendingImport after ValidTo: then", registry.Entry{KeyARN: "k", CurrentValidTo: &past}, planner.Facts{Primary: read("PendingImport", nil)}, &past, 0},
+		{"does not expire", e, planner.Facts{Primary: planner.KeyFacts{Read: true, State: "Enabled", ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE"}}, nil, 2},
+		{"replica gone", e, planner.Facts{Primary: read("Enabled", &reg), Replicas: []planner.KeyFacts{{Read: true, NotFound: true}, read("Enabled", &kmsTo)}}, &reg, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := kmsSays(c.entry, c.f, now)
+			if !sameTime(got.CurrentValidTo, c.primary) || len(got.Replicas) != c.replicas {
+				t.Fatalf("ValidTo %s, %d replicas; want %s, %d", fmtTime(got.CurrentValidTo), len(got.Replicas), fmtTime(c.primary), c.replicas)
+			}
+		})
+	}
+	if got := kmsSays(e, planner.Facts{Primary: read("Enabled", &reg), Replicas: []planner.KeyFacts{{Read: true, NotFound: true}, read("Enabled", &kmsTo)}}, now); got.Replicas[0].KeyARN != "r2" || !sameTime(got.Replicas[0].ValidTo, &kmsTo) {
+		t.Errorf("replicas %+v: want r2 with KMS's ValidTo", got.Replicas)
+	}
+	if e.CurrentValidTo != &reg || len(e.Replicas) != 2 {
+		t.Error("kmsSays changed the registry entry it was given")
+	}
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
 }
 
 const otherKey = "arn:aws:kms:eu-west-2:111122223333:key/aaaaaaaa-12ab-34cd-56ef-1234567890ab"
@@ -110,11 +155,26 @@ func TestStatus(t *testing.T) {
 			t.Errorf("key %s: replicas or aliases null, want []", k.KeyARN)
 		}
 	}
-	// Drift: KMS says another ValidTo than the registry.
+	// Drift: KMS's ValidTo is earlier than the registry's. Days left are
+	// KMS's; --no-kms shows the registry's and checks no drift.
 	f.kms.keys[testKey].ValidTo = &near
 	out, _, code = cliRun("status", "--table", "t", "--check", "--days", "1", "--key", testKey)
 	if code != exitFailure || !strings.Contains(out, "drift") {
 		t.Errorf("drift: exit %d:\n%s", code, out)
+	}
+	out, _, _ = cliRun("status", "--table", "t", "--key", testKey, "--json")
+	var fromKMS statusReport
+	if err := json.Unmarshal([]byte(out), &fromKMS); err != nil || len(fromKMS.Keys) != 1 || !fromKMS.Keys[0].FromKMS ||
+		!sameTime(fromKMS.Keys[0].ValidTo, &near) || len(fromKMS.Keys[0].Drift) != 1 {
+		t.Errorf("status --json with KMS's ValidTo earlier: %v\n%s", err, out)
+	}
+	out, _, _ = cliRun("status", "--table", "t", "--due", "--key", testKey)
+	if !strings.Contains(out, "1 keys") {
+		t.Errorf("--due: the key KMS says expires in 2 days is not shown:\n%s", out)
+	}
+	out, _, code = cliRun("status", "--table", "t", "--check", "--days", "1", "--key", testKey, "--no-kms")
+	if code != exitOK || !strings.Contains(out, "drift from KMS not checked") || !strings.Contains(out, "from the registry") {
+		t.Errorf("--no-kms: exit %d:\n%s", code, out)
 	}
 	// The days default from the stack's ExpiryAlarmDays.
 	f.kms.keys[testKey].ValidTo = &far

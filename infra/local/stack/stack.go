@@ -86,6 +86,12 @@ type Options struct {
 	// PolicyTemplate, when set, is the template the roles are read from
 	// instead of Root/template.yaml (a test removing a permission).
 	PolicyTemplate string
+	// StepFunctions starts the Step Functions stand-in
+	// (tests/support/sfnstandin) on the stack, so `kms-reimport rotate`
+	// starts and follows executions of its state machines: `make
+	// stack-up` does; the env file then has AWS_ENDPOINT_URL_SFN and
+	// STATE_MACHINE_ARN.
+	StepFunctions bool
 }
 
 // What answers for KMS in a local stack (Options.KMS).
@@ -110,6 +116,10 @@ type Stack struct {
 	Gate map[string]string `json:"iamGate,omitempty"`
 	// Pools lists every emulator of a function (Options.Concurrency).
 	Pools map[string][]string `json:"pools,omitempty"`
+	// SFN is the Step Functions stand-in's endpoint (Options.StepFunctions)
+	// and StateMachine the ARN it gives RotationStateMachine.
+	SFN          string `json:"sfn,omitempty"`
+	StateMachine string `json:"stateMachineArn,omitempty"`
 	// Topic is the notification topic (template's NotificationTopic).
 	Topic string `json:"topic,omitempty"`
 	// Sample is what Options.Samples created.
@@ -337,7 +347,45 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		logf("sample for events/: key %s (%s), secret %s version %s", st.Sample.KeyARN, st.Sample.Alias, st.Sample.SecretID, st.Sample.SecretVersionID)
 	}
 	st.VenvBin = venvBin(o.Root)
+	if err := st.save(); err != nil || !o.StepFunctions {
+		return st, err
+	}
+	if err := st.startSFN(ctx, o.Root); err != nil {
+		return st, err
+	}
+	logf("Step Functions stand-in %s: up (kms-reimport rotate starts and follows %s)", st.SFN, st.StateMachine)
 	return st, st.save()
+}
+
+// sfnStandIn is the Step Functions stand-in's process name.
+const sfnStandIn = "sfn-standin"
+
+// StateMachineARN is the ARN the Step Functions stand-in gives a state
+// machine of template.yaml (by logical id).
+func StateMachineARN(region, account, logicalID string) string {
+	return fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:%s", region, account, logicalID)
+}
+
+// startSFN builds and starts the Step Functions stand-in on the saved
+// stack (it reads Dir/state.json) and waits until it answers.
+func (st *Stack) startSFN(ctx context.Context, root string) error {
+	bin := filepath.Join(st.Dir, "build", sfnStandIn, sfnStandIn)
+	if err := goBuild(ctx, root, bin, "./tests/support/sfnstandin/cmd/sfn-standin", nil); err != nil {
+		return err
+	}
+	ports, err := FreePorts(1)
+	if err != nil {
+		return err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	if err := st.start(sfnStandIn, nil, nil, bin, "--addr", addr, "--stack-dir", st.Dir, "--root", root); err != nil {
+		return err
+	}
+	if err := WaitTCP(ctx, addr, 30*time.Second); err != nil {
+		return fmt.Errorf("%s: %w (see %s)", sfnStandIn, err, st.logPath(sfnStandIn))
+	}
+	st.SFN, st.StateMachine = "http://"+addr, StateMachineARN(st.Region, Account, "RotationStateMachine")
+	return nil
 }
 
 // venvBin is Tools/venv/bin when install.sh made it.
@@ -367,6 +415,9 @@ func (st *Stack) ClientEnv() []string {
 	if len(st.RegionKMS) > 0 {
 		b, _ := json.Marshal(st.RegionKMS)
 		env = append(env, "KMS_ENDPOINTS_BY_REGION="+string(b))
+	}
+	if st.SFN != "" {
+		env = append(env, "AWS_ENDPOINT_URL_SFN="+st.SFN, "STATE_MACHINE_ARN="+st.StateMachine)
 	}
 	return env
 }

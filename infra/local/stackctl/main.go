@@ -24,7 +24,8 @@ const usage = `usage: stackctl <command> [flags]
 
 commands:
   up [--kms kms-standin] start the local stack (state, logs and env file in .local/stack) with the
-                         sample key, alias and secret that the files of events/ name
+                         sample key, alias and secret that the files of events/ name, and the
+                         Step Functions stand-in kms-reimport rotate uses
   down                   stop it
   execute --input FILE [--state-machine FleetStateMachine] [--stack-dir DIR]
                          run a state machine on the running stack; exit 1 if the execution failed
@@ -56,7 +57,7 @@ func main() {
 		fs := flag.NewFlagSet("up", flag.ExitOnError)
 		kmsImpl := fs.String("kms", stack.KMSLocal, "the KMS emulator: local-kms (symmetric keys only), or kms-standin (HMAC, RSA and ECC keys too; tests/support/kmsstandin)")
 		_ = fs.Parse(os.Args[2:])
-		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true, KMS: *kmsImpl})
+		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true, KMS: *kmsImpl, StepFunctions: true})
 		if err != nil {
 			fail(1, err)
 		}
@@ -72,7 +73,10 @@ func main() {
 		fmt.Printf("The files of events/ name the sample key %s (%s) and secret %s:\n"+
 			"  make invoke FN=FetchParametersFunction EVENT=events/fetch-parameters.json\n"+
 			"  make pipeline EVENT=events/fetch-parameters.json\n"+
-			"  make execute INPUT=events/execution-input.json\n", st.Sample.Alias, st.Sample.KeyARN, st.Sample.SecretID)
+			"  make execute INPUT=events/execution-input.json\n"+
+			"and, with the env file sourced, the Step Functions stand-in %s runs kms-reimport rotate's executions:\n"+
+			"  go run ./cmd/kms-reimport rotate --key %s --secret %s --wrapping-key-spec RSA_2048 --wait\n",
+			st.Sample.Alias, st.Sample.KeyARN, st.Sample.SecretID, st.SFN, st.Sample.Alias, st.Sample.SecretID)
 	case "down":
 		st, err := stack.Load(dir)
 		if err != nil {

@@ -94,7 +94,7 @@ func epoch(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // StateMachineARN is the ARN the stand-in gives a state machine of the
 // template (its logical id as its name, as the local runner names it).
 func (s *Server) StateMachineARN(logicalID string) string {
-	return fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:%s", s.Region, s.Account, logicalID)
+	return stack.StateMachineARN(s.Region, s.Account, logicalID)
 }
 
 func (s *Server) start(body map[string]any) (any, string, string) {

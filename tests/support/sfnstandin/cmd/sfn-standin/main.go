@@ -1,8 +1,10 @@
 // Command sfn-standin serves the Step Functions stand-in for the running
-// local stack (make stack-up), so `kms-reimport rotate` can start and
-// follow executions locally:
+// local stack, so `kms-reimport rotate` can start and follow executions
+// locally. `make stack-up` starts it (stack.Options.StepFunctions) and
+// writes AWS_ENDPOINT_URL_SFN and STATE_MACHINE_ARN to the env file; by
+// hand, for a stack started otherwise:
 //
-//	go run ./tests/support/sfnstandin/cmd/sfn-standin [--addr 127.0.0.1:8083] [--stack-dir .local/stack]
+//	go run ./tests/support/sfnstandin/cmd/sfn-standin [--addr 127.0.0.1:8083] [--stack-dir .local/stack] [--root .]
 //
 // It prints the variables to export (AWS_ENDPOINT_URL_SFN, STATE_MACHINE_ARN)
 // and serves until interrupted.
@@ -24,13 +26,14 @@ import (
 )
 
 func main() {
-	root, err := stack.RepoRoot()
-	if err != nil {
-		fail(err)
-	}
+	root, _ := stack.RepoRoot()
 	addr := flag.String("addr", "127.0.0.1:8083", "address to listen on")
 	dir := flag.String("stack-dir", filepath.Join(root, ".local", "stack"), "directory of the running local stack")
+	flag.StringVar(&root, "root", root, "the repository (template.yaml); default: found above the working directory")
 	flag.Parse()
+	if root == "" {
+		fail(fmt.Errorf("template.yaml not found above the working directory: pass --root"))
+	}
 	st, err := stack.Load(*dir)
 	if err != nil {
 		fail(fmt.Errorf("no local stack running (make stack-up): %w", err))
