@@ -385,7 +385,7 @@ func TestAdoptUsage(t *testing.T) {
 		{[]string{"--tag", "a=b", "--secret-name-pattern", "kms-reimport/one"}, "it names one secret for every key"},
 		{[]string{"--tag", "a=b", "--secret-name-pattern", "kms-reimport/{name}"}, "unknown placeholder {name}"},
 		{[]string{"--tag", "a=b", "--region", "moon-1"}, `flag --region has "moon-1"`},
-		{[]string{"--tag", "a=b", "--regions", "eu-west-1"}, `field "regions" is eu-west-1: the registry doesn't keep it`},
+		{[]string{"--tag", "a=b", "--regions", "eu-west-1"}, "flag provided but not defined: -regions"},
 		{[]string{"--tag", "a=b", "--managed-tag", "x"}, "flag --managed-tag"},
 		{[]string{"--tag", "a=b", "--kms-read-rate", "0"}, "flag --kms-read-rate is 0"},
 	} {

@@ -31,24 +31,21 @@ import (
 // policyFlags names the flag of each flow.Policy field
 // (TestRegisterSetsEveryPolicyField: every field has one).
 var policyFlags = map[string]string{
-	"SecretVersionStage":  "secret-stage",
-	"ValidFor":            "valid-for",
-	"ExpirationModel":     "no-expiry",
-	"RenewBefore":         "renew-before",
-	"WrappingAlgorithm":   "wrapping-algorithm",
-	"WrappingKeySpec":     "wrapping-key-spec",
-	"AllowLegacyWrapping": "allow-legacy-wrapping",
-	"RotateEvery":         "rotate-every",
-	"NewMaterialStage":    "new-material-stage",
-	"GenerateMaterial":    "generate-material",
-	"Regions":             "regions",
+	"SecretVersionStage": "secret-stage",
+	"ValidFor":           "valid-for",
+	"ExpirationModel":    "no-expiry",
+	"RenewBefore":        "renew-before",
+	"WrappingAlgorithm":  "wrapping-algorithm",
+	"WrappingKeySpec":    "wrapping-key-spec",
+	"RotateEvery":        "rotate-every",
+	"NewMaterialStage":   "new-material-stage",
+	"GenerateMaterial":   "generate-material",
 }
 
 // policyValues are register's policy flags as parsed.
 type policyValues struct {
 	p        flow.Policy
 	noExpiry bool
-	regions  string
 }
 
 // bindPolicy defines a flag for every field of flow.Policy, the one set
@@ -61,11 +58,9 @@ func bindPolicy(fs *flag.FlagSet, renewBefore string) *policyValues {
 	fs.StringVar(&v.p.RenewBefore, policyFlags["RenewBefore"], renewBefore, "renew this long before ValidTo (default: the deployment's RenewBefore)")
 	fs.StringVar(&v.p.WrappingAlgorithm, policyFlags["WrappingAlgorithm"], "", "wrapping algorithm (default: the best for the key type)")
 	fs.StringVar(&v.p.WrappingKeySpec, policyFlags["WrappingKeySpec"], "", "RSA_2048, RSA_3072 or RSA_4096 (default RSA_4096)")
-	fs.BoolVar(&v.p.AllowLegacyWrapping, policyFlags["AllowLegacyWrapping"], false, "allow RSAES_PKCS1_V1_5 wrapping, for this execution only (register refuses it: the registry doesn't keep it)")
 	fs.StringVar(&v.p.RotateEvery, policyFlags["RotateEvery"], "", "rotate to new key material this often, e.g. 90d (at least 90d; needs --new-material-stage or --generate-material)")
 	fs.StringVar(&v.p.NewMaterialStage, policyFlags["NewMaterialStage"], "", "staging label of the secret version holding a scheduled rotation's new material")
 	fs.BoolVar(&v.p.GenerateMaterial, policyFlags["GenerateMaterial"], false, "generate a scheduled rotation's new material (stored first as a new secret version)")
-	fs.StringVar(&v.regions, policyFlags["Regions"], "", "Regions of a multi-Region key to renew, comma separated, for this execution only (register refuses it: the registry doesn't keep it)")
 	return v
 }
 
@@ -74,9 +69,6 @@ func (v *policyValues) policy() flow.Policy {
 	p := v.p
 	if v.noExpiry {
 		p.ExpirationModel = flow.DoesNotExpire
-	}
-	if v.regions != "" {
-		p.Regions = strings.Split(v.regions, ",")
 	}
 	return p
 }

@@ -51,6 +51,8 @@ func inputFlags(fs *flag.FlagSet) func() (map[string]any, error) {
 		str[f.field] = fs.String(f.flag, "", f.usage)
 	}
 	pv := bindPolicy(fs, "")
+	legacy := fs.Bool("allow-legacy-wrapping", false, "allow RSAES_PKCS1_V1_5 wrapping, for this execution only")
+	regions := fs.String("regions", "", "Regions of a multi-Region key to renew, comma separated, for this execution only")
 	rotate := fs.Bool("rotate", false, "rotate to new key material (symmetric keys)")
 	noRegister := fs.Bool("no-register", false, "leave the registry alone (\"register\": false)")
 	return func() (map[string]any, error) {
@@ -65,6 +67,12 @@ func inputFlags(fs *flag.FlagSet) func() (map[string]any, error) {
 		}
 		if *rotate {
 			m["rotate"] = true
+		}
+		if *legacy {
+			m["allowLegacyWrapping"] = true
+		}
+		if *regions != "" {
+			m["regions"] = strings.Split(*regions, ",")
 		}
 		if *noRegister {
 			m["register"] = false

@@ -10,7 +10,9 @@ import (
 // policy. It is embedded in the execution input (RequestInput), the
 // validated request (Request), the registry entry (registry.Entry) and the
 // planner's items (planner.Item), so each keeps the JSON field names and
-// DynamoDB attribute names it always had. It is checked in one place:
+// DynamoDB attribute names it always had. The choices of one execution
+// alone (allowLegacyWrapping, regions) are the execution's own fields
+// (Choices), not the policy. It is checked in one place:
 // Validate (what a request's policy may hold, called by ValidateRequest),
 // and Kept and ValidateKept (what the registry keeps).
 type Policy struct {
@@ -27,20 +29,11 @@ type Policy struct {
 	// spec).
 	WrappingAlgorithm string `json:"wrappingAlgorithm,omitempty" dynamodbav:"wrappingAlgorithm,omitempty"`
 	WrappingKeySpec   string `json:"wrappingKeySpec,omitempty" dynamodbav:"wrappingKeySpec,omitempty"`
-	// AllowLegacyWrapping lets one execution wrap with RSAES_PKCS1_V1_5.
-	// The registry doesn't keep it: the roles may read only the attributes
-	// listed in template.yaml (TableRecords.Readable), and one more would
-	// take VerifyImportRole's inline policy past IAM's size limit.
-	AllowLegacyWrapping bool `json:"allowLegacyWrapping,omitempty" dynamodbav:"-"`
 	// Rotation policy (docs/rotation.md): rotate to new material every
 	// RotateEvery, from the version at NewMaterialStage or generated.
 	RotateEvery      string `json:"rotateEvery,omitempty" dynamodbav:"rotateEvery,omitempty"`
 	NewMaterialStage string `json:"newMaterialStage,omitempty" dynamodbav:"newMaterialStage,omitempty"`
 	GenerateMaterial bool   `json:"generateMaterial,omitempty" dynamodbav:"generateMaterial,omitempty"`
-	// Regions limits a multi-Region key's renewal to these Regions (one
-	// execution's choice; the planner sets it to the Regions due). The
-	// registry doesn't keep it.
-	Regions []string `json:"regions,omitempty" dynamodbav:"-"`
 }
 
 // Expiration is an expiration model as KMS names it (Expires,
@@ -66,7 +59,7 @@ func (x *Expiration) UnmarshalDynamoDBAttributeValue(av types.AttributeValue) er
 func (p Policy) NoExpiry() bool { return p.ExpirationModel == DoesNotExpire }
 
 // Validate checks what a request's policy may hold, field by field: the
-// wrapping, the staging labels, the rotation interval and the Regions.
+// wrapping, the staging labels and the rotation interval.
 // How fields combine with the rest of the request (validity against now,
 // register, rotate) is ValidateRequest's.
 func (p Policy) Validate() error {
@@ -89,24 +82,14 @@ func (p Policy) Validate() error {
 				clip(p.RotateEvery), fmtDays(MinRotateEvery), fmtDays(10*MaxValidity), MaxOnDemandRotations, float64(MaxOnDemandRotations)*MinRotateEvery.Hours()/24/365)
 		}
 	}
-	for _, g := range p.Regions {
-		if !regionRe.MatchString(g) {
-			return invalid("field \"regions\" has %q: not an AWS Region name such as eu-west-1", clip(g))
-		}
-	}
-	if p.Regions != nil && len(p.Regions) == 0 {
-		return invalid("field \"regions\" is empty: omit it to renew every Region of the key")
-	}
 	return nil
 }
 
-// Kept is the part of p the registry keeps: no per-execution fields
-// (AllowLegacyWrapping, Regions), no validity for material that doesn't
+// Kept is the part of p the registry keeps: no validity for material that doesn't
 // expire, no new-material source without a rotation policy, and the
 // expiration model only when the material doesn't expire.
 func (p Policy) Kept() Policy {
 	k := p
-	k.AllowLegacyWrapping, k.Regions = false, nil
 	if k.NoExpiry() {
 		k.ValidFor = ""
 	} else {
@@ -119,15 +102,8 @@ func (p Policy) Kept() Policy {
 }
 
 // ValidateKept checks a policy the registry is to keep: a renewal window
-// shorter than the validity (or material that doesn't expire), and none
-// of the fields the registry can't keep.
+// shorter than the validity (or material that doesn't expire).
 func (p Policy) ValidateKept() error {
-	if p.AllowLegacyWrapping {
-		return invalid("field \"allowLegacyWrapping\" is true: the registry doesn't keep it, so scheduled renewals would refuse the legacy wrapping; allowed for a registered key: false (choose a wrappingAlgorithm other than RSAES_PKCS1_V1_5)")
-	}
-	if len(p.Regions) > 0 {
-		return invalid("field \"regions\" is %s: the registry doesn't keep it (scheduled renewals renew every Region that is due); allowed for a registered key: none", strings.Join(p.Regions, ","))
-	}
 	rb, err := ParseDuration(p.RenewBefore)
 	if err != nil || rb <= 0 {
 		return invalid("field \"renewBefore\" is %q: want a positive duration such as 336h or 14d", p.RenewBefore)
@@ -158,4 +134,28 @@ func (r *Request) Kept() *Policy {
 	}
 	k := r.Policy.Kept()
 	return &k
+}
+
+// Choices are one execution's own choices, never kept by the registry:
+// AllowLegacyWrapping lets this execution wrap with RSAES_PKCS1_V1_5 (KMS
+// stopped accepting it for imports on 2023-10-10; kept for KMS in China
+// Regions and for tests that show the refusal); Regions limits a
+// multi-Region key's renewal to these Regions (the planner sets it to the
+// Regions due; default: the primary's and every replica's).
+type Choices struct {
+	AllowLegacyWrapping bool     `json:"allowLegacyWrapping,omitempty"`
+	Regions             []string `json:"regions,omitempty"`
+}
+
+// Validate checks each choice.
+func (c Choices) Validate() error {
+	for _, g := range c.Regions {
+		if !regionRe.MatchString(g) {
+			return invalid("field \"regions\" has %q: not an AWS Region name such as eu-west-1", clip(g))
+		}
+	}
+	if c.Regions != nil && len(c.Regions) == 0 {
+		return invalid("field \"regions\" is empty: omit it to renew every Region of the key")
+	}
+	return nil
 }

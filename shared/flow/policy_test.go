@@ -13,14 +13,14 @@ import (
 // policy as checked, less what the registry doesn't keep; nil when it asks
 // not to be registered.
 func TestRequestKept(t *testing.T) {
-	in := RequestInput{KeyID: "alias/k", SecretID: "s", Policy: Policy{ValidFor: "90d", RenewBefore: "14d", RotateEvery: "180d", GenerateMaterial: true, WrappingKeySpec: "RSA_3072", AllowLegacyWrapping: true}}
+	in := RequestInput{KeyID: "alias/k", SecretID: "s", Choices: Choices{AllowLegacyWrapping: true}, Policy: Policy{ValidFor: "90d", RenewBefore: "14d", RotateEvery: "180d", GenerateMaterial: true, WrappingKeySpec: "RSA_3072"}}
 	r, err := ValidateRequest(in, time.Now(), RequestOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := r.Kept()
 	if k == nil || k.ValidFor != "90d" || k.RenewBefore != "14d" || k.RotateEvery != "180d" || !k.GenerateMaterial || k.NewMaterialStage != DefaultGeneratedStage ||
-		k.WrappingKeySpec != "RSA_3072" || k.SecretVersionStage != "AWSCURRENT" || k.NoExpiry() || k.ExpirationModel != "" || k.AllowLegacyWrapping {
+		k.WrappingKeySpec != "RSA_3072" || k.SecretVersionStage != "AWSCURRENT" || k.NoExpiry() || k.ExpirationModel != "" {
 		t.Fatalf("kept %+v", k)
 	}
 	if err := k.ValidateKept(); err != nil {
@@ -51,15 +51,12 @@ func TestValidateKept(t *testing.T) {
 		change func(*Policy)
 		want   string
 	}{
-		"valid":                       {func(*Policy) {}, ""},
-		"no expiry":                   {func(p *Policy) { p.ValidFor, p.ExpirationModel = "", DoesNotExpire }, ""},
-		"no renewBefore":              {func(p *Policy) { p.RenewBefore = "" }, `field "renewBefore" is ""`},
-		"renewBefore not shorter":     {func(p *Policy) { p.RenewBefore = "90d" }, "must be shorter than validFor"},
-		"validFor over a year":        {func(p *Policy) { p.ValidFor = "366d" }, `field "validFor" is "366d"`},
-		"validFor with no expiry":     {func(p *Policy) { p.ExpirationModel = DoesNotExpire }, "conflicts with no expiry"},
-		"legacy wrapping not kept":    {func(p *Policy) { p.AllowLegacyWrapping = true }, `field "allowLegacyWrapping" is true`},
-		"regions not kept":            {func(p *Policy) { p.Regions = []string{"eu-west-1"} }, `field "regions" is eu-west-1`},
-		"kept drops what is not kept": {func(p *Policy) { p.AllowLegacyWrapping, p.Regions = true, []string{"eu-west-1"}; *p = p.Kept() }, ""},
+		"valid":                   {func(*Policy) {}, ""},
+		"no expiry":               {func(p *Policy) { p.ValidFor, p.ExpirationModel = "", DoesNotExpire }, ""},
+		"no renewBefore":          {func(p *Policy) { p.RenewBefore = "" }, `field "renewBefore" is ""`},
+		"renewBefore not shorter": {func(p *Policy) { p.RenewBefore = "90d" }, "must be shorter than validFor"},
+		"validFor over a year":    {func(p *Policy) { p.ValidFor = "366d" }, `field "validFor" is "366d"`},
+		"validFor with no expiry": {func(p *Policy) { p.ExpirationModel = DoesNotExpire }, "conflicts with no expiry"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -79,7 +76,7 @@ func TestValidateKept(t *testing.T) {
 // keep; a stored item reads back as the same policy.
 func TestPolicyAttributes(t *testing.T) {
 	p := Policy{SecretVersionStage: "AWSCURRENT", ExpirationModel: DoesNotExpire, RenewBefore: "14d", WrappingAlgorithm: "RSAES_OAEP_SHA_256",
-		WrappingKeySpec: "RSA_4096", AllowLegacyWrapping: true, RotateEvery: "180d", NewMaterialStage: "AWSPENDING", GenerateMaterial: true, Regions: []string{"eu-west-1"}}
+		WrappingKeySpec: "RSA_4096", RotateEvery: "180d", NewMaterialStage: "AWSPENDING", GenerateMaterial: true}
 	item, err := attributevalue.MarshalMap(p)
 	if err != nil {
 		t.Fatal(err)

@@ -71,11 +71,12 @@ type RequestInput struct {
 	// RotateKeyOnDemand; the new material is the secret version at
 	// newMaterialStage, or generated (generateMaterial).
 	Rotate bool `json:"rotate"`
+	Choices
 	Policy
 }
 
 // RequestFields lists the input's fields, for error messages.
-const RequestFields = "keyId, secretId, secretVersionId, validTo, register, allowShortValidity, registryVersion, rotate, secretVersionStage, validFor, expirationModel, renewBefore, wrappingAlgorithm, wrappingKeySpec, allowLegacyWrapping, rotateEvery, newMaterialStage, generateMaterial, regions"
+const RequestFields = "keyId, secretId, secretVersionId, validTo, register, allowShortValidity, registryVersion, rotate, allowLegacyWrapping, regions, secretVersionStage, validFor, expirationModel, renewBefore, wrappingAlgorithm, wrappingKeySpec, rotateEvery, newMaterialStage, generateMaterial"
 
 // RequestOptions are the deployment's defaults.
 type RequestOptions struct {
@@ -232,11 +233,11 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 		SecretID:        strings.TrimSpace(in.SecretID),
 		SecretVersionID: in.SecretVersionID,
 		Rotate:          in.Rotate,
+		Choices:         Choices{AllowLegacyWrapping: in.AllowLegacyWrapping},
 		Policy: Policy{
 			SecretVersionStage:  in.SecretVersionStage,
 			WrappingAlgorithm:   in.WrappingAlgorithm,
 			WrappingKeySpec:     in.WrappingKeySpec,
-			AllowLegacyWrapping: in.AllowLegacyWrapping,
 			GenerateMaterial:    in.GenerateMaterial,
 			NewMaterialStage:    in.NewMaterialStage,
 		},
@@ -245,6 +246,9 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 		return nil, err
 	}
 	if err := expiry(r, in, now, opt); err != nil {
+		return nil, err
+	}
+	if err := in.Choices.Validate(); err != nil {
 		return nil, err
 	}
 	if err := in.Policy.Validate(); err != nil {

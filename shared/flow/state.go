@@ -69,12 +69,13 @@ type Request struct {
 	// version at NewMaterialStage, or generated (GenerateMaterial) and
 	// stored first as a new secret version with that label.
 	Rotate bool `json:"rotate,omitempty"`
+	// Choices of this execution alone (allowLegacyWrapping, regions).
+	Choices
 	// Policy as asked, normalized: SecretVersionStage is the staging label
 	// read when no version is pinned (the plan holds the version it
 	// resolved to); ExpirationModel is always set; WrappingAlgorithm and
 	// WrappingKeySpec empty mean the product chooses (Plan.Wrapping is what
-	// is used); Regions limits a multi-Region key's renewal (default: the
-	// primary's and every replica's).
+	// is used).
 	Policy
 }
 

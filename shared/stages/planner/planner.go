@@ -89,6 +89,9 @@ type Item struct {
 	// RegistryVersion is the entry's version as planned: the renewal
 	// writes no policy and never registers a key deregistered meanwhile.
 	RegistryVersion *int64 `json:"registryVersion,omitempty"`
+	// Regions: only these Regions of a multi-Region key are due (nil: the
+	// primary and every replica).
+	Regions []string `json:"regions,omitempty"`
 	flow.Policy
 }
 

@@ -263,7 +263,7 @@ func TestImportItems(t *testing.T) {
 		{"materials not known yet", registry.Entry{Materials: 0}, Item{}, 1},
 		{"three materials", registry.Entry{Materials: 3}, Item{}, 3},
 		{"two replicas", registry.Entry{Replicas: r(2)}, Item{}, 3},
-		{"two materials, two replicas, one Region due", registry.Entry{Materials: 2, Replicas: r(2)}, Item{Policy: flow.Policy{Regions: []string{"r1"}}}, 2},
+		{"two materials, two replicas, one Region due", registry.Entry{Materials: 2, Replicas: r(2)}, Item{Regions: []string{"r1"}}, 2},
 		{"rotation: every material and the new one everywhere", registry.Entry{Materials: 2, Replicas: r(1)}, Item{Rotate: true}, 2*2 + 2},
 	}
 	for _, c := range cases {

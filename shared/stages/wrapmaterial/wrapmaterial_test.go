@@ -67,7 +67,7 @@ func TestWrapPerAlgorithm(t *testing.T) {
 			rec.SK = records.TokenSK(now, "id")
 			store[rec.SK] = &rec
 			st := &Stage{Secrets: oneSecret{secretsmanager.GetSecretValueOutput{SecretBinary: c.secret, VersionId: aws.String("v1")}}, Tokens: store}
-			s := flow.State{Execution: flow.Execution{ID: "e"}, Request: &flow.Request{SecretID: "s", Policy: flow.Policy{AllowLegacyWrapping: c.legacy}},
+			s := flow.State{Execution: flow.Execution{ID: "e"}, Request: &flow.Request{SecretID: "s", Choices: flow.Choices{AllowLegacyWrapping: c.legacy}},
 				Key:      &flow.Key{ARN: arn, KeySpec: c.spec},
 				Plan:     &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, SecretVersionID: "v1"}}},
 				Progress: &flow.Progress{Pending: true, Token: &flow.TokenRef{ID: rec.SK, Fetches: 1}}}
