@@ -235,11 +235,11 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 		Rotate:          in.Rotate,
 		Choices:         Choices{AllowLegacyWrapping: in.AllowLegacyWrapping},
 		Policy: Policy{
-			SecretVersionStage:  in.SecretVersionStage,
-			WrappingAlgorithm:   in.WrappingAlgorithm,
-			WrappingKeySpec:     in.WrappingKeySpec,
-			GenerateMaterial:    in.GenerateMaterial,
-			NewMaterialStage:    in.NewMaterialStage,
+			SecretVersionStage: in.SecretVersionStage,
+			WrappingAlgorithm:  in.WrappingAlgorithm,
+			WrappingKeySpec:    in.WrappingKeySpec,
+			GenerateMaterial:   in.GenerateMaterial,
+			NewMaterialStage:   in.NewMaterialStage,
 		},
 	}
 	if err := identity(r, opt); err != nil {
