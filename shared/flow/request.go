@@ -78,6 +78,10 @@ type RequestOptions struct {
 	// DefaultRenewBefore is the registry's renewal window when the input
 	// names none.
 	DefaultRenewBefore time.Duration
+	// Accounts are the accounts the deployment serves: its own and its
+	// member accounts (MEMBER_ACCOUNTS). A key or secret ARN of another
+	// account is InvalidInput. Empty: no check (the own account unknown).
+	Accounts []string
 }
 
 var (
@@ -226,6 +230,9 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 	if err := identity(r); err != nil {
 		return nil, err
 	}
+	if err := served(r, opt.Accounts); err != nil {
+		return nil, err
+	}
 	if err := expiry(r, in, now, opt); err != nil {
 		return nil, err
 	}
@@ -269,6 +276,24 @@ func identity(r *Request) error {
 	}
 	if r.SecretVersionID == "" && r.SecretVersionStage == "" {
 		r.SecretVersionStage = "AWSCURRENT"
+	}
+	return nil
+}
+
+// served checks that a key ARN (or alias ARN) and a secret ARN name an
+// account the deployment serves. A key id, an alias name or a secret name
+// is in the deployment's own account.
+func served(r *Request, accounts []string) error {
+	if len(accounts) == 0 {
+		return nil
+	}
+	for _, f := range []struct{ field, v string }{{"keyId", r.KeyID}, {"secretId", r.SecretID}} {
+		if !strings.HasPrefix(f.v, "arn:") {
+			continue
+		}
+		if a := strings.SplitN(f.v, ":", 6)[4]; !contains(accounts, a) {
+			return invalid("field %q is %q: account %s is not served by this deployment; it serves %s (its own account and MemberAccounts)", f.field, clip(f.v), a, strings.Join(accounts, ", "))
+		}
 	}
 	return nil
 }
