@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
@@ -124,13 +125,32 @@ func partitionOf(arn string) string {
 // another.
 type AssumeFunc func(cfg aws.Config, roleARN, externalID string) aws.CredentialsProvider
 
-// StsAssume is sts:AssumeRole through the SDK's stscreds provider (default
-// session of one hour), in the hub's Region (AWS_ENDPOINT_URL_STS applies).
+// Session is the member role's session: one hour, STS's own default and
+// the most role chaining allows (a Lambda function's credentials are a
+// role session already); the SDK's stscreds would ask for 15 minutes.
+// RefreshBefore is how long before they expire cached credentials are
+// renewed (aws.CredentialsCache's ExpiryWindow, which is 0 unless set:
+// without it a call could be signed with credentials about to expire).
+const (
+	Session       = time.Hour
+	RefreshBefore = 5 * time.Minute
+)
+
+// StsAssume is sts:AssumeRole through the SDK's stscreds provider, in the
+// hub's Region (AWS_ENDPOINT_URL_STS applies), with the ExternalId.
 func StsAssume(cfg aws.Config, roleARN, externalID string) aws.CredentialsProvider {
 	return stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), roleARN, func(o *stscreds.AssumeRoleOptions) {
 		o.ExternalID = aws.String(externalID)
 		o.RoleSessionName = SessionName
+		o.Duration = Session
 	})
+}
+
+// cacheOptions renew credentials RefreshBefore (less up to half of it, at
+// random, so instances don't all call STS at once) before they expire.
+func cacheOptions(o *aws.CredentialsCacheOptions) {
+	o.ExpiryWindow = RefreshBefore
+	o.ExpiryWindowJitterFrac = 0.5
 }
 
 // memberCreds names what getting a member role's credentials fails with
@@ -158,7 +178,7 @@ func (c *Clients) configOf(partition, account string) aws.Config {
 	}
 	cfg := c.cfg.Copy()
 	role := c.members.RoleARN(partition, account)
-	cfg.Credentials = aws.NewCredentialsCache(memberCreds{p: c.assume(c.cfg, role, c.members.ExternalID), account: account, role: role})
+	cfg.Credentials = aws.NewCredentialsCache(memberCreds{p: c.assume(c.cfg, role, c.members.ExternalID), account: account, role: role}, cacheOptions)
 	c.memberCfg[account] = cfg
 	return cfg
 }

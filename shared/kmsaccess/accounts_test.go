@@ -256,3 +256,61 @@ func TestForKeySingleAccount(t *testing.T) {
 type regionalFunc func(string) API
 
 func (f regionalFunc) In(region string) API { return f(region) }
+
+// TestCredentialsRenewedBeforeExpiry: member credentials that expire within
+// RefreshBefore are renewed on the next call (AssumeRole again), those
+// with longer left are reused.
+func TestCredentialsRenewedBeforeExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		left      time.Duration
+		retrieved int32
+	}{
+		{time.Hour, 1},
+		{RefreshBefore / 4, 2},
+	} {
+		var n atomic.Int32
+		assume := func(aws.Config, string, string) aws.CredentialsProvider {
+			return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+				n.Add(1)
+				return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s", CanExpire: true, Expires: time.Now().Add(tc.left)}, nil
+			})
+		}
+		c, err := NewAccounts(aws.Config{Region: "eu-west-2"}, nil, Members{Own: hub, Accounts: []string{member}, RoleName: "r", ExternalID: "x"}, assume)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := c.configOf("aws", member)
+		for range 2 {
+			if _, err := cfg.Credentials.Retrieve(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := n.Load(); got != tc.retrieved {
+			t.Errorf("credentials with %s left: AssumeRole %d times for two calls, want %d", tc.left, got, tc.retrieved)
+		}
+	}
+}
+
+// TestStsAssumeAsksAnHour: the real provider asks STS for a one-hour
+// session with the ExternalId and the session name.
+func TestStsAssumeAsksAnHour(t *testing.T) {
+	var body string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		body = r.Form.Encode()
+		w.Header().Set("Content-Type", "text/xml")
+		_, _ = w.Write([]byte(`<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>AKIDM</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken><Expiration>` +
+			time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>`))
+	}))
+	defer srv.Close()
+	cfg := aws.Config{Region: "eu-west-2", BaseEndpoint: aws.String(srv.URL), Credentials: aws.AnonymousCredentials{}}
+	cr, err := StsAssume(cfg, "arn:aws:iam::"+member+":role/r", "ext-1").Retrieve(context.Background())
+	if err != nil || cr.AccessKeyID != "AKIDM" {
+		t.Fatalf("%v %v", cr, err)
+	}
+	for _, want := range []string{"DurationSeconds=3600", "ExternalId=ext-1", "RoleSessionName=" + SessionName} {
+		if !strings.Contains(body, want) {
+			t.Errorf("AssumeRole request %q has no %s", body, want)
+		}
+	}
+}
