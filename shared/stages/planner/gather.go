@@ -78,7 +78,8 @@ func (p *Pacer) WaitIn(ctx context.Context, budget string) error {
 func Gather(ctx context.Context, kr KeyReader, pace *Pacer, e registry.Entry) (Facts, error) {
 	var f Facts
 	var err error
-	if f.Primary, err = describe(ctx, kr, pace, registry.RegionOf(e.KeyARN), e.KeyARN); err != nil {
+	if f.Primary, err = describe(ctx, kr, pace, registry.RegionOf(e.KeyARN), e.KeyARN); err != nil || f.Primary.RoleUnavailable != "" {
+		// No member role, no replica to read either (same account).
 		return f, err
 	}
 	for _, r := range e.Replicas {
@@ -102,6 +103,8 @@ func describe(ctx context.Context, kr KeyReader, pace *Pacer, region, arn string
 		kf.Read, kf.State, kf.ValidTo, kf.ExpirationModel = true, string(md.KeyState), md.ValidTo, string(md.ExpirationModel)
 	case flow.NameOf(err) == flow.KeyNotFound:
 		kf.Read, kf.NotFound = true, true
+	case flow.NameOf(err) == flow.MemberRoleUnavailable:
+		kf.RoleUnavailable = flow.Sanitize(err.Error())
 	case ctx.Err() != nil:
 		return kf, ctx.Err()
 	default:
