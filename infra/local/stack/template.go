@@ -62,6 +62,11 @@ func LoadTemplate(path string, physical map[string]string) (*Template, error) {
 					if p, ok := physical[s]; ok {
 						return p
 					}
+					if s == "AWS::AccountId" {
+						// The stack's account (the emulators' ARNs), not
+						// goformation's 123456789012: HUB_ACCOUNT_ID.
+						return Account
+					}
 				}
 				if v := intrinsics.Ref(name, input, tmpl); v != nil {
 					return v
