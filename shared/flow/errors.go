@@ -99,9 +99,35 @@ const (
 	// in the deployment, never by retrying; the key's status is left as
 	// it was.
 	AccessDenied = "AccessDenied"
+	// MemberRoleUnavailable: the hub could not assume the member role of
+	// the key's account (the role is missing, its trust or an SCP denies
+	// the hub, the ExternalId differs). Names the account and the role
+	// ARN. Only that account's keys fail; not retried (an operator deploys
+	// or fixes the member template), and the key's status is left as it
+	// was, as for AccessDenied.
+	MemberRoleUnavailable = "MemberRoleUnavailable"
 	// Internal: anything else; a bug or an unexpected AWS answer.
 	Internal = "Internal"
 )
+
+// MemberRole names a failure to get credentials of a member account's role
+// (sts:AssumeRole): throttling and network failures stay AWSTransient,
+// anything else (AccessDenied for a missing role, a trust or an SCP that
+// refuses, a wrong ExternalId) is MemberRoleUnavailable naming the account
+// and the role. Nil stays nil.
+func MemberRole(err error, account, roleARN string) error {
+	if err == nil {
+		return nil
+	}
+	var fe *Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	if code := AWSCode(err); transientCodes[code] || (code == "" && isNetwork(err)) {
+		return Wrap(AWSTransient, err, "assuming the member role %s of account %s", roleARN, account)
+	}
+	return Wrap(MemberRoleUnavailable, err, "the member role %s of account %s can't be assumed (deploy infra/member/template.yaml in that account with this hub's ExternalId)", roleARN, account)
+}
 
 // Error is an error with a stable name. Its message is safe to log and to
 // put in a state payload: callers never build one from key material or an
@@ -186,6 +212,13 @@ var deniedCodes = map[string]bool{
 func FromAWS(err error, fallback, format string, args ...any) error {
 	if err == nil {
 		return nil
+	}
+	// A member account's credentials could not be had (MemberRole): the
+	// call never reached the service; keep that name, whatever the STS
+	// code inside.
+	var fe *Error
+	if errors.As(err, &fe) && (fe.Name == MemberRoleUnavailable || fe.Name == AWSTransient) {
+		return Wrap(fe.Name, err, format, args...)
 	}
 	code := AWSCode(err)
 	switch {

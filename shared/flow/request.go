@@ -90,10 +90,13 @@ type RequestOptions struct {
 	// check): a registered key's renewBefore is at least two of them, and
 	// its validity at least renewBefore plus one.
 	SchedulePeriod time.Duration
-	// ServedAccount and ServedRegion are the account and Region whose
-	// keys this deployment renews (empty: not checked): a key or alias
-	// ARN of another is refused, naming what is served.
-	ServedAccount, ServedRegion string
+	// Accounts are the accounts the deployment serves: its own and its
+	// member accounts (MEMBER_ACCOUNTS). A key or secret ARN of another
+	// account is InvalidInput. Empty: no check (the own account unknown).
+	Accounts []string
+	// ServedRegion is the Region whose keys this deployment renews (empty:
+	// not checked): a key or alias ARN of another is refused.
+	ServedRegion string
 }
 
 var (
@@ -242,7 +245,10 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 			NewMaterialStage:   in.NewMaterialStage,
 		},
 	}
-	if err := identity(r, opt); err != nil {
+	if err := identity(r); err != nil {
+		return nil, err
+	}
+	if err := served(r, opt); err != nil {
 		return nil, err
 	}
 	if err := expiry(r, in, now, opt); err != nil {
@@ -267,17 +273,13 @@ func ValidateRequest(in RequestInput, now time.Time, opt RequestOptions) (*Reque
 	return r, nil
 }
 
-// identity checks the key (its form, and that the deployment serves it),
-// the secret and the version read.
-func identity(r *Request, opt RequestOptions) error {
+// identity checks the form of the key, the secret and the version read.
+func identity(r *Request) error {
 	switch {
 	case r.KeyID == "":
 		return invalid("field \"keyId\" is required: a key ARN, key id or alias (alias/name)")
 	case !keyIDRe.MatchString(r.KeyID) && !keyARNRe.MatchString(r.KeyID) && !aliasRe.MatchString(r.KeyID) && !aliasARNRe.MatchString(r.KeyID):
 		return invalid("field \"keyId\" is %q: not a key ARN, key id (UUID or mrk-...), alias name (alias/...) or alias ARN", clip(r.KeyID))
-	}
-	if err := served(r.KeyID, opt); err != nil {
-		return err
 	}
 	switch {
 	case r.SecretID == "":
@@ -302,19 +304,24 @@ func identity(r *Request, opt RequestOptions) error {
 	return nil
 }
 
-// served refuses a key or alias ARN of an account or Region the
-// deployment does not serve (its roles reach no other, and the fetch stage
-// reads the key in its own Region).
-func served(keyID string, opt RequestOptions) error {
-	if !keyARNRe.MatchString(keyID) && !aliasARNRe.MatchString(keyID) {
-		return nil
+// served checks that a key ARN (or alias ARN) and a secret ARN name an
+// account the deployment serves, and a key ARN its Region (the fetch
+// stage reads the key in its own Region; replicas may be elsewhere). A key
+// id, an alias name or a secret name is in the deployment's own account.
+func served(r *Request, opt RequestOptions) error {
+	for _, f := range []struct{ field, v string }{{"keyId", r.KeyID}, {"secretId", r.SecretID}} {
+		if !strings.HasPrefix(f.v, "arn:") {
+			continue
+		}
+		parts := strings.SplitN(f.v, ":", 6)
+		if a := parts[4]; len(opt.Accounts) > 0 && !contains(opt.Accounts, a) {
+			return invalid("field %q is %q: account %s is not served by this deployment; it serves %s (its own account and MemberAccounts)", f.field, clip(f.v), a, strings.Join(opt.Accounts, ", "))
+		}
+		if g := parts[3]; f.field == "keyId" && opt.ServedRegion != "" && g != opt.ServedRegion {
+			return invalid("field \"keyId\" is %q, in Region %s: this deployment serves keys in Region %s (their replicas may be elsewhere)", clip(f.v), g, opt.ServedRegion)
+		}
 	}
-	parts := strings.SplitN(keyID, ":", 6)
-	region, account := parts[3], parts[4]
-	if (opt.ServedAccount == "" || account == opt.ServedAccount) && (opt.ServedRegion == "" || region == opt.ServedRegion) {
-		return nil
-	}
-	return invalid("field \"keyId\" is %q, in account %s and Region %s: this deployment serves keys of account %s in Region %s (their replicas may be elsewhere)", clip(keyID), account, region, opt.ServedAccount, opt.ServedRegion)
+	return nil
 }
 
 // registryVersion takes the version a fleet run planned the key at.

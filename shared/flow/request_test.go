@@ -178,7 +178,7 @@ func TestScheduleFitsPolicy(t *testing.T) {
 // are not checked here (KMS resolves them in the served Region).
 func TestServedAccountAndRegion(t *testing.T) {
 	o := opts
-	o.ServedAccount, o.ServedRegion = "111122223333", "eu-west-2"
+	o.Accounts, o.ServedRegion = []string{"111122223333"}, "eu-west-2"
 	for _, c := range []struct {
 		keyID string
 		ok    bool
@@ -194,7 +194,7 @@ func TestServedAccountAndRegion(t *testing.T) {
 		if c.ok != (err == nil) {
 			t.Errorf("%s: %v, want ok %v", c.keyID, err, c.ok)
 		}
-		if err != nil && (NameOf(err) != InvalidInput || !strings.Contains(err.Error(), "serves keys of account 111122223333 in Region eu-west-2")) {
+		if err != nil && (NameOf(err) != InvalidInput || !(strings.Contains(err.Error(), "it serves 111122223333") || strings.Contains(err.Error(), "serves keys in Region eu-west-2"))) {
 			t.Errorf("%s: %v: want InvalidInput naming what is served", c.keyID, err)
 		}
 	}

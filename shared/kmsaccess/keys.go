@@ -106,7 +106,7 @@ type Describing struct{ Regional }
 // Describe is Describe through the client of region ("" is the
 // function's own).
 func (d Describing) Describe(ctx context.Context, region, keyID string) (*types.KeyMetadata, error) {
-	return Describe(ctx, d.In(region), keyID)
+	return Describe(ctx, ForKeyIn(d.Regional, keyID, region), keyID)
 }
 
 // PassingStates are key states KMS leaves by itself: a key in one is

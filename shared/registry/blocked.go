@@ -100,7 +100,7 @@ func stateEffect(state string) Effect {
 // the key itself: AWS throttled or failed, a bug, a Lambda or execution
 // that timed out or was stopped.
 func inconclusive(errName string) bool {
-	if errName == flow.AWSTransient || errName == flow.Internal || errName == flow.AccessDenied || errName == "" {
+	if errName == flow.AWSTransient || errName == flow.Internal || errName == flow.AccessDenied || errName == flow.MemberRoleUnavailable || errName == "" {
 		return true
 	}
 	for _, p := range []string{"States.", "Lambda.", "Sandbox.", "Runtime."} {

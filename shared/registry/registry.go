@@ -85,6 +85,30 @@ type Replica struct {
 }
 
 // RegionOf returns the Region of a KMS key ARN.
+// AccountOf returns the account of a key ARN, or "": an entry's account
+// is derived from its key ARN (no attribute of its own), the account whose
+// member role the stages assume (kmsaccess.Clients).
+func AccountOf(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) < 6 {
+		return ""
+	}
+	return parts[4]
+}
+
+// Account is the account of e's key (and of its replicas: a multi-Region
+// key's replicas are in its account).
+func (e Entry) Account() string { return AccountOf(e.KeyARN) }
+
+// Budget names the KMS request quota a call on arn in region counts
+// against: KMS quotas are per account and Region.
+func Budget(arn, region string) string {
+	if region == "" {
+		region = RegionOf(arn)
+	}
+	return AccountOf(arn) + "/" + region
+}
+
 func RegionOf(arn string) string {
 	parts := strings.SplitN(arn, ":", 6)
 	if len(parts) < 6 {

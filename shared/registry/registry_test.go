@@ -102,3 +102,18 @@ func TestReadableCoversTheRegistry(t *testing.T) {
 	}
 	walk(typ)
 }
+
+// TestAccountAndBudget: an entry's account is its key ARN's; a budget is
+// an account and a Region.
+func TestAccountAndBudget(t *testing.T) {
+	e := Entry{KeyARN: "arn:aws:kms:eu-west-1:444455556666:key/mrk-1234abcd12ab34cd56ef1234567890ab"}
+	if e.Account() != "444455556666" {
+		t.Errorf("account %q", e.Account())
+	}
+	if b := Budget(e.KeyARN, "us-east-1"); b != "444455556666/us-east-1" {
+		t.Errorf("budget %q", b)
+	}
+	if b := Budget(e.KeyARN, ""); b != "444455556666/eu-west-1" {
+		t.Errorf("budget %q", b)
+	}
+}

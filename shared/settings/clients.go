@@ -5,7 +5,6 @@ import (
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
@@ -18,9 +17,12 @@ import (
 // init and shared by every invocation.
 type Clients struct {
 	Settings Settings
-	// KMS hands out the client of each Region (KMS_ENDPOINTS_BY_REGION).
-	KMS       *kmsaccess.Clients
-	Secrets   *secretsmanager.Client
+	// KMS hands out the client of each account and Region
+	// (KMS_ENDPOINTS_BY_REGION; member accounts through the member role).
+	KMS *kmsaccess.Clients
+	// Secrets routes each call to the secret's account (a member's secret
+	// ARN) or the function's own (kmsaccess.Secrets).
+	Secrets   kmsaccess.Secrets
 	SNS       *sns.Client
 	Tokens    *records.Tokens
 	Imports   *records.Imports
@@ -62,7 +64,7 @@ func Init(ctx context.Context) (*Clients, error) {
 	return &Clients{
 		Settings:  s,
 		KMS:       k,
-		Secrets:   secretsmanager.NewFromConfig(cfg),
+		Secrets:   k.Secrets(),
 		SNS:       sns.NewFromConfig(cfg),
 		Tokens:    &records.Tokens{DB: db, Table: s.Table, Retention: s.TokenRetention},
 		Imports:   &records.Imports{DB: db, Table: s.Table, Retention: s.AuditRetention},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 )
 
 // Settings are the knobs template.yaml exposes.
@@ -71,6 +72,10 @@ type Settings struct {
 	// instead of letting it meet an AccessDenied halfway. Unset variables
 	// allow (a deployment from before the parameters granted all three).
 	NoRotation, NoGeneratedMaterial, NoMaterialProofs bool
+	// Accounts are the accounts this deployment serves: its own
+	// (ACCOUNT_ID) and MEMBER_ACCOUNTS (kmsaccess.Members.Served);
+	// empty when the own account is not known (no check).
+	Accounts []string
 }
 
 // RotationTimeout is the rotation state machine's TimeoutSeconds
@@ -88,7 +93,7 @@ const MaxTokenLife = 24 * time.Hour
 // RequestOptions are the request defaults of this deployment.
 func (s Settings) RequestOptions() flow.RequestOptions {
 	return flow.RequestOptions{DefaultValidFor: s.DefaultValidFor, DefaultRenewBefore: s.DefaultRenewBefore, SchedulePeriod: s.SchedulePeriod,
-		ServedAccount: s.Account, ServedRegion: s.Region}
+		Accounts: s.Accounts, ServedRegion: s.Region}
 }
 
 // FromEnv reads Settings; a malformed value is an error naming the variable.
@@ -145,6 +150,11 @@ func FromEnv() (Settings, error) {
 	if s.VerifyMaxChecks, err = integer("VERIFY_MAX_CHECKS", 60, 1, 1000); err != nil {
 		return s, err
 	}
+	m, err := kmsaccess.MembersFromEnv()
+	if err != nil {
+		return s, err
+	}
+	s.Accounts = m.Served()
 	return s, allowed(&s)
 }
 

@@ -61,3 +61,25 @@ func TestFromEnvErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestServedAccounts: the request options carry the accounts served (the
+// own one and the members); member accounts without the role name or the
+// ExternalId fail the init, naming the variable.
+func TestServedAccounts(t *testing.T) {
+	t.Setenv("TABLE_NAME", "t")
+	t.Setenv("ACCOUNT_ID", "111122223333")
+	t.Setenv("MEMBER_ACCOUNTS", "444455556666")
+	t.Setenv("MEMBER_ROLE_NAME", "kms-reimport-member")
+	t.Setenv("MEMBER_EXTERNAL_ID", "ext-1")
+	s, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.RequestOptions().Accounts; len(got) != 2 || got[0] != "111122223333" || got[1] != "444455556666" {
+		t.Errorf("accounts served %v", got)
+	}
+	t.Setenv("MEMBER_EXTERNAL_ID", "")
+	if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), "MEMBER_EXTERNAL_ID") {
+		t.Errorf("no ExternalId: %v", err)
+	}
+}

@@ -46,7 +46,7 @@ func TestConditionKeysPerAction(t *testing.T) {
 	root := repoRoot(t)
 	for name, params := range map[string]map[string]string{
 		"defaults": nil,
-		"everything on": {"GeneratedMaterial": "true", "RotateOnDemand": "true", "ManagedSecretTagValue": "prod", "AllowLegacyPkcs1": "true",
+		"everything on": {"GeneratedMaterial": "true", "RotateOnDemand": "true", "ManagedSecretTagValue": "prod", "AllowLegacyPkcs1": "true", "MemberAccounts": "444455556666", "MemberExternalId": "ext-1",
 			"SecretKmsKeyArns": "arn:aws:kms:eu-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321"},
 	} {
 		roles, err := stack.LoadRoles(filepath.Join(root, "template.yaml"), stack.LocalDeployment(params, map[string]string{"RotationTable": "t", "NotificationTopic": "arn:aws:sns:eu-west-2:111122223333:topic"}))

@@ -39,11 +39,14 @@ func TestCfnLint(t *testing.T) {
 	home, _ := os.UserHomeDir()
 	lint := lookTool(t, "cfn-lint", filepath.Join(home, ".pyenv/shims/cfn-lint"))
 	root := repoRoot(t)
-	cmd := exec.Command(lint, "--format", "parseable", "template.yaml")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Fatalf("cfn-lint template.yaml: %v\n%s", err, out)
+	// The hub's template and the member accounts' (infra/member).
+	for _, f := range []string{"template.yaml", "infra/member/template.yaml"} {
+		cmd := exec.Command(lint, "--format", "parseable", f)
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Fatalf("cfn-lint %s: %v\n%s", f, err, out)
+		}
 	}
 }
 

@@ -50,6 +50,21 @@ func LocalDeployment(params map[string]string, physical map[string]string) Deplo
 type resource struct {
 	Type       string         `json:"Type"`
 	Properties map[string]any `json:"Properties"`
+	// Condition is the resource's condition (a name; a bool where the
+	// processor evaluated it already): a resource whose condition is
+	// false is not created.
+	Condition any `json:"Condition"`
+}
+
+// created says whether the resource exists in the deployment.
+func (r *Resolver) created(res resource) bool {
+	switch c := res.Condition.(type) {
+	case string:
+		return r.Condition(c)
+	case bool:
+		return c
+	}
+	return true
 }
 
 // LoadRoles resolves the execution role of every function in template.yaml.
@@ -82,7 +97,7 @@ func LoadRoles(path string, d Deployment) ([]Role, error) {
 		out := Role{Function: id, Name: r.roleName(roleID), ARN: roleArn}
 		out.Session = fmt.Sprintf("arn:%s:sts::%s:assumed-role/%s/%s", d.Partition, d.Account, out.Name, id)
 		pols, _ := role.Properties["Policies"].([]any)
-		pols = append(pols, attached(doc.Resources, roleID, out.Name)...)
+		pols = append(pols, attached(r, doc.Resources, roleID, out.Name)...)
 		for _, p := range prune(pols).([]any) {
 			m, _ := p.(map[string]any)
 			doc := m["PolicyDocument"]
@@ -104,7 +119,8 @@ func LoadRoles(path string, d Deployment) ([]Role, error) {
 // attached is every AWS::IAM::ManagedPolicy of the template that names
 // the role (by its Ref, which resolves to its logical id or its name) in
 // its Roles, in the shape of an inline policy: IAM evaluates the two alike.
-func attached(resources map[string]resource, roleID, roleName string) []any {
+// A policy whose Condition is false is not created, so attaches nothing.
+func attached(r *Resolver, resources map[string]resource, roleID, roleName string) []any {
 	var out []any
 	ids := make([]string, 0, len(resources))
 	for id := range resources {
@@ -113,7 +129,7 @@ func attached(resources map[string]resource, roleID, roleName string) []any {
 	sort.Strings(ids)
 	for _, id := range ids {
 		res := resources[id]
-		if res.Type != "AWS::IAM::ManagedPolicy" {
+		if res.Type != "AWS::IAM::ManagedPolicy" || !r.created(res) {
 			continue
 		}
 		roles, _ := res.Properties["Roles"].([]any)

@@ -108,7 +108,7 @@ func (st *Stage) run(ctx context.Context, s flow.State) (flow.State, error) {
 		return st.fetchItem(ctx, s)
 	}
 	r := s.Request
-	md, err := kmsaccess.Describe(ctx, st.KMS.In(""), r.KeyID)
+	md, err := kmsaccess.Describe(ctx, kmsaccess.ForKey(st.KMS, r.KeyID), r.KeyID)
 	if err != nil {
 		return s, err
 	}
@@ -192,7 +192,7 @@ func (st *Stage) gather(ctx context.Context, s *flow.State, md *types.KeyMetadat
 	}
 	if renewal.ListsMaterials(r, md) {
 		var err error
-		if f.Materials, err = kmsaccess.ListMaterials(ctx, st.KMS.In(kmsaccess.RegionOf(arn)), arn); err != nil {
+		if f.Materials, err = kmsaccess.ListMaterials(ctx, kmsaccess.ForKey(st.KMS, arn), arn); err != nil {
 			return f, err
 		}
 		if f.Map, err = st.Materials.List(ctx, arn); err != nil {
@@ -234,7 +234,7 @@ func (st *Stage) replicas(ctx context.Context, md *types.KeyMetadata) ([]renewal
 		if region == "" {
 			region = kmsaccess.RegionOf(rarn)
 		}
-		rmd, err := kmsaccess.Describe(ctx, st.KMS.In(region), rarn)
+		rmd, err := kmsaccess.Describe(ctx, kmsaccess.ForKeyIn(st.KMS, rarn, region), rarn)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +285,7 @@ func (st *Stage) readMaterial(ctx context.Context, md *types.KeyMetadata, ref re
 		return "", 0, flow.Wrap(flow.InvalidSecret, err, "secret %q version %s does not hold a usable %s private key", ref.SecretID, version, spec)
 	}
 	if pub != nil && md.KeyState == types.KeyStateEnabled {
-		out, err := st.KMS.In(kmsaccess.RegionOf(arn)).GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
+		out, err := kmsaccess.ForKey(st.KMS, arn).GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: &arn})
 		if err != nil {
 			return "", 0, flow.FromAWS(err, flow.Internal, "GetPublicKey for %s", arn)
 		}
@@ -342,7 +342,7 @@ func (st *Stage) fetchItem(ctx context.Context, s flow.State) (flow.State, error
 	if fetches >= st.Settings.MaxTokenFetches {
 		return s, flow.Errorf(flow.TokenRefreshLimitExceeded, "import parameters for %s (material %s) were fetched %d times in this execution (limit %d); each token was too close to expiry when the import stage got it", it.KeyARN, flow.ShortID(it.KeyMaterialID), fetches, st.Settings.MaxTokenFetches)
 	}
-	out, err := st.KMS.In(it.Region).GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+	out, err := kmsaccess.ForKeyIn(st.KMS, it.KeyARN, it.Region).GetParametersForImport(ctx, &kms.GetParametersForImportInput{
 		KeyId: &it.KeyARN, WrappingAlgorithm: types.AlgorithmSpec(w.Algorithm), WrappingKeySpec: types.WrappingKeySpec(w.KeySpec),
 	})
 	if err != nil {

@@ -142,7 +142,7 @@ func (st *Stage) importItem(ctx context.Context, s flow.State, rec *records.Toke
 	if err := fence(ctx, st.Leases, k.ARN, s.Execution.ID, now); err != nil {
 		return "", err
 	}
-	out, err := st.KMS.In(it.Region).ImportKeyMaterial(ctx, in)
+	out, err := kmsaccess.ForKeyIn(st.KMS, it.KeyARN, it.Region).ImportKeyMaterial(ctx, in)
 	var wrong *types.IncorrectKeyMaterialException
 	if err != nil && it.Replica && it.New && errors.As(err, &wrong) {
 		// The replica may not know the primary's new material yet:

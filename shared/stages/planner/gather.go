@@ -19,19 +19,26 @@ type KeyReader interface {
 	Describe(ctx context.Context, region, keyID string) (*types.KeyMetadata, error)
 }
 
-// Pacer spaces the planner's KMS reads at most Rate per second
-// (settings.KMSReadRate, under the DescribeKey quota: docs/aws-behaviour.md
-// row 39). The zero Pacer does not wait.
+// Pacer spaces the planner's KMS reads at most Rate per second in each
+// budget (settings.KMSReadRate, under the DescribeKey quota:
+// docs/aws-behaviour.md row 39). KMS quotas are per account and Region, so
+// each account+Region (registry.Budget) is a budget of its own: reads of
+// another account or Region don't wait for this one's. The zero Pacer
+// does not wait.
 type Pacer struct {
 	Rate float64
-	next time.Time
+	next map[string]time.Time
 	// Now and Sleep are the clock (tests set both).
 	Now   func() time.Time
 	Sleep func(context.Context, time.Duration) error
 }
 
-// Wait blocks until the next read may go.
-func (p *Pacer) Wait(ctx context.Context) error {
+// Wait blocks until the next read of the one budget "" may go.
+func (p *Pacer) Wait(ctx context.Context) error { return p.WaitIn(ctx, "") }
+
+// WaitIn blocks until the next read in budget (registry.Budget: account
+// and Region) may go.
+func (p *Pacer) WaitIn(ctx context.Context, budget string) error {
 	if p == nil || !(p.Rate > 0) {
 		return nil
 	}
@@ -39,11 +46,15 @@ func (p *Pacer) Wait(ctx context.Context) error {
 	if p.Now != nil {
 		now = p.Now()
 	}
-	if p.next.Before(now) {
-		p.next = now
+	if p.next == nil {
+		p.next = map[string]time.Time{}
 	}
-	wait := p.next.Sub(now)
-	p.next = p.next.Add(time.Duration(float64(time.Second) / p.Rate))
+	next := p.next[budget]
+	if next.Before(now) {
+		next = now
+	}
+	wait := next.Sub(now)
+	p.next[budget] = next.Add(time.Duration(float64(time.Second) / p.Rate))
 	if wait <= 0 {
 		return nil
 	}
@@ -67,7 +78,8 @@ func (p *Pacer) Wait(ctx context.Context) error {
 func Gather(ctx context.Context, kr KeyReader, pace *Pacer, e registry.Entry) (Facts, error) {
 	var f Facts
 	var err error
-	if f.Primary, err = describe(ctx, kr, pace, registry.RegionOf(e.KeyARN), e.KeyARN); err != nil {
+	if f.Primary, err = describe(ctx, kr, pace, registry.RegionOf(e.KeyARN), e.KeyARN); err != nil || f.Primary.RoleUnavailable != "" {
+		// No member role, no replica to read either (same account).
 		return f, err
 	}
 	for _, r := range e.Replicas {
@@ -82,7 +94,7 @@ func Gather(ctx context.Context, kr KeyReader, pace *Pacer, e registry.Entry) (F
 
 func describe(ctx context.Context, kr KeyReader, pace *Pacer, region, arn string) (KeyFacts, error) {
 	kf := KeyFacts{KeyARN: arn, Region: region}
-	if err := pace.Wait(ctx); err != nil {
+	if err := pace.WaitIn(ctx, registry.Budget(arn, region)); err != nil {
 		return kf, err
 	}
 	md, err := kr.Describe(ctx, region, arn)
@@ -91,6 +103,8 @@ func describe(ctx context.Context, kr KeyReader, pace *Pacer, region, arn string
 		kf.Read, kf.State, kf.ValidTo, kf.ExpirationModel = true, string(md.KeyState), md.ValidTo, string(md.ExpirationModel)
 	case flow.NameOf(err) == flow.KeyNotFound:
 		kf.Read, kf.NotFound = true, true
+	case flow.NameOf(err) == flow.MemberRoleUnavailable:
+		kf.RoleUnavailable = flow.Sanitize(err.Error())
 	case ctx.Err() != nil:
 		return kf, ctx.Err()
 	default:

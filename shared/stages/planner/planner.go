@@ -130,6 +130,12 @@ type Stats struct {
 	// does not have (the registry decided for both).
 	Unread   int `json:"unread,omitempty"`
 	KeysGone int `json:"keysGone,omitempty"`
+	// RoleUnavailable counts the keys not planned because their account's
+	// member role can't be assumed; UnavailableAccounts names each such
+	// account once per run (and is how the run tells it once: the next
+	// pages skip that account's KMS reads).
+	RoleUnavailable     int                  `json:"roleUnavailable,omitempty"`
+	UnavailableAccounts []UnavailableAccount `json:"unavailableAccounts,omitempty"`
 	// ImportItems is how many imports renewing the keys due takes (see
 	// ImportItems): each is rotation.CallsPerImport KMS requests.
 	ImportItems int `json:"importItems"`
@@ -255,7 +261,7 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	log := telemetry.Logger(ctx)
 	budget := newPageBudget(out)
 	for i, e := range page.Entries {
-		d, err := p.decide(ctx, e, now)
+		d, err := p.decide(ctx, st, e, now)
 		if err != nil {
 			return s, err
 		}

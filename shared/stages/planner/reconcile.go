@@ -39,6 +39,10 @@ type KeyFacts struct {
 	// ExpirationModel: KEY_MATERIAL_EXPIRES or
 	// KEY_MATERIAL_DOES_NOT_EXPIRE (empty for a key with no material).
 	ExpirationModel string `json:"expirationModel,omitempty"`
+	// RoleUnavailable: the member role of the key's account could not be
+	// assumed (flow.MemberRoleUnavailable); the cause, naming the account
+	// and the role.
+	RoleUnavailable string `json:"roleUnavailable,omitempty"`
 }
 
 // Facts are what KMS said about a registered key: its primary, and its
@@ -85,7 +89,15 @@ type Decision struct {
 	// FromRegistry: KMS could not be read; the registry decided.
 	// PrimaryGone: KMS has no such key; the registry decided.
 	FromRegistry, PrimaryGone bool
+	// RoleUnavailable: the member role of the key's account can't be
+	// assumed (its cause): the key is not planned, since every call of its
+	// rotation would fail the same way; the run tells it once per account.
+	RoleUnavailable string
 }
+
+// ReasonRoleUnavailable is the Reason of a key whose account's member role
+// can't be assumed.
+const ReasonRoleUnavailable = "memberRoleUnavailable"
 
 // region is one Region of a key with what the registry expects there.
 type region struct {
@@ -96,6 +108,9 @@ type region struct {
 // Decide is the decision for registry entry e at now given what KMS says
 // about it. It is pure: the stage gathers f.
 func Decide(e registry.Entry, f Facts, now time.Time) Decision {
+	if f.Primary.RoleUnavailable != "" {
+		return roleUnavailable(e, f.Primary.RoleUnavailable, now)
+	}
 	if !f.Primary.Read {
 		return fromRegistry(e, now)
 	}
@@ -248,6 +263,15 @@ func reason(e registry.Entry, why map[string]bool, anyDue, rotate bool) (bool, s
 }
 
 // fromRegistry decides from the registry alone (KMS could not be read).
+// roleUnavailable is the decision for a key of an account whose member
+// role can't be assumed: not due (nothing could be done), the registry's
+// expiry kept for the fleet's counts.
+func roleUnavailable(e registry.Entry, cause string, now time.Time) Decision {
+	d := fromRegistry(e, now)
+	d.Due, d.Reason, d.Regions, d.Rotate, d.RoleUnavailable = false, ReasonRoleUnavailable, nil, false, cause
+	return d
+}
+
 func fromRegistry(e registry.Entry, now time.Time) Decision {
 	due, why := e.IsDue(now)
 	d := Decision{Due: due, Reason: why, FromRegistry: true}

@@ -349,3 +349,46 @@ func TestPacerSpacesReads(t *testing.T) {
 		t.Fatalf("11 reads at 50/s slept %s in all, want about 200ms (a read every 20ms)", slept)
 	}
 }
+
+// TestPacerBudgetPerAccountAndRegion: KMS quotas are per account and
+// Region; reads alternating between two accounts in one Region, and two
+// Regions of one account, each wait only for their own budget's. Through
+// Gather: a key of each of two accounts, read one after the other, don't
+// wait; two reads in one budget do.
+func TestPacerBudgetPerAccountAndRegion(t *testing.T) {
+	const (
+		a1 = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		a2 = "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		r2 = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	)
+	for _, tc := range []struct {
+		name  string
+		keys  []string
+		slept time.Duration
+	}{
+		{"two accounts, one Region", []string{a1, a2, a1, a2}, 20 * time.Millisecond},
+		{"one account, two Regions", []string{a1, r2, a1, r2}, 20 * time.Millisecond},
+		{"one budget", []string{a1, a1, a1, a1}, 60 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var slept time.Duration
+			clock := time.Now()
+			p := &Pacer{Rate: 50, Now: func() time.Time { return clock },
+				Sleep: func(_ context.Context, d time.Duration) error { slept += d; clock = clock.Add(d); return nil }}
+			for _, k := range tc.keys {
+				if _, err := Gather(context.Background(), nopReader{}, p, registry.Entry{KeyARN: k}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if slept != tc.slept {
+				t.Errorf("slept %s, want %s (a read every 20ms per account and Region)", slept, tc.slept)
+			}
+		})
+	}
+}
+
+type nopReader struct{}
+
+func (nopReader) Describe(_ context.Context, _, arn string) (*types.KeyMetadata, error) {
+	return &types.KeyMetadata{Arn: &arn, KeyState: types.KeyStateEnabled}, nil
+}

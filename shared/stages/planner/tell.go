@@ -11,9 +11,13 @@ import (
 
 // decide gathers what KMS says about e (when the stage reads KMS) and
 // decides.
-func (p *Stage) decide(ctx context.Context, e registry.Entry, now time.Time) (Decision, error) {
+func (p *Stage) decide(ctx context.Context, st *Stats, e registry.Entry, now time.Time) (Decision, error) {
 	if p.KMS == nil {
 		return fromRegistry(e, now), nil
+	}
+	if u := st.unavailable(e.Account()); u != nil {
+		// Told already in this run: no AssumeRole again per key.
+		return roleUnavailable(e, u.Cause, now), nil
 	}
 	f, err := Gather(ctx, p.KMS, p.Pace, e)
 	if err != nil {
@@ -37,6 +41,11 @@ func (p *Stage) tell(ctx context.Context, st *Stats, e registry.Entry, d Decisio
 	day := now.UTC().Format(time.DateOnly)
 	if d.FromRegistry && p.KMS != nil {
 		st.Unread++
+	}
+	if d.RoleUnavailable != "" {
+		if err := p.tellRole(ctx, st, e, d, day); err != nil {
+			return err
+		}
 	}
 	st.ReplicasLeaving += len(d.Leaving)
 	if d.PrimaryGone {

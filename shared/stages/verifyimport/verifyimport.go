@@ -78,7 +78,7 @@ func (st *Stage) now() time.Time {
 }
 
 // home is the KMS client of the Region of arn.
-func (st *Stage) home(arn string) kmsaccess.API { return st.KMS.In(kmsaccess.RegionOf(arn)) }
+func (st *Stage) home(arn string) kmsaccess.API { return kmsaccess.ForKey(st.KMS, arn) }
 
 // Run rotates (when asked) and verifies every target of the plan, then
 // records materials, audit trail and registry.
@@ -222,7 +222,7 @@ func (st *Stage) observe(ctx context.Context, s flow.State) (observed, string, e
 		if !t.Replica {
 			continue
 		}
-		rmd, err := kmsaccess.Describe(ctx, st.KMS.In(t.Region), t.KeyARN)
+		rmd, err := kmsaccess.Describe(ctx, kmsaccess.ForKeyIn(st.KMS, t.KeyARN, t.Region), t.KeyARN)
 		if err != nil {
 			return o, "", err
 		}
@@ -280,7 +280,7 @@ func (st *Stage) checkReplica(ctx context.Context, p *flow.Plan, t *flow.Target,
 	var listed []types.RotationsListEntry
 	if p.Rotate {
 		var err error
-		if listed, err = kmsaccess.ListMaterials(ctx, st.KMS.In(t.Region), t.KeyARN); err != nil {
+		if listed, err = kmsaccess.ListMaterials(ctx, kmsaccess.ForKeyIn(st.KMS, t.KeyARN, t.Region), t.KeyARN); err != nil {
 			return "", err
 		}
 	}
