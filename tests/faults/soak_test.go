@@ -152,7 +152,7 @@ func abortOne(b *testing.B, arn string, run int, d time.Duration) bool {
 	if err != nil {
 		b.Fatal(err)
 	}
-	input, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": e.SecretID, "validFor": "2160h", "register": false})
+	input, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": e.SecretID, "validFor": "2160h", "register": false, "wrappingKeySpec": "RSA_2048"})
 	name := fmt.Sprintf("soak-abort-%d-%d", run, time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	start := time.Now()
@@ -162,11 +162,20 @@ func abortOne(b *testing.B, arn string, run int, d time.Duration) bool {
 		return false // it finished first: nothing to abort
 	}
 	time.Sleep(2 * time.Second) // the Lambda invoked before the stop ends
+	deliverAborted(b, name, input, start)
+	return true
+}
+
+// deliverAborted hands RecordFailureFunction EventBridge's status change
+// for the execution name, stopped (ABORTED), as template.yaml's rule
+// routes it.
+func deliverAborted(tb testing.TB, name string, input []byte, start time.Time) {
+	tb.Helper()
 	ev, _ := json.Marshal(map[string]any{
 		"version": "0", "id": name, "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
 		"account": stack.Account, "region": stack.Region, "time": time.Now().UTC().Format(time.RFC3339),
 		"detail": map[string]any{
-			"executionArn":    fmt.Sprintf("arn:aws:states:%s:%s:execution:RotationStateMachine:%s", stack.Region, stack.Account, name),
+			"executionArn":    executionARN(name),
 			"stateMachineArn": fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:RotationStateMachine", stack.Region, stack.Account),
 			"name":            name, "status": "ABORTED", "startDate": start.UnixMilli(), "stopDate": time.Now().UnixMilli(),
 			"input": string(input), "inputDetails": map[string]any{"included": true},
@@ -177,13 +186,17 @@ func abortOne(b *testing.B, arn string, run int, d time.Duration) bool {
 	for attempt := 1; ; attempt++ {
 		out, fnErr, err := st.Invoke(context.Background(), "RecordFailureFunction", ev)
 		if err == nil && !fnErr {
-			return true
+			return
 		}
 		if attempt == 5 {
-			b.Fatalf("record-failure on the ABORTED execution %s, %d deliveries: %v %s", name, attempt, err, out)
+			tb.Fatalf("record-failure on the ABORTED execution %s, %d deliveries: %v %s", name, attempt, err, out)
 		}
 		time.Sleep(2 * time.Second)
 	}
+}
+
+func executionARN(name string) string {
+	return fmt.Sprintf("arn:aws:states:%s:%s:execution:RotationStateMachine:%s", stack.Region, stack.Account, name)
 }
 
 // makeDue marks every key due, as time passing would: its registry entry's

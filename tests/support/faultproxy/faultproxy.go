@@ -45,6 +45,10 @@ type Proxy struct {
 	// from the target and before it is passed on (a crash right after a
 	// call succeeded).
 	AfterForward func(op string, body []byte)
+	// BeforeForward, when set, runs before a request is passed on to the
+	// target (a request held in the network, or a caller's retry that
+	// lands late): the request reaches the target when it returns.
+	BeforeForward func(op string, body []byte)
 
 	// UpstreamErrors counts requests the target did not answer (it was
 	// down): the proxy answers 502 as a load balancer would.
@@ -149,7 +153,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.counts.forwarded(op, time.Now())
 	capacity := p.ConsumedCapacity.Load() && isDynamoDBData(op)
-	if (p.AfterForward != nil || capacity) && r.Body != nil {
+	before := p.BeforeForward
+	if (p.AfterForward != nil || before != nil || capacity) && r.Body != nil {
 		b, _ := io.ReadAll(r.Body)
 		if capacity {
 			b = withConsumedCapacity(b)
@@ -161,6 +166,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if capacity {
 		r = r.WithContext(context.WithValue(r.Context(), capacityKey{}, op))
+	}
+	if before != nil {
+		body, _ := r.Context().Value(bodyKey{}).([]byte)
+		before(op, body)
 	}
 	rp.ServeHTTP(w, r)
 }
