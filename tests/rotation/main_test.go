@@ -61,6 +61,10 @@ func TestMain(m *testing.M) {
 	// 0.04, 80 ms between ReplicaNotSynced's 8 retries, longer in all than
 	// a replica takes to learn a new material.
 	o := stack.Options{KMS: stack.KMSStandIn, ReplicaRegions: replicaRegions,
+		// Two emulators of each function: a rerun runs beside a stopped
+		// execution's invocation still in flight
+		// (TestStoppedImportCannotLandAfterANewerOne).
+		Concurrency: 2,
 		// Rotations to new material, generated or staged: the deployment
 		// grants what they need (template parameters; the IAM gate enforces
 		// the roles they give).

@@ -1,4 +1,4 @@
-package faults
+package rotation
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 )
 
 // TestStoppedImportCannotLandAfterANewerOne is issue 16's scenario 1: a
@@ -23,14 +24,18 @@ import (
 // ValidTo and the registry must agree: the stopped execution's fenced
 // lease keeps the rerun out until the late import can no longer land
 // (record-failure releasing the lease at once lets the rerun import
-// first, and the late 1-hour import last).
+// first, and the late 1-hour import last). On the stand-in, not
+// local-kms: local-kms keeps only a key's newest import parameters, so the
+// rerun's GetParametersForImport would void the late import's token; KMS
+// and the stand-in honour every token within its 24 hours.
 func TestStoppedImportCannotLandAfterANewerOne(t *testing.T) {
-	arn := managedKeys(t, 1, "late")[0]
-	secretID := mustEntry(t, arn).SecretID
+	arn := externalKey(t, false)
+	secretID, _ := secret(t)
+	firstImport(t, arn, secretID)
 	held, release := make(chan struct{}), make(chan struct{})
 	var armed atomic.Int32
 	armed.Store(1)
-	kmsProxy.BeforeForward = func(op string, _ []byte) {
+	importKMS.BeforeForward = func(op string, _ []byte) {
 		if strings.HasSuffix(op, ".ImportKeyMaterial") && armed.Add(-1) == 0 {
 			close(held)
 			select {
@@ -39,7 +44,7 @@ func TestStoppedImportCannotLandAfterANewerOne(t *testing.T) {
 			}
 		}
 	}
-	defer func() { kmsProxy.BeforeForward = nil }()
+	defer func() { importKMS.BeforeForward = nil }()
 	released := false
 	letGo := func() {
 		if !released {
@@ -50,13 +55,13 @@ func TestStoppedImportCannotLandAfterANewerOne(t *testing.T) {
 	defer letGo()
 
 	// The stopped execution: one hour.
-	short, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": secretID, "validFor": "1h", "register": false, "wrappingKeySpec": "RSA_2048"})
+	short, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": secretID, "validFor": "1h", "register": false})
 	name := fmt.Sprintf("late-stopped-%d", time.Now().UnixNano())
 	ctx, stop := context.WithCancel(context.Background())
 	start := time.Now()
 	ended := make(chan error, 1)
 	go func() {
-		ex, err := st.Execute(ctx, root, short, stack.ExecuteOptions{Name: name, WaitScale: "0.05"})
+		ex, err := st.Execute(ctx, root, short, stack.ExecuteOptions{Name: name, WaitScale: "0.01", Functions: emulators(0)})
 		if err == nil {
 			err = fmt.Errorf("%s %s: %s", ex.Status, ex.Error, ex.Cause)
 		}
@@ -76,7 +81,7 @@ func TestStoppedImportCannotLandAfterANewerOne(t *testing.T) {
 	deliverAborted(t, name, short, start)
 
 	// The rerun: 90 days, started while the stopped import is in flight.
-	long, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": secretID, "validFor": "2160h", "register": false, "wrappingKeySpec": "RSA_2048"})
+	long, _ := json.Marshal(map[string]any{"keyId": arn, "secretId": secretID, "validFor": "2160h", "register": true})
 	first := rerun(t, long)
 	letGo() // the late import lands now
 	time.Sleep(3 * time.Second)
@@ -98,9 +103,33 @@ func TestStoppedImportCannotLandAfterANewerOne(t *testing.T) {
 	if vt == nil || time.Until(*vt) < 89*24*time.Hour {
 		t.Fatalf("KMS ValidTo %v (%s): the stopped 1-hour import landed after the 90-day one", vt, md.KeyMetadata.KeyState)
 	}
-	e := mustEntry(t, arn)
+	e, err := (&registry.Store{DB: db, Table: st.Table}).Get(context.Background(), arn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*vt) {
 		t.Fatalf("registry currentValidTo %v, KMS ValidTo %v", e.CurrentValidTo, vt)
+	}
+}
+
+// deliverAborted hands RecordFailureFunction EventBridge's status change
+// for the execution name, stopped (ABORTED), as template.yaml's
+// FailedRotationRule routes it.
+func deliverAborted(t *testing.T, name string, input []byte, start time.Time) {
+	t.Helper()
+	ev, _ := json.Marshal(map[string]any{
+		"version": "0", "id": name, "detail-type": "Step Functions Execution Status Change", "source": "aws.states",
+		"account": stack.Account, "region": stack.Region, "time": time.Now().UTC().Format(time.RFC3339),
+		"detail": map[string]any{
+			"executionArn":    fmt.Sprintf("arn:aws:states:%s:%s:execution:RotationStateMachine:%s", stack.Region, stack.Account, name),
+			"stateMachineArn": fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:RotationStateMachine", stack.Region, stack.Account),
+			"name":            name, "status": "ABORTED", "startDate": start.UnixMilli(), "stopDate": time.Now().UnixMilli(),
+			"input": string(input), "inputDetails": map[string]any{"included": true},
+		},
+	})
+	out, fnErr, err := st.Invoke(context.Background(), "RecordFailureFunction", ev)
+	if err != nil || fnErr {
+		t.Fatalf("record-failure on the ABORTED execution %s: %v %s", name, err, out)
 	}
 }
 
@@ -110,7 +139,9 @@ func rerun(t *testing.T, input []byte) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ex, err := st.Execute(ctx, root, input, stack.ExecuteOptions{WaitScale: "0.05"})
+	// Its own emulator of every function, as Lambda would run it beside
+	// the stopped execution's invocation (an emulator takes one at a time).
+	ex, err := st.Execute(ctx, root, input, stack.ExecuteOptions{WaitScale: "0.01", Functions: emulators(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,4 +157,13 @@ func rerun(t *testing.T, input []byte) string {
 		return "IMPORTED"
 	}
 	return "SUCCEEDED " + string(ex.Output)
+}
+
+// emulators picks the i-th emulator of each function's pool.
+func emulators(i int) map[string]string {
+	fns := map[string]string{}
+	for id, urls := range st.Pools {
+		fns[id] = urls[i%len(urls)]
+	}
+	return fns
 }
