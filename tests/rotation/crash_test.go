@@ -38,6 +38,12 @@ func TestCrashAfterNewMaterialImportRecovered(t *testing.T) {
 	if kills.Load() == 0 {
 		t.Fatalf("no import function was killed after a NEW_KEY_MATERIAL import: the fault was not injected (KMS requests %s)", ops(r.reqs))
 	}
+	if r.ex.Status != "SUCCEEDED" {
+		for _, e := range rotations(t, arn) {
+			t.Logf("material %s: %s %s %s %v (map: %+v)", *e.KeyMaterialId, e.KeyMaterialState, e.ImportState, e.ExpirationModel, e.ValidTo, materialMap(t, arn)[*e.KeyMaterialId])
+		}
+		t.Logf("KMS requests %s", ops(r.reqs))
+	}
 	mustSucceed(t, r)
 	var current string
 	for _, e := range rotations(t, arn) {

@@ -49,6 +49,9 @@ type Proxy struct {
 	// target (a request held in the network, or a caller's retry that
 	// lands late): the request reaches the target when it returns.
 	BeforeForward func(op string, body []byte)
+	// Answered, when set, sees each answer's body as the target sent it
+	// (a test learning the import tokens KMS handed out).
+	Answered func(op string, answer []byte)
 
 	// UpstreamErrors counts requests the target did not answer (it was
 	// down): the proxy answers 502 as a load balancer would.
@@ -99,6 +102,14 @@ func (p *Proxy) SetTarget(target string) error {
 	p.rp.ModifyResponse = func(resp *http.Response) error {
 		if op, ok := resp.Request.Context().Value(capacityKey{}).(string); ok {
 			p.readCapacity(op, resp)
+		}
+		if f := p.Answered; f != nil && resp.Body != nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+			if err == nil {
+				f(resp.Request.Header.Get("X-Amz-Target"), b)
+			}
 		}
 		if f := p.AfterForward; f != nil {
 			body, _ := resp.Request.Context().Value(bodyKey{}).([]byte)
