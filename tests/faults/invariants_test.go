@@ -69,7 +69,9 @@ type runFacts struct {
 // KMS ValidTo after the runs before (updated by the caller).
 func checkRun(prevValidTo map[string]time.Time, f runFacts) []string {
 	var out []string
-	add := func(format string, a ...any) { out = append(out, fmt.Sprintf("run %d: ", f.Run)+fmt.Sprintf(format, a...)) }
+	add := func(format string, a ...any) {
+		out = append(out, fmt.Sprintf("run %d: ", f.Run)+fmt.Sprintf(format, a...))
+	}
 	for _, arn := range sortedKeys(f.Keys) {
 		k := f.Keys[arn]
 		if k.EnabledAtStart {
@@ -107,8 +109,9 @@ func checkRun(prevValidTo map[string]time.Time, f runFacts) []string {
 		}
 	}
 	for _, b := range f.Blobs {
+		lower := bytes.ToLower(b.Data)
 		for _, s := range f.Secrets {
-			if how := leaks(b.Data, s.Bytes); how != "" {
+			if how := leaks(b.Data, lower, s.Bytes); how != "" {
 				add("%s found in %s (%s)", s.What, b.Where, how)
 			}
 		}
@@ -116,8 +119,9 @@ func checkRun(prevValidTo map[string]time.Time, f runFacts) []string {
 	return out
 }
 
-// leaks says how secret appears in data: raw, base64 or hex; "" if not.
-func leaks(data, secret []byte) string {
+// leaks says how secret appears in data (lower: data in lower case):
+// raw, base64 or hex; "" if not.
+func leaks(data, lower, secret []byte) string {
 	if len(secret) < 8 {
 		return "" // too short to tell from chance
 	}
@@ -126,7 +130,7 @@ func leaks(data, secret []byte) string {
 		return "raw bytes"
 	case bytes.Contains(data, []byte(base64.StdEncoding.EncodeToString(secret)[:len(secret)*4/3-4])):
 		return "base64"
-	case bytes.Contains(bytes.ToLower(data), []byte(hex.EncodeToString(secret))):
+	case bytes.Contains(lower, []byte(hex.EncodeToString(secret))):
 		return "hex"
 	}
 	return ""
