@@ -259,7 +259,8 @@ func TestBadExecutionInput(t *testing.T) {
 		{"bad algorithm", `{"keyId":"` + arn + `","secretId":"` + secret + `","validFor":"24h","wrappingAlgorithm":"ROT13"}`, `"wrappingAlgorithm"`},
 		{"wrong type", `{"keyId":"` + arn + `","secretId":"` + secret + `","validFor":24}`, `"validFor"`},
 		{"not an object", `["` + arn + `"]`, "JSON"},
-		{"key of another account", `{"keyId":"arn:aws:kms:eu-west-2:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab","secretId":"` + secret + `","validFor":"24h"}`, "this deployment serves keys of account 111122223333 in Region eu-west-2"},
+		{"key of another account", `{"keyId":"arn:aws:kms:eu-west-2:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab","secretId":"` + secret + `","validFor":"24h"}`, "account 444455556666 is not served by this deployment; it serves 111122223333"},
+		{"key of another Region", `{"keyId":"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab","secretId":"` + secret + `","validFor":"24h"}`, "this deployment serves keys in Region eu-west-2"},
 		{"key of another Region", `{"keyId":"` + strings.Replace(arn, "eu-west-2", "us-east-1", 1) + `","secretId":"` + secret + `","validFor":"24h"}`, "Region us-east-1"},
 		{"null field", `{"keyId":"` + arn + `","secretId":"` + secret + `","validFor":"24h","register":null}`, `"register" is null`},
 	}

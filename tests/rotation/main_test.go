@@ -30,6 +30,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/tests/support/faultproxy"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmsstandin"
 	"github.com/kms-reimport/kms-reimport/tests/support/kmswait"
 	"github.com/kms-reimport/kms-reimport/tests/support/suite"
@@ -45,6 +46,11 @@ var (
 	replicaRegions = []string{"eu-west-1", "eu-west-3"}
 )
 
+// importKMS is a fault proxy between the import stage and KMS in the
+// primary Region (then its IAM gate): a test can kill the function right
+// after an import (TestCrashAfterNewMaterialImportRecovered).
+var importKMS *faultproxy.Proxy
+
 // S is the running suite; its leak check covers every material made.
 var S *suite.Suite
 
@@ -55,14 +61,28 @@ func TestMain(m *testing.M) {
 	// 0.04, 80 ms between ReplicaNotSynced's 8 retries, longer in all than
 	// a replica takes to learn a new material.
 	o := stack.Options{KMS: stack.KMSStandIn, ReplicaRegions: replicaRegions,
+		// Two emulators of each function: a rerun runs beside a stopped
+		// execution's invocation still in flight
+		// (TestStoppedImportCannotLandAfterANewerOne).
+		Concurrency: 2,
 		// Rotations to new material, generated or staged: the deployment
 		// grants what they need (template parameters; the IAM gate enforces
 		// the roles they give).
 		Parameters: map[string]string{"GeneratedMaterial": "true", "RotateOnDemand": "true"},
 		StandInEnv: []string{"KMS_STANDIN_STALE_READ_WINDOW=300ms", "KMS_STANDIN_ROTATION_DELAY=600ms", "KMS_STANDIN_REPLICA_SYNC_DELAY=250ms"}}
+	var err error
+	if importKMS, err = faultproxy.Start("http://127.0.0.1:1"); err != nil { // target set once the stack is up
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	o.FunctionEnv = map[string]map[string]string{"ImportMaterialFunction": {"AWS_ENDPOINT_URL_KMS": importKMS.URL}}
 	os.Exit(suite.Run(m, "rotation", o, func(s *suite.Suite) error {
 		S, root, st, kc, sm, db = s, s.Root, s.Stack, s.KMS, s.SM, s.DB
-		return nil
+		target := st.Gate["ImportMaterialFunction"]
+		if target == "" {
+			target = st.KMS
+		}
+		return importKMS.SetTarget(target)
 	}))
 }
 

@@ -50,7 +50,21 @@ type Stage struct {
 	Leases           Leases
 	MinTokenValidity time.Duration
 	Now              func() time.Time
+	// ListSettle is how long, after KMS refused this execution's new
+	// material as incorrect, the stage keeps reading ListKeyRotations for
+	// the material an earlier attempt imported: KMS is eventually
+	// consistent (docs/aws-behaviour.md row 12), and a retry right after
+	// a crash may read the key as it was before that import (0:
+	// DefaultListSettle).
+	ListSettle time.Duration
 }
+
+// DefaultListSettle is within the "less than a few seconds" KMS's changes
+// typically take to propagate, and far below the function's Timeout.
+const DefaultListSettle = 3 * time.Second
+
+// listReads is how many times ListSettle is read across.
+const listReads = 4
 
 func (st *Stage) now() time.Time {
 	if st.Now != nil {
@@ -154,7 +168,7 @@ func (st *Stage) importItem(ctx context.Context, s flow.State, rec *records.Toke
 		// An earlier attempt of this execution may have imported the new
 		// material and crashed before recording it: KMS then refuses the
 		// same material as new again. Recognise it and go on.
-		if id, found, ferr := st.orphan(ctx, s, validTo); ferr != nil || found {
+		if id, found, ferr := st.settledOrphan(ctx, s, validTo); ferr != nil || found {
 			if ferr != nil {
 				return "", ferr
 			}
@@ -221,6 +235,27 @@ func (st *Stage) recordMaterial(ctx context.Context, s flow.State, it *flow.Plan
 		}
 	}
 	return nil
+}
+
+// settledOrphan is orphan read again over ListSettle until the material
+// is found: what an earlier attempt imported a moment ago may not be
+// listed yet.
+func (st *Stage) settledOrphan(ctx context.Context, s flow.State, validTo *time.Time) (string, bool, error) {
+	settle := st.ListSettle
+	if settle <= 0 {
+		settle = DefaultListSettle
+	}
+	for read := 1; ; read++ {
+		id, found, err := st.orphan(ctx, s, validTo)
+		if err != nil || found || read == listReads {
+			return id, found, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", false, nil
+		case <-time.After(settle / (listReads - 1)):
+		}
+	}
 }
 
 // orphan looks, after KMS refused this execution's new material as

@@ -219,12 +219,19 @@ func TestNewMaterialIDReachesTheReplicas(t *testing.T) {
 
 // listingKMS answers ImportKeyMaterial with IncorrectKeyMaterial (the
 // material was imported as new already) and ListKeyRotations with listed.
+// The first stale reads list only the first entry (KMS's eventual
+// consistency: the import is not listed yet).
 type listingKMS struct {
 	fakeKMS
 	listed []types.RotationsListEntry
+	stale  int
+	reads  int
 }
 
 func (f *listingKMS) ListKeyRotations(context.Context, *kms.ListKeyRotationsInput, ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error) {
+	if f.reads++; f.reads <= f.stale {
+		return &kms.ListKeyRotationsOutput{Rotations: f.listed[:1]}, nil
+	}
 	return &kms.ListKeyRotationsOutput{Rotations: f.listed}, nil
 }
 
@@ -248,18 +255,21 @@ func TestCrashAfterNewImportRecovered(t *testing.T) {
 		name   string
 		listed []types.RotationsListEntry
 		wantID string // "" : the refusal stands
+		stale  int    // reads that do not list the import yet
 	}{
-		{"this execution's material", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation)}, "m1"},
-		{"another ValidTo", []types.RotationsListEntry{old, entry("m1", &other, types.KeyMaterialStatePendingRotation)}, ""},
-		{"two candidates", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation), entry("m2", &validTo, types.KeyMaterialStatePendingRotation)}, ""},
-		{"nothing pending", []types.RotationsListEntry{old}, ""},
+		{"this execution's material", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation)}, "m1", 0},
+		{"listed on the third read", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation)}, "m1", 2},
+		{"listed too late", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation)}, "", listReads},
+		{"another ValidTo", []types.RotationsListEntry{old, entry("m1", &other, types.KeyMaterialStatePendingRotation)}, "", 0},
+		{"two candidates", []types.RotationsListEntry{old, entry("m1", &validTo, types.KeyMaterialStatePendingRotation), entry("m2", &validTo, types.KeyMaterialStatePendingRotation)}, "", 0},
+		{"nothing pending", []types.RotationsListEntry{old}, "", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			tokens := memTokens{tokenSK: {SK: tokenSK, KeyARN: keyARN, TargetKeyARN: keyARN, Status: records.TokenWrapped, ParametersValidTo: now.Add(time.Hour)}}
 			mats := &memMaterials{put: []records.Material{{KeyARN: keyARN, KeyMaterialID: "m0", SecretVersionID: "v0"}}}
-			api := &listingKMS{fakeKMS: fakeKMS{err: &types.IncorrectKeyMaterialException{Message: aws.String("already imported")}}, listed: c.listed}
-			st := &Stage{KMS: api, Tokens: tokens, Materials: mats, Leases: lease{}, MinTokenValidity: 10 * time.Minute, Now: func() time.Time { return now }}
+			api := &listingKMS{fakeKMS: fakeKMS{err: &types.IncorrectKeyMaterialException{Message: aws.String("already imported")}}, listed: c.listed, stale: c.stale}
+			st := &Stage{KMS: api, Tokens: tokens, Materials: mats, Leases: lease{}, MinTokenValidity: 10 * time.Minute, Now: func() time.Time { return now }, ListSettle: 30 * time.Millisecond}
 			s := flow.State{Execution: flow.Execution{ID: "exec"}, Request: &flow.Request{SecretID: "s", ValidTo: &validTo, Policy: flow.Policy{ExpirationModel: flow.Expires}},
 				Key: &flow.Key{ARN: keyARN}, Plan: &flow.Plan{Rotate: true, Items: []flow.PlanItem{{Region: "eu-west-2", KeyARN: keyARN, SecretVersionID: "v1", New: true, ImportType: flow.NewKeyMaterial}}},
 				Progress: &flow.Progress{Pending: true, Token: &flow.TokenRef{ID: tokenSK, Fetches: 1}}}

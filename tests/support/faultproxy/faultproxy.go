@@ -45,6 +45,13 @@ type Proxy struct {
 	// from the target and before it is passed on (a crash right after a
 	// call succeeded).
 	AfterForward func(op string, body []byte)
+	// BeforeForward, when set, runs before a request is passed on to the
+	// target (a request held in the network, or a caller's retry that
+	// lands late): the request reaches the target when it returns.
+	BeforeForward func(op string, body []byte)
+	// Answered, when set, sees each answer's body as the target sent it
+	// (a test learning the import tokens KMS handed out).
+	Answered func(op string, answer []byte)
 
 	// UpstreamErrors counts requests the target did not answer (it was
 	// down): the proxy answers 502 as a load balancer would.
@@ -95,6 +102,14 @@ func (p *Proxy) SetTarget(target string) error {
 	p.rp.ModifyResponse = func(resp *http.Response) error {
 		if op, ok := resp.Request.Context().Value(capacityKey{}).(string); ok {
 			p.readCapacity(op, resp)
+		}
+		if f := p.Answered; f != nil && resp.Body != nil {
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+			if err == nil {
+				f(resp.Request.Header.Get("X-Amz-Target"), b)
+			}
 		}
 		if f := p.AfterForward; f != nil {
 			body, _ := resp.Request.Context().Value(bodyKey{}).([]byte)
@@ -149,7 +164,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.counts.forwarded(op, time.Now())
 	capacity := p.ConsumedCapacity.Load() && isDynamoDBData(op)
-	if (p.AfterForward != nil || capacity) && r.Body != nil {
+	before := p.BeforeForward
+	if (p.AfterForward != nil || before != nil || capacity) && r.Body != nil {
 		b, _ := io.ReadAll(r.Body)
 		if capacity {
 			b = withConsumedCapacity(b)
@@ -161,6 +177,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if capacity {
 		r = r.WithContext(context.WithValue(r.Context(), capacityKey{}, op))
+	}
+	if before != nil {
+		body, _ := r.Context().Value(bodyKey{}).([]byte)
+		before(op, body)
 	}
 	rp.ServeHTTP(w, r)
 }
