@@ -79,10 +79,16 @@ func (f fixture) settled(t *testing.T, exec, errName string, tok records.Token) 
 	}
 }
 
+// execStart is every test execution's start: EventBridge's redeliveries
+// of one execution's status change carry the same startDate, and the audit
+// record's key is made from it (a start read from the clock per event made
+// two records whenever the millisecond turned between deliveries).
+var execStart = time.Now().Add(-time.Minute).UnixMilli()
+
 func statusChange(exec, status, errName, cause string) Event {
 	in, _ := json.Marshal(map[string]any{"keyId": keyARN, "secretId": "s", "validFor": "720h"})
 	return Event{DetailType: StatusChangeType, Detail: &StatusChange{ExecutionArn: exec, Name: "n", Status: status,
-		StartDate: time.Now().Add(-time.Minute).UnixMilli(), Input: string(in), Error: errName, Cause: cause}}
+		StartDate: execStart, Input: string(in), Error: errName, Cause: cause}}
 }
 
 // TestEndedExecutionsRecordedOnce: an execution that timed out or was
