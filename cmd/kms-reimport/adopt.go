@@ -8,9 +8,10 @@ package main
 // registered exactly as register does it (withMaterial, checkRegistration,
 // entryOf). A key already registered is reported and left alone.
 //
-// The clients of one account and Region come from adoptClients: today the
-// caller's own account; the hub-and-spoke support plugs its member-account
-// (assume-role) clients in there.
+// The clients of one account and Region come from adoptClients: the
+// caller's own account with the caller's credentials; a member account
+// (--account other than the caller's) with the member role's, through
+// shared/kmsaccess (accounts.go, reachAccount).
 
 import (
 	"context"
@@ -122,6 +123,10 @@ type adoptOptions struct {
 	rate      float64
 	policy    flow.Policy
 	dep       deployment
+	// access: --member-role, --external-id; reach: how --account's
+	// clients are built (accounts.go).
+	access *memberAccess
+	reach  accountReach
 }
 
 // tagFlags is a repeatable --tag KEY=VALUE.
@@ -201,15 +206,6 @@ func hasTags(tags, selector map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// checkAccount decides --account against the caller's account: empty or
-// the same is the caller's own; another needs the hub-and-spoke support.
-func checkAccount(want, caller string) error {
-	if want == "" || want == caller {
-		return nil
-	}
-	return flow.Errorf(flow.InvalidInput, "flag --account is %s, but the credentials are of account %s: this version adopts keys only in the caller's own account (member accounts need the hub-and-spoke support of issue 19, with its member role); run with credentials of %s, or without --account", want, caller, want)
 }
 
 // aliasesByKey lists a Region's aliases (every page) by target key id.
@@ -391,7 +387,8 @@ func parseAdopt(args []string, stderr io.Writer) (adoptOptions, int, bool) {
 	fs := newFlags("adopt", "adopt --region R --tag KEY=VALUE [--tag ...] [--secret-tag KEY | --secret-name-pattern P] [--dry-run] [--json] [policy flags]", stderr)
 	o := adoptOptions{selector: map[string]string{}}
 	table := tableFlag(fs)
-	fs.StringVar(&o.account, "account", "", "account of the keys; today it must be the caller's own (default: the caller's)")
+	fs.StringVar(&o.account, "account", "", "account of the keys: the caller's own, or a member account reached through the member role (default: the caller's)")
+	o.access = memberFlags(fs)
 	region := fs.String("region", "", "Region(s) of the keys, comma separated (default: the SDK's, $AWS_REGION)")
 	fs.Var(tagFlags(o.selector), "tag", "adopt keys carrying this tag `KEY=VALUE`; repeat for several (all must match)")
 	fs.StringVar(&o.secretTag, "secret-tag", "kms-reimport:secret", "tag on the key whose value names its secret")
@@ -467,12 +464,12 @@ func runAdopt(args []string, stdout, stderr io.Writer) int {
 		return fail(err, exitFailure)
 	}
 	if o.account != "" {
-		out, err := adoptClients.caller(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		c, err := callerOf(ctx, adoptClients.caller(cfg))
 		if err != nil {
-			return fail(fmt.Errorf("GetCallerIdentity: %w", err), exitFailure)
+			return fail(err, exitFailure)
 		}
-		if err := checkAccount(o.account, aws.ToString(out.Account)); err != nil {
-			return fail(err, exitUsage)
+		if o.reach, code, err = reachAccount(ctx, cfg, c, o.account, o.access.resolved()); err != nil {
+			return fail(err, code)
 		}
 	}
 	if len(o.regions) == 0 {
@@ -513,11 +510,11 @@ func runAdopt(args []string, stdout, stderr io.Writer) int {
 // adoptRegion discovers and adopts the keys of one Region.
 func adoptRegion(ctx context.Context, cfg aws.Config, store adoptRegistry, o adoptOptions, region string, registered map[string]string) ([]adoptResult, error) {
 	pace := &planner.Pacer{Rate: o.rate}
-	found, err := discover(ctx, adoptClients.kms(cfg, o.account, region), pace, o.selector)
+	found, err := discover(ctx, adoptClients.kms(o.reach.kms(cfg), o.account, region), pace, o.selector)
 	if err != nil {
 		return nil, err
 	}
-	s := adoptClients.secrets(cfg, o.account, cfg.Region)
+	s := o.reach.secretsVia(adoptClients.secrets(cfg, o.account, cfg.Region))
 	results := make([]adoptResult, 0, len(found))
 	for _, c := range found {
 		results = append(results, adoptKey(ctx, s, store, o, c, registered))

@@ -313,14 +313,16 @@ func TestAdoptDryRunWritesNothing(t *testing.T) {
 	}
 }
 
-// TestAdoptAccount: --account must be the caller's; another account is
-// refused before any key is read, naming both and the hub-and-spoke
-// support; the clients are built for the account given.
+// TestAdoptAccount: another account than the caller's is a member, which
+// without an ExternalId is refused before any key is read, naming both
+// accounts and the flag (TestAdoptMemberAccount: with one); the clients
+// are built for the account given.
 func TestAdoptAccount(t *testing.T) {
 	w := withAdoptFakes(t)
+	t.Setenv("MEMBER_EXTERNAL_ID", "")
 	var o, e bytes.Buffer
 	code := run([]string{"adopt", "--table", "t", "--tag", "a=b", "--valid-for", "90d", "--account", "444455556666"}, &o, &e)
-	for _, want := range []string{"--account is 444455556666", "account 111122223333", "hub-and-spoke"} {
+	for _, want := range []string{"--account is 444455556666", "of 111122223333", "--external-id"} {
 		if !strings.Contains(e.String(), want) {
 			t.Errorf("stderr %q does not name %q", e.String(), want)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
@@ -57,21 +58,32 @@ var clients = struct {
 	stack func(aws.Config) stackAPI
 	kms   func(aws.Config) keyAPI
 	db    func(aws.Config) dbAPI
-	// reader reads keys as the planner does, each in its own Region
-	// (KMS_ENDPOINTS_BY_REGION as the functions read it): plan, status.
-	reader func(aws.Config) (planner.KeyReader, error)
+	// reader reads keys as the planner does, each in its own account
+	// and Region (KMS_ENDPOINTS_BY_REGION as the functions read it):
+	// plan, status, history. Members with no Own: MEMBER_ACCOUNTS and
+	// the others as the functions read them (kmsaccess.FromEnv).
+	reader func(aws.Config, kmsaccess.Members) (planner.KeyReader, error)
+	// caller tells the account of the credentials.
+	caller func(aws.Config) callerAPI
 }{
 	sfn:   func(c aws.Config) sfnAPI { return sfn.NewFromConfig(c) },
 	stack: func(c aws.Config) stackAPI { return cloudformation.NewFromConfig(c) },
 	kms:   func(c aws.Config) keyAPI { return kms.NewFromConfig(c) },
 	db:    func(c aws.Config) dbAPI { return dynamodb.NewFromConfig(c) },
-	reader: func(c aws.Config) (planner.KeyReader, error) {
-		r, err := kmsaccess.FromEnv(c)
+	reader: func(c aws.Config, ms kmsaccess.Members) (planner.KeyReader, error) {
+		var r *kmsaccess.Clients
+		var err error
+		if ms.Own == "" {
+			r, err = kmsaccess.FromEnv(c)
+		} else {
+			r, err = memberClients(c, ms)
+		}
 		if err != nil {
 			return nil, err
 		}
 		return kmsaccess.Describing{Regional: r}, nil
 	},
+	caller: func(c aws.Config) callerAPI { return sts.NewFromConfig(c) },
 }
 
 // sdkLogger sends the SDK's own log lines (its WARN "failed to close HTTP

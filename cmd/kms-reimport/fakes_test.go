@@ -44,7 +44,10 @@ func withFakes(t *testing.T) *fakes {
 	clients.stack = func(aws.Config) stackAPI { return f.stack }
 	clients.kms = func(aws.Config) keyAPI { return f.kms }
 	clients.db = func(aws.Config) dbAPI { return f.db }
-	clients.reader = func(aws.Config) (planner.KeyReader, error) { return fakeReader{f.kms}, nil }
+	clients.reader = func(aws.Config, kmsaccess.Members) (planner.KeyReader, error) { return fakeReader{f.kms}, nil }
+	clients.caller = func(aws.Config) callerAPI { return fakeCaller{account: "111122223333"} }
+	t.Setenv(kmsaccess.MemberRoleVar, "")
+	t.Setenv(kmsaccess.ExternalIDVar, "")
 	t.Setenv("AWS_REGION", "eu-west-2")
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
@@ -76,6 +77,8 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 // statusRow is one key in `status`.
 type statusRow struct {
 	KeyARN string `json:"keyArn"`
+	// Account is the key's account (its ARN's): the hub's own or a member.
+	Account string `json:"account"`
 	// Aliases are the key's alias names (status reads them from KMS).
 	Aliases []string `json:"aliases"`
 	// Status is active or blocked.
@@ -104,6 +107,9 @@ type statusRow struct {
 	KMSState string `json:"kmsState,omitempty"`
 	// Drift: where KMS's expiry is earlier than the registry's.
 	Drift []planner.Drift `json:"drift"`
+	// Unreachable: the member role of the key's account can't be assumed
+	// (the cause, naming the account and the role); KMS was not read.
+	Unreachable string `json:"unreachable,omitempty"`
 }
 
 // statusReport is `status --json`.
@@ -146,7 +152,7 @@ func report(all []registry.Entry, now time.Time) statusReport {
 	rep := statusReport{GeneratedAt: now.UTC(), Keys: make([]statusRow, 0, len(all)), Outlook: outlook{Next: []expiry{}}}
 	var ahead []expiry
 	for _, e := range all {
-		r := statusRow{KeyARN: e.KeyARN, Status: e.Status, ValidTo: e.CurrentValidTo, NextDue: e.NextDue, LastSuccess: e.LastSuccess,
+		r := statusRow{KeyARN: e.KeyARN, Account: e.Account(), Status: e.Status, ValidTo: e.CurrentValidTo, NextDue: e.NextDue, LastSuccess: e.LastSuccess,
 			LastError: e.LastError, LastFailure: e.LastFailure, Secret: e.SecretID,
 			Replicas: append([]registry.Replica{}, e.Replicas...), RotateEvery: e.RotateEvery, LastRotation: e.LastRotation, Materials: e.Materials,
 			Aliases: []string{}, Drift: []planner.Drift{}}
@@ -271,7 +277,7 @@ func planReader(ctx context.Context, rate float64) (planner.KeyReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return clients.reader(cfg)
+	return clients.reader(cfg, kmsaccess.Members{})
 }
 
 func runPlan(args []string, stdout, stderr io.Writer) int {

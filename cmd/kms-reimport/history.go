@@ -19,6 +19,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
@@ -52,7 +54,9 @@ type evidence struct {
 
 // historyReport is `history --json`.
 type historyReport struct {
-	KeyARN     string         `json:"keyArn"`
+	KeyARN string `json:"keyArn"`
+	// Account is the key's account (its ARN's): the hub's own or a member.
+	Account    string         `json:"account"`
 	Since      time.Time      `json:"since"`
 	Events     []historyEvent `json:"events"`
 	Executions []string       `json:"executions"`
@@ -105,7 +109,7 @@ func coverage(spans []span, from, to time.Time) evidence {
 
 // buildHistory assembles the report from a key's records at now.
 func buildHistory(keyARN string, imports []records.Import, tokens []records.Token, since, now time.Time) historyReport {
-	rep := historyReport{KeyARN: keyARN, Since: since.UTC(), Events: []historyEvent{}, Executions: []string{}}
+	rep := historyReport{KeyARN: keyARN, Account: kmsaccess.AccountOf(keyARN), Since: since.UTC(), Events: []historyEvent{}, Executions: []string{}}
 	seen := map[string]bool{}
 	addExec := func(id string) {
 		if id != "" && !seen[id] {
@@ -198,9 +202,10 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 }
 
 func runHistory(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("history", "history --key KEY [--since 90d] [--json|--csv]", stderr)
+	fs := newFlags("history", "history --key KEY [--since 90d] [--json|--csv] [--member-role NAME] [--external-id ID]", stderr)
 	table := tableFlag(fs)
-	key := fs.String("key", "", "key ARN, key id or alias")
+	key := fs.String("key", "", "key ARN, key id or alias (a member account's: its key ARN or alias ARN)")
+	access := memberFlags(fs)
 	since := fs.String("since", "365d", "start of the period: an RFC 3339 time, a date or a duration back from now")
 	asJSON := fs.Bool("json", false, "print JSON")
 	asCSV := fs.Bool("csv", false, "print the events as CSV")
@@ -222,7 +227,7 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kms-reimport history:", err)
 		return exitUsage
 	}
-	rep, err := loadHistory(context.Background(), *table, *key, from, now)
+	rep, err := loadHistory(context.Background(), *table, *key, access.resolved(), from, now)
 	if err != nil {
 		fmt.Fprintln(stderr, "kms-reimport history:", err)
 		return exitFailure
@@ -237,12 +242,12 @@ func runHistory(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func loadHistory(ctx context.Context, table, key string, from, now time.Time) (historyReport, error) {
+func loadHistory(ctx context.Context, table, key string, access memberAccess, from, now time.Time) (historyReport, error) {
 	cfg, err := awsConfig(ctx)
 	if err != nil {
 		return historyReport{}, err
 	}
-	arn, err := resolveKey(ctx, clients.kms(cfg), key)
+	arn, err := historyKey(ctx, cfg, key, access)
 	if err != nil {
 		return historyReport{}, err
 	}
@@ -258,8 +263,31 @@ func loadHistory(ctx context.Context, table, key string, from, now time.Time) (h
 	return buildHistory(arn, imports, tokens, from, now), nil
 }
 
+// historyKey resolves --key: a key ARN as given (no KMS call: the records
+// of a deleted key stay readable); an alias ARN of another account than
+// the caller's through that account's member role; anything else in the
+// caller's account.
+func historyKey(ctx context.Context, cfg aws.Config, key string, access memberAccess) (string, error) {
+	account := kmsaccess.AccountOf(key)
+	if keyARNPattern.MatchString(key) || account == "" {
+		return resolveKey(ctx, clients.kms(cfg), key)
+	}
+	c, err := callerOf(ctx, clients.caller(cfg))
+	if err != nil {
+		return "", err
+	}
+	if account == c.account {
+		return resolveKey(ctx, clients.kms(cfg), key)
+	}
+	kr, err := accountReader(ctx, cfg, c, access, []string{key})
+	if err != nil {
+		return "", err
+	}
+	return resolveVia(ctx, clients.kms(cfg), kr, key)
+}
+
 func printHistory(w io.Writer, rep historyReport) {
-	fmt.Fprintf(w, "History of %s since %s: %d events, %d executions\n\n", rep.KeyARN, rep.Since.Format(time.RFC3339), len(rep.Events), len(rep.Executions))
+	fmt.Fprintf(w, "History of %s (account %s) since %s: %d events, %d executions\n\n", rep.KeyARN, orDash(rep.Account, "-"), rep.Since.Format(time.RFC3339), len(rep.Events), len(rep.Executions))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tKIND\tOUTCOME\tVALID TO\tERROR\tEXECUTION\tDETAIL")
 	for _, e := range rep.Events {
@@ -288,13 +316,13 @@ func shortExec(id string) string {
 
 func writeHistoryCSV(stdout, stderr io.Writer, rep historyReport) int {
 	cw := csv.NewWriter(stdout)
-	_ = cw.Write([]string{"time", "kind", "outcome", "validTo", "error", "execution", "detail"})
+	_ = cw.Write([]string{"time", "kind", "outcome", "validTo", "error", "execution", "detail", "account"})
 	for _, e := range rep.Events {
 		vt := ""
 		if e.ValidTo != nil {
 			vt = e.ValidTo.UTC().Format(time.RFC3339)
 		}
-		_ = cw.Write([]string{e.Time.Format(time.RFC3339), e.Kind, e.Outcome, vt, e.Error, e.Execution, e.Detail})
+		_ = cw.Write([]string{e.Time.Format(time.RFC3339), e.Kind, e.Outcome, vt, e.Error, e.Execution, e.Detail, rep.Account})
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {

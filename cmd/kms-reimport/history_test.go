@@ -94,7 +94,7 @@ func TestHistory(t *testing.T) {
 		t.Errorf("report: %d events, %d executions, evidence %+v", len(rep.Events), len(rep.Executions), rep.Evidence)
 	}
 	csvOut, _, code := cliRun("history", "--table", "t", "--key", testKey, "--since", "120d", "--csv")
-	if code != exitOK || !strings.HasPrefix(csvOut, "time,kind,outcome,validTo,error,execution,detail\n") || strings.Count(csvOut, "\n") != 5 {
+	if code != exitOK || !strings.HasPrefix(csvOut, "time,kind,outcome,validTo,error,execution,detail,account\n") || strings.Count(csvOut, "\n") != 5 {
 		t.Errorf("--csv: exit %d:\n%s", code, csvOut)
 	}
 	for _, o := range []string{out, csvOut} {

@@ -4,13 +4,16 @@ package main
 // says (DescribeKey, as plan reads it; --no-kms: the registry's); with
 // --check, a verdict for scripts: exit 1 when any key is blocked, expires
 // within --days or has drifted from KMS (planner.Decide's drift: KMS's
-// expiry earlier than the registry's, or the key gone).
+// expiry earlier than the registry's, or the key gone), or its account's
+// member role can't be assumed (unreachable). Each key is read through
+// its own account (accounts.go): a member's through the member role.
 
 import (
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
@@ -35,13 +39,17 @@ const (
 	findingBlocked  = "blocked"
 	findingExpiring = "expiring"
 	findingDrift    = "drift"
+	// findingUnreachable: the member role of the key's account can't be
+	// assumed, so KMS was not read.
+	findingUnreachable = "unreachable"
 )
 
 // finding is one reason status --check fails.
 type finding struct {
-	KeyARN string `json:"keyArn"`
-	Reason string `json:"reason"`
-	Detail string `json:"detail"`
+	Account string `json:"account"`
+	KeyARN  string `json:"keyArn"`
+	Reason  string `json:"reason"`
+	Detail  string `json:"detail"`
 }
 
 // checkResult is status --check's verdict.
@@ -61,19 +69,22 @@ func check(rows []statusRow, days int, now time.Time) checkResult {
 	limit := now.Add(time.Duration(days) * 24 * time.Hour)
 	for _, r := range rows {
 		res.DriftChecked = res.DriftChecked || r.FromKMS
+		if r.Unreachable != "" {
+			res.Findings = append(res.Findings, finding{r.Account, r.KeyARN, findingUnreachable, r.Unreachable})
+		}
 		if r.Blocked != nil {
-			res.Findings = append(res.Findings, finding{r.KeyARN, findingBlocked, r.Blocked.Error})
+			res.Findings = append(res.Findings, finding{r.Account, r.KeyARN, findingBlocked, r.Blocked.Error})
 		}
 		for _, x := range append([]registry.Replica{{KeyARN: r.KeyARN, ValidTo: r.ValidTo}}, r.Replicas...) {
 			if x.ValidTo != nil && x.ValidTo.Before(limit) && !leaving(x.State) {
-				res.Findings = append(res.Findings, finding{x.KeyARN, findingExpiring, "ValidTo " + fmtTime(x.ValidTo)})
+				res.Findings = append(res.Findings, finding{r.Account, x.KeyARN, findingExpiring, "ValidTo " + fmtTime(x.ValidTo)})
 			}
 		}
 		if r.KMSState == kmsNotFound {
-			res.Findings = append(res.Findings, finding{r.KeyARN, findingDrift, "KMS does not find the key"})
+			res.Findings = append(res.Findings, finding{r.Account, r.KeyARN, findingDrift, "KMS does not find the key"})
 		}
 		for _, d := range r.Drift {
-			res.Findings = append(res.Findings, finding{d.KeyARN, findingDrift,
+			res.Findings = append(res.Findings, finding{r.Account, d.KeyARN, findingDrift,
 				fmt.Sprintf("registry ValidTo %s, KMS ValidTo %s (%s)", fmtTime(d.Expected), fmtTime(d.Actual), orDash(d.State, "-"))})
 		}
 	}
@@ -135,12 +146,15 @@ func kmsValidTo(kf planner.KeyFacts, registered *time.Time, now time.Time) *time
 // statusFilter selects the keys status shows (--due: what the decision
 // says, from KMS unless --no-kms).
 type statusFilter struct {
-	KeyARN       string
-	Blocked, Due bool
+	KeyARN, Account string
+	Blocked, Due    bool
 }
 
 func (f statusFilter) keep(e registry.Entry) bool {
 	if f.KeyARN != "" && e.KeyARN != f.KeyARN {
+		return false
+	}
+	if f.Account != "" && e.Account() != f.Account {
 		return false
 	}
 	return !f.Blocked || e.Block() != nil
@@ -153,13 +167,16 @@ type statusOptions struct {
 	days               int
 	readRate           float64
 	filter             statusFilter
+	access             *memberAccess
 }
 
 func parseStatus(args []string, stderr io.Writer) (statusOptions, int, bool) {
 	fs := newFlags("status", "status [--key KEY] [--blocked] [--due] [--check [--days N]] [--no-kms] [--json]", stderr)
 	var o statusOptions
 	table := tableFlag(fs)
-	fs.StringVar(&o.key, "key", "", "only this key: key ARN, key id or alias")
+	fs.StringVar(&o.key, "key", "", "only this key: key ARN, key id or alias (a member account's: its key ARN or alias ARN)")
+	fs.StringVar(&o.filter.Account, "account", "", "only the keys of this `account` (12 digits): the hub's own or a member")
+	o.access = memberFlags(fs)
 	fs.BoolVar(&o.filter.Blocked, "blocked", false, "only blocked keys")
 	fs.BoolVar(&o.filter.Due, "due", false, "only keys the next scheduled run would renew")
 	fs.BoolVar(&o.check, "check", false, "exit 1 when any key shown is blocked, expires within --days or has drifted from KMS")
@@ -172,6 +189,10 @@ func parseStatus(args []string, stderr io.Writer) (statusOptions, int, bool) {
 	o.table = *table
 	if ok && o.table == "" {
 		fmt.Fprintln(stderr, "kms-reimport status: no table: pass --table or set TABLE_NAME (the stack output TableName)")
+		return o, exitUsage, false
+	}
+	if ok && o.filter.Account != "" && kmsaccess.AccountOf("arn:aws:kms:-:"+o.filter.Account+":key/-") == "" {
+		fmt.Fprintf(stderr, "kms-reimport status: flag --account is %q: want a 12-digit account id\n", o.filter.Account)
 		return o, exitUsage, false
 	}
 	if ok && o.days < 0 {
@@ -216,18 +237,16 @@ func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Wr
 		return statusReport{}, err
 	}
 	keys := clients.kms(cfg)
-	if o.key != "" {
-		if o.filter.KeyARN, err = resolveKey(ctx, keys, o.key); err != nil {
-			return statusReport{}, err
-		}
-	}
 	all, err := (&registry.Store{DB: clients.db(cfg), Table: o.table}).All(ctx)
 	if err != nil {
 		return statusReport{}, err
 	}
-	var kr planner.KeyReader
-	if !o.noKMS {
-		if kr, err = planReader(ctx, o.readRate); err != nil {
+	kr, err := statusReader(ctx, cfg, *o, all)
+	if err != nil {
+		return statusReport{}, err
+	}
+	if o.key != "" {
+		if o.filter.KeyARN, err = resolveVia(ctx, keys, kr, o.key); err != nil {
 			return statusReport{}, err
 		}
 	}
@@ -275,9 +294,48 @@ func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Wr
 	return rep, nil
 }
 
-// annotate adds what KMS said of the row's key: its state, drift.
+// statusReader is the KeyReader of status (nil with --no-kms): each key
+// read through its own account (accountReader), the accounts of the keys
+// shown (and of --key) told apart from the caller's.
+func statusReader(ctx context.Context, cfg aws.Config, o statusOptions, all []registry.Entry) (planner.KeyReader, error) {
+	if o.noKMS {
+		return nil, nil
+	}
+	if !(o.readRate > 0) || math.IsInf(o.readRate, 0) {
+		return nil, fmt.Errorf("--kms-read-rate %v: want a positive number of requests per second", o.readRate)
+	}
+	c, err := callerOf(ctx, clients.caller(cfg))
+	if err != nil {
+		return nil, err
+	}
+	keys := []string{o.key}
+	for _, e := range all {
+		if o.filter.keep(e) {
+			keys = append(keys, e.KeyARN)
+		}
+	}
+	return accountReader(ctx, cfg, c, o.access.resolved(), keys)
+}
+
+// resolveVia resolves --key: an alias ARN (or key id ARN form) of any
+// account through kr, that account's clients; anything else as
+// resolveKey does, in the caller's account.
+func resolveVia(ctx context.Context, keys keyAPI, kr planner.KeyReader, key string) (string, error) {
+	if kr == nil || keyARNPattern.MatchString(key) || kmsaccess.AccountOf(key) == "" {
+		return resolveKey(ctx, keys, key)
+	}
+	md, err := kr.Describe(ctx, "", key)
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(md.Arn), nil
+}
+
+// annotate adds what KMS said of the row's key: its state, drift, or
+// why its account could not be read.
 func (r *statusRow) annotate(f planner.Facts, drift []planner.Drift) {
 	r.Drift = append([]planner.Drift{}, drift...)
+	r.Unreachable = f.Primary.RoleUnavailable
 	if !f.Primary.Read {
 		return
 	}
@@ -332,14 +390,21 @@ func keyIDOf(arn string) string {
 
 func printStatus(stdout io.Writer, rep statusReport, now time.Time) {
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tALIAS\tSECRET\tSTATUS\tVALID TO\tDAYS LEFT\tLAST IMPORT\tLAST ERROR")
+	fmt.Fprintln(tw, "ACCOUNT\tKEY\tALIAS\tSECRET\tSTATUS\tVALID TO\tDAYS LEFT\tLAST IMPORT\tLAST ERROR")
 	for _, r := range rep.Keys {
 		lastErr := "-"
 		if r.LastError != "" && r.LastFailure != nil && (r.LastSuccess == nil || r.LastFailure.After(*r.LastSuccess)) {
 			lastErr = r.LastError + " at " + r.LastFailure.Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.KeyARN, orDash(strings.Join(r.Aliases, ","), "-"), orDash(r.Secret, "-"), r.Status,
+		st := r.Status
+		if r.Unreachable != "" {
+			st = findingUnreachable
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", orDash(r.Account, "-"), r.KeyARN, orDash(strings.Join(r.Aliases, ","), "-"), orDash(r.Secret, "-"), st,
 			fmtTime(r.ValidTo), fmtDays(r.DaysLeft), fmtTime(r.LastSuccess), lastErr)
+		if r.Unreachable != "" {
+			fmt.Fprintf(tw, "  unreachable: %s\t\t\t\t\t\t\t\t\n", r.Unreachable)
+		}
 		for _, d := range r.Drift {
 			fmt.Fprintf(tw, "  drift %s\tregistry ValidTo %s, KMS ValidTo %s (%s)\t\t\t\t\t\t\n", d.KeyARN, fmtTime(d.Expected), fmtTime(d.Actual), orDash(d.State, "-"))
 		}
@@ -401,6 +466,6 @@ func printCheck(w io.Writer, c checkResult) {
 	}
 	fmt.Fprintf(w, "\nCheck: FAILED, %d finding(s) (expiry horizon %d days):\n", len(c.Findings), c.Days)
 	for _, f := range c.Findings {
-		fmt.Fprintf(w, "  %-8s %s: %s\n", f.Reason, f.KeyARN, f.Detail)
+		fmt.Fprintf(w, "  %-11s account %s, %s: %s\n", f.Reason, orDash(f.Account, "-"), f.KeyARN, f.Detail)
 	}
 }

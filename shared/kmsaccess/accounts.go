@@ -183,6 +183,17 @@ func (c *Clients) configOf(partition, account string) aws.Config {
 	return cfg
 }
 
+// AccountConfig is the configuration of account's clients (the hub's
+// own for an account that is not a member; the member role's, cached,
+// for a member): for clients of other services in that account, such as
+// the operator's discovery (ListKeys) in a member account. partition is
+// the hub's ("" = aws), for the role ARN.
+func (c *Clients) AccountConfig(partition, account string) aws.Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.configOf(partition, account)
+}
+
 // KeyIn returns the KMS client of a key's account (an ARN; a key id or an
 // alias is the own account's) in region ("" = the ARN's Region, else the
 // function's). A multi-Region key's replicas are in its account.

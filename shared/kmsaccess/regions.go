@@ -73,13 +73,23 @@ func FromEnv(cfg aws.Config) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := EndpointsFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return NewAccounts(cfg, m, members, StsAssume)
+}
+
+// EndpointsFromEnv reads KMS_ENDPOINTS_BY_REGION (optional; empty when
+// unset): the operator command builds its own Members, with these.
+func EndpointsFromEnv() (map[string]string, error) {
 	m := map[string]string{}
 	if v := strings.TrimSpace(os.Getenv(EnvVar)); v != "" {
 		if err := json.Unmarshal([]byte(v), &m); err != nil {
 			return nil, fmt.Errorf("environment variable %s is not a JSON object of Region to endpoint URL: %v", EnvVar, err)
 		}
 	}
-	return NewAccounts(cfg, m, members, StsAssume)
+	return m, nil
 }
 
 // For returns the own account's client of region ("" = the function's own

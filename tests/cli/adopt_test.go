@@ -40,7 +40,7 @@ type adoptReport struct {
 // wrong shape is skipped with its reason, untagged keys are ignored;
 // a key DescribeKey does not see yet is skipped and adopted once it does;
 // --dry-run writes nothing; a second run leaves the registered keys alone;
-// --account of another account is refused.
+// --account of another account (a member) without an ExternalId is refused.
 func TestAdoptOnLocalStack(t *testing.T) {
 	root, err := stack.RepoRoot()
 	if err != nil {
@@ -203,8 +203,9 @@ func TestAdoptOnLocalStack(t *testing.T) {
 			t.Errorf("second adopt: no %q in\n%s", w, out)
 		}
 	}
-	// Another account: refused, naming the hub-and-spoke support.
-	if _, errOut, code := c.run(t, "adopt", "--tag", "byok=adopt", "--valid-for", "90d", "--account", "444455556666"); code != exitUsage || !strings.Contains(errOut, "hub-and-spoke") {
+	// Another account is a member: without an ExternalId, refused naming
+	// the flag (the member role itself: tests/accounts' two-account stack).
+	if _, errOut, code := c.run(t, "adopt", "--tag", "byok=adopt", "--valid-for", "90d", "--account", "444455556666"); code != exitUsage || !strings.Contains(errOut, "--external-id") {
 		t.Errorf("adopt --account of another account: exit %d", code)
 	}
 }

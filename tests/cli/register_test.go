@@ -55,7 +55,8 @@ func TestRegisterAndStackUpOnLocalStack(t *testing.T) {
 			t.Fatalf("the env file lacks %q:\n%s", w, envFile)
 		}
 	}
-	c := opsCLI{bin: cliBin, env: st.ClientEnv()}
+	// status asks STS the caller's account (GetCallerIdentity): moto answers it.
+	c := opsCLI{bin: cliBin, env: append(st.ClientEnv(), "AWS_ENDPOINT_URL_STS="+st.Secrets)}
 	cfg, err := st.AWSConfig(ctx)
 	if err != nil {
 		t.Fatal(err)

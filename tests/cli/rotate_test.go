@@ -68,7 +68,8 @@ func TestOperatorCommandsOnLocalStack(t *testing.T) {
 		}}
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
-	c := opsCLI{bin: cliBin, env: append(st.ClientEnv(), "AWS_ENDPOINT_URL_SFN="+hs.URL, "STATE_MACHINE_ARN="+srv.StateMachineARN("RotationStateMachine"))}
+	// status asks STS the caller's account (GetCallerIdentity): moto answers it.
+	c := opsCLI{bin: cliBin, env: append(st.ClientEnv(), "AWS_ENDPOINT_URL_STS="+st.Secrets, "AWS_ENDPOINT_URL_SFN="+hs.URL, "STATE_MACHINE_ARN="+srv.StateMachineARN("RotationStateMachine"))}
 	alias, secret := st.Sample.Alias, st.Sample.SecretID
 
 	// rotate: refused input (exit 2), a renewal followed to its end (exit 0).
