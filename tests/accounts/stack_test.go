@@ -23,6 +23,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
 	"github.com/kms-reimport/kms-reimport/shared/flow"
+	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/records"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
@@ -214,5 +215,69 @@ func renewedIn(t *testing.T, c *kms.Client, arn string) {
 	}
 	if e.CurrentValidTo == nil || !e.CurrentValidTo.Equal(*md.KeyMetadata.ValidTo) || e.LastSuccess == nil {
 		t.Errorf("%s: registry not updated: %+v", arn, e)
+	}
+}
+
+// TestOperatorReachesTheMember: the env file's endpoint (the operator's
+// entry of the IAM gate) lets the operator assume the member role with the
+// ExternalId (not without it, nor one of an account with no role), and
+// the member role's policies still apply to what the operator does with
+// those credentials: a managed key is described in the member's KMS, an
+// untagged one is denied.
+func TestOperatorReachesTheMember(t *testing.T) {
+	ctx := context.Background()
+	st := kit.Stack
+	env := map[string]string{}
+	for _, kv := range st.OperatorEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	for k, want := range map[string]string{"AWS_ENDPOINT_URL_KMS": st.Operator, "AWS_ENDPOINT_URL_STS": st.Operator, "AWS_ENDPOINT_URL_SECRETS_MANAGER": st.Operator,
+		"MEMBER_ACCOUNTS": member + "," + noRole, "MEMBER_ROLE_NAME": stack.MemberRoleName, "MEMBER_EXTERNAL_ID": stack.MemberExternalID, "ACCOUNT_ID": hub} {
+		if env[k] != want || want == "" {
+			t.Errorf("operator env %s=%q, want %q", k, env[k], want)
+		}
+	}
+	hubCfg, err := st.AccountConfig(ctx, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func(external string) *kmsaccess.Clients {
+		cfg := hubCfg.Copy()
+		// Only the operator's endpoint (the environment's service
+		// endpoints would win over BaseEndpoint).
+		cfg.ConfigSources, cfg.BaseEndpoint = nil, aws.String(st.Operator)
+		c, err := kmsaccess.NewAccounts(cfg, map[string]string{st.Region: st.Operator},
+			kmsaccess.Members{Own: hub, Accounts: []string{member, noRole}, RoleName: stack.MemberRoleName, ExternalID: external}, kmsaccess.StsAssume)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	managed, err := fleetkit.ManagedKeys(ctx, memberKit, 1, "operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged, err := memberKit.KMS.CreateKey(ctx, &kms.CreateKeyInput{Origin: kmstypes.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := members(stack.MemberExternalID)
+	if _, err := kmsaccess.Describe(ctx, kmsaccess.ForKey(good, managed[0]), managed[0]); err != nil {
+		t.Fatalf("the operator can't describe the member's managed key: %v", err)
+	}
+	untaggedARN := aws.ToString(untagged.KeyMetadata.Arn)
+	if _, err := kmsaccess.ForKey(good, untaggedARN).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &untaggedARN}); flow.AWSCode(err) != "AccessDeniedException" {
+		t.Errorf("DescribeKey of the member's untagged key as the member role: %v, want AccessDeniedException (the member role's policy)", err)
+	}
+	lost := "arn:aws:kms:" + stack.Region + ":" + noRole + ":key/0a1b2c3d-0000-4000-8000-000000000009"
+	for name, c := range map[string]struct {
+		clients *kmsaccess.Clients
+		arn     string
+	}{"wrong ExternalId": {members("not-the-external-id"), managed[0]}, "no member role": {good, lost}} {
+		_, err := kmsaccess.Describe(ctx, kmsaccess.ForKey(c.clients, c.arn), c.arn)
+		if flow.NameOf(err) != flow.MemberRoleUnavailable || !strings.Contains(err.Error(), "AccessDenied") {
+			t.Errorf("%s: %v, want MemberRoleUnavailable from STS's AccessDenied", name, err)
+		}
 	}
 }
