@@ -161,4 +161,3 @@ func stsDeny(w http.ResponseWriter, session, roleARN string) {
 	w.WriteHeader(http.StatusForbidden)
 	fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>%s</Message></Error><RequestId>local-iam-gate</RequestId></ErrorResponse>`, html.EscapeString(msg))
 }
-

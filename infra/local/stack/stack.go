@@ -136,7 +136,7 @@ type Stack struct {
 	Sample *Sample `json:"sample,omitempty"`
 	// VenvBin goes first on the env file's PATH: the Python tools (the AWS
 	// CLI) that make tools installed, if it had to.
-	VenvBin string         `json:"venvBin,omitempty"`
+	VenvBin string `json:"venvBin,omitempty"`
 	// Members is the hub's MemberAccounts (Options.MemberAccounts and
 	// RolelessAccounts), MemberKMS each member's KMS endpoint, Keys an
 	// access key of each account in moto (AccountConfig), Operator the
@@ -145,7 +145,7 @@ type Stack struct {
 	MemberKMS map[string]string    `json:"memberKms,omitempty"`
 	Keys      map[string]AccessKey `json:"accessKeys,omitempty"`
 	Operator  string               `json:"operatorGate,omitempty"`
-	PIDs    map[string]int `json:"pids"`
+	PIDs      map[string]int       `json:"pids"`
 
 	// specs remembers how each process was started (Restart).
 	specs map[string]procSpec
