@@ -47,8 +47,8 @@ $(STACKCTL): $(STACKCTL_SRCS)
 run: tools $(STACKCTL) ## full local rotation on a fresh stack, shown step by step; stops what it started
 	@$(STACKCTL) demo
 
-stack-up: tools $(STACKCTL) ## start the local stack with the sample key and secret events/ name; endpoints in .local/stack/env (source it); KMS=kms-standin for HMAC, RSA and ECC keys
-	@$(STACKCTL) up $(if $(KMS),--kms "$(KMS)")
+stack-up: tools $(STACKCTL) ## start the local stack with the sample key and secret events/ name; endpoints in .local/stack/env (source it); KMS=kms-standin for HMAC, RSA and ECC keys; MEMBERS=444455556666 for member accounts
+	@$(STACKCTL) up $(if $(KMS),--kms "$(KMS)") $(if $(MEMBERS),--members "$(MEMBERS)") $(if $(ROLELESS),--roleless "$(ROLELESS)")
 
 stack-down: $(STACKCTL) ## stop the local stack
 	@$(STACKCTL) down

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,6 +33,10 @@ type Config struct {
 	SecretsManager string            `json:"secretsmanager"`
 	SNS            string            `json:"sns"`
 	Functions      []Function        `json:"functions"`
+	// STS is moto's STS, which issues the member roles' credentials
+	// (sts.go); Members are the member accounts with their role.
+	STS     string   `json:"sts,omitempty"`
+	Members []Member `json:"members,omitempty"`
 }
 
 // Function is one function behind the gate: its own port, its role.
@@ -55,11 +60,16 @@ type Gate struct {
 	cfg    Config
 	client *http.Client
 	log    *slog.Logger
+
+	mu sync.Mutex
+	// assumed is every access key id moto's STS issued through the gate,
+	// with the member role session it belongs to.
+	assumed map[string]identity
 }
 
 // New makes a gate.
 func New(cfg Config, log *slog.Logger) *Gate {
-	return &Gate{cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}, log: log}
+	return &Gate{cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}, log: log, assumed: map[string]identity{}}
 }
 
 // Serve listens on every function's address until ctx ends.
@@ -82,7 +92,9 @@ func (g *Gate) Serve(ctx context.Context) error {
 	}
 }
 
-var credRegion = regexp.MustCompile(`Credential=[^/]+/[0-9]+/([a-z0-9-]+)/`)
+// credScope reads a SigV4 Authorization header: the access key id, the
+// Region and the service of the credential scope.
+var credScope = regexp.MustCompile(`Credential=([^/]+)/[0-9]+/([a-z0-9-]+)/([a-z0-9-]+)/`)
 
 // handler decides each request of one function and forwards the allowed.
 func (g *Gate) handler(f Function) http.Handler {
@@ -92,9 +104,14 @@ func (g *Gate) handler(f Function) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		region := g.cfg.Region
-		if m := credRegion.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
-			region = m[1]
+		region, akid, scopeSvc := g.cfg.Region, "", ""
+		if m := credScope.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+			akid, region, scopeSvc = m[1], m[2], m[3]
+		}
+		id := g.identity(f, akid)
+		if scopeSvc == "sts" {
+			g.assumeRole(w, r, id, body)
+			return
 		}
 		svc, op, err := Identify(r.Header.Get("X-Amz-Target"), r.Header.Get("Content-Type"), body)
 		if err != nil {
@@ -106,24 +123,24 @@ func (g *Gate) handler(f Function) http.Handler {
 			g.fail(w, f, err)
 			return
 		}
-		upstream := g.upstream(svc, region)
+		upstream := g.upstream(svc, region, id)
 		if upstream == "" {
 			g.fail(w, f, fmt.Errorf("no %s emulator for Region %s", svc, region))
 			return
 		}
-		req, err := g.request(r.Context(), call, upstream, region, r.Header)
+		req, err := g.request(r.Context(), call, upstream, region, id.Account, r.Header)
 		if err != nil {
 			g.fail(w, f, err)
 			return
 		}
-		d, err := g.decide(r.Context(), f, req)
+		d, err := g.decide(r.Context(), id, req)
 		if err != nil {
 			g.fail(w, f, err)
 			return
 		}
-		g.log.Info("decision", "function", f.Name, "action", req.Action, "resource", req.Resource, "decision", d.Decision, "context", req.Context, "ignored", d.Ignored)
+		g.log.Info("decision", "function", f.Name, "principal", id.Session, "action", req.Action, "resource", req.Resource, "decision", d.Decision, "context", req.Context, "ignored", d.Ignored)
 		if d.Decision != "Allowed" {
-			deny(w, svc, f.Session, req.Action, req.Resource)
+			deny(w, svc, id.Session, req.Action, req.Resource)
 			return
 		}
 		u, _ := url.Parse(upstream)
@@ -133,9 +150,14 @@ func (g *Gate) handler(f Function) http.Handler {
 	})
 }
 
-func (g *Gate) upstream(svc Service, region string) string {
+// upstream is the emulator of a service: KMS by the caller's account (a
+// member role's session reaches its account's KMS) and Region.
+func (g *Gate) upstream(svc Service, region string, id identity) string {
 	switch svc {
 	case KMS:
+		if id.KMS != nil {
+			return id.KMS[region]
+		}
 		return g.cfg.KMS[region]
 	case DynamoDB:
 		return g.cfg.DynamoDB
@@ -166,8 +188,8 @@ type Request struct {
 	ResourcePolicy any                 `json:"resourcePolicy,omitempty"`
 }
 
-func (g *Gate) decide(ctx context.Context, f Function, req Request) (Decision, error) {
-	req.Principal, req.Policies = f.Session, f.Policies
+func (g *Gate) decide(ctx context.Context, id identity, req Request) (Decision, error) {
+	req.Principal, req.Policies = id.Session, id.Policies
 	b, _ := json.Marshal(req)
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, g.cfg.Evaluator, bytes.NewReader(b))
 	if err != nil {
@@ -211,9 +233,9 @@ func deny(w http.ResponseWriter, svc Service, session, action, resource string) 
 
 // request builds the evaluator's request: the resource ARN and the facts
 // of the resource AWS adds to the context.
-func (g *Gate) request(ctx context.Context, c Call, upstream, region string, h http.Header) (Request, error) {
-	req := Request{Action: c.Action(), Account: g.cfg.Account, Context: c.Context}
-	p, acct := g.cfg.Partition, g.cfg.Account
+func (g *Gate) request(ctx context.Context, c Call, upstream, region, acct string, h http.Header) (Request, error) {
+	req := Request{Action: c.Action(), Account: acct, Context: c.Context}
+	p := g.cfg.Partition
 	switch c.Service {
 	case DynamoDB:
 		req.Resource = fmt.Sprintf("arn:%s:dynamodb:%s:%s:table/%s", p, region, acct, c.Ref)
@@ -234,7 +256,7 @@ func (g *Gate) request(ctx context.Context, c Call, upstream, region string, h h
 		}
 		c.Context["secretsmanager:SecretId"] = []string{req.Resource}
 	case KMS:
-		return req, g.kmsFacts(ctx, &req, c, upstream, region, h)
+		return req, g.kmsFacts(ctx, &req, c, upstream, region, acct, h)
 	}
 	return req, nil
 }
@@ -242,8 +264,8 @@ func (g *Gate) request(ctx context.Context, c Call, upstream, region string, h h
 // kmsFacts: the key's ARN, tags, origin, spec, usage and Region
 // attributes, from the KMS emulator, and the default key policy (which
 // lets IAM policies of the account allow the key's use).
-func (g *Gate) kmsFacts(ctx context.Context, req *Request, c Call, upstream, region string, h http.Header) error {
-	p, acct := g.cfg.Partition, g.cfg.Account
+func (g *Gate) kmsFacts(ctx context.Context, req *Request, c Call, upstream, region, acct string, h http.Header) error {
+	p := g.cfg.Partition
 	req.ResourcePolicy = map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
 		"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": map[string]any{"AWS": fmt.Sprintf("arn:%s:iam::%s:root", p, acct)},
 		"Action": "kms:*", "Resource": "*"}}}

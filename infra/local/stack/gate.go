@@ -38,7 +38,7 @@ func (st *Stack) startGate(ctx context.Context, o Options, policyTemplate string
 	if err != nil {
 		return nil, fmt.Errorf("roles of %s: %w", policyTemplate, err)
 	}
-	ports, err := FreePorts(1 + len(fns))
+	ports, err := FreePorts(2 + len(fns))
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,10 @@ func (st *Stack) startGate(ctx context.Context, o Options, policyTemplate string
 	}
 	cfg := iamgate.Config{
 		Evaluator: "http://" + evalAddr + "/decide", Partition: "aws", Region: st.Region, Account: Account, HashKey: "pk",
-		KMS: map[string]string{st.Region: st.KMS}, DynamoDB: st.DynamoDB, SecretsManager: st.Secrets, SNS: st.Secrets,
+		KMS: map[string]string{st.Region: st.KMS}, DynamoDB: st.DynamoDB, SecretsManager: st.Secrets, SNS: st.Secrets, STS: st.Secrets,
+	}
+	if err := st.gateMembers(o, &cfg, fmt.Sprintf("127.0.0.1:%d", ports[1+len(fns)])); err != nil {
+		return nil, err
 	}
 	for r, u := range st.RegionKMS {
 		cfg.KMS[r] = u
@@ -93,7 +96,7 @@ func (st *Stack) startGate(ctx context.Context, o Options, policyTemplate string
 
 // gatedEndpoints points a function's AWS endpoints at its gate.
 func (st *Stack) gatedEndpoints(m map[string]string, gate string) {
-	for _, k := range []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SNS"} {
+	for _, k := range []string{"AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_STS"} {
 		m[k] = gate
 	}
 	if len(st.RegionKMS) > 0 {
@@ -112,4 +115,38 @@ func (st *Stack) gatedEndpoints(m map[string]string, gate string) {
 // the others, as AWS would).
 func ManagedKeyTags() []kmstypes.Tag {
 	return []kmstypes.Tag{{TagKey: aws.String("kms-reimport:managed"), TagValue: aws.String("true")}}
+}
+
+// gateMembers adds the member accounts to the gate's configuration: each
+// member role of infra/member/template.yaml with its account's KMS, and the
+// operator's entry on addr (an administrator of the hub's account, as a
+// role of the hub's stack: Stack.Operator, OperatorEnv).
+func (st *Stack) gateMembers(o Options, cfg *iamgate.Config, addr string) error {
+	if len(st.Members) == 0 {
+		return nil
+	}
+	path := filepath.Join(o.Root, "infra", "member", "template.yaml")
+	for _, a := range o.MemberAccounts {
+		r, err := LoadMemberRole(path, a, nil)
+		if err != nil {
+			return fmt.Errorf("member role of %s: %w", a, err)
+		}
+		m := iamgate.Member{Account: a, RoleARN: r.ARN, KMS: map[string]string{st.Region: st.MemberKMS[a]}}
+		m.Trust, _ = json.Marshal(r.Trust)
+		for _, p := range r.Policies {
+			b, _ := json.Marshal(p)
+			m.Policies = append(m.Policies, b)
+		}
+		cfg.Members = append(cfg.Members, m)
+	}
+	d := LocalDeployment(nil, nil)
+	role := d.StackName + "-" + OperatorRole
+	admin, _ := json.Marshal(NamedPolicy{Name: "AdministratorAccess", Policy: map[string]any{"Version": "2012-10-17",
+		"Statement": []any{map[string]any{"Effect": "Allow", "Action": "*", "Resource": "*"}}}})
+	cfg.Functions = append(cfg.Functions, iamgate.Function{Name: "operator", Addr: addr,
+		RoleARN:  fmt.Sprintf("arn:aws:iam::%s:role/%s", Account, role),
+		Session:  fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/operator", Account, role),
+		Policies: []json.RawMessage{admin}})
+	st.Operator = "http://" + addr
+	return nil
 }

@@ -92,6 +92,16 @@ type Options struct {
 	// stack-up` does; the env file then has AWS_ENDPOINT_URL_SFN and
 	// STATE_MACHINE_ARN.
 	StepFunctions bool
+	// MemberAccounts are member accounts (issue 19; docs/deploy.md, "Many
+	// accounts") with the member stack (infra/member/template.yaml): each
+	// has a KMS of its own (Options.KMS's kind, in Region; Stack.MemberKMS),
+	// its account in moto (Stack.Keys), and the member role, whose trust
+	// and policies the IAM gate enforces. RolelessAccounts are listed in
+	// the hub's MemberAccounts too, but have no member stack (no role, no
+	// KMS). Either sets the hub's MemberAccounts, MemberRoleName and
+	// MemberExternalId parameters (MemberRoleName, MemberExternalID).
+	MemberAccounts   []string
+	RolelessAccounts []string
 }
 
 // What answers for KMS in a local stack (Options.KMS).
@@ -126,8 +136,16 @@ type Stack struct {
 	Sample *Sample `json:"sample,omitempty"`
 	// VenvBin goes first on the env file's PATH: the Python tools (the AWS
 	// CLI) that make tools installed, if it had to.
-	VenvBin string         `json:"venvBin,omitempty"`
-	PIDs    map[string]int `json:"pids"`
+	VenvBin string `json:"venvBin,omitempty"`
+	// Members is the hub's MemberAccounts (Options.MemberAccounts and
+	// RolelessAccounts), MemberKMS each member's KMS endpoint, Keys an
+	// access key of each account in moto (AccountConfig), Operator the
+	// operator's entry of the IAM gate (OperatorEnv).
+	Members   []string             `json:"members,omitempty"`
+	MemberKMS map[string]string    `json:"memberKms,omitempty"`
+	Keys      map[string]AccessKey `json:"accessKeys,omitempty"`
+	Operator  string               `json:"operatorGate,omitempty"`
+	PIDs      map[string]int       `json:"pids"`
 
 	// specs remembers how each process was started (Restart).
 	specs map[string]procSpec
@@ -188,6 +206,7 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	if _, err := exec.LookPath("java"); err != nil {
 		return nil, fmt.Errorf("java is not on PATH: run `make tools`, which says how to get it")
 	}
+	hubParameters(&o)
 	if old, err := Load(o.Dir); err == nil && old.alive() {
 		return nil, fmt.Errorf("a local stack is already running from %s; stop it first (make stack-down)", o.Dir)
 	}
@@ -204,7 +223,8 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		}
 	}()
 
-	ports, err := FreePorts(3 + len(o.ReplicaRegions))
+	st.Members = append(append([]string{}, o.MemberAccounts...), o.RolelessAccounts...)
+	ports, err := FreePorts(3 + len(o.ReplicaRegions) + len(o.MemberAccounts))
 	if err != nil {
 		return st, err
 	}
@@ -251,14 +271,25 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 	}, filepath.Join(tools, "bin/local-kms")); err != nil {
 		return st, err
 	}
+	for i, a := range o.MemberAccounts {
+		if err := st.startMemberKMS(ctx, o, a, ports[3+len(o.ReplicaRegions)+i]); err != nil {
+			return st, err
+		}
+	}
 	ddb := filepath.Join(tools, "dynamodb")
 	if err := st.start("dynamodb-local", nil, nil, "java", "-Djava.library.path="+filepath.Join(ddb, "DynamoDBLocal_lib"),
 		"-jar", filepath.Join(ddb, "DynamoDBLocal.jar"), "-inMemory", "-port", fmt.Sprint(ports[1])); err != nil {
 		return st, err
 	}
 	// moto in the stack's account (its default is 123456789012): the ARNs
-	// it answers are the ones the IAM gate decides on.
-	if err := st.start("moto", nil, []string{"MOTO_ACCOUNT_ID=" + Account}, moto, "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
+	// it answers are the ones the IAM gate decides on. With member
+	// accounts, moto serves each account by the request's access key
+	// instead (createAccessKeys; MOTO_ACCOUNT_ID would override that).
+	motoEnv := []string{"MOTO_ACCOUNT_ID=" + Account}
+	if len(st.Members) > 0 {
+		motoEnv = nil
+	}
+	if err := st.start("moto", nil, motoEnv, moto, "-H", "127.0.0.1", "-p", fmt.Sprint(ports[2])); err != nil {
 		return st, err
 	}
 
@@ -275,6 +306,12 @@ func Up(ctx context.Context, o Options) (st *Stack, err error) {
 		return st, err
 	}
 	logf("%s %s, DynamoDB Local %s, moto %s: up", st.KMSImpl, st.KMS, st.DynamoDB, st.Secrets)
+	if len(st.Members) > 0 {
+		if err := st.createAccessKeys(ctx, append([]string{Account}, o.MemberAccounts...)); err != nil {
+			return st, err
+		}
+		logf("member accounts %s: KMS %v, moto by access key", strings.Join(st.Members, ","), st.MemberKMS)
+	}
 	if err := st.createTable(ctx, tmpl.Table); err != nil {
 		return st, err
 	}
@@ -400,16 +437,22 @@ func venvBin(root string) string {
 // ClientEnv is the environment an SDK client (a test, the CLI, the AWS
 // CLI) needs to reach this stack.
 func (st *Stack) ClientEnv() []string {
+	key := AccessKey{ID: "local", Secret: "local"}
+	if k, ok := st.Keys[Account]; ok {
+		key = k // moto serving many accounts: the hub's IAM user
+	}
 	env := []string{
 		"AWS_REGION=" + st.Region,
 		"AWS_DEFAULT_REGION=" + st.Region,
-		"AWS_ACCESS_KEY_ID=local",
-		"AWS_SECRET_ACCESS_KEY=local",
+		"AWS_ACCESS_KEY_ID=" + key.ID,
+		"AWS_SECRET_ACCESS_KEY=" + key.Secret,
 		"AWS_ENDPOINT_URL_KMS=" + st.KMS,
 		"AWS_ENDPOINT_URL_DYNAMODB=" + st.DynamoDB,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + st.Secrets,
 		// moto's server answers for every service it has: SNS too.
 		"AWS_ENDPOINT_URL_SNS=" + st.Secrets,
+		// ... and STS, which issues the member roles' credentials.
+		"AWS_ENDPOINT_URL_STS=" + st.Secrets,
 		"TABLE_NAME=" + st.Table,
 	}
 	if len(st.RegionKMS) > 0 {
@@ -689,7 +732,7 @@ func (st *Stack) save() error {
 	}
 	var env strings.Builder
 	env.WriteString("# Written by the local stack; `source` it to point the AWS SDKs and CLI at the emulators.\n")
-	for _, kv := range st.ClientEnv() {
+	for _, kv := range st.OperatorEnv() {
 		k, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(&env, "export %s=%q\n", k, v)
 	}

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/kms-reimport/kms-reimport/infra/local/stack"
@@ -23,7 +24,8 @@ import (
 const usage = `usage: stackctl <command> [flags]
 
 commands:
-  up [--kms kms-standin] start the local stack (state, logs and env file in .local/stack) with the
+  up [--kms kms-standin] [--members A,B] [--roleless C]
+                         start the local stack (state, logs and env file in .local/stack) with the
                          sample key, alias and secret that the files of events/ name, and the
                          Step Functions stand-in kms-reimport rotate uses
   down                   stop it
@@ -56,8 +58,11 @@ func main() {
 	case "up":
 		fs := flag.NewFlagSet("up", flag.ExitOnError)
 		kmsImpl := fs.String("kms", stack.KMSLocal, "the KMS emulator: local-kms (symmetric keys only), or kms-standin (HMAC, RSA and ECC keys too; tests/support/kmsstandin)")
+		members := fs.String("members", "", "member accounts (comma separated, e.g. "+stack.MemberAccount+") with the member stack (infra/member/template.yaml) and a KMS each; the env file then reaches them (docs/deploy.md, \"Many accounts\")")
+		roleless := fs.String("roleless", "", "accounts listed in the hub's MemberAccounts with no member stack (no role)")
 		_ = fs.Parse(os.Args[2:])
-		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true, KMS: *kmsImpl, StepFunctions: true})
+		st, err := stack.Up(ctx, stack.Options{Root: root, Dir: dir, Log: logf, Samples: true, KMS: *kmsImpl, StepFunctions: true,
+			MemberAccounts: splitList(*members), RolelessAccounts: splitList(*roleless)})
 		if err != nil {
 			fail(1, err)
 		}
@@ -201,4 +206,15 @@ func failedRotations(output []byte) int {
 		return 0
 	}
 	return o.Failed
+}
+
+// splitList splits a comma-separated flag value, dropping empty parts.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -28,6 +28,9 @@ type Clients struct {
 	KMS      *kms.Client
 	Secrets  *secretsmanager.Client
 	Registry *registry.Store
+	// SecretARN registers each key's secret by its ARN, not its name: a
+	// secret of a member account (its ARN names the account).
+	SecretARN bool
 }
 
 // ManagedKeys registers n new keys (valid for 2160h, renewed 336h before,
@@ -63,10 +66,13 @@ func managedKey(ctx context.Context, c Clients, secret string) (string, error) {
 	}
 	m := make([]byte, 32)
 	_, _ = rand.Read(m)
-	_, err = c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &secret, SecretBinary: m})
+	sec, err := c.Secrets.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: &secret, SecretBinary: m})
 	clear(m)
 	if err != nil {
 		return "", err
+	}
+	if c.SecretARN {
+		secret = aws.ToString(sec.ARN)
 	}
 	arn := *k.KeyMetadata.Arn
 	return arn, c.Registry.Put(ctx, registry.Entry{KeyARN: arn, SecretID: secret, Policy: flow.Policy{ValidFor: "2160h", RenewBefore: "336h", WrappingKeySpec: "RSA_2048"}})
