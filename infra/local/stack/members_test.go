@@ -29,7 +29,7 @@ func TestMemberRoleForTheLocalHub(t *testing.T) {
 	for _, p := range r.Policies {
 		names = append(names, p.Name)
 	}
-	if strings.Join(names, ",") != "member-keys,member-secrets" {
+	if strings.Join(names, ",") != "member-keys,member-discovery,member-secrets" {
 		t.Fatalf("policies %v", names)
 	}
 	keys, _ := json.Marshal(r.Policies[0].Policy)
