@@ -69,17 +69,36 @@ func SetOutput(w io.Writer) {
 }
 
 // Emit writes one EMF document with the given dimensions (for example
-// {"Service": "kms-reimport"}) and metrics. The keys level, timestamp, msg
-// and _aws are the line's own: no dimension or metric may be named so.
+// {"Service": "kms-reimport"}) and metrics, all the dimensions as one
+// dimension set. The keys level, timestamp, msg and _aws are the line's
+// own: no dimension or metric may be named so.
 func Emit(dims map[string]string, ms ...Metric) {
-	now := time.Now()
-	doc := map[string]any{}
 	dimNames := make([]string, 0, len(dims))
-	for k, v := range dims {
+	for k := range dims {
 		dimNames = append(dimNames, k)
-		doc[k] = v
 	}
 	sort.Strings(dimNames)
+	EmitSets(dims, [][]string{dimNames}, ms...)
+}
+
+// EmitSets writes one EMF document whose metrics CloudWatch records once
+// per dimension set in sets: in the EMF specification, "Dimensions" is an
+// array of dimension sets, each an array of keys of dims (the line's
+// top-level members), so one line counts a metric under [Service] and
+// under [Service, Account] alike. A set naming a key that dims lacks is
+// left out (CloudWatch would reject the line).
+func EmitSets(dims map[string]string, sets [][]string, ms ...Metric) {
+	now := time.Now()
+	doc := map[string]any{}
+	for k, v := range dims {
+		doc[k] = v
+	}
+	dimSets := make([][]string, 0, len(sets))
+	for _, set := range sets {
+		if complete(set, dims) {
+			dimSets = append(dimSets, set)
+		}
+	}
 	defs := make([]map[string]string, 0, len(ms))
 	for _, m := range ms {
 		defs = append(defs, map[string]string{"Name": m.Name, "Unit": m.Unit})
@@ -95,7 +114,7 @@ func Emit(dims map[string]string, ms ...Metric) {
 		"Timestamp": now.UnixMilli(),
 		"CloudWatchMetrics": []any{map[string]any{
 			"Namespace":  Namespace,
-			"Dimensions": [][]string{dimNames},
+			"Dimensions": dimSets,
 			"Metrics":    defs,
 		}},
 	}
@@ -110,3 +129,28 @@ func Emit(dims map[string]string, ms ...Metric) {
 
 // Service is the dimension every metric carries.
 var Service = map[string]string{"Service": "kms-reimport"}
+
+// complete: every key of set is in dims.
+func complete(set []string, dims map[string]string) bool {
+	for _, k := range set {
+		if _, ok := dims[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// ServiceAndAccount is the dimension sets of a metric counted fleet-wide
+// and per account in one line: [Service] (the alarms') and [Service,
+// Account].
+var ServiceAndAccount = [][]string{{"Service"}, {"Service", "Account"}}
+
+// WithAccount is the dimensions Service and Account (account may be
+// empty: EmitSets then leaves the [Service, Account] set out).
+func WithAccount(account string) map[string]string {
+	d := map[string]string{"Service": Service["Service"]}
+	if account != "" {
+		d["Account"] = account
+	}
+	return d
+}

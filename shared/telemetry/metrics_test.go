@@ -158,3 +158,39 @@ func TestMetricLevelSurvivesFiltering(t *testing.T) {
 		t.Fatalf("MetricLevel %q is not one of Lambda's levels %v", MetricLevel, LambdaLogLevels)
 	}
 }
+
+// TestEmitSetsCountsUnderEachDimensionSet: one line declares the metric
+// under [Service] (the alarms') and [Service, Account], each key of each
+// set a member of the line, as the EMF specification requires; without an
+// account the [Service, Account] set is left out, not sent broken.
+func TestEmitSetsCountsUnderEachDimensionSet(t *testing.T) {
+	var buf bytes.Buffer
+	SetOutput(&buf)
+	defer SetOutput(os.Stdout)
+	EmitSets(WithAccount("111122223333"), ServiceAndAccount, Metric{Name: "RotationFailures", Value: 1, Unit: Count})
+	EmitSets(WithAccount(""), ServiceAndAccount, Metric{Name: "RotationFailures", Value: 1, Unit: Count})
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("want two lines: %s", buf.Bytes())
+	}
+	for i, want := range []string{"[[Service] [Service Account]]", "[[Service]]"} {
+		doc := checkEMF(t, append(lines[i], '\n'))
+		dir := doc["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)
+		if got := fmt.Sprint(dir["Dimensions"]); got != want {
+			t.Errorf("line %d: dimension sets %s, want %s", i, got, want)
+		}
+		for _, set := range dir["Dimensions"].([]any) {
+			for _, k := range set.([]any) {
+				if _, ok := doc[k.(string)].(string); !ok {
+					t.Errorf("line %d: dimension %v is not a member of the line", i, k)
+				}
+			}
+		}
+		if doc["Service"] != "kms-reimport" || doc["RotationFailures"].(json.Number).String() != "1" {
+			t.Errorf("line %d: %s", i, lines[i])
+		}
+	}
+	if doc := checkEMF(t, append(lines[0], '\n')); doc["Account"] != "111122223333" {
+		t.Errorf("account %v", doc["Account"])
+	}
+}

@@ -239,7 +239,7 @@ func TestPipeline(t *testing.T) {
 	if n, _ := get(plan.Response, "stats", "notDue").(float64); n < 1 {
 		t.Errorf("planner after the verify stage: the renewed key should count as not due: %s", plan.Raw)
 	}
-	for _, it := range plan.Response["items"].([]any) {
+	for _, it := range plannedItems(plan.Response) {
 		if get(it, "keyId") == keyARN {
 			t.Errorf("planner: the key renewed a moment ago is due: %s", plan.Raw)
 		}
@@ -277,15 +277,28 @@ var documented = map[string]struct {
 // event that is not a page cursor): one page read, the keys due as
 // rotation inputs, the concurrency the template's defaults allow (1), and no
 // cursor (the registry fits in one page here).
+// plannedItems are the rotation inputs of a planner's answer: the items of
+// every group (one group per account and Region, shared/stages/planner
+// groups.go).
+func plannedItems(resp map[string]any) []any {
+	var items []any
+	groups, _ := resp["groups"].([]any)
+	for _, g := range groups {
+		its, _ := get(g, "items").([]any)
+		items = append(items, its...)
+	}
+	return items
+}
+
 func checkPlan(t *testing.T, inv *invocation) {
 	t.Helper()
 	if !inv.ExitOK {
 		t.Fatalf("planner: want success, got %s", inv.Raw)
 	}
-	items, ok := inv.Response["items"].([]any)
-	if !ok {
-		t.Errorf("planner: items is not a list: %s", inv.Raw)
+	if _, ok := inv.Response["groups"].([]any); !ok {
+		t.Errorf("planner: groups is not a list: %s", inv.Raw)
 	}
+	items := plannedItems(inv.Response)
 	if _, ok := inv.Response["next"]; ok {
 		t.Errorf("planner: a cursor after one small page: %s", inv.Raw)
 	}

@@ -171,8 +171,15 @@ func readableAttributes(t testing.TB) []string {
 type emission struct {
 	sites []string // file:line of each Metric literal with that Name
 	// problems: a site whose function emits with dimensions other than
-	// the Service set, or does not emit at all.
+	// the Service set, or does not emit at all; or no site emits under
+	// the Service set.
 	problems []string
+	// service counts the sites emitted under the Service set: Emit with
+	// Service, or EmitSets with ServiceAndAccount ([Service] and [Service,
+	// Account] in one line). A site whose function calls EmitSets with
+	// other sets (the planner's per-account lines, [Service, Account]
+	// only) is no problem, as long as another site emits under Service.
+	service int
 }
 
 // metricsPackage is what the package defining Emit says: its namespace
@@ -321,12 +328,22 @@ func emittedMetrics(t testing.TB) map[string]*emission {
 					calls := 0
 					ast.Inspect(fn, func(c ast.Node) bool {
 						call, ok := c.(*ast.CallExpr)
-						if !ok || funcName(call.Fun) != "Emit" {
+						if !ok {
 							return true
 						}
-						calls++
-						if len(call.Args) == 0 || typeName(call.Args[0]) != "Service" {
-							em.problems = append(em.problems, site+": emitted with dimensions other than Service")
+						switch funcName(call.Fun) {
+						case "Emit":
+							calls++
+							if len(call.Args) == 0 || typeName(call.Args[0]) != "Service" {
+								em.problems = append(em.problems, site+": emitted with dimensions other than Service")
+							} else {
+								em.service++
+							}
+						case "EmitSets":
+							calls++
+							if len(call.Args) > 1 && typeName(call.Args[1]) == "ServiceAndAccount" {
+								em.service++
+							}
 						}
 						return true
 					})
@@ -344,6 +361,11 @@ func emittedMetrics(t testing.TB) map[string]*emission {
 			}
 		}
 		visit(gf.f, "")
+	}
+	for name, em := range out {
+		if em.service == 0 && len(em.problems) == 0 {
+			em.problems = append(em.problems, name+": never emitted under the Service dimension set")
+		}
 	}
 	return out
 }
@@ -370,6 +392,8 @@ import "m"
 func a() { ms := []m.Metric{{Name: "A", Value: 1}}; m.Emit(m.Service, ms...) }
 func b() { m.Emit(map[string]string{"Fn": "b"}, m.Metric{Name: "B"}) }
 func c() []m.Metric { return []m.Metric{{Name: "C"}} }
+func d() { m.EmitSets(m.WithAccount("1"), m.ServiceAndAccount, m.Metric{Name: "D"}) }
+func e() { m.EmitSets(m.WithAccount("1"), [][]string{{"Service", "Account"}}, m.Metric{Name: "E"}) }
 type R struct { PK string ` + "`dynamodbav:\"pk\"`" + `; T []byte ` + "`dynamodbav:\"importToken,omitempty\"`" + `; N string ` + "`dynamodbav:\"name\"`" + ` }
 `
 	fset := token.NewFileSet()
@@ -390,6 +414,12 @@ type R struct { PK string ` + "`dynamodbav:\"pk\"`" + `; T []byte ` + "`dynamodb
 	}
 	if e := em["C"]; e == nil || len(e.problems) == 0 {
 		t.Errorf("C (never emitted) accepted: %+v", e)
+	}
+	if e := em["D"]; e == nil || len(e.problems) > 0 {
+		t.Errorf("D (emitted under [Service] and [Service, Account]): %+v", e)
+	}
+	if e := em["E"]; e == nil || len(e.problems) == 0 {
+		t.Errorf("E (only under [Service, Account]: an alarm on [Service] sees nothing) accepted: %+v", e)
 	}
 	if got := recordAttributes(t)["x.go:R"]; strings.Join(got, " ") != "pk importToken name" {
 		t.Errorf("record attributes %v", got)

@@ -118,6 +118,7 @@ func expiringNotice(e registry.Entry, x Expiry, days, alarmDays float64) Notice 
 	var b strings.Builder
 	fmt.Fprintf(&b, "A managed key's imported material expires within %g days (ExpiryAlarmDays), as KMS says.\n\n", alarmDays)
 	fmt.Fprintf(&b, "Key:        %s\n", e.KeyARN)
+	fmt.Fprintf(&b, "Account:    %s (Region %s)\n", e.Account(), registry.RegionOf(e.KeyARN))
 	if x.KeyARN != e.KeyARN {
 		fmt.Fprintf(&b, "Expiring:   %s\n", x.KeyARN)
 	}
@@ -132,6 +133,7 @@ func driftNotice(e registry.Entry, ds []Drift) Notice {
 	var b strings.Builder
 	fmt.Fprintf(&b, "KMS says a managed key's material expires earlier than the registry expects (drift). This run renews it.\n\n")
 	fmt.Fprintf(&b, "Key:        %s\n", e.KeyARN)
+	fmt.Fprintf(&b, "Account:    %s (Region %s)\n", e.Account(), registry.RegionOf(e.KeyARN))
 	for _, d := range ds {
 		fmt.Fprintf(&b, "In %s (%s): KMS state %s, ValidTo %s; registry expected %s\n", d.Region, d.KeyARN, d.State, stamp(d.Actual), stamp(d.Expected))
 	}
@@ -141,8 +143,8 @@ func driftNotice(e registry.Entry, ds []Drift) Notice {
 
 // goneNotice tells that a registered replica no longer exists in KMS.
 func goneNotice(e registry.Entry, r KeyFacts) Notice {
-	body := fmt.Sprintf("A replica of a managed multi-Region key no longer exists in KMS; it is taken out of the registry and no longer renewed.\n\nKey:        %s\nReplica:    %s (%s)\n\nWhat to do: nothing, unless the replica was deleted by mistake (then replicate the key again and run kms-reimport register).\n",
-		e.KeyARN, r.KeyARN, r.Region)
+	body := fmt.Sprintf("A replica of a managed multi-Region key no longer exists in KMS; it is taken out of the registry and no longer renewed.\n\nKey:        %s\nAccount:    %s\nReplica:    %s (%s)\n\nWhat to do: nothing, unless the replica was deleted by mistake (then replicate the key again and run kms-reimport register).\n",
+		e.KeyARN, e.Account(), r.KeyARN, r.Region)
 	return Notice{Kind: KindReplicaGone, KeyARN: r.KeyARN, Subject: snsSubject("kms-reimport: replica gone for " + shortKey(e.KeyARN)), Body: body}
 }
 

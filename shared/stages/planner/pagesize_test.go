@@ -77,12 +77,17 @@ func TestPagesBoundedInBytes(t *testing.T) {
 	// entries, DynamoDB at most 1 MB) is far over 256 KiB of items.
 	const n = 150
 	first := worstKey(t, f, 0)
-	// The other keys: copies of the first entry.
+	// The other keys: copies of the first entry, each of its own account
+	// (the worst case for the page's groups and the run's per-account
+	// numbers: one group and one account entry per key).
 	e := f.s.entries["KEY#"+first]
 	for i := 1; i < n; i++ {
 		c := e
-		c.KeyARN = strings.Replace(first, "/0000", fmt.Sprintf("/%04d", i), 1)
-		c.SK = strings.Replace(e.SK, "/0000", fmt.Sprintf("/%04d", i), 1)
+		arn := strings.Replace(first, "/0000", fmt.Sprintf("/%04d", i), 1)
+		parts := strings.SplitN(arn, ":", 6)
+		parts[4] = fmt.Sprintf("%012d", 100000000000+i)
+		c.KeyARN = strings.Join(parts, ":")
+		c.SK = strings.Replace(e.SK, first, c.KeyARN, 1)
 		f.s.entries[c.SK] = c
 	}
 	p := &Stage{Registry: f.s, PageSize: 400, Now: func() time.Time { return now }}

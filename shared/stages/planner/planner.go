@@ -21,16 +21,22 @@ type State struct {
 	// Next is the registry cursor; empty on the first call, and in the
 	// output when the registry has been read to the end.
 	Next string `json:"next,omitempty"`
-	// Items are the rotation inputs of the keys due on this page.
-	Items []Item `json:"items"`
-	// MaxConcurrency bounds the rotations running at once (the Map's
-	// MaxConcurrencyPath), sized to the KMS request quotas.
+	// Items are the rotation inputs of the keys due on this page, in page
+	// order; in the state they travel only in Groups (groups.go).
+	Items []Item `json:"-"`
+	// Groups are Items by account and Region (GroupItems): the fleet's
+	// outer Map runs one group per child execution, each under its own
+	// MaxConcurrency.
+	Groups []Group `json:"groups"`
+	// MaxConcurrency bounds the rotations of one account and Region
+	// running at once (each group's), sized to the KMS request quotas of
+	// one account and Region.
 	MaxConcurrency int   `json:"maxConcurrency"`
 	Stats          Stats `json:"stats"`
-	// Results are the previous page's rotations as the fleet's Map
-	// returned them (its ResultPath); the next call counts them into
-	// Stats and drops them.
-	Results []Result `json:"results,omitempty"`
+	// Results are the previous page's rotations as the fleet's outer Map
+	// returned them (its ResultPath): one list per group. The next call
+	// counts them into Stats and drops them.
+	Results [][]Result `json:"results,omitempty"`
 }
 
 // Result is one rotation of a fleet run as the fleet's Map returns it
@@ -139,6 +145,9 @@ type Stats struct {
 	// ImportItems is how many imports renewing the keys due takes (see
 	// ImportItems): each is rotation.CallsPerImport KMS requests.
 	ImportItems int `json:"importItems"`
+	// Accounts are the numbers of each account (up to MaxAccountStats),
+	// emitted per account (accountstats.go).
+	Accounts []AccountStats `json:"accounts,omitempty"`
 	// Reasons counts the keys by why they are (not) due.
 	Reasons map[string]int `json:"reasons,omitempty"`
 	// The run's rotations, counted from the Map's results (Tally):
@@ -181,7 +190,7 @@ const (
 // the fewest-days key).
 const (
 	MaxPageBytes = 128 << 10
-	statsSlack   = 4 << 10
+	statsSlack   = 4<<10 + MaxAccountStats*accountStatsBytes
 )
 
 // Registry is the part of the registry the planner reads: one page of
@@ -223,8 +232,8 @@ func (p *Stage) Run(ctx context.Context, raw json.RawMessage) (State, error) {
 	if s.Stats.Pages > 0 && s.Next == "" {
 		// The run has read the registry to its end (the fleet's
 		// CountResults): count the last page's rotations, plan nothing.
-		s.Stats.Tally(s.Results)
-		return State{Items: []Item{}, MaxConcurrency: s.MaxConcurrency, Stats: s.Stats}, nil
+		s.Stats.Tally(Flatten(s.Results))
+		return State{Items: []Item{}, Groups: []Group{}, MaxConcurrency: s.MaxConcurrency, Stats: s.Stats}, nil
 	}
 	out, err := p.Plan(ctx, s)
 	if err == nil && out.Next == "" {
@@ -253,7 +262,7 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	}
 	out := State{Next: page.Next, Items: []Item{}, Stats: s.Stats, MaxConcurrency: mc}
 	st := &out.Stats
-	st.Tally(s.Results)
+	st.Tally(Flatten(s.Results))
 	st.Pages++
 	if st.Reasons == nil {
 		st.Reasons = map[string]int{}
@@ -266,7 +275,7 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 			return s, err
 		}
 		it := itemFor(e, d)
-		if i > 0 && !p.Report && !budget.fits(entryBytes(e, d, it, now, p.Report, len(st.BlockedKeys))) {
+		if i > 0 && !p.Report && !budget.fits(entryBytes(e, d, it, now, p.Report, len(st.BlockedKeys))+budget.groupCost(d.Due, it)) {
 			// The rest of the registry page goes to the next page (a
 			// report is no state: it lists every blocked key whole).
 			out.Next = page.Entries[i-1].SK
@@ -277,6 +286,7 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 			return s, err
 		}
 		st.Reasons[d.Reason]++
+		st.countAccount(e, d, now, p.AlarmDays)
 		if !d.Due {
 			st.NotDue++
 			continue
@@ -296,7 +306,8 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 			}
 		}
 	}
-	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "more", out.Next != "")
+	out.Groups = GroupItems(out.Items, mc)
+	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "groups", len(out.Groups), "more", out.Next != "")
 	if out.Next == "" {
 		// "ineligible" is the blocked count: the dashboard's query reads
 		// that field.
@@ -324,7 +335,10 @@ func listed(report bool, already int) bool {
 }
 
 // pageBudget counts the bytes of a page as it is built.
-type pageBudget struct{ used int }
+type pageBudget struct {
+	used   int
+	groups map[groupKey]bool // the page's groups so far (groupCost)
+}
 
 func newPageBudget(s State) *pageBudget {
 	b, _ := json.Marshal(s)
@@ -403,6 +417,7 @@ func (st Stats) EmitMetrics() {
 		telemetry.Metric{Name: "KeysDrifted", Value: float64(st.Drifted), Unit: telemetry.Count},
 		telemetry.Metric{Name: "KeysExpiringSoon", Value: float64(st.ExpiringSoon), Unit: telemetry.Count})
 	telemetry.Emit(telemetry.Service, ms...)
+	st.emitAccounts()
 }
 
 // ItemOf is the rotation input that renews e: its key, its secret and

@@ -191,12 +191,24 @@ func TestBlockedKeysArePlannedAndCounted(t *testing.T) {
 	if _, err := (&Stage{Registry: f.s, Now: func() time.Time { return now }}).Run(context.Background(), json.RawMessage(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	var emf map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &emf); err != nil {
+	// Two lines: the fleet's ([Service]), then the one account's
+	// ([Service, Account]).
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("want the fleet's line and one account's: %s", buf.String())
+	}
+	var emf, acct map[string]any
+	if err := json.Unmarshal(lines[0], &emf); err != nil {
 		t.Fatalf("metrics: %v: %s", err, buf.String())
 	}
-	if emf["KeysIneligible"] != 3.0 || emf["KeysDue"] != 4.0 || emf["FewestDaysLeft"] != 2.5 || emf["KeysManaged"] != 6.0 {
+	if emf["KeysIneligible"] != 3.0 || emf["KeysDue"] != 4.0 || emf["FewestDaysLeft"] != 2.5 || emf["KeysManaged"] != 6.0 || emf["Account"] != nil {
 		t.Errorf("metrics %s", buf.String())
+	}
+	if err := json.Unmarshal(lines[1], &acct); err != nil {
+		t.Fatalf("account metrics: %v: %s", err, lines[1])
+	}
+	if acct["Account"] != "111122223333" || acct["KeysDue"] != 4.0 || acct["FewestDaysLeft"] != 2.5 || acct["KeysManaged"] != 6.0 || acct["KeysIneligible"] != nil {
+		t.Errorf("account metrics %s", lines[1])
 	}
 }
 

@@ -58,9 +58,9 @@ func (r *emptyRegistry) List(context.Context, string, int32) (registry.Page, err
 func TestRunCountsTheLastPage(t *testing.T) {
 	reg := &emptyRegistry{}
 	p := &Stage{Registry: reg}
-	ended, _ := json.Marshal(State{Stats: Stats{Pages: 2, Renewed: 3}, Results: []Result{{Status: "FAILED", KeyID: "k", Error: "KeyNotFound"}}})
+	ended, _ := json.Marshal(State{Stats: Stats{Pages: 2, Renewed: 3}, Results: [][]Result{{{Status: "FAILED", KeyID: "k", Error: "KeyNotFound"}}}})
 	out, err := p.Run(context.Background(), ended)
-	if err != nil || reg.calls != 0 || out.Stats.Failed != 1 || out.Stats.Renewed != 3 || out.Stats.FailedKeys[0].KeyID != "k" || out.Results != nil || out.Items == nil {
+	if err != nil || reg.calls != 0 || out.Stats.Failed != 1 || out.Stats.Renewed != 3 || out.Stats.FailedKeys[0].KeyID != "k" || out.Results != nil || out.Items == nil || out.Groups == nil {
 		t.Fatalf("ended run: %+v, %v, registry read %d times", out, err, reg.calls)
 	}
 	if _, err := p.Run(context.Background(), json.RawMessage(`{}`)); err != nil || reg.calls != 1 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/records"
+	"github.com/kms-reimport/kms-reimport/shared/registry"
 )
 
 // Publisher is the part of SNS this package uses.
@@ -55,6 +56,7 @@ func message(r records.Import, facts *flow.Facts) (string, string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "A rotation of imported key material failed.\n\n")
 	fmt.Fprintf(&b, "Key:        %s\n", r.KeyARN)
+	fmt.Fprintf(&b, "Account:    %s (Region %s)\n", registry.AccountOf(r.KeyARN), registry.RegionOf(r.KeyARN))
 	fmt.Fprintf(&b, "Stage:      %s\n", r.Stage)
 	fmt.Fprintf(&b, "Error:      %s\n", r.ErrorName)
 	fmt.Fprintf(&b, "Cause:      %s\n", r.Cause)

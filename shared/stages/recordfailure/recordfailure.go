@@ -454,7 +454,10 @@ func (st *Stage) alert(ctx context.Context, fr records.Failure, rec records.Impo
 		err := st.Failures.MarkDone(ctx, rec.ExecutionID, records.StepCounted, now)
 		switch {
 		case err == nil:
-			telemetry.Emit(telemetry.Service, telemetry.Metric{Name: "RotationFailures", Value: 1, Unit: telemetry.Count})
+			// Counted fleet-wide ([Service], the alarm's) and for the key's
+			// account ([Service, Account]) in one line.
+			telemetry.EmitSets(telemetry.WithAccount(registry.AccountOf(rec.KeyARN)), telemetry.ServiceAndAccount,
+				telemetry.Metric{Name: "RotationFailures", Value: 1, Unit: telemetry.Count})
 			telemetry.Logger(ctx).Error("rotation failed", "keyArn", rec.KeyARN, "stage", rec.Stage, "error", rec.ErrorName, "cause", rec.Cause, "facts", facts, "auditId", rec.SK)
 		case !errors.Is(err, records.ErrStepDone):
 			return flow.FromAWS(err, flow.Internal, "counting the failure")
