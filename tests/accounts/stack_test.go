@@ -267,8 +267,11 @@ func TestOperatorReachesTheMember(t *testing.T) {
 		t.Fatalf("the operator can't describe the member's managed key: %v", err)
 	}
 	untaggedARN := aws.ToString(untagged.KeyMetadata.Arn)
-	if _, err := kmsaccess.ForKey(good, untaggedARN).DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: &untaggedARN}); flow.AWSCode(err) != "AccessDeniedException" {
-		t.Errorf("DescribeKey of the member's untagged key as the member role: %v, want AccessDeniedException (the member role's policy)", err)
+	// The member role reads any key's metadata (member-discovery, for
+	// adopt) but uses only the managed ones.
+	if _, err := kmsaccess.ForKey(good, untaggedARN).GetParametersForImport(ctx, &kms.GetParametersForImportInput{KeyId: &untaggedARN,
+		WrappingAlgorithm: kmstypes.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: kmstypes.WrappingKeySpecRsa2048}); flow.AWSCode(err) != "AccessDeniedException" {
+		t.Errorf("GetParametersForImport of the member's untagged key as the member role: %v, want AccessDeniedException (the member role's policy)", err)
 	}
 	lost := "arn:aws:kms:" + stack.Region + ":" + noRole + ":key/0a1b2c3d-0000-4000-8000-000000000009"
 	for name, c := range map[string]struct {

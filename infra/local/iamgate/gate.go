@@ -243,6 +243,9 @@ func (g *Gate) request(ctx context.Context, c Call, upstream, region, acct strin
 		req.Resource = c.Ref
 	case SecretsManager:
 		req.Resource = fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s", p, region, acct, c.Ref)
+		if strings.HasPrefix(c.Ref, "arn:") {
+			req.Resource = c.Ref // a secret that does not exist, named by its ARN
+		}
 		var out struct {
 			ARN  string
 			Tags []struct{ Key, Value string }
@@ -261,6 +264,11 @@ func (g *Gate) request(ctx context.Context, c Call, upstream, region, acct strin
 	return req, nil
 }
 
+// keyless are the KMS actions whose resource is "*" (Service Authorization
+// Reference, "Actions defined by AWS Key Management Service": no resource
+// type): the ones the product or the stack's operator calls.
+var keyless = map[string]bool{"ListKeys": true, "ListAliases": true, "CreateKey": true, "GenerateRandom": true}
+
 // kmsFacts: the key's ARN, tags, origin, spec, usage and Region
 // attributes, from the KMS emulator, and the default key policy (which
 // lets IAM policies of the account allow the key's use).
@@ -269,11 +277,17 @@ func (g *Gate) kmsFacts(ctx context.Context, req *Request, c Call, upstream, reg
 	req.ResourcePolicy = map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
 		"Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": map[string]any{"AWS": fmt.Sprintf("arn:%s:iam::%s:root", p, acct)},
 		"Action": "kms:*", "Resource": "*"}}}
+	req.Context["kms:CallerAccount"] = []string{acct}
+	if keyless[c.Operation] {
+		// No resource type in the Service Authorization Reference: the
+		// policy must name "*" (ListAliases too, even with a KeyId).
+		req.Resource, req.ResourcePolicy = "*", nil
+		return nil
+	}
 	req.Resource = fmt.Sprintf("arn:%s:kms:%s:%s:key/%s", p, region, acct, c.Ref)
 	if strings.HasPrefix(c.Ref, "arn:") {
 		req.Resource = c.Ref
 	}
-	req.Context["kms:CallerAccount"] = []string{acct}
 	var md struct {
 		KeyMetadata struct {
 			Arn, Origin, KeySpec, KeyUsage string

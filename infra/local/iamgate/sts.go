@@ -71,8 +71,12 @@ var accessKeyID = regexp.MustCompile(`<AccessKeyId>([^<]+)</AccessKeyId>`)
 // the caller: STS answers both with AccessDenied.
 func (g *Gate) assumeRole(w http.ResponseWriter, r *http.Request, id identity, body []byte) {
 	v, err := url.ParseQuery(string(body))
+	if err == nil && v.Get("Action") == "GetCallerIdentity" {
+		callerIdentity(w, id)
+		return
+	}
 	if err != nil || v.Get("Action") != "AssumeRole" {
-		g.fail(w, Function{Name: id.Session}, fmt.Errorf("STS request %q: the IAM gate knows only sts:AssumeRole", v.Get("Action")))
+		g.fail(w, Function{Name: id.Session}, fmt.Errorf("STS request %q: the IAM gate knows only sts:AssumeRole and sts:GetCallerIdentity", v.Get("Action")))
 		return
 	}
 	roleARN := v.Get("RoleArn")
@@ -151,6 +155,18 @@ func (g *Gate) forwardAssume(w http.ResponseWriter, r *http.Request, body []byte
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(data)
+}
+
+// callerIdentity answers sts:GetCallerIdentity as STS does: for any
+// caller, whatever its policies say (no permission is needed, and an
+// explicit deny does not stop it: docs/aws-behaviour.md), with the
+// caller's own session and account.
+func callerIdentity(w http.ResponseWriter, id identity) {
+	role := id.RoleARN[strings.LastIndex(id.RoleARN, "/")+1:]
+	session := id.Session[strings.LastIndex(id.Session, "/")+1:]
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprintf(w, `<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>%s</Arn><UserId>%s</UserId><Account>%s</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>local-iam-gate</RequestId></ResponseMetadata></GetCallerIdentityResponse>`,
+		html.EscapeString(id.Session), html.EscapeString("AROA"+strings.ToUpper(role)+":"+session), html.EscapeString(id.Account))
 }
 
 // stsDeny answers as STS does when the caller may not assume the role, or
