@@ -162,6 +162,29 @@ func TestOneFleetRunRenewsBothAccounts(t *testing.T) {
 		}
 	})
 
+	t.Run("each account's rotations ran in its own group", func(t *testing.T) {
+		// The planner groups a page's due keys by account and Region, each
+		// group with its own concurrency (planner.GroupItems, the fleet's
+		// RenewGroup map): the hub's and the member's keys are two groups.
+		b, err := os.ReadFile(kit.Stack.LogPath("PlannerFunction"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		most := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			var l struct {
+				Msg    string `json:"msg"`
+				Groups int    `json:"groups"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "registry page planned" {
+				most = max(most, l.Groups)
+			}
+		}
+		if most < 2 {
+			t.Errorf("the planner planned at most %d group(s) in a page; want the hub's and the member's as two", most)
+		}
+	})
+
 	t.Run("the member's material is read in the member account", func(t *testing.T) {
 		sv, err := memberKit.Secrets.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: &memberEntry.SecretID})
 		if err != nil {
