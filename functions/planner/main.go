@@ -50,7 +50,7 @@ func discovery(c *settings.Clients, d settings.Discovery) *planner.Discovery {
 	}
 	return &planner.Discovery{
 		Selector: d.Selector,
-		Rules:    planner.AdoptRules{SecretTag: d.SecretTag, Pattern: d.Pattern, Options: s.RequestOptions(), Deployment: d.Deployment},
+		Rules:    planner.AdoptRules{SecretTag: d.SecretTag, Pattern: d.Pattern, Policy: d.Policy, Options: s.RequestOptions(), Deployment: d.Deployment},
 		Accounts: accounts, Region: s.Region,
 		KMS: func(account, region string) planner.DiscoveryAPI {
 			// A key ARN of the account names its clients (the member role's

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
@@ -19,6 +20,10 @@ const (
 	ManagedTagKeyVar      = "MANAGED_KEY_TAG_KEY"
 	ManagedTagValueVar    = "MANAGED_KEY_TAG_VALUE"
 	SecretPrefixVar       = "SECRET_NAME_PREFIX"
+	// AdoptWrappingKeySpecVar: the wrapping key spec adopted keys are
+	// registered with (not set by template.yaml; empty: the product's
+	// default).
+	AdoptWrappingKeySpecVar = "ADOPT_WRAPPING_KEY_SPEC"
 )
 
 // Discovery is the discovery step's configuration.
@@ -30,6 +35,9 @@ type Discovery struct {
 	// key and secret must be (the managed tag, the secret prefix).
 	SecretTag, Pattern string
 	Deployment         planner.Deployment
+	// Policy is what every adopted key is registered with beyond the
+	// deployment's defaults (ADOPT_WRAPPING_KEY_SPEC).
+	Policy flow.Policy
 }
 
 // DiscoveryFromEnv reads the discovery step's variables: ADOPT_TAG empty
@@ -49,6 +57,12 @@ func DiscoveryFromEnv() (Discovery, error) {
 	}
 	if err := planner.CheckPattern("environment variable "+AdoptSecretPatternVar, d.Pattern); err != nil {
 		return d, err
+	}
+	d.Policy.WrappingKeySpec = os.Getenv(AdoptWrappingKeySpecVar)
+	switch d.Policy.WrappingKeySpec {
+	case "", "RSA_2048", "RSA_3072", "RSA_4096":
+	default:
+		return d, fmt.Errorf("environment variable %s is %q; want RSA_2048, RSA_3072, RSA_4096 or empty (the default)", AdoptWrappingKeySpecVar, d.Policy.WrappingKeySpec)
 	}
 	d.Deployment = planner.Deployment{SecretPrefix: os.Getenv(SecretPrefixVar)}
 	if tv := os.Getenv(ManagedTagValueVar); tv != "" {
