@@ -252,6 +252,12 @@ func (g *Gate) kmsFacts(ctx context.Context, req *Request, c Call, upstream, reg
 		req.Resource = c.Ref
 	}
 	req.Context["kms:CallerAccount"] = []string{acct}
+	if c.Operation == "ListKeys" || c.Operation == "ListAliases" {
+		// No resource type (Service Authorization Reference, KMS;
+		// docs/aws-behaviour.md row 67): IAM evaluates them against "*".
+		req.Resource = "*"
+		return nil
+	}
 	var md struct {
 		KeyMetadata struct {
 			Arn, Origin, KeySpec, KeyUsage string

@@ -68,8 +68,8 @@ type DiscoveryStats struct {
 	Unmanaged         []Unmanaged `json:"unmanaged,omitempty"`
 	// Errors names the accounts whose discovery failed (the run goes on);
 	// Incomplete: the time left ran out.
-	Errors     []string `json:"errors,omitempty"`
-	Incomplete bool     `json:"incomplete,omitempty"`
+	Errors     []UnavailableAccount `json:"errors,omitempty"`
+	Incomplete bool                 `json:"incomplete,omitempty"`
 }
 
 // MaxUnmanagedKeys bounds DiscoveryStats.Unmanaged (the run's state stays
@@ -99,7 +99,7 @@ func (p *Stage) discover(ctx context.Context, now time.Time) (*DiscoveryStats, e
 			telemetry.Logger(ctx).Warn("discovery stopped: the planner's time ran out; the next run discovers again", "account", account, "region", d.Region)
 			return st, nil
 		case err != nil:
-			st.Errors = append(st.Errors, account)
+			st.Errors = append(st.Errors, UnavailableAccount{Account: account, Cause: clip(flow.Sanitize(err.Error()), MaxCauseLen)})
 			telemetry.Logger(ctx).Error("discovery failed in an account; the run goes on", "account", account, "region", d.Region, "error", flow.Sanitize(err.Error()))
 		}
 	}
