@@ -21,7 +21,6 @@ import (
 	"io"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,24 +28,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
-	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/rotation"
 	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
-// discoveryAPI is the part of KMS adopt reads in one account and Region:
-// keyReader (DescribeKey, ListResourceTags), with ListKeys and ListAliases.
-type discoveryAPI interface {
-	keyReader
-	ListKeys(context.Context, *kms.ListKeysInput, ...func(*kms.Options)) (*kms.ListKeysOutput, error)
-	ListAliases(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
-}
+// discoveryAPI is the part of KMS adopt reads in one account and Region
+// (planner.DiscoveryAPI: DescribeKey, ListResourceTags, ListKeys,
+// ListAliases).
+type discoveryAPI = planner.DiscoveryAPI
 
 // callerAPI tells the account of the credentials (sts:GetCallerIdentity).
 type callerAPI interface {
@@ -82,33 +76,21 @@ var adoptClients = struct {
 	},
 }
 
-// What adopt did with a key (adoptResult.Result).
+// What adopt did with a key (adoptResult.Result): the shared decision's
+// results (planner.DecideAdopt).
 const (
-	adopted           = "adopted"
-	wouldAdopt        = "would-adopt"
-	alreadyRegistered = "already-registered"
-	skipped           = "skipped"
-	failed            = "error"
+	adopted           = planner.Adopted
+	wouldAdopt        = planner.WouldAdopt
+	alreadyRegistered = planner.AlreadyRegistered
+	skipped           = planner.Skipped
+	failed            = planner.Failed
 )
 
 // adoptResult is one key's line of adopt's report.
-type adoptResult struct {
-	KeyARN   string `json:"keyArn"`
-	Region   string `json:"region"`
-	Alias    string `json:"alias,omitempty"`
-	SecretID string `json:"secretId,omitempty"`
-	Result   string `json:"result"`
-	Reason   string `json:"reason,omitempty"`
-}
+type adoptResult = planner.AdoptResult
 
 // candidate is a discovered key: EXTERNAL, carrying every tag asked for.
-type candidate struct {
-	Key     *types.KeyMetadata
-	Tags    map[string]string
-	Aliases []string // alias names (alias/...), sorted
-	// Unseen: listed, tagged, but DescribeKey does not find it (yet).
-	Unseen bool
-}
+type candidate = planner.Candidate
 
 // adoptOptions are adopt's flags as parsed.
 type adoptOptions struct {
@@ -149,217 +131,39 @@ func (t tagFlags) Set(s string) error {
 // regionName is the form of a Region name (flow's, for --regions).
 var regionName = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$`)
 
-// placeholder is a {name} in --secret-name-pattern.
-var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
-
 // checkPattern refuses a naming rule that names no key or an unknown
 // placeholder.
-func checkPattern(p string) error {
-	if p == "" {
-		return nil
-	}
-	found := placeholder.FindAllString(p, -1)
-	if len(found) == 0 {
-		return fmt.Errorf("flag --secret-name-pattern is %q: it names one secret for every key; want {alias} or {keyId} in it, such as kms-reimport/{alias}", p)
-	}
-	for _, f := range found {
-		if f != "{alias}" && f != "{keyId}" {
-			return fmt.Errorf("flag --secret-name-pattern is %q: unknown placeholder %s; allowed: {alias}, {keyId}", p, f)
-		}
-	}
-	return nil
-}
+func checkPattern(p string) error { return planner.CheckPattern("flag --secret-name-pattern", p) }
 
-// secretFor maps a key to its secret: the value of its tag secretTag;
-// else the naming rule pattern, {keyId} its key id and {alias} its alias
-// name without "alias/" (a key with several aliases is ambiguous); else
-// none. The error says why there is none.
+// secretFor maps a key to its secret (planner.SecretFor).
 func secretFor(c candidate, secretTag, pattern string) (string, error) {
-	if v, ok := c.Tags[secretTag]; ok && secretTag != "" {
-		if v == "" {
-			return "", fmt.Errorf("tag %q is empty: want the secret's name or ARN", secretTag)
-		}
-		return v, nil
-	}
-	if pattern == "" {
-		return "", fmt.Errorf("no secret: tag %q is missing and no --secret-name-pattern is given", secretTag)
-	}
-	name := strings.ReplaceAll(pattern, "{keyId}", aws.ToString(c.Key.KeyId))
-	if strings.Contains(pattern, "{alias}") {
-		switch len(c.Aliases) {
-		case 0:
-			return "", fmt.Errorf("no secret: tag %q is missing and the key has no alias for {alias} in --secret-name-pattern %q", secretTag, pattern)
-		case 1:
-			name = strings.ReplaceAll(name, "{alias}", strings.TrimPrefix(c.Aliases[0], "alias/"))
-		default:
-			return "", fmt.Errorf("no secret: tag %q is missing and {alias} is ambiguous: the key has aliases %s (tag the key with %s=<secret>)", secretTag, strings.Join(c.Aliases, ", "), secretTag)
-		}
-	}
-	return name, nil
-}
-
-// hasTags reports whether tags carries every tag of selector.
-func hasTags(tags, selector map[string]string) bool {
-	for k, v := range selector {
-		if got, ok := tags[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
-// aliasesByKey lists a Region's aliases (every page) by target key id.
-func aliasesByKey(ctx context.Context, k discoveryAPI, pace *planner.Pacer) (map[string][]string, error) {
-	by := map[string][]string{}
-	in := &kms.ListAliasesInput{}
-	for {
-		if err := pace.Wait(ctx); err != nil {
-			return nil, err
-		}
-		out, err := k.ListAliases(ctx, in)
-		if err != nil {
-			return nil, flow.FromAWS(err, flow.Internal, "ListAliases")
-		}
-		for _, a := range out.Aliases {
-			if a.TargetKeyId != nil && a.AliasName != nil {
-				by[*a.TargetKeyId] = append(by[*a.TargetKeyId], *a.AliasName)
-			}
-		}
-		if !out.Truncated || out.NextMarker == nil {
-			break
-		}
-		in.Marker = out.NextMarker
-	}
-	for _, names := range by {
-		sort.Strings(names)
-	}
-	return by, nil
+	return planner.SecretFor(c, secretTag, pattern)
 }
 
 // discover lists the EXTERNAL keys of one account and Region that carry
-// every tag of selector: every page of ListKeys, each key described, the
-// tags of each EXTERNAL key read; every call paced. A key deleted between
-// the list and its description is passed over.
+// every tag of selector (planner.Discover, paced in one budget).
 func discover(ctx context.Context, k discoveryAPI, pace *planner.Pacer, selector map[string]string) ([]candidate, error) {
-	aliases, err := aliasesByKey(ctx, k, pace)
+	all, err := planner.Discover(ctx, k, pace, "", selector)
 	if err != nil {
 		return nil, err
 	}
 	var found []candidate
-	in := &kms.ListKeysInput{}
-	for {
-		if err := pace.Wait(ctx); err != nil {
-			return nil, err
+	for _, c := range all {
+		if c.Tagged {
+			found = append(found, c)
 		}
-		out, err := k.ListKeys(ctx, in)
-		if err != nil {
-			return nil, flow.FromAWS(err, flow.Internal, "ListKeys")
-		}
-		for _, e := range out.Keys {
-			c, ok, err := discoverKey(ctx, k, pace, aws.ToString(e.KeyArn), selector)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				c.Aliases = aliases[aws.ToString(c.Key.KeyId)]
-				found = append(found, c)
-			}
-		}
-		if !out.Truncated || out.NextMarker == nil {
-			return found, nil
-		}
-		in.Marker = out.NextMarker
 	}
-}
-
-// discoverKey reads one listed key: a candidate when it is EXTERNAL and
-// carries every tag of selector.
-func discoverKey(ctx context.Context, k discoveryAPI, pace *planner.Pacer, arn string, selector map[string]string) (candidate, bool, error) {
-	if err := pace.Wait(ctx); err != nil {
-		return candidate{}, false, err
-	}
-	md, err := kmsaccess.Describe(ctx, k, arn)
-	if flow.NameOf(err) == flow.KeyNotFound {
-		return unseenKey(ctx, k, pace, arn, selector)
-	}
-	if err != nil {
-		return candidate{}, false, err
-	}
-	if md.Origin != types.OriginTypeExternal {
-		return candidate{}, false, nil
-	}
-	if err := pace.Wait(ctx); err != nil {
-		return candidate{}, false, err
-	}
-	tags, err := readTags(ctx, k, *md.Arn)
-	if err != nil {
-		return candidate{}, false, err
-	}
-	return candidate{Key: md, Tags: tags}, hasTags(tags, selector), nil
-}
-
-// unseenKey is a key ListKeys lists and DescribeKey does not find: one
-// just created (KMS is eventually consistent: docs/aws-behaviour.md row
-// 12a) or just deleted. Tagged for adoption, it is a candidate that can't
-// be checked yet; otherwise (or gone for ListResourceTags too) passed over.
-func unseenKey(ctx context.Context, k discoveryAPI, pace *planner.Pacer, arn string, selector map[string]string) (candidate, bool, error) {
-	if err := pace.Wait(ctx); err != nil {
-		return candidate{}, false, err
-	}
-	tags, err := readTags(ctx, k, arn)
-	if nf := new(types.NotFoundException); errors.As(err, &nf) {
-		return candidate{}, false, nil
-	}
-	if err != nil {
-		return candidate{}, false, err
-	}
-	md := &types.KeyMetadata{Arn: &arn, KeyId: aws.String(arn[strings.LastIndex(arn, "/")+1:])}
-	return candidate{Key: md, Tags: tags, Unseen: true}, hasTags(tags, selector), nil
+	return found, nil
 }
 
 // adoptKey checks one candidate as register does and, unless dry run,
-// registers it. Registered holds the keys already in the registry, with
-// their secrets.
+// registers it (planner.Adopt: the fleet run's discovery takes the same
+// path). Registered holds the keys already in the registry, with their
+// secrets.
 func adoptKey(ctx context.Context, s secretReader, store adoptRegistry, o adoptOptions, c candidate, registered map[string]string) adoptResult {
-	res := adoptResult{KeyARN: *c.Key.Arn, Region: registry.RegionOf(*c.Key.Arn), Alias: strings.Join(c.Aliases, ",")}
-	if secret, ok := registered[res.KeyARN]; ok {
-		res.SecretID, res.Result, res.Reason = secret, alreadyRegistered, "in the registry: left alone"
-		return res
-	}
-	if c.Unseen {
-		res.Result, res.Reason = skipped, "ListKeys lists the key and DescribeKey does not find it: just created (KMS is eventually consistent) or just deleted; run adopt again"
-		return res
-	}
-	secret, err := secretFor(c, o.secretTag, o.pattern)
-	if err != nil {
-		res.Result, res.Reason = skipped, err.Error()
-		return res
-	}
-	res.SecretID = secret
-	r, err := flow.ValidateRequest(flow.RequestInput{KeyID: res.KeyARN, SecretID: secret, Policy: o.policy}, time.Now(), flow.RequestOptions{})
-	if err != nil {
-		res.Result, res.Reason = skipped, err.Error()
-		return res
-	}
-	f, err := withMaterial(ctx, s, r, registerFacts{Key: c.Key, Tags: c.Tags})
-	if err != nil {
-		res.Result, res.Reason = failed, err.Error()
-		return res
-	}
-	if err := checkRegistration(r, f, o.dep); err != nil {
-		res.Result, res.Reason = skipped, err.Error()
-		return res
-	}
-	if o.dryRun {
-		res.Result, res.Reason = wouldAdopt, "checks passed; nothing registered (--dry-run)"
-		return res
-	}
-	if err := store.Put(ctx, entryOf(r, f)); err != nil {
-		res.Result, res.Reason = failed, err.Error()
-		return res
-	}
-	res.Result = adopted
-	return res
+	secret, ok := registered[aws.ToString(c.Key.Arn)]
+	rules := planner.AdoptRules{SecretTag: o.secretTag, Pattern: o.pattern, Policy: o.policy, Deployment: o.dep, DryRun: o.dryRun}
+	return planner.Adopt(ctx, s, store, rules, planner.AdoptFacts{Candidate: c, Registered: ok, RegisteredSecret: secret}, time.Now())
 }
 
 // adoptReport is adopt's JSON output.

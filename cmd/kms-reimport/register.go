@@ -18,14 +18,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/keymaterial"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
-	"github.com/kms-reimport/kms-reimport/shared/renewal"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 // policyFlags names the flag of each flow.Policy field
@@ -74,80 +73,18 @@ func (v *policyValues) policy() flow.Policy {
 }
 
 // deployment is what the deployment allows the functions to use, as
-// register checks it (the template's parameters).
-type deployment struct {
-	// TagKey and TagValue: the tag the key must carry (ManagedKeyTagKey,
-	// ManagedKeyTagValue); TagKey empty: none required.
-	TagKey, TagValue string
-	// SecretPrefix: the functions read only secrets named with it
-	// (SecretNamePrefix; empty: any).
-	SecretPrefix string
-}
+// register checks it (planner.Deployment: register, adopt and the fleet
+// run's discovery check with one decision).
+type deployment = planner.Deployment
 
 // registerFacts is what register learns about the key and the secret
 // before it decides.
-type registerFacts struct {
-	Key  *types.KeyMetadata
-	Tags map[string]string
-	// MaterialLen is the length of the material the secret holds, in the
-	// form imported for the key spec; MaterialErr says why it holds none
-	// usable (flow.SecretNotFound, flow.InvalidSecret). The material itself
-	// is never kept.
-	MaterialLen int
-	MaterialErr error
-}
+type registerFacts = planner.RegisterFacts
 
 // checkRegistration decides whether r may be registered for the key and
-// secret of f, in deployment d: the key takes imports and is no replica
-// (and can rotate, for a rotation policy), carries the managed
-// tag, the secret is within the prefix and holds material of the key's
-// shape, and the wrapping works for it; the policy is one the registry
-// keeps. Each refusal names the field, the value and what is allowed.
+// secret of f, in deployment d (planner.CheckRegistration).
 func checkRegistration(r *flow.Request, f registerFacts, d deployment) error {
-	if err := r.ValidateKept(); err != nil {
-		return err
-	}
-	if err := kmsaccess.CheckImportable(f.Key); err != nil {
-		return err
-	}
-	// The fetch stage's first check: a replica (renewed with its primary),
-	// a rotation policy on a key that can't rotate.
-	if err := renewal.Refuse(r, f.Key); err != nil {
-		return err
-	}
-	if d.TagKey != "" {
-		v, ok := f.Tags[d.TagKey]
-		if !ok || v != d.TagValue {
-			return flow.Errorf(flow.InvalidInput, "key %s: tag %q is %s; the deployment uses only keys tagged %s=%s (--managed-tag; ManagedKeyTagKey/ManagedKeyTagValue)",
-				*f.Key.Arn, d.TagKey, tagValue(v, ok), d.TagKey, d.TagValue)
-		}
-	}
-	if name := secretName(r.SecretID); !strings.HasPrefix(name, d.SecretPrefix) {
-		return flow.Errorf(flow.InvalidInput, "field \"secretId\" is %q: the deployment reads only secrets named %s... (--secret-prefix; SecretNamePrefix)", name, d.SecretPrefix)
-	}
-	if f.MaterialErr != nil {
-		return f.MaterialErr
-	}
-	if _, err := renewal.ChooseWrapping(r, f.Key.KeySpec, f.MaterialLen); err != nil {
-		return err
-	}
-	return nil
-}
-
-func tagValue(v string, ok bool) string {
-	if !ok {
-		return "missing"
-	}
-	return fmt.Sprintf("%q", v)
-}
-
-// secretName is the name part of a secret ARN (what SecretNamePrefix is
-// matched against, with the ARN's random suffix), or the name given.
-func secretName(id string) string {
-	if _, name, ok := strings.Cut(id, ":secret:"); ok && strings.HasPrefix(id, "arn:") {
-		return name
-	}
-	return id
+	return planner.CheckRegistration(r, f, d)
 }
 
 // keyReader is the part of KMS register reads; secretReader the part of
@@ -174,37 +111,15 @@ func gatherFacts(ctx context.Context, k keyReader, s secretReader, r *flow.Reque
 	return withMaterial(ctx, s, r, registerFacts{Key: md, Tags: tags})
 }
 
-// readTags reads every page of a key's tags.
+// readTags reads every page of a key's tags (planner.ReadTags).
 func readTags(ctx context.Context, k keyReader, arn string) (map[string]string, error) {
-	tags := map[string]string{}
-	in := &kms.ListResourceTagsInput{KeyId: &arn}
-	for {
-		out, err := k.ListResourceTags(ctx, in)
-		if err != nil {
-			return tags, flow.FromAWS(err, flow.Internal, "ListResourceTags %s", arn)
-		}
-		for _, t := range out.Tags {
-			if t.TagKey != nil && t.TagValue != nil {
-				tags[*t.TagKey] = *t.TagValue
-			}
-		}
-		if !out.Truncated || out.NextMarker == nil {
-			return tags, nil
-		}
-		in.Marker = out.NextMarker
-	}
+	return planner.ReadTags(ctx, k, arn)
 }
 
-// withMaterial completes f, whose key and tags are read, with what the
-// secret of r holds for the key's spec (register and adopt: one path).
+// withMaterial completes f with what the secret of r holds
+// (planner.WithMaterial).
 func withMaterial(ctx context.Context, s secretReader, r *flow.Request, f registerFacts) (registerFacts, error) {
-	m, _, err := keymaterial.ReadSecret(ctx, s, r.SecretID, r.SecretVersionID, r.SecretVersionStage, f.Key.KeySpec)
-	f.MaterialLen, f.MaterialErr = len(m), err
-	keymaterial.Zero(m)
-	if n := flow.NameOf(err); err != nil && n != flow.SecretNotFound && n != flow.InvalidSecret {
-		return f, err
-	}
-	return f, nil
+	return planner.WithMaterial(ctx, s, r, f)
 }
 
 // exitFor is register's exit code for err: bad input (the flags, the key,
@@ -300,14 +215,8 @@ func runRegister(args []string, stdout, stderr io.Writer) int {
 }
 
 // entryOf is the registry entry of a key that passed checkRegistration
-// (register and adopt).
-func entryOf(r *flow.Request, f registerFacts) registry.Entry {
-	e := registry.Entry{KeyARN: *f.Key.Arn, SecretID: r.SecretID, Policy: *r.Kept()}
-	if f.Key.KeyState == types.KeyStateEnabled && f.Key.ValidTo != nil {
-		e.CurrentValidTo = f.Key.ValidTo // renewal due from what KMS says today
-	}
-	return e
-}
+// (planner.EntryOf).
+func entryOf(r *flow.Request, f registerFacts) registry.Entry { return planner.EntryOf(r, f) }
 
 // keyARN resolves an alias or key id to the key's ARN (a key ARN is taken
 // as given: a key deleted from KMS may still be registered).

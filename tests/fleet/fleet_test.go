@@ -54,8 +54,11 @@ func run(m *testing.M) int {
 	// Two emulators per function (Lambda concurrency); a small planner page
 	// so the run pages through the registry. The emulators have no KMS
 	// request quota: KMS_REQUEST_RATE lifts the pacing (make bench proves it).
-	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Concurrency: 2,
-		FunctionEnv: map[string]map[string]string{"PlannerFunction": {"PLANNER_PAGE_SIZE": "64", "MAX_CONCURRENCY": "8", "KMS_REQUEST_RATE": "1000", "KMS_READ_RATE": "1000"}}})
+	// The discovery step is on (AdoptTag: TestDiscoveryAdoptsAndReports);
+	// adopted keys wrap with RSA_2048, what local-kms supports.
+	st, err = stack.Up(ctx, stack.Options{Root: root, Dir: dir, Concurrency: 2, Parameters: map[string]string{"AdoptTag": adoptTag},
+		FunctionEnv: map[string]map[string]string{"PlannerFunction": {"PLANNER_PAGE_SIZE": "64", "MAX_CONCURRENCY": "8", "KMS_REQUEST_RATE": "1000", "KMS_READ_RATE": "1000",
+			"ADOPT_WRAPPING_KEY_SPEC": "RSA_2048"}}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the local stack: %v\n(run `make tools` to install the emulators)\n", err)
 		return 1

@@ -115,9 +115,10 @@ var alarmSpecs = map[string]alarmSpec{
 	"KeysIneligibleAlarm": {productNamespace, "KeysIneligible", "Maximum", "", 3600, 0, "GreaterThanThreshold", "ignore"},
 	// Keys within ExpiryAlarmDays, counted per key from KMS (issue 16,
 	// scenario 2): a second key near expiry is never hidden by a first.
-	"KeysExpiringSoonAlarm":     {productNamespace, "KeysExpiringSoon", "Maximum", "", 3600, 0, "GreaterThanThreshold", "ignore"},
-	"NotificationFailuresAlarm": {productNamespace, "NotificationFailures", "Sum", "", 300, 0, "GreaterThanThreshold", "notBreaching"},
-	"FailedRotationDLQAlarm":    {"AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "FailedRotationDLQ", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
+	"KeysExpiringSoonAlarm":      {productNamespace, "KeysExpiringSoon", "Maximum", "", 3600, 0, "GreaterThanThreshold", "ignore"},
+	"UnmanagedKeysExpiringAlarm": {productNamespace, "UnmanagedKeysExpiring", "Maximum", "", 3600, 0, "GreaterThanThreshold", "ignore"},
+	"NotificationFailuresAlarm":  {productNamespace, "NotificationFailures", "Sum", "", 300, 0, "GreaterThanThreshold", "notBreaching"},
+	"FailedRotationDLQAlarm":     {"AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "FailedRotationDLQ", 300, 1, "GreaterThanOrEqualToThreshold", "notBreaching"},
 }
 
 func dimsOf(v any) map[string]string {

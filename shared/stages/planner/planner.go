@@ -157,6 +157,9 @@ type Stats struct {
 	NotRenewed int         `json:"notRenewed"`
 	Failed     int         `json:"failed"`
 	FailedKeys []FailedKey `json:"failedKeys"`
+	// Discovery is what the run's discovery step found (discovery.go; nil:
+	// no discovery, AdoptTag empty).
+	Discovery *DiscoveryStats `json:"discovery,omitempty"`
 }
 
 // BlockedKey is one blocked key in Stats.
@@ -221,6 +224,9 @@ type Stage struct {
 	// AlarmDays is ExpiryAlarmDays: a key with fewer days left is
 	// counted in KeysExpiringSoon and notified once a day.
 	AlarmDays float64
+	// Discovery, when set, runs on a run's first page before the registry
+	// is read (discovery.go); nil: no discovery call at all.
+	Discovery *Discovery
 }
 
 // Run is the planner's handler: its event is a previous State (the next
@@ -238,6 +244,7 @@ func (p *Stage) Run(ctx context.Context, raw json.RawMessage) (State, error) {
 	out, err := p.Plan(ctx, s)
 	if err == nil && out.Next == "" {
 		out.Stats.EmitMetrics()
+		out.Stats.Discovery.EmitMetrics()
 	}
 	return out, err
 }
@@ -247,6 +254,14 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	now := time.Now()
 	if p.Now != nil {
 		now = p.Now()
+	}
+	if s.Stats.Pages == 0 && p.Discovery != nil {
+		// First page: keys adopted now are in the pages this run reads.
+		d, err := p.discover(ctx, now)
+		if err != nil {
+			return s, err
+		}
+		s.Stats.Discovery = d
 	}
 	size := p.PageSize
 	if size <= 0 {
