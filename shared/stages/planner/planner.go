@@ -309,17 +309,7 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 		st.Due++
 		st.ImportItems += ImportItems(e, it)
 		out.Items = append(out.Items, it)
-		if b := e.Block(); b != nil {
-			st.Blocked++
-			bk := blockedKey(e, *b, now)
-			log.Warn("blocked key planned again", "keyArn", e.KeyARN, "error", b.Error, "cause", b.Cause, "daysLeft", deref(bk.DaysLeft))
-			if listed(p.Report, len(st.BlockedKeys)) {
-				if !p.Report {
-					bk.Cause = clip(bk.Cause, MaxCauseLen)
-				}
-				st.BlockedKeys = append(st.BlockedKeys, bk)
-			}
-		}
+		p.countBlocked(ctx, st, e, now)
 	}
 	out.Groups = GroupItems(out.Items, mc)
 	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "groups", len(out.Groups), "more", out.Next != "")
@@ -331,6 +321,24 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 			"drifted", st.Drifted, "expiringSoon", st.ExpiringSoon, "replicasGone", st.ReplicasGone, "unread", st.Unread)
 	}
 	return out, nil
+}
+
+// countBlocked counts and lists a due key that is blocked (planned again:
+// a blocked key is retried, never skipped).
+func (p *Stage) countBlocked(ctx context.Context, st *Stats, e registry.Entry, now time.Time) {
+	b := e.Block()
+	if b == nil {
+		return
+	}
+	st.Blocked++
+	bk := blockedKey(e, *b, now)
+	telemetry.Logger(ctx).Warn("blocked key planned again", "keyArn", e.KeyARN, "error", b.Error, "cause", b.Cause, "daysLeft", deref(bk.DaysLeft))
+	if listed(p.Report, len(st.BlockedKeys)) {
+		if !p.Report {
+			bk.Cause = clip(bk.Cause, MaxCauseLen)
+		}
+		st.BlockedKeys = append(st.BlockedKeys, bk)
+	}
 }
 
 // blockedKey is how Stats lists blocked key e.
