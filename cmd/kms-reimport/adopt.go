@@ -50,7 +50,7 @@ type callerAPI interface {
 // adoptRegistry is the part of the registry adopt uses (*registry.Store).
 type adoptRegistry interface {
 	All(context.Context) ([]registry.Entry, error)
-	Put(context.Context, registry.Entry) error
+	Create(context.Context, registry.Entry) error
 }
 
 // adoptClients builds adopt's clients; account is the account the keys

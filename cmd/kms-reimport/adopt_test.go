@@ -127,6 +127,9 @@ func (s namedSecrets) GetSecretValue(_ context.Context, in *secretsmanager.GetSe
 type memRegistry struct {
 	entries map[string]registry.Entry
 	puts    []string
+	// racing are registered by someone else after All was read: Create
+	// finds them, All does not list them.
+	racing map[string]registry.Entry
 }
 
 func (m *memRegistry) All(context.Context) ([]registry.Entry, error) {
@@ -137,9 +140,15 @@ func (m *memRegistry) All(context.Context) ([]registry.Entry, error) {
 	return all, nil
 }
 
-func (m *memRegistry) Put(_ context.Context, e registry.Entry) error {
+func (m *memRegistry) Create(_ context.Context, e registry.Entry) error {
 	if err := e.Validate(); err != nil {
 		return err
+	}
+	if _, ok := m.entries[e.KeyARN]; ok {
+		return registry.ErrRegistered
+	}
+	if _, ok := m.racing[e.KeyARN]; ok {
+		return registry.ErrRegistered
 	}
 	m.entries[e.KeyARN] = e
 	m.puts = append(m.puts, e.KeyARN)
@@ -288,6 +297,25 @@ func TestAdopt(t *testing.T) {
 // TestAdoptDryRunWritesNothing: --dry-run reports what it would adopt and
 // registers nothing; a run with only good keys exits 0, and a second run
 // reports them as already registered.
+// TestAdoptLeavesARaceToTheOperator: a key registered by someone else
+// between adopt's read of the registry and its write is reported as
+// already registered and not written over.
+func TestAdoptLeavesARaceToTheOperator(t *testing.T) {
+	w := withAdoptFakes(t)
+	k := fleetToAdopt(w)
+	w.reg.racing = map[string]registry.Entry{k["byTag"]: {KeyARN: k["byTag"], SecretID: "kms-reimport/operators"}}
+	var o, e bytes.Buffer
+	run([]string{"adopt", "--table", "t", "--region", "eu-west-2", "--tag", "team=payments", "--secret-name-pattern", "kms-reimport/{alias}",
+		"--valid-for", "90d", "--json"}, &o, &e)
+	r := resultsByKey(adoptJSON(t, o.String()))[k["byTag"]]
+	if r.Result != alreadyRegistered || !strings.Contains(r.Reason, "registered meanwhile") {
+		t.Fatalf("raced key: %+v; want already-registered, registered meanwhile", r)
+	}
+	if slices.Contains(w.reg.puts, k["byTag"]) {
+		t.Fatal("the raced key was written")
+	}
+}
+
 func TestAdoptDryRunWritesNothing(t *testing.T) {
 	w := withAdoptFakes(t)
 	one := w.kms.add(1, types.OriginTypeExternal, types.KeySpecSymmetricDefault, "alias/one", "kms-reimport:managed", "true", "adopt", "yes", "kms-reimport:secret", "kms-reimport/one")

@@ -215,6 +215,31 @@ func (s *Store) Put(ctx context.Context, e Entry) error {
 	return nil
 }
 
+// Create registers a key that is not registered: a conditional write
+// (attribute_not_exists), so a registration made meanwhile by someone else
+// (an operator's register, another adopt) is never replaced; then it
+// returns ErrRegistered and writes nothing. Adoption registers with it.
+func (s *Store) Create(ctx context.Context, e Entry) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	e.RegisteredAt = time.Now().UTC()
+	e.PK, e.SK, e.Type, e.Status, e.StatusReason = PK, sk(e.KeyARN), "registry", Active, ""
+	e.NextDue = e.due()
+	ok, err := s.putVersioned(ctx, nil, e, false)
+	if err != nil {
+		return fmt.Errorf("registering %s: %w", e.KeyARN, err)
+	}
+	if !ok {
+		return fmt.Errorf("registering %s: %w", e.KeyARN, ErrRegistered)
+	}
+	return nil
+}
+
+// ErrRegistered: Create found the key registered already; nothing was
+// written.
+var ErrRegistered = errors.New("registered meanwhile; left alone")
+
 // ErrChanged: the entry changed between its read and the write; nothing
 // was written.
 var ErrChanged = errors.New("registry entry changed meanwhile; try again")

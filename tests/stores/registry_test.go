@@ -364,3 +364,30 @@ func TestFleetRenewalKeepsOperatorsChanges(t *testing.T) {
 		t.Fatalf("deregistered key brought back: %+v, %v", e, err)
 	}
 }
+
+// TestCreateNeverReplaces: adoption's write (Create) registers a key nobody
+// registered, and leaves alone one registered between its read and its
+// write: the operator's policy stays, ErrRegistered says so.
+func TestCreateNeverReplaces(t *testing.T) {
+	ctx := context.Background()
+	s := store(t)
+	adopted := registry.Entry{KeyARN: testARN, SecretID: "kms-reimport/adopted", Policy: flow.Policy{ValidFor: "90d", RenewBefore: "14d"}}
+	if err := s.Create(ctx, adopted); err != nil {
+		t.Fatalf("Create of an unregistered key: %v", err)
+	}
+	if e, err := s.Get(ctx, testARN); err != nil || e.SecretID != "kms-reimport/adopted" || e.Status != registry.Active || e.RegisteredAt.IsZero() {
+		t.Fatalf("after Create: %+v, %v", e, err)
+	}
+	other := "arn:aws:kms:eu-west-2:111122223333:key/0000abcd-12ab-34cd-56ef-1234567890ab"
+	operators := registry.Entry{KeyARN: other, SecretID: "kms-reimport/operators", Policy: flow.Policy{ValidFor: "30d", RenewBefore: "7d"}}
+	if err := s.Put(ctx, operators); err != nil {
+		t.Fatal(err)
+	}
+	adopted.KeyARN = other
+	if err := s.Create(ctx, adopted); !errors.Is(err, registry.ErrRegistered) {
+		t.Fatalf("Create over a registered key: %v, want ErrRegistered", err)
+	}
+	if e, err := s.Get(ctx, other); err != nil || e.SecretID != "kms-reimport/operators" || e.ValidFor != "30d" {
+		t.Fatalf("the operator's registration was replaced: %+v, %v", e, err)
+	}
+}

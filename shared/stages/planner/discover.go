@@ -32,10 +32,10 @@ type DiscoveryAPI interface {
 }
 
 // AdoptStore is the part of the registry adoption writes
-// (*registry.Store.Put: a versioned write, never over an entry changed
-// meanwhile).
+// (*registry.Store.Create: only a key nobody registered meanwhile;
+// registry.ErrRegistered otherwise).
 type AdoptStore interface {
-	Put(context.Context, registry.Entry) error
+	Create(context.Context, registry.Entry) error
 }
 
 // Discover lists the EXTERNAL keys of one account and Region: every page
@@ -153,7 +153,7 @@ func unseenKey(ctx context.Context, k DiscoveryAPI, pace *Pacer, budget, arn str
 
 // Adopt decides candidate f (DecideAdopt), reads its secret when the
 // checks before it pass (WithMaterial), decides again and, when it is
-// adopted, registers it (EntryOf, store.Put). One path for `kms-reimport
+// adopted, registers it (EntryOf, store.Create). One path for `kms-reimport
 // adopt` and the fleet run.
 func Adopt(ctx context.Context, s keymaterial.SecretReader, store AdoptStore, rules AdoptRules, f AdoptFacts, now time.Time) AdoptResult {
 	res, r := DecideAdopt(f, rules, now)
@@ -166,7 +166,12 @@ func Adopt(ctx context.Context, s keymaterial.SecretReader, store AdoptStore, ru
 	if res.Result != Adopted {
 		return res
 	}
-	if err := store.Put(ctx, EntryOf(r, checked)); err != nil {
+	switch err := store.Create(ctx, EntryOf(r, checked)); {
+	case errors.Is(err, registry.ErrRegistered):
+		// Registered between the registry's read and this write (an
+		// operator's register wins: its policy is not replaced).
+		res.Result, res.Reason = AlreadyRegistered, "registered meanwhile: left alone"
+	case err != nil:
 		res.Result, res.Reason = Failed, err.Error()
 	}
 	return res

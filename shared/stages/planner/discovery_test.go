@@ -109,12 +109,12 @@ func (d discStore) Get(_ context.Context, a string) (*registry.Entry, error) {
 	return &e, nil
 }
 
-func (d discStore) Put(_ context.Context, e registry.Entry) error {
+func (d discStore) Create(_ context.Context, e registry.Entry) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
 	if _, ok := d.f.s.entries["KEY#"+e.KeyARN]; ok {
-		return registry.ErrChanged
+		return registry.ErrRegistered
 	}
 	e.PK, e.SK, e.Status, e.Version = registry.PK, "KEY#"+e.KeyARN, registry.Active, 1
 	d.f.s.entries[e.SK] = e
