@@ -55,7 +55,8 @@ func discovery(c *settings.Clients, d settings.Discovery) *planner.Discovery {
 		KMS: func(account, region string) planner.DiscoveryAPI {
 			// A key ARN of the account names its clients (the member role's
 			// for a member account).
-			return c.KMS.KeyIn(fmt.Sprintf("arn:aws:kms:%s:%s:key/discovery", region, account), region).(planner.DiscoveryAPI)
+			arn := fmt.Sprintf("arn:%s:kms:%s:%s:key/discovery", kmsaccess.PartitionOfRegion(region), region, account)
+			return c.KMS.KeyIn(arn, region).(planner.DiscoveryAPI)
 		},
 		Secrets: c.Secrets, Store: c.Registry, Reserve: discoveryReserve,
 	}

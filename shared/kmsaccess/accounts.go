@@ -95,6 +95,22 @@ func (m Members) Member(account string) bool {
 	return account != "" && account != m.Own && slices.Contains(m.Accounts, account)
 }
 
+// PartitionOfRegion is the partition of a Region, by the Region name
+// prefixes of the SDK's partitions.json (aws-cn: cn-; aws-us-gov: us-gov-;
+// the isolated ones; aws otherwise): what an ARN built for a Region (a
+// member role, a key of discovery) must carry.
+func PartitionOfRegion(region string) string {
+	for _, p := range []struct{ prefix, partition string }{
+		{"cn-", "aws-cn"}, {"us-gov-", "aws-us-gov"}, {"us-isob-", "aws-iso-b"}, {"us-isof-", "aws-iso-f"},
+		{"us-iso-", "aws-iso"}, {"eu-isoe-", "aws-iso-e"}, {"eusc-", "aws-eusc"},
+	} {
+		if strings.HasPrefix(region, p.prefix) {
+			return p.partition
+		}
+	}
+	return "aws"
+}
+
 // RoleARN is the member role's ARN in account.
 func (m Members) RoleARN(partition, account string) string {
 	if partition == "" {

@@ -314,3 +314,15 @@ func TestStsAssumeAsksAnHour(t *testing.T) {
 		}
 	}
 }
+
+func TestPartitionOfRegion(t *testing.T) {
+	for region, want := range map[string]string{
+		"eu-west-2": "aws", "us-east-1": "aws", "cn-north-1": "aws-cn", "cn-northwest-1": "aws-cn",
+		"us-gov-west-1": "aws-us-gov", "us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b",
+		"eu-isoe-west-1": "aws-iso-e", "us-isof-south-1": "aws-iso-f", "eusc-de-east-1": "aws-eusc", "": "aws",
+	} {
+		if got := PartitionOfRegion(region); got != want {
+			t.Errorf("PartitionOfRegion(%q) = %q, want %q", region, got, want)
+		}
+	}
+}
