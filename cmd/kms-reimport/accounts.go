@@ -153,20 +153,49 @@ func (r accountsReader) Describe(ctx context.Context, region, keyID string) (*km
 	return r.inner.Describe(ctx, region, keyID)
 }
 
-// accountReader is the KeyReader of status, plan and history: each key
-// read through its own account's clients (clients.reader), a member whose
-// role can't be assumed told once per account (probe).
-func accountReader(ctx context.Context, cfg aws.Config, c caller, m memberAccess, keys []string) (planner.KeyReader, error) {
+// keyAccounts is how status and history reach the accounts of the keys
+// they show: whom the command serves (the caller's own account and the
+// members), the kmsaccess clients of each (a member's through the member
+// role, assumed once by probe and cached) and the members whose role
+// can't be assumed (down).
+type keyAccounts struct {
+	partition string
+	members   kmsaccess.Members
+	clients   *kmsaccess.Clients
+	down      map[string]error
+}
+
+// reachAccounts builds the clients of the accounts of keys (ARNs) and
+// probes the member role of each member account.
+func reachAccounts(ctx context.Context, cfg aws.Config, c caller, m memberAccess, keys []string) (keyAccounts, error) {
 	ms := membersOf(c, m, keys)
-	kr, err := clients.reader(cfg, ms)
-	if err != nil || len(ms.Accounts) == 0 {
+	cs, err := memberClients(cfg, ms)
+	if err != nil {
+		return keyAccounts{}, err
+	}
+	return keyAccounts{partition: c.partition, members: ms, clients: cs, down: probe(ctx, cs, ms, c.partition, m)}, nil
+}
+
+// reader is the KeyReader of the accounts: each key read through its own
+// account's clients (clients.reader), the keys of a member that is down
+// failing at once with its cause.
+func (a keyAccounts) reader(cfg aws.Config) (planner.KeyReader, error) {
+	kr, err := clients.reader(cfg, a.members)
+	if err != nil || len(a.down) == 0 {
 		return kr, err
 	}
-	cs, err := memberClients(cfg, ms)
+	return accountsReader{inner: kr, down: a.down}, nil
+}
+
+// accountReader is the KeyReader of status and history: each key read
+// through its own account's clients, a member whose role can't be assumed
+// told once per account (probe).
+func accountReader(ctx context.Context, cfg aws.Config, c caller, m memberAccess, keys []string) (planner.KeyReader, error) {
+	a, err := reachAccounts(ctx, cfg, c, m, keys)
 	if err != nil {
 		return nil, err
 	}
-	return accountsReader{inner: kr, down: probe(ctx, cs, ms, c.partition, m)}, nil
+	return a.reader(cfg)
 }
 
 // accountReach is how adopt reaches the account of --account: the zero

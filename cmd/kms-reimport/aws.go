@@ -37,9 +37,13 @@ type stackAPI interface {
 	DescribeStacks(context.Context, *cloudformation.DescribeStacksInput, ...func(*cloudformation.Options)) (*cloudformation.DescribeStacksOutput, error)
 }
 
-// keyAPI resolves a key id or alias to the key and lists aliases.
+// keyAPI resolves a key id or alias to the key.
 type keyAPI interface {
 	DescribeKey(context.Context, *kms.DescribeKeyInput, ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+}
+
+// aliasAPI lists the aliases of one account and Region (status).
+type aliasAPI interface {
 	ListAliases(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
 }
 
@@ -65,6 +69,10 @@ var clients = struct {
 	reader func(aws.Config, kmsaccess.Members) (planner.KeyReader, error)
 	// caller tells the account of the credentials.
 	caller func(aws.Config) callerAPI
+	// aliases is the ListAliases client of account in region from the
+	// accounts' clients (kmsaccess: a member's signs with the member
+	// role); partition is the caller's, for the member role's ARN.
+	aliases func(cs *kmsaccess.Clients, partition, account, region string) aliasAPI
 }{
 	sfn:   func(c aws.Config) sfnAPI { return sfn.NewFromConfig(c) },
 	stack: func(c aws.Config) stackAPI { return cloudformation.NewFromConfig(c) },
@@ -84,6 +92,9 @@ var clients = struct {
 		return kmsaccess.Describing{Regional: r}, nil
 	},
 	caller: func(c aws.Config) callerAPI { return sts.NewFromConfig(c) },
+	aliases: func(cs *kmsaccess.Clients, partition, account, region string) aliasAPI {
+		return cs.AccountIn(partition, account, region)
+	},
 }
 
 // sdkLogger sends the SDK's own log lines (its WARN "failed to close HTTP

@@ -46,6 +46,7 @@ func withFakes(t *testing.T) *fakes {
 	clients.db = func(aws.Config) dbAPI { return f.db }
 	clients.reader = func(aws.Config, kmsaccess.Members) (planner.KeyReader, error) { return fakeReader{f.kms}, nil }
 	clients.caller = func(aws.Config) callerAPI { return fakeCaller{account: "111122223333"} }
+	clients.aliases = func(*kmsaccess.Clients, string, string, string) aliasAPI { return f.kms }
 	t.Setenv(kmsaccess.MemberRoleVar, "")
 	t.Setenv(kmsaccess.ExternalIDVar, "")
 	t.Setenv("AWS_REGION", "eu-west-2")

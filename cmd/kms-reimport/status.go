@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -241,7 +242,7 @@ func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Wr
 	if err != nil {
 		return statusReport{}, err
 	}
-	kr, err := statusReader(ctx, cfg, *o, all)
+	acc, kr, err := statusReach(ctx, cfg, *o, all)
 	if err != nil {
 		return statusReport{}, err
 	}
@@ -271,16 +272,11 @@ func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Wr
 		shown, decided[e.KeyARN], drift[e.KeyARN] = append(shown, kmsSays(e, f, now)), f, d.Drift
 	}
 	rep := report(shown, now)
-	aliases := map[string][]string{}
-	if !o.noKMS {
-		if aliases, err = aliasesOf(ctx, keys); err != nil {
-			fmt.Fprintln(stderr, "kms-reimport status: aliases not shown:", err)
-		}
+	if acc != nil {
+		addAliases(ctx, *acc, pace, rep.Keys, stderr)
 	}
 	for i := range rep.Keys {
-		r := &rep.Keys[i]
-		r.Aliases = append(r.Aliases, aliases[keyIDOf(r.KeyARN)]...)
-		r.annotate(decided[r.KeyARN], drift[r.KeyARN])
+		rep.Keys[i].annotate(decided[rep.Keys[i].KeyARN], drift[rep.Keys[i].KeyARN])
 	}
 	if !o.check {
 		return rep, nil
@@ -294,19 +290,19 @@ func statusOf(ctx context.Context, o *statusOptions, now time.Time, stderr io.Wr
 	return rep, nil
 }
 
-// statusReader is the KeyReader of status (nil with --no-kms): each key
-// read through its own account (accountReader), the accounts of the keys
-// shown (and of --key) told apart from the caller's.
-func statusReader(ctx context.Context, cfg aws.Config, o statusOptions, all []registry.Entry) (planner.KeyReader, error) {
+// statusReach is how status reaches KMS (nil, nil with --no-kms): the
+// accounts of the keys shown (and of --key) told apart from the caller's,
+// and the KeyReader reading each key through its own account.
+func statusReach(ctx context.Context, cfg aws.Config, o statusOptions, all []registry.Entry) (*keyAccounts, planner.KeyReader, error) {
 	if o.noKMS {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if !(o.readRate > 0) || math.IsInf(o.readRate, 0) {
-		return nil, fmt.Errorf("--kms-read-rate %v: want a positive number of requests per second", o.readRate)
+		return nil, nil, fmt.Errorf("--kms-read-rate %v: want a positive number of requests per second", o.readRate)
 	}
 	c, err := callerOf(ctx, clients.caller(cfg))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keys := []string{o.key}
 	for _, e := range all {
@@ -314,7 +310,15 @@ func statusReader(ctx context.Context, cfg aws.Config, o statusOptions, all []re
 			keys = append(keys, e.KeyARN)
 		}
 	}
-	return accountReader(ctx, cfg, c, o.access.resolved(), keys)
+	a, err := reachAccounts(ctx, cfg, c, o.access.resolved(), keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	kr, err := a.reader(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &a, kr, nil
 }
 
 // resolveVia resolves --key: an alias ARN (or key id ARN form) of any
@@ -364,20 +368,69 @@ func checkDays(ctx context.Context, cfg aws.Config, o statusOptions) (int, error
 	return n, nil
 }
 
-// aliasesOf maps key ids to their alias names.
-func aliasesOf(ctx context.Context, api keyAPI) (map[string][]string, error) {
-	m := map[string][]string{}
-	p := kms.NewListAliasesPaginator(api, &kms.ListAliasesInput{})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
+// aliasPlace is an account and Region whose aliases status lists.
+type aliasPlace struct{ account, region string }
+
+// addAliases adds to each row its key's aliases: ListAliases once per
+// account and Region of the keys shown, through that account's clients (a
+// member's with the member role, as the stages reach it), each page paced
+// in the budget of the account and Region as the DescribeKey reads are.
+// Aliases are per account and Region, so a row takes those of its own
+// (a multi-Region key's id is the same in every Region). An account that
+// is down is not asked (its rows say why); a listing that fails is a
+// warning on stderr naming the account and the Region, and the other
+// rows keep theirs.
+func addAliases(ctx context.Context, a keyAccounts, pace *planner.Pacer, rows []statusRow, stderr io.Writer) {
+	rowsOf := map[aliasPlace][]int{}
+	var places []aliasPlace
+	for i, r := range rows {
+		p := aliasPlace{kmsaccess.AccountOf(r.KeyARN), kmsaccess.RegionOf(r.KeyARN)}
+		if p.account == "" || p.region == "" || a.down[p.account] != nil {
+			continue
+		}
+		if _, seen := rowsOf[p]; !seen {
+			places = append(places, p)
+		}
+		rowsOf[p] = append(rowsOf[p], i)
+	}
+	for _, p := range places {
+		api := clients.aliases(a.clients, a.partition, p.account, p.region)
+		byID, err := aliasesOf(ctx, api, pace, registry.Budget(rows[rowsOf[p][0]].KeyARN, ""))
 		if err != nil {
-			return m, err
+			fmt.Fprintf(stderr, "kms-reimport status: warning: aliases of account %s in %s not shown: %v\n", p.account, p.region, err)
+			continue
+		}
+		for _, i := range rowsOf[p] {
+			rows[i].Aliases = append(rows[i].Aliases, byID[keyIDOf(rows[i].KeyARN)]...)
+		}
+	}
+}
+
+// aliasesOf lists the aliases of one account and Region (every page,
+// each paced in budget) by target key id, sorted.
+func aliasesOf(ctx context.Context, api aliasAPI, pace *planner.Pacer, budget string) (map[string][]string, error) {
+	m := map[string][]string{}
+	in := &kms.ListAliasesInput{}
+	for {
+		if err := pace.WaitIn(ctx, budget); err != nil {
+			return nil, err
+		}
+		out, err := api.ListAliases(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("ListAliases: %w", err)
 		}
 		for _, a := range out.Aliases {
-			if a.TargetKeyId != nil {
-				m[*a.TargetKeyId] = append(m[*a.TargetKeyId], aws.ToString(a.AliasName))
+			if a.TargetKeyId != nil && a.AliasName != nil {
+				m[*a.TargetKeyId] = append(m[*a.TargetKeyId], *a.AliasName)
 			}
 		}
+		if !out.Truncated || out.NextMarker == nil {
+			break
+		}
+		in.Marker = out.NextMarker
+	}
+	for _, names := range m {
+		slices.Sort(names)
 	}
 	return m, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -218,6 +219,14 @@ func (c *Clients) KeyIn(arn, region string) API {
 		region = RegionOf(arn)
 	}
 	return c.forAccount(partitionOf(arn), AccountOf(arn), region)
+}
+
+// AccountIn returns the KMS client of account (a member's with the
+// member role; any other account's is the own) in region ("" = the
+// function's): for the calls of a whole account and Region that API does
+// not list, such as the operator's ListAliases.
+func (c *Clients) AccountIn(partition, account, region string) *kms.Client {
+	return c.forAccount(partition, account, region)
 }
 
 // Members returns whom these clients serve.

@@ -175,6 +175,9 @@ func TestClientsPerAccount(t *testing.T) {
 	if c.KeyIn(memberKey, "eu-west-1") == c.For("eu-west-1") {
 		t.Error("the member's client is the hub's")
 	}
+	if c.AccountIn("aws", member, "eu-west-1") != c.KeyIn(memberKey, "") || c.AccountIn("aws", hub, "eu-west-1") != c.For("eu-west-1") || c.AccountIn("", other, "") != c.For("") {
+		t.Error("AccountIn is not the client of the account (a member's, else the own) and Region KeyIn gives")
+	}
 	if n := a.built.Load(); n != 1 {
 		t.Errorf("member credentials built %d times, want once per account", n)
 	}
