@@ -15,11 +15,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
+	"github.com/kms-reimport/kms-reimport/shared/stages/planner"
 )
 
 const (
@@ -293,5 +296,133 @@ func TestAssumeRoleOverSTS(t *testing.T) {
 	_, code, err = reachAccount(ctx, cfg, c, memberDown, m)
 	if code != exitFailure || flow.NameOf(err) != flow.MemberRoleUnavailable || !strings.Contains(err.Error(), "arn:aws:iam::"+memberDown+":role/kms-reimport-member") || strings.Contains(err.Error(), externalID) {
 		t.Fatalf("denied: %d, %v", code, err)
+	}
+}
+
+// pagedAliases answers ListAliases one alias a page (Marker: the index of
+// the next), or fails with err.
+type pagedAliases struct {
+	aliases []kmstypes.AliasListEntry
+	err     error
+}
+
+func (p pagedAliases) ListAliases(_ context.Context, in *kms.ListAliasesInput, _ ...func(*kms.Options)) (*kms.ListAliasesOutput, error) {
+	if p.err != nil {
+		return nil, p.err
+	}
+	i := 0
+	if in.Marker != nil {
+		fmt.Sscan(*in.Marker, &i)
+	}
+	out := &kms.ListAliasesOutput{}
+	if i < len(p.aliases) {
+		out.Aliases = p.aliases[i : i+1]
+	}
+	if i+1 < len(p.aliases) {
+		out.Truncated, out.NextMarker = true, aws.String(fmt.Sprint(i+1))
+	}
+	return out, nil
+}
+
+func aliasTo(name, keyARN string) kmstypes.AliasListEntry {
+	return kmstypes.AliasListEntry{AliasName: aws.String(name), TargetKeyId: aws.String(keyIDOf(keyARN))}
+}
+
+// TestStatusAliasesPerAccount: status lists aliases in each account and
+// Region of the keys shown, through that account's clients (a member's
+// with the member role's credentials), every page; a key shows the
+// aliases of its own account and Region only (a multi-Region key has one
+// id in every Region); a member that is down is not asked; an account
+// whose listing fails is a warning naming the account and the Region,
+// and the others still show theirs; --no-kms lists nothing.
+func TestStatusAliasesPerAccount(t *testing.T) {
+	f := statusAccounts(t)
+	withAssume(t, memberDown)
+	t.Setenv(kmsaccess.ExternalIDVar, externalID)
+	const memberFail = "555566667777"
+	centralKey := "arn:aws:kms:eu-central-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+	westReplica := strings.Replace(centralKey, "eu-central-1", "eu-west-2", 1)
+	failKey := "arn:aws:kms:eu-west-2:" + memberFail + ":key/eeeeeeee-12ab-34cd-56ef-1234567890ab"
+	far := time.Now().Add(60 * 24 * time.Hour)
+	for _, k := range []string{centralKey, failKey} {
+		f.kms.addKey(k, &far)
+		registerFake(t, f, registry.Entry{KeyARN: k, SecretID: "s", Status: registry.Active, CurrentValidTo: &far, Policy: flow.Policy{ValidFor: "2160h", RenewBefore: "336h"}})
+	}
+	lists := map[string]pagedAliases{
+		"111122223333/eu-west-2":    {aliases: []kmstypes.AliasListEntry{aliasTo("alias/own", testKey), aliasTo("alias/west-replica", westReplica)}},
+		"111122223333/eu-central-1": {aliases: []kmstypes.AliasListEntry{aliasTo("alias/central", centralKey)}},
+		memberA + "/eu-west-2":      {aliases: []kmstypes.AliasListEntry{aliasTo("alias/member-b", memberKey), aliasTo("alias/member-a", memberKey), aliasTo("alias/other", otherKey)}},
+		memberFail + "/eu-west-2":   {err: errors.New("api error AccessDeniedException: not authorized to perform kms:ListAliases")},
+	}
+	var asked []string
+	clients.aliases = func(cs *kmsaccess.Clients, partition, account, region string) aliasAPI {
+		cr, err := cs.AccountConfig(partition, account).Credentials.Retrieve(context.Background())
+		asked = append(asked, fmt.Sprint(account, "/", region, " ", cr.AccessKeyID, err))
+		return lists[account+"/"+region]
+	}
+	out, errOut, code := cliRun("status", "--table", "t", "--json")
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitOK {
+		t.Fatalf("exit %d, %v: %s%s", code, err, out, errOut)
+	}
+	got := map[string]string{}
+	for _, r := range rep.Keys {
+		got[r.KeyARN] = strings.Join(r.Aliases, ",")
+	}
+	for k, want := range map[string]string{testKey: "alias/own", centralKey: "alias/central", memberKey: "alias/member-a,alias/member-b", failKey: "", downKey: ""} {
+		if got[k] != want {
+			t.Errorf("aliases of %s: %q; want %q", k, got[k], want)
+		}
+	}
+	slices.Sort(asked)
+	want := []string{"111122223333/eu-central-1 test<nil>", "111122223333/eu-west-2 test<nil>",
+		memberA + "/eu-west-2 member-" + memberA + "<nil>", memberFail + "/eu-west-2 member-" + memberFail + "<nil>"}
+	if !slices.Equal(asked, want) {
+		t.Errorf("ListAliases asked of %v; want %v (each account and Region once, with its own credentials; %s down, not asked)", asked, want, memberDown)
+	}
+	if !strings.Contains(errOut, "aliases of account "+memberFail+" in eu-west-2 not shown") || !strings.Contains(errOut, "AccessDenied") || strings.Count(errOut, "aliases of account") != 1 {
+		t.Errorf("stderr %q; want one warning naming account %s and eu-west-2", errOut, memberFail)
+	}
+	if strings.Contains(out+errOut, externalID) {
+		t.Error("the ExternalId was printed")
+	}
+	table, _, code := cliRun("status", "--table", "t")
+	if code != exitOK || !strings.Contains(table, "alias/member-a,alias/member-b") || !strings.Contains(table, "alias/central") {
+		t.Errorf("table (exit %d) lacks the member's or the second Region's aliases:\n%s", code, table)
+	}
+	asked = nil
+	if _, errOut, code := cliRun("status", "--table", "t", "--no-kms"); code != exitOK || len(asked) != 0 || errOut != "" {
+		t.Errorf("--no-kms: exit %d, ListAliases asked of %v, stderr %q; want nothing read", code, asked, errOut)
+	}
+}
+
+// TestAliasesPaced: each ListAliases page waits in the budget of the
+// account and Region (registry.Budget), the one the DescribeKey reads of
+// the same keys take; another account's budget does not wait for it.
+func TestAliasesPaced(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var waits []time.Duration
+	pace := &planner.Pacer{Rate: 1, Now: func() time.Time { return clock },
+		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }}
+	ctx := context.Background()
+	if err := pace.WaitIn(ctx, registry.Budget(testKey, "")); err != nil { // the key's DescribeKey
+		t.Fatal(err)
+	}
+	saved := clients.aliases
+	t.Cleanup(func() { clients.aliases = saved })
+	clients.aliases = func(_ *kmsaccess.Clients, _, account, _ string) aliasAPI {
+		if account == memberA {
+			return pagedAliases{aliases: []kmstypes.AliasListEntry{aliasTo("alias/m", memberKey)}}
+		}
+		return pagedAliases{aliases: []kmstypes.AliasListEntry{aliasTo("alias/a", testKey), aliasTo("alias/b", testKey)}}
+	}
+	rows := []statusRow{{KeyARN: testKey}, {KeyARN: memberKey}}
+	var stderr bytes.Buffer
+	addAliases(ctx, keyAccounts{}, pace, rows, &stderr)
+	if want := []time.Duration{time.Second, 2 * time.Second}; !slices.Equal(waits, want) {
+		t.Errorf("waits %v; want %v (two pages after the key's read in its budget; the member's own budget free)", waits, want)
+	}
+	if strings.Join(rows[0].Aliases, ",") != "alias/a,alias/b" || strings.Join(rows[1].Aliases, ",") != "alias/m" || stderr.Len() != 0 {
+		t.Errorf("rows %+v, stderr %q", rows, stderr.String())
 	}
 }
