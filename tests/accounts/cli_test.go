@@ -128,28 +128,42 @@ func TestAdoptAndStatusAcrossAccounts(t *testing.T) {
 			t.Errorf("the key without material was registered: %+v", e)
 		}
 	})
-	t.Run("status shows both accounts from their own KMS", func(t *testing.T) {
+	t.Run("status shows both accounts from their own KMS, aliases included", func(t *testing.T) {
+		// An alias in the member account, made there directly: status
+		// lists it through the member role (ListAliases, the member
+		// template's member-discovery policy).
+		alias := "alias/" + team
+		if _, err := memberKit.KMS.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: &alias, TargetKeyId: &good[0]}); err != nil {
+			t.Fatal(err)
+		}
 		out, code := cli("status", "--json")
 		if code != 0 {
 			t.Fatalf("status exit %d", code)
 		}
 		var rep struct {
 			Keys []struct {
-				KeyARN  string `json:"keyArn"`
-				Account string `json:"account"`
+				KeyARN  string   `json:"keyArn"`
+				Account string   `json:"account"`
+				Aliases []string `json:"aliases"`
 			} `json:"keys"`
 		}
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("status --json: %v", err)
 		}
-		accounts := map[string]string{}
+		accounts, aliases := map[string]string{}, map[string][]string{}
 		for _, k := range rep.Keys {
-			accounts[k.KeyARN] = k.Account
+			accounts[k.KeyARN], aliases[k.KeyARN] = k.Account, k.Aliases
 		}
 		for arn, want := range map[string]string{good[0]: member, good[1]: member, hubKeys[0]: hub} {
 			if accounts[arn] != want {
 				t.Errorf("status: %s in account %q, want %s", arn, accounts[arn], want)
 			}
+		}
+		if got := aliases[good[0]]; len(got) != 1 || got[0] != alias {
+			t.Errorf("status: aliases of the member's key %s are %v, want [%s] (listed in the member account)", good[0], got, alias)
+		}
+		if got := aliases[good[1]]; len(got) != 0 {
+			t.Errorf("status: aliases of the member's key %s are %v, want none", good[1], got)
 		}
 		table, code := cli("status", "--account", member)
 		if code != 0 || !strings.Contains(table, good[0]) || strings.Contains(table, hubKeys[0]) {
