@@ -373,7 +373,44 @@ func checkMaterials(md *types.KeyMetadata, r *flow.Request, p *flow.Plan, rots [
 			return fmt.Sprintf("after RotateKeyOnDemand the new key material %s of %s is %s, not CURRENT", flow.ShortID(p.NewMaterialID), *md.Arn, e.KeyMaterialState)
 		}
 	}
+	// DescribeKey's ValidTo is "the earliest time at which any imported
+	// key material permanently associated with this KMS key expires"
+	// (docs/aws-behaviour.md row 43), and it is what is recorded (the
+	// registry's currentValidTo, the import record), so it must agree with
+	// the list just checked. Each read is eventually consistent on its own
+	// (row 12): a fresh list beside a stale DescribeKey is checked again,
+	// never recorded.
+	if want := earliestValidTo(rots); !sameTime(md.ValidTo, want) {
+		return fmt.Sprintf("DescribeKey of %s says ValidTo %s, its materials' earliest is %s: reads not yet consistent", *md.Arn, timeOrNone(md.ValidTo), timeOrNone(want))
+	}
 	return ""
+}
+
+// earliestValidTo is the earliest ValidTo of the imported materials listed
+// (nil: none expires).
+func earliestValidTo(rots []types.RotationsListEntry) *time.Time {
+	var first *time.Time
+	for _, e := range rots {
+		if e.ImportState == types.ImportStateImported && e.ValidTo != nil && (first == nil || e.ValidTo.Before(*first)) {
+			first = e.ValidTo
+		}
+	}
+	return first
+}
+
+// sameTime: both absent, or the same instant.
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
+}
+
+func timeOrNone(t *time.Time) string {
+	if t == nil {
+		return "none"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // mapMaterials brings the material map in line with what KMS lists: every

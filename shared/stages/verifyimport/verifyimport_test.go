@@ -183,3 +183,42 @@ func TestStaleReadsAreCheckedAgain(t *testing.T) {
 		t.Fatalf("%d import records, want 1", len(recs))
 	}
 }
+
+// TestMaterialsAndDescribeAgree: each KMS read is eventually consistent on
+// its own; a ListKeyRotations that shows the new ValidTo beside a
+// DescribeKey that still shows the old one is not yet verified (the stale
+// ValidTo would be recorded as the key's).
+func TestMaterialsAndDescribeAgree(t *testing.T) {
+	arn := "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	old, renewed := time.Now().Add(time.Hour).UTC().Truncate(time.Second), time.Now().Add(90*24*time.Hour).UTC().Truncate(time.Second)
+	r := &flow.Request{KeyID: arn, Policy: flow.Policy{ExpirationModel: flow.Expires}}
+	now := time.Now()
+	p := &flow.Plan{Items: []flow.PlanItem{{KeyARN: arn, KeyMaterialID: "m1", ValidTo: &renewed, ImportedAt: &now}}}
+	list := []types.RotationsListEntry{{KeyMaterialId: aws.String("m1"), ImportState: types.ImportStateImported, KeyMaterialState: types.KeyMaterialStateCurrent,
+		ExpirationModel: types.ExpirationModelTypeKeyMaterialExpires, ValidTo: &renewed}}
+	// A second, older material expiring sooner: DescribeKey's ValidTo is
+	// the earliest of all (row 43), not the current one's.
+	sooner := time.Now().Add(10 * 24 * time.Hour).UTC().Truncate(time.Second)
+	two := append([]types.RotationsListEntry{{KeyMaterialId: aws.String("m0"), ImportState: types.ImportStateImported, KeyMaterialState: types.KeyMaterialStateNonCurrent,
+		ExpirationModel: types.ExpirationModelTypeKeyMaterialExpires, ValidTo: &sooner}}, list...)
+	for _, c := range []struct {
+		name    string
+		validTo *time.Time
+		list    []types.RotationsListEntry
+		waiting string
+	}{
+		{"DescribeKey stale", &old, list, "reads not yet consistent"},
+		{"DescribeKey without ValidTo", nil, list, "reads not yet consistent"},
+		{"both agree", &renewed, list, ""},
+		{"two materials: the earliest", &sooner, two, ""},
+		{"two materials: the current one's is not DescribeKey's", &renewed, two, "reads not yet consistent"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			md := &types.KeyMetadata{Arn: aws.String(arn), KeyState: types.KeyStateEnabled, ValidTo: c.validTo}
+			got := checkMaterials(md, r, p, c.list)
+			if (c.waiting == "") != (got == "") || !strings.Contains(got, c.waiting) {
+				t.Fatalf("checkMaterials: %q, want %q", got, c.waiting)
+			}
+		})
+	}
+}
