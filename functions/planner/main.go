@@ -22,13 +22,17 @@ const name = "planner"
 // after discovery (the function's Timeout is 60 s).
 const discoveryReserve = 20 * time.Second
 
+// pageReserve is the end of an invocation a page's KMS reads leave for
+// writing the page out (the rest of the registry page goes to the next).
+const pageReserve = 10 * time.Second
+
 func main() {
 	c := settings.MustInit(name)
 	s := c.Settings
 	stage := &planner.Stage{Registry: c.Registry, PageSize: int32(s.PlannerPageSize), MaxConcurrency: s.MaxConcurrency,
 		KMS: kmsaccess.Describing{Regional: c.KMS}, Pace: &planner.Pacer{Rate: s.KMSReadRate},
 		Notify:   &planner.Notifier{SNS: c.SNS, Topic: s.AlertTopic, Marks: &planner.DynamoMarks{DB: c.Registry.DB, Table: s.Table}},
-		Replicas: c.Registry, AlarmDays: s.ExpiryAlarmDays}
+		Replicas: c.Registry, AlarmDays: s.ExpiryAlarmDays, Reserve: pageReserve}
 	d, err := settings.DiscoveryFromEnv()
 	if err != nil {
 		telemetry.NewLogger(name).Error("configuration", "error", err.Error())

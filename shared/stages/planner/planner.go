@@ -8,6 +8,7 @@ package planner
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"time"
 
 	"github.com/kms-reimport/kms-reimport/shared/flow"
@@ -136,6 +137,9 @@ type Stats struct {
 	// does not have (the registry decided for both).
 	Unread   int `json:"unread,omitempty"`
 	KeysGone int `json:"keysGone,omitempty"`
+	// PagesCut counts the registry pages cut short because the
+	// invocation's deadline came near (Stage.Reserve).
+	PagesCut int `json:"pagesCut,omitempty"`
 	// RoleUnavailable counts the keys not planned because their account's
 	// member role can't be assumed; UnavailableAccounts names each such
 	// account once per run (and is how the run tells it once: the next
@@ -227,6 +231,11 @@ type Stage struct {
 	// Discovery, when set, runs on a run's first page before the registry
 	// is read (discovery.go); nil: no discovery call at all.
 	Discovery *Discovery
+	// Reserve is the end of an invocation kept for writing the page out:
+	// KMS reads (throttled, retried with backoff) stop Reserve before the
+	// invocation's deadline and the rest of the registry page goes to the
+	// next invocation, instead of the whole page timing out (0: none).
+	Reserve time.Duration
 }
 
 // Run is the planner's handler: its event is a previous State (the next
@@ -284,8 +293,18 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 	}
 	log := telemetry.Logger(ctx)
 	budget := newPageBudget(out)
+	reads, cancel := p.readWindow(ctx)
+	defer cancel()
 	for i, e := range page.Entries {
-		d, err := p.decide(ctx, st, e, now)
+		d, err := p.decide(reads, st, e, now)
+		if err != nil && i > 0 && reads.Err() != nil {
+			// The deadline is near (reads slowed by throttling): the rest
+			// of the registry page goes to the next invocation.
+			out.Next = page.Entries[i-1].SK
+			st.PagesCut++
+			log.Warn("registry page cut short: the invocation's deadline is near", "decided", i, "entries", len(page.Entries), "error", err.Error())
+			break
+		}
 		if err != nil {
 			return s, err
 		}
@@ -312,15 +331,30 @@ func (p *Stage) Plan(ctx context.Context, s State) (State, error) {
 		p.countBlocked(ctx, st, e, now)
 	}
 	out.Groups = GroupItems(out.Items, mc)
-	log.Info("registry page planned", "page", st.Pages, "entries", len(page.Entries), "due", len(out.Items), "groups", len(out.Groups), "more", out.Next != "")
+	logPlanned(log, out, len(page.Entries))
+	return out, nil
+}
+
+// logPlanned logs a page planned and, on the last, the fleet's plan.
+func logPlanned(log *slog.Logger, out State, entries int) {
+	st := out.Stats
+	log.Info("registry page planned", "page", st.Pages, "entries", entries, "due", len(out.Items), "groups", len(out.Groups), "more", out.Next != "")
 	if out.Next == "" {
 		// "ineligible" is the blocked count: the dashboard's query reads
 		// that field.
 		log.Info("fleet planned", "scanned", st.Scanned, "due", st.Due, "ineligible", st.Blocked, "importItems", st.ImportItems,
 			"fewestDaysLeft", deref(st.FewestDaysLeft), "fewestDaysLeftKey", st.FewestDaysLeftKey,
-			"drifted", st.Drifted, "expiringSoon", st.ExpiringSoon, "replicasGone", st.ReplicasGone, "unread", st.Unread)
+			"drifted", st.Drifted, "expiringSoon", st.ExpiringSoon, "replicasGone", st.ReplicasGone, "unread", st.Unread, "pagesCut", st.PagesCut)
 	}
-	return out, nil
+}
+
+// readWindow is the context of a page's KMS reads: the invocation's,
+// ending Reserve before its deadline.
+func (p *Stage) readWindow(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && p.Reserve > 0 {
+		return context.WithDeadline(ctx, dl.Add(-p.Reserve))
+	}
+	return context.WithCancel(ctx)
 }
 
 // countBlocked counts and lists a due key that is blocked (planned again:

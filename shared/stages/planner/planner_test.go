@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
 	"github.com/kms-reimport/kms-reimport/shared/flow"
 	"github.com/kms-reimport/kms-reimport/shared/registry"
 	"github.com/kms-reimport/kms-reimport/shared/telemetry"
@@ -284,5 +287,52 @@ func TestImportItems(t *testing.T) {
 				t.Fatalf("ImportItems = %d, want %d", got, c.want)
 			}
 		})
+	}
+}
+
+// slowKMS answers DescribeKey for the first n keys; after that each read
+// waits until its context ends, as a throttled read retried with backoff
+// does when the invocation's time runs out.
+type slowKMS struct{ n int }
+
+func (k *slowKMS) Describe(ctx context.Context, _, arn string) (*types.KeyMetadata, error) {
+	if k.n > 0 {
+		k.n--
+		return &types.KeyMetadata{Arn: aws.String(arn), KeyState: types.KeyStateEnabled, ValidTo: aws.Time(time.Now().Add(60 * 24 * time.Hour))}, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestPageCutBeforeTheDeadline: reads that can't finish before the
+// invocation's deadline (less Reserve) cut the page after the last key
+// decided; the next invocation goes on from there; nothing is lost. A
+// first key that can't be read is an error (the task is retried).
+func TestPageCutBeforeTheDeadline(t *testing.T) {
+	now := time.Now()
+	f := newFleet(t, now)
+	for i := 0; i < 5; i++ {
+		f.key(arn(i), f.days(60))
+	}
+	p := &Stage{Registry: f.s, PageSize: 10, KMS: &slowKMS{n: 2}, Pace: &Pacer{}, Reserve: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	out, err := p.Plan(ctx, State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Next != "KEY#"+arn(1) || out.Stats.Scanned != 2 || out.Stats.PagesCut != 1 {
+		t.Fatalf("next %q, scanned %d, cut %d; want the page cut after the two keys read", out.Next, out.Stats.Scanned, out.Stats.PagesCut)
+	}
+	p.KMS = &slowKMS{n: 10}
+	rest, err := p.Plan(context.Background(), out)
+	if err != nil || rest.Next != "" || rest.Stats.Scanned != 5 {
+		t.Fatalf("the next invocation: %v, next %q, scanned %d; want the other 3 keys", err, rest.Next, rest.Stats.Scanned)
+	}
+	p.KMS = &slowKMS{}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel2()
+	if _, err := p.Plan(ctx2, State{}); err == nil {
+		t.Fatal("no key readable before the deadline: want an error (the task is retried), not an empty page")
 	}
 }
