@@ -14,14 +14,12 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/kms-reimport/kms-reimport/shared/kmsaccess"
@@ -395,7 +393,7 @@ func addAliases(ctx context.Context, a keyAccounts, pace *planner.Pacer, rows []
 	}
 	for _, p := range places {
 		api := clients.aliases(a.clients, a.partition, p.account, p.region)
-		byID, err := aliasesOf(ctx, api, pace, registry.Budget(rows[rowsOf[p][0]].KeyARN, ""))
+		byID, err := planner.AliasesByKey(ctx, api, pace, registry.Budget(rows[rowsOf[p][0]].KeyARN, ""))
 		if err != nil {
 			fmt.Fprintf(stderr, "kms-reimport status: warning: aliases of account %s in %s not shown: %v\n", p.account, p.region, err)
 			continue
@@ -404,35 +402,6 @@ func addAliases(ctx context.Context, a keyAccounts, pace *planner.Pacer, rows []
 			rows[i].Aliases = append(rows[i].Aliases, byID[keyIDOf(rows[i].KeyARN)]...)
 		}
 	}
-}
-
-// aliasesOf lists the aliases of one account and Region (every page,
-// each paced in budget) by target key id, sorted.
-func aliasesOf(ctx context.Context, api aliasAPI, pace *planner.Pacer, budget string) (map[string][]string, error) {
-	m := map[string][]string{}
-	in := &kms.ListAliasesInput{}
-	for {
-		if err := pace.WaitIn(ctx, budget); err != nil {
-			return nil, err
-		}
-		out, err := api.ListAliases(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("ListAliases: %w", err)
-		}
-		for _, a := range out.Aliases {
-			if a.TargetKeyId != nil && a.AliasName != nil {
-				m[*a.TargetKeyId] = append(m[*a.TargetKeyId], *a.AliasName)
-			}
-		}
-		if !out.Truncated || out.NextMarker == nil {
-			break
-		}
-		in.Marker = out.NextMarker
-	}
-	for _, names := range m {
-		slices.Sort(names)
-	}
-	return m, nil
 }
 
 // keyIDOf is the key id at the end of a key ARN.

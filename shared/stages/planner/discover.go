@@ -45,7 +45,7 @@ type AdoptStore interface {
 // list and its description is passed over; one DescribeKey does not find
 // yet is kept, Unseen, when it is tagged.
 func Discover(ctx context.Context, k DiscoveryAPI, pace *Pacer, budget string, selector map[string]string) ([]Candidate, error) {
-	aliases, err := aliasesByKey(ctx, k, pace, budget)
+	aliases, err := AliasesByKey(ctx, k, pace, budget)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +76,15 @@ func Discover(ctx context.Context, k DiscoveryAPI, pace *Pacer, budget string, s
 	}
 }
 
-// aliasesByKey lists a Region's aliases (every page) by target key id.
-func aliasesByKey(ctx context.Context, k DiscoveryAPI, pace *Pacer, budget string) (map[string][]string, error) {
+// AliasLister is the KMS call AliasesByKey makes.
+type AliasLister interface {
+	ListAliases(context.Context, *kms.ListAliasesInput, ...func(*kms.Options)) (*kms.ListAliasesOutput, error)
+}
+
+// AliasesByKey lists the aliases of one account and Region (every page,
+// each paced in budget) by target key id, sorted: discovery's and
+// `kms-reimport status`'s.
+func AliasesByKey(ctx context.Context, k AliasLister, pace *Pacer, budget string) (map[string][]string, error) {
 	by := map[string][]string{}
 	in := &kms.ListAliasesInput{}
 	for {
